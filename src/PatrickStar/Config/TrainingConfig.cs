@@ -1,0 +1,97 @@
+namespace PatrickStar.Config;
+
+/// <summary>Numeric precision of the training run.</summary>
+public enum Precision
+{
+    /// <summary>Everything in fp32.</summary>
+    Fp32,
+    /// <summary>bf16 compute and gradients, fp32 master weights and optimizer state; no loss scaling.</summary>
+    Bf16,
+}
+
+/// <summary>The architecture of a GPT model. Either a preset name or explicit sizes (sizes override the preset).</summary>
+public sealed class ModelSection
+{
+    /// <summary>Name of a preset in the model zoo (e.g. "gpt2-mini", "gpt2"); null when all sizes are given.</summary>
+    public string? Preset { get; set; } = "gpt2-mini";
+    public int? VocabSize { get; set; }
+    /// <summary>Maximum context length (n_positions).</summary>
+    public int? ContextLength { get; set; }
+    public int? Layers { get; set; }
+    public int? Hidden { get; set; }
+    public int? Heads { get; set; }
+    public double? Dropout { get; set; }
+}
+
+public sealed class DataSection
+{
+    /// <summary>Text files to train on; empty means the built-in generated corpus.</summary>
+    public List<string> Files { get; set; } = new();
+    /// <summary>Fraction of the tokens (taken from the end) held out for validation.</summary>
+    public double ValidationFraction { get; set; } = 0.1;
+}
+
+public enum OptimizerType { AdamW, Adam }
+
+public sealed class OptimizerSection
+{
+    public OptimizerType Type { get; set; } = OptimizerType.AdamW;
+    public double LearningRate { get; set; } = 1e-3;
+    public double Beta1 { get; set; } = 0.9;
+    public double Beta2 { get; set; } = 0.95;
+    public double Eps { get; set; } = 1e-8;
+    public double WeightDecay { get; set; } = 0.1;
+    /// <summary>When true, 1-D tensors (biases, LayerNorm weights) get no weight decay.</summary>
+    public bool NoDecayOnBiasAndNorm { get; set; } = true;
+}
+
+public enum ScheduleType { Constant, WarmupCosine, WarmupLinear }
+
+public sealed class SchedulerSection
+{
+    public ScheduleType Type { get; set; } = ScheduleType.WarmupCosine;
+    public int WarmupSteps { get; set; } = 20;
+    /// <summary>Steps over which the schedule decays; null means the run's step count.</summary>
+    public int? TotalSteps { get; set; }
+    /// <summary>The floor of the decay, as a fraction of the peak learning rate.</summary>
+    public double MinLrRatio { get; set; } = 0.1;
+}
+
+public sealed class EvalSection
+{
+    /// <summary>Run validation every this many steps (and at the end); 0 disables periodic validation.</summary>
+    public int Interval { get; set; } = 50;
+    /// <summary>Number of validation batches averaged per evaluation.</summary>
+    public int Batches { get; set; } = 8;
+}
+
+/// <summary>
+/// Everything a training run needs. Loaded from a JSON file (DeepSpeed / PatrickStar style keys, see
+/// <see cref="ConfigLoader"/>) and then overridden by command-line flags; <see cref="Validate"/> is
+/// called after both.
+/// </summary>
+public sealed class TrainingConfig
+{
+    public ModelSection Model { get; set; } = new();
+    public DataSection Data { get; set; } = new();
+    public int MicroBatchSize { get; set; } = 8;
+    public int GradientAccumulationSteps { get; set; } = 1;
+    public int SequenceLength { get; set; } = 128;
+    public int Steps { get; set; } = 300;
+    public Precision Precision { get; set; } = Precision.Fp32;
+    public OptimizerSection Optimizer { get; set; } = new();
+    public SchedulerSection Scheduler { get; set; } = new();
+    /// <summary>Global-norm gradient clipping threshold; 0 disables clipping.</summary>
+    public double GradientClipping { get; set; } = 1.0;
+    public long Seed { get; set; } = 1337;
+    public EvalSection Eval { get; set; } = new();
+    /// <summary>Which engine runs the model: "plain" (everything on the compute device).</summary>
+    public string Engine { get; set; } = "plain";
+    /// <summary>Compute device: "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N".</summary>
+    public string Device { get; set; } = "auto";
+    /// <summary>Intra-op threads for torch; 0 keeps torch's default (one per core).</summary>
+    public int Threads { get; set; } = 0;
+
+    /// <summary>Tokens consumed per optimizer step.</summary>
+    public long TokensPerStep => (long)MicroBatchSize * GradientAccumulationSteps * SequenceLength;
+}
