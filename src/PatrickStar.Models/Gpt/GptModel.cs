@@ -1,0 +1,212 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+using F = TorchSharp.torch.nn.functional;
+
+namespace PatrickStar.Models.Gpt;
+
+// A GPT-2 decoder, laid out so that its parameter names and shapes are exactly Hugging Face's
+// GPT2LMHeadModel ("transformer.h.0.attn.c_attn.weight" with Conv1D layout [in, out], ...), which
+// lets HF checkpoints load without renaming. Every submodule is invoked through .call(...) so that
+// forward hooks (which the chunk engine relies on) fire. Field names below are the parameter names.
+
+/// <summary>HF's Conv1D: a linear layer whose weight is stored [in, out] (y = x·W + b).</summary>
+public sealed class Conv1D : Module<Tensor, Tensor>
+{
+    private readonly Parameter weight;
+    private readonly Parameter bias;
+    private readonly long inFeatures, outFeatures;
+
+    public Conv1D(long inFeatures, long outFeatures) : base(nameof(Conv1D))
+    {
+        this.inFeatures = inFeatures;
+        this.outFeatures = outFeatures;
+        weight = new Parameter(empty(inFeatures, outFeatures));
+        bias = new Parameter(zeros(outFeatures));
+        RegisterComponents();
+    }
+
+    public Parameter Weight => weight;
+    public Parameter Bias => bias;
+
+    public override Tensor forward(Tensor x)
+    {
+        using var flat = x.reshape(-1, inFeatures);
+        using var y = addmm(bias, flat, weight, beta: 1, alpha: 1);
+        var shape = x.shape.ToArray();
+        shape[^1] = outFeatures;
+        return y.view(shape);
+    }
+}
+
+public sealed class CausalSelfAttention : Module<Tensor, Tensor>
+{
+    private readonly Conv1D c_attn;
+    private readonly Conv1D c_proj;
+    private readonly Dropout resid_dropout;
+    private readonly int heads;
+    private readonly double attentionDropout;
+
+    public CausalSelfAttention(GptConfig cfg) : base(nameof(CausalSelfAttention))
+    {
+        heads = cfg.Heads;
+        attentionDropout = cfg.Dropout;
+        c_attn = new Conv1D(cfg.Hidden, 3L * cfg.Hidden);
+        c_proj = new Conv1D(cfg.Hidden, cfg.Hidden);
+        resid_dropout = nn.Dropout(cfg.Dropout);
+        RegisterComponents();
+    }
+
+    internal Conv1D OutputProjection => c_proj;
+
+    public override Tensor forward(Tensor x)
+    {
+        long b = x.shape[0], t = x.shape[1], h = x.shape[2];
+        using var scope = NewDisposeScope();
+        var qkv = c_attn.call(x);
+        var parts = qkv.split(h, dim: 2);
+        // [B, T, h] -> [B, heads, T, head_size]
+        Tensor Heads(Tensor z) => z.view(b, t, heads, h / heads).transpose(1, 2);
+        var y = F.scaled_dot_product_attention(Heads(parts[0]), Heads(parts[1]), Heads(parts[2]),
+            p: training ? attentionDropout : 0.0, is_casual: true);
+        y = y.transpose(1, 2).contiguous().view(b, t, h);
+        return resid_dropout.call(c_proj.call(y)).MoveToOuterDisposeScope();
+    }
+}
+
+public sealed class Mlp : Module<Tensor, Tensor>
+{
+    private readonly Conv1D c_fc;
+    private readonly Conv1D c_proj;
+    private readonly Dropout dropout;
+
+    public Mlp(GptConfig cfg) : base(nameof(Mlp))
+    {
+        c_fc = new Conv1D(cfg.Hidden, 4L * cfg.Hidden);
+        c_proj = new Conv1D(4L * cfg.Hidden, cfg.Hidden);
+        dropout = nn.Dropout(cfg.Dropout);
+        RegisterComponents();
+    }
+
+    internal Conv1D OutputProjection => c_proj;
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        // GPT-2 uses the tanh approximation of GELU ("gelu_new").
+        var y = F.gelu(c_fc.call(x), TorchSharp.Modules.GELU.Approximate.tanh);
+        return dropout.call(c_proj.call(y)).MoveToOuterDisposeScope();
+    }
+}
+
+public sealed class Block : Module<Tensor, Tensor>
+{
+    private readonly LayerNorm ln_1;
+    private readonly CausalSelfAttention attn;
+    private readonly LayerNorm ln_2;
+    private readonly Mlp mlp;
+
+    public Block(GptConfig cfg) : base(nameof(Block))
+    {
+        ln_1 = nn.LayerNorm(cfg.Hidden, eps: 1e-5);
+        attn = new CausalSelfAttention(cfg);
+        ln_2 = nn.LayerNorm(cfg.Hidden, eps: 1e-5);
+        mlp = new Mlp(cfg);
+        RegisterComponents();
+    }
+
+    internal IEnumerable<Conv1D> ResidualProjections => new[] { attn.OutputProjection, mlp.OutputProjection };
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var a = x + attn.call(ln_1.call(x));
+        var y = a + mlp.call(ln_2.call(a));
+        return y.MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>HF's GPT2Model: embeddings, the blocks and the final LayerNorm.</summary>
+public sealed class GptTransformer : Module<Tensor, Tensor>
+{
+    private readonly Embedding wte;
+    private readonly Embedding wpe;
+    private readonly Dropout drop;
+    private readonly ModuleList<Block> h;
+    private readonly LayerNorm ln_f;
+
+    public GptTransformer(GptConfig cfg) : base(nameof(GptTransformer))
+    {
+        wte = nn.Embedding(cfg.VocabSize, cfg.Hidden);
+        wpe = nn.Embedding(cfg.ContextLength, cfg.Hidden);
+        drop = nn.Dropout(cfg.Dropout);
+        h = new ModuleList<Block>(Enumerable.Range(0, cfg.Layers).Select(_ => new Block(cfg)).ToArray());
+        ln_f = nn.LayerNorm(cfg.Hidden, eps: 1e-5);
+        RegisterComponents();
+    }
+
+    public Embedding TokenEmbedding => wte;
+    public Embedding PositionEmbedding => wpe;
+    public IEnumerable<Block> Blocks => h;
+
+    public override Tensor forward(Tensor idx)
+    {
+        using var scope = NewDisposeScope();
+        long t = idx.shape[1];
+        var pos = arange(t, dtype: ScalarType.Int64, device: idx.device);
+        var x = drop.call(wte.call(idx) + wpe.call(pos));
+        foreach (var block in h) x = block.call(x);
+        return ln_f.call(x).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>
+/// GPT-2 language model (HF's GPT2LMHeadModel): token ids [B, T] in, logits [B, T, vocab] out.
+/// The LM head is the token embedding itself (tied), so it has no parameter of its own.
+/// </summary>
+public sealed class GptModel : Module<Tensor, Tensor>
+{
+    private readonly GptTransformer transformer;
+
+    public GptConfig Config { get; }
+
+    /// <summary>Builds the model on the CPU in fp32 with GPT-2's initialisation (seed torch first for determinism).</summary>
+    public GptModel(GptConfig config) : base(nameof(GptModel))
+    {
+        config.Validate();
+        Config = config;
+        transformer = new GptTransformer(config);
+        RegisterComponents();
+        InitializeWeights();
+    }
+
+    public GptTransformer Transformer => transformer;
+
+    public override Tensor forward(Tensor idx)
+    {
+        if (idx.shape.Length != 2)
+            throw new ArgumentException($"GPT input must be token ids of shape [batch, time]; got [{string.Join(", ", idx.shape)}].");
+        if (idx.shape[1] > Config.ContextLength)
+            throw new ArgumentException($"sequence length {idx.shape[1]} exceeds the model's context length n_positions = {Config.ContextLength}.");
+        using var hidden = transformer.call(idx);
+        return F.linear(hidden, transformer.TokenEmbedding.weight!);
+    }
+
+    // GPT-2: N(0, 0.02) everywhere, residual output projections scaled by 1/sqrt(2·layers), zero biases.
+    private void InitializeWeights()
+    {
+        using var _ = no_grad();
+        double residualStd = 0.02 / Math.Sqrt(2.0 * Config.Layers);
+        var residual = new HashSet<Parameter>(ReferenceEqualityComparer.Instance);
+        foreach (var block in transformer.Blocks)
+            foreach (var proj in block.ResidualProjections)
+                residual.Add(proj.Weight);
+        foreach (var (name, p) in named_parameters())
+        {
+            if (name.EndsWith(".bias")) p.zero_();
+            else if (name.Contains(".ln_")) p.fill_(1.0);
+            else nn.init.normal_(p, 0.0, residual.Contains(p) ? residualStd : 0.02);
+        }
+    }
+}

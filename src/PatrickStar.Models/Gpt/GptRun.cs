@@ -1,0 +1,94 @@
+using PatrickStar.Config;
+using PatrickStar.Data;
+using PatrickStar.Profiling;
+using PatrickStar.Runtime;
+using PatrickStar.Training;
+using static TorchSharp.torch;
+
+namespace PatrickStar.Models.Gpt;
+
+/// <summary>
+/// A GPT training run assembled from a <see cref="TrainingConfig"/>: model sizes resolved and
+/// checked, data loaded, memory checked before allocation, the model built (seeded) and handed to
+/// the configured engine, and a trainer over it. The library's one-call entry point.
+/// </summary>
+public sealed class GptRun : IDisposable
+{
+    public TrainingConfig Config { get; }
+    public GptConfig ModelConfig { get; }
+    public TokenDataset Data { get; }
+    public GptModel Model { get; }
+    public ITrainingEngine Engine { get; }
+    public Trainer Trainer { get; }
+    public Device Device { get; }
+
+    private GptRun(TrainingConfig config, GptConfig modelConfig, TokenDataset data, GptModel model, ITrainingEngine engine, Device device)
+    {
+        Config = config;
+        ModelConfig = modelConfig;
+        Data = data;
+        Model = model;
+        Engine = engine;
+        Device = device;
+        Trainer = new Trainer(config, engine, data, modelConfig.TrainingFlops((long)config.MicroBatchSize * config.GradientAccumulationSteps, config.SequenceLength));
+    }
+
+    /// <summary>Sizes of the configured model (preset with overrides), validated against the sequence length.</summary>
+    public static GptConfig ResolveModel(TrainingConfig config)
+    {
+        var m = config.Model;
+        var resolved = ModelZoo.Resolve(m.Preset, m.VocabSize, m.ContextLength, m.Layers, m.Hidden, m.Heads, m.Dropout);
+        if (config.SequenceLength > resolved.ContextLength)
+            throw new ConfigException($"seq_len = {config.SequenceLength} exceeds the model's context length n_positions = {resolved.ContextLength}" +
+                                      $"{(m.Preset is null ? "" : $" (preset '{m.Preset}')")}. Use --seq {resolved.ContextLength} or less, or a larger model.n_positions.");
+        return resolved;
+    }
+
+    /// <summary>The configured data: the user's files, or the built-in generated corpus.</summary>
+    public static TokenDataset LoadData(TrainingConfig config, ITextTokenizer tokenizer)
+    {
+        if (config.Data.Files.Count > 0)
+            return TokenDataset.FromFiles(config.Data.Files, tokenizer, config.Data.ValidationFraction);
+        string text = DefaultCorpus.Generate(DefaultCorpus.DefaultSeed, DefaultCorpus.DefaultLength);
+        string cacheKey = Path.Combine(Path.GetTempPath(), $"pstar-builtin-corpus-{DefaultCorpus.DefaultSeed}-{DefaultCorpus.DefaultLength}.txt");
+        return TokenDataset.FromText(text, "the built-in corpus", tokenizer, config.Data.ValidationFraction, cacheKey);
+    }
+
+    public static GptRun Create(TrainingConfig config, TokenDataset? data = null)
+    {
+        ConfigLoader.Validate(config);
+        TorchRuntime.EnsureLoaded();
+        TorchRuntime.ConfigureThreads(config.Threads);
+        var device = TorchRuntime.ResolveDevice(config.Device);
+        var modelConfig = ResolveModel(config);
+
+        data ??= LoadData(config, Gpt2Tokenizer.Instance);
+        if (data.VocabSize > modelConfig.VocabSize)
+            throw new ConfigException($"the data's tokenizer has {data.VocabSize:N0} tokens but model.vocab_size = {modelConfig.VocabSize:N0}; use a vocab_size of at least {data.VocabSize:N0}.");
+        data.EnsureFits(config.SequenceLength);
+
+        int bytesPerParam = EngineFactory.DeviceBytesPerParameter(config);
+        MemoryCheck.EnsureFits($"model '{config.Model.Preset ?? "custom"}' with the {config.Engine} engine",
+            modelConfig.ParameterCount * bytesPerParam,
+            $"{modelConfig.ParameterCount:N0} parameters x {bytesPerParam} B of model data in {config.Precision}", device);
+
+        manual_seed(config.Seed);
+        var model = new GptModel(modelConfig);
+        try
+        {
+            var engine = EngineFactory.Create(model, config, device);
+            return new GptRun(config, modelConfig, data, model, engine, device);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        Engine.Dispose();
+        Model.Dispose();
+    }
+}

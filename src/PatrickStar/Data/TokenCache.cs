@@ -1,0 +1,84 @@
+using System.Security.Cryptography;
+using System.Text;
+
+namespace PatrickStar.Data;
+
+/// <summary>
+/// Token files cached next to their source: "corpus.txt" gets "corpus.txt.gpt2-bpe.tokens", whose
+/// header records the SHA-256 of the text it came from. A cache whose hash, tokenizer or length
+/// does not match is ignored and rewritten, so an edited source is never served stale tokens.
+/// When the source's folder is read-only the cache goes to ~/.cache/pstar/tokens instead.
+/// </summary>
+public static class TokenCache
+{
+    private static readonly byte[] Magic = "PSTOKv1\0"u8.ToArray();
+
+    public static string Sha256(byte[] content) => Convert.ToHexString(SHA256.HashData(content)).ToLowerInvariant();
+
+    /// <summary>Tokens of <paramref name="text"/>, from the cache when it matches, else encoded and cached.</summary>
+    public static int[] GetOrEncode(string cacheKeyPath, byte[] content, ITextTokenizer tokenizer, Func<int[]> encode)
+    {
+        string hash = Sha256(content);
+        foreach (var candidate in CandidatePaths(cacheKeyPath, tokenizer))
+        {
+            var cached = TryRead(candidate, hash, tokenizer.Id);
+            if (cached is not null) return cached;
+        }
+        int[] tokens = encode();
+        foreach (var candidate in CandidatePaths(cacheKeyPath, tokenizer))
+            if (TryWrite(candidate, hash, tokenizer.Id, tokens)) break;
+        return tokens;
+    }
+
+    internal static IEnumerable<string> CandidatePaths(string source, ITextTokenizer tokenizer)
+    {
+        yield return $"{source}.{tokenizer.Id}.tokens";
+        string home = Environment.GetEnvironmentVariable("XDG_CACHE_HOME")
+                      ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+        string keyed = Sha256(Encoding.UTF8.GetBytes(Path.GetFullPath(source)))[..16];
+        yield return Path.Combine(home, "pstar", "tokens", $"{Path.GetFileName(source)}.{keyed}.{tokenizer.Id}.tokens");
+    }
+
+    private static int[]? TryRead(string path, string hash, string tokenizerId)
+    {
+        if (!File.Exists(path)) return null;
+        try
+        {
+            using var reader = new BinaryReader(File.OpenRead(path));
+            if (!reader.ReadBytes(Magic.Length).AsSpan().SequenceEqual(Magic)) return null;
+            if (reader.ReadString() != tokenizerId || reader.ReadString() != hash) return null;
+            long count = reader.ReadInt64();
+            if (count < 0 || reader.BaseStream.Length - reader.BaseStream.Position != count * sizeof(int)) return null;
+            var tokens = new int[count];
+            reader.BaseStream.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(tokens.AsSpan()));
+            return tokens;
+        }
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
+    }
+
+    // Written to a temporary file and renamed, so a crash never leaves a half-written cache behind.
+    private static bool TryWrite(string path, string hash, string tokenizerId, int[] tokens)
+    {
+        string temp = $"{path}.{Environment.ProcessId}.tmp";
+        try
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+            using (var writer = new BinaryWriter(File.Create(temp)))
+            {
+                writer.Write(Magic);
+                writer.Write(tokenizerId);
+                writer.Write(hash);
+                writer.Write((long)tokens.Length);
+                writer.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(tokens.AsSpan()));
+            }
+            File.Move(temp, path, overwrite: true);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            try { File.Delete(temp); } catch (Exception) { /* best effort */ }
+            return false;
+        }
+    }
+}

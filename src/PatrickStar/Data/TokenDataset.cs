@@ -1,0 +1,228 @@
+using System.Text;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PatrickStar.Data;
+
+public enum Split { Train, Validation }
+
+/// <summary>Bad or insufficient training data; the message names the file and the fix.</summary>
+public sealed class DataException : Exception
+{
+    public DataException(string message) : base(message) { }
+}
+
+/// <summary>
+/// A token stream split into a training part and a held-out validation part (the last fraction of
+/// every source, so both splits see every file). Batches are random windows of seq+1 tokens:
+/// input = tokens[i .. i+seq), target = tokens[i+1 .. i+seq+1).
+/// </summary>
+public sealed class TokenDataset
+{
+    private readonly int[] train;
+    private readonly int[] validation;
+
+    public string Description { get; }
+    public int VocabSize { get; }
+
+    private TokenDataset(int[] train, int[] validation, int vocabSize, string description)
+    {
+        this.train = train;
+        this.validation = validation;
+        VocabSize = vocabSize;
+        Description = description;
+    }
+
+    public int TrainTokens => train.Length;
+    public int ValidationTokens => validation.Length;
+
+    /// <summary>Tokens of one split, read-only.</summary>
+    public ReadOnlySpan<int> Tokens(Split split) => split == Split.Train ? train : validation;
+
+    /// <summary>Tokenizes text files (cached next to each file); directories contribute their *.txt files.</summary>
+    public static TokenDataset FromFiles(IReadOnlyList<string> paths, ITextTokenizer tokenizer, double validationFraction)
+    {
+        var files = DataFiles.Resolve(paths);
+        var parts = new List<(int[] Train, int[] Val)>();
+        foreach (var file in files)
+        {
+            byte[] content = File.ReadAllBytes(file);
+            if (content.Length == 0 || content.All(b => b is (byte)' ' or (byte)'\n' or (byte)'\r' or (byte)'\t'))
+                throw new DataException($"data file '{file}' is empty (or only whitespace); give a file with text in it.");
+            int[] tokens = TokenCache.GetOrEncode(file, content, tokenizer, () => EncodeLarge(Decode(file, content), tokenizer));
+            parts.Add(SplitTokens(tokens, validationFraction, tokenizer.EndOfText));
+        }
+        string what = files.Count == 1 ? files[0] : $"{files.Count} files";
+        return Combine(parts, tokenizer.VocabSize, what);
+    }
+
+    /// <summary>A dataset from text held in memory (the built-in corpus); cached under the given key path.</summary>
+    public static TokenDataset FromText(string text, string name, ITextTokenizer tokenizer, double validationFraction, string? cacheKeyPath = null)
+    {
+        if (string.IsNullOrWhiteSpace(text)) throw new DataException($"the text '{name}' is empty.");
+        byte[] content = Encoding.UTF8.GetBytes(text);
+        int[] tokens = cacheKeyPath is null
+            ? EncodeLarge(text, tokenizer)
+            : TokenCache.GetOrEncode(cacheKeyPath, content, tokenizer, () => EncodeLarge(text, tokenizer));
+        return Combine(new List<(int[], int[])> { SplitTokens(tokens, validationFraction, tokenizer.EndOfText) }, tokenizer.VocabSize, name);
+    }
+
+    /// <summary>A dataset over given token ids (tests, pre-tokenized data).</summary>
+    public static TokenDataset FromTokens(int[] tokens, int vocabSize, double validationFraction, string name = "tokens")
+    {
+        foreach (int t in tokens)
+            if (t < 0 || t >= vocabSize) throw new DataException($"token id {t} in '{name}' is outside the vocabulary [0, {vocabSize}).");
+        return Combine(new List<(int[], int[])> { SplitTokens(tokens, validationFraction, -1) }, vocabSize, name);
+    }
+
+    private static string Decode(string file, byte[] content)
+    {
+        try
+        {
+            return new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(content);
+        }
+        catch (DecoderFallbackException e)
+        {
+            throw new DataException($"data file '{file}' is not UTF-8 text (invalid byte at offset {e.Index}); convert it to UTF-8 first.");
+        }
+    }
+
+    // Encoding a large text in one call holds many intermediate strings; do it a paragraph block at a time.
+    // Blocks end at a newline, which the GPT-2 pre-tokenizer treats as a boundary anyway.
+    private static int[] EncodeLarge(string text, ITextTokenizer tokenizer)
+    {
+        const int block = 1 << 20;
+        if (text.Length <= block) return tokenizer.Encode(text);
+        var all = new List<int>(text.Length / 3);
+        int start = 0;
+        while (start < text.Length)
+        {
+            int end = Math.Min(text.Length, start + block);
+            if (end < text.Length)
+            {
+                int nl = text.IndexOf('\n', end);
+                end = nl < 0 ? text.Length : nl + 1;
+            }
+            all.AddRange(tokenizer.Encode(text[start..end]));
+            start = end;
+        }
+        return all.ToArray();
+    }
+
+    private static (int[] Train, int[] Val) SplitTokens(int[] tokens, double validationFraction, int separator)
+    {
+        int val = (int)Math.Round(tokens.Length * validationFraction);
+        int cut = tokens.Length - val;
+        var trainPart = tokens[..cut];
+        var valPart = tokens[cut..];
+        // Documents are joined by the end-of-text token so no window silently runs from one file into the next.
+        if (separator >= 0)
+        {
+            trainPart = trainPart.Append(separator).ToArray();
+            valPart = valPart.Append(separator).ToArray();
+        }
+        return (trainPart, valPart);
+    }
+
+    private static TokenDataset Combine(List<(int[] Train, int[] Val)> parts, int vocab, string description)
+        => new(parts.SelectMany(p => p.Train).ToArray(), parts.SelectMany(p => p.Val).ToArray(), vocab, description);
+
+    /// <summary>Throws when a split is too short for windows of <paramref name="seq"/> tokens.</summary>
+    public void EnsureFits(int seq)
+    {
+        foreach (var split in new[] { Split.Train, Split.Validation })
+        {
+            int n = Tokens(split).Length;
+            if (n < seq + 1)
+                throw new DataException($"the {split.ToString().ToLowerInvariant()} split of {Description} has {n:N0} tokens, fewer than " +
+                                        $"seq_len + 1 = {seq + 1:N0}. Give more text, a shorter --seq, or a different data.validation_fraction.");
+        }
+    }
+
+    /// <summary>
+    /// A batch of random windows, drawn with <paramref name="rng"/>: inputs and targets as int64 tensors
+    /// of shape [batch, seq] on <paramref name="device"/>.
+    /// </summary>
+    public (Tensor Input, Tensor Target) Batch(Split split, int batch, int seq, SplitMix64 rng, Device device)
+    {
+        var source = Tokens(split);
+        if (source.Length < seq + 1) EnsureFits(seq);
+        var x = new long[batch * seq];
+        var y = new long[batch * seq];
+        long windows = source.Length - seq; // valid starts: 0 .. length - seq - 1
+        for (int b = 0; b < batch; b++)
+        {
+            int start = (int)rng.NextBelow((ulong)windows);
+            for (int t = 0; t < seq; t++)
+            {
+                x[b * seq + t] = source[start + t];
+                y[b * seq + t] = source[start + t + 1];
+            }
+        }
+        var input = tensor(x, new long[] { batch, seq }, ScalarType.Int64);
+        var target = tensor(y, new long[] { batch, seq }, ScalarType.Int64);
+        if (device.type != DeviceType.CPU)
+        {
+            var (di, dt) = (input.to(device), target.to(device));
+            input.Dispose();
+            target.Dispose();
+            return (di, dt);
+        }
+        return (input, target);
+    }
+}
+
+/// <summary>Finds the text files behind the paths a user gave.</summary>
+public static class DataFiles
+{
+    public static IReadOnlyList<string> Resolve(IReadOnlyList<string> paths)
+    {
+        if (paths.Count == 0) throw new DataException("no data files were given.");
+        var files = new List<string>();
+        foreach (var path in paths)
+        {
+            if (File.Exists(path)) files.Add(path);
+            else if (Directory.Exists(path))
+            {
+                var texts = Directory.EnumerateFiles(path, "*.txt", SearchOption.AllDirectories).Order(StringComparer.Ordinal).ToList();
+                if (texts.Count == 0)
+                    throw new DataException($"directory '{path}' contains no *.txt files; point --data at text files or a folder that has some.");
+                files.AddRange(texts);
+            }
+            else throw new DataException($"data file '{path}' does not exist (working directory: {Environment.CurrentDirectory}).");
+        }
+        return files;
+    }
+}
+
+/// <summary>A small, fast, seedable PRNG whose sequence is the same on every platform and runtime.</summary>
+public sealed class SplitMix64
+{
+    private ulong state;
+
+    public SplitMix64(long seed) { state = unchecked((ulong)seed); }
+
+    public ulong Next()
+    {
+        ulong z = state += 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
+    }
+
+    /// <summary>Uniform in [0, bound) without modulo bias (rejection sampling).</summary>
+    public ulong NextBelow(ulong bound)
+    {
+        if (bound == 0) throw new ArgumentOutOfRangeException(nameof(bound));
+        ulong limit = ulong.MaxValue - ulong.MaxValue % bound;
+        ulong r;
+        do { r = Next(); } while (r >= limit);
+        return r % bound;
+    }
+
+    /// <summary>Uniform in [0, 1).</summary>
+    public double NextDouble() => (Next() >> 11) * (1.0 / (1UL << 53));
+
+    /// <summary>The state, to save and restore the stream position.</summary>
+    public ulong State { get => state; set => state = value; }
+}

@@ -1,0 +1,39 @@
+using PatrickStar.Config;
+
+namespace PatrickStar.Optimizer;
+
+/// <summary>
+/// Learning rate as a function of the optimizer step (0-based): constant, or a linear warmup from
+/// 0 to the peak followed by cosine or linear decay to min_lr_ratio × peak at total_steps, then flat.
+/// </summary>
+public sealed class LearningRateSchedule
+{
+    private readonly ScheduleType type;
+    private readonly double peak;
+    private readonly int warmup;
+    private readonly int total;
+    private readonly double floor;
+
+    public LearningRateSchedule(ScheduleType type, double peak, int warmupSteps, int totalSteps, double minLrRatio)
+    {
+        if (totalSteps < 1) throw new ArgumentOutOfRangeException(nameof(totalSteps), totalSteps, "the schedule needs at least one step");
+        this.type = type;
+        this.peak = peak;
+        warmup = type == ScheduleType.Constant ? 0 : warmupSteps;
+        total = totalSteps;
+        floor = peak * minLrRatio;
+    }
+
+    public static LearningRateSchedule From(TrainingConfig c) =>
+        new(c.Scheduler.Type, c.Optimizer.LearningRate, c.Scheduler.WarmupSteps, c.Scheduler.TotalSteps ?? c.Steps, c.Scheduler.MinLrRatio);
+
+    public double At(int step)
+    {
+        if (type == ScheduleType.Constant) return peak;
+        if (step < warmup) return peak * (step + 1) / warmup;
+        if (step >= total) return floor;
+        double progress = (double)(step - warmup) / Math.Max(1, total - warmup);
+        double shape = type == ScheduleType.WarmupCosine ? 0.5 * (1 + Math.Cos(Math.PI * progress)) : 1 - progress;
+        return floor + (peak - floor) * shape;
+    }
+}

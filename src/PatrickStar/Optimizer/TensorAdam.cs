@@ -1,0 +1,122 @@
+using PatrickStar.Config;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PatrickStar.Optimizer;
+
+/// <summary>Adam's hyperparameters; the learning rate comes from the schedule at every step.</summary>
+public sealed record AdamSettings(OptimizerType Type, double Beta1, double Beta2, double Eps, double WeightDecay)
+{
+    public static AdamSettings From(OptimizerSection s) => new(s.Type, s.Beta1, s.Beta2, s.Eps, s.WeightDecay);
+}
+
+/// <summary>
+/// Adam / AdamW over fp32 tensors with in-place tensor ops, on whatever device the tensors live.
+/// Same arithmetic as torch.optim's (bias-corrected, eps added after the square root), so results
+/// match it; unlike TorchSharp's optimizer its state (step, momentum, variance) is plain tensors that
+/// an engine or a checkpoint can read and write.
+/// </summary>
+public sealed class TensorAdam : IDisposable
+{
+    /// <summary>One parameter's slot: the fp32 weight, where its fp32 gradient is, and whether it decays.</summary>
+    public sealed class Slot
+    {
+        internal Slot(string name, Tensor weight, bool decay)
+        {
+            Name = name;
+            Weight = weight;
+            Decay = decay;
+            Momentum = zeros_like(weight, dtype: ScalarType.Float32);
+            Variance = zeros_like(weight, dtype: ScalarType.Float32);
+        }
+
+        public string Name { get; }
+        public Tensor Weight { get; }
+        public bool Decay { get; }
+        public Tensor Momentum { get; }
+        public Tensor Variance { get; }
+    }
+
+    private readonly List<Slot> slots = new();
+    private readonly AdamSettings settings;
+
+    public TensorAdam(AdamSettings settings) { this.settings = settings; }
+
+    public IReadOnlyList<Slot> Slots => slots;
+
+    /// <summary>Optimizer steps taken so far (drives bias correction).</summary>
+    public long StepCount { get; set; }
+
+    public void Add(string name, Tensor weight, bool decay)
+    {
+        if (weight.dtype != ScalarType.Float32)
+            throw new ArgumentException($"TensorAdam keeps fp32 weights; '{name}' is {weight.dtype}.");
+        slots.Add(new Slot(name, weight, decay));
+    }
+
+    /// <summary>One update; <paramref name="gradients"/>[i] is the fp32 gradient of slot i.</summary>
+    public void Step(IReadOnlyList<Tensor> gradients, double learningRate)
+    {
+        if (gradients.Count != slots.Count)
+            throw new ArgumentException($"{gradients.Count} gradients given for {slots.Count} parameters.");
+        StepCount++;
+        double b1 = settings.Beta1, b2 = settings.Beta2;
+        double bc1 = 1 - Math.Pow(b1, StepCount);
+        double bc2Sqrt = Math.Sqrt(1 - Math.Pow(b2, StepCount));
+        double stepSize = learningRate / bc1;
+        using var _ = no_grad();
+        for (int i = 0; i < slots.Count; i++)
+        {
+            var s = slots[i];
+            using var scope = NewDisposeScope();
+            Tensor g = gradients[i];
+            if (s.Decay && settings.WeightDecay != 0)
+            {
+                if (settings.Type == OptimizerType.AdamW) s.Weight.mul_(1 - learningRate * settings.WeightDecay);
+                else g = g.add(s.Weight, alpha: settings.WeightDecay); // Adam: L2 term joins the gradient
+            }
+            s.Momentum.mul_(b1).add_(g, alpha: 1 - b1);
+            s.Variance.mul_(b2).addcmul_(g, g, value: 1 - b2);
+            var denom = s.Variance.sqrt().div_(bc2Sqrt).add_(settings.Eps);
+            s.Weight.addcdiv_(s.Momentum, denom, value: -stepSize);
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var s in slots)
+        {
+            s.Momentum.Dispose();
+            s.Variance.Dispose();
+        }
+        slots.Clear();
+    }
+}
+
+/// <summary>Global-norm gradient clipping, the same rule as torch.nn.utils.clip_grad_norm_.</summary>
+public static class GradientClipping
+{
+    /// <summary>The L2 norm of all gradients together, accumulated in fp32 or wider.</summary>
+    public static double GlobalNorm(IEnumerable<Tensor> gradients)
+    {
+        using var scope = NewDisposeScope();
+        Tensor? sumSquares = null;
+        foreach (var g in gradients)
+        {
+            var n = linalg.vector_norm(g.dtype == ScalarType.Float32 || g.dtype == ScalarType.Float64 ? g : g.to(ScalarType.Float32));
+            var sq = n.square();
+            sumSquares = sumSquares is null ? sq : sumSquares.add_(sq);
+        }
+        return sumSquares is null ? 0.0 : Math.Sqrt(sumSquares.to(ScalarType.Float64).item<double>());
+    }
+
+    /// <summary>Scales the gradients in place when their global norm exceeds <paramref name="maxNorm"/>.</summary>
+    public static void Scale(IEnumerable<Tensor> gradients, double norm, double maxNorm)
+    {
+        if (maxNorm <= 0) return;
+        double factor = maxNorm / (norm + 1e-6);
+        if (factor >= 1) return;
+        using var _ = no_grad();
+        foreach (var g in gradients) g.mul_(factor);
+    }
+}

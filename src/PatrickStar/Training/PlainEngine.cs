@@ -1,0 +1,132 @@
+using PatrickStar.Config;
+using PatrickStar.Optimizer;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace PatrickStar.Training;
+
+/// <summary>
+/// The baseline: every parameter, gradient and optimizer state on the compute device.
+/// fp32: the model's parameters are the weights the optimizer updates.
+/// bf16: the model runs in bf16; fp32 master weights and fp32 gradient accumulators live beside it,
+/// the optimizer updates the masters and the bf16 parameters are refreshed from them.
+/// </summary>
+public sealed class PlainEngine : ITrainingEngine
+{
+    private readonly Module<Tensor, Tensor> model;
+    private readonly List<Parameter> parameters;
+    private readonly List<Tensor> masters;       // fp32 weights the optimizer owns (== parameters in fp32)
+    private readonly List<Tensor>? masterGrads;  // bf16 only: fp32 gradient accumulators
+    private readonly TensorAdam adam;
+    private readonly double clip;
+    private readonly Precision precision;
+    private readonly Dictionary<string, double> statistics = new();
+
+    /// <summary>Model data per parameter: fp32 = weight + grad + m + v; bf16 adds the fp32 master and its grad.</summary>
+    public static int BytesPerParameter(Precision p) => p == Precision.Fp32 ? 16 : 20;
+
+    public PlainEngine(Module<Tensor, Tensor> model, TrainingConfig config, Device device)
+    {
+        this.model = model;
+        Device = device;
+        precision = config.Precision;
+        clip = config.GradientClipping;
+        model.to(device);
+        if (precision == Precision.Bf16) model.to(ScalarType.BFloat16);
+        model.train();
+
+        // Tied weights appear once: parameters() already yields each Parameter once.
+        var named = model.named_parameters().ToList();
+        parameters = named.Select(n => n.parameter).ToList();
+        adam = new TensorAdam(AdamSettings.From(config.Optimizer));
+        masters = new List<Tensor>();
+        if (precision == Precision.Bf16) masterGrads = new List<Tensor>();
+        using (no_grad())
+        {
+            foreach (var (name, p) in named)
+            {
+                Tensor master = precision == Precision.Fp32 ? p : p.detach().to(ScalarType.Float32).clone();
+                masters.Add(master);
+                masterGrads?.Add(zeros_like(master));
+                bool decay = !config.Optimizer.NoDecayOnBiasAndNorm || p.dim() >= 2;
+                adam.Add(name, master, decay);
+            }
+        }
+    }
+
+    public string Name => "plain";
+    public Module<Tensor, Tensor> Model => model;
+    public Device Device { get; }
+    public TensorAdam Optimizer => adam;
+    public IReadOnlyDictionary<string, double> Statistics => statistics;
+
+    public void Backward(Tensor loss)
+    {
+        loss.backward();
+        if (masterGrads is null) return;
+        // Accumulate in fp32: summing micro-batches in bf16 would lose the small ones.
+        using var _ = no_grad();
+        for (int i = 0; i < parameters.Count; i++)
+        {
+            using var g = parameters[i].grad;
+            if (g is null) continue;
+            masterGrads[i].add_(g);
+            g.zero_();
+        }
+    }
+
+    public StepOutcome Step(double learningRate)
+    {
+        var grads = new List<Tensor>(parameters.Count);
+        var owned = new List<Tensor>();
+        for (int i = 0; i < parameters.Count; i++)
+        {
+            if (masterGrads is not null) { grads.Add(masterGrads[i]); continue; }
+            var g = parameters[i].grad;
+            if (g is null) { g = zeros_like(parameters[i]); owned.Add(g); }
+            else owned.Add(g); // the getter returns a new handle each time: dispose it
+            grads.Add(g);
+        }
+        try
+        {
+            double norm = GradientClipping.GlobalNorm(grads);
+            if (!double.IsFinite(norm))
+            {
+                ZeroGradients(grads);
+                return new StepOutcome(norm, Skipped: true);
+            }
+            GradientClipping.Scale(grads, norm, clip);
+            adam.Step(grads, learningRate);
+            if (precision == Precision.Bf16)
+            {
+                using var _ = no_grad();
+                for (int i = 0; i < parameters.Count; i++) parameters[i].copy_(masters[i]);
+            }
+            ZeroGradients(grads);
+            statistics["grad_norm"] = norm;
+            return new StepOutcome(norm, Skipped: false);
+        }
+        finally
+        {
+            foreach (var g in owned) g.Dispose();
+        }
+    }
+
+    private static void ZeroGradients(List<Tensor> grads)
+    {
+        using var _ = no_grad();
+        foreach (var g in grads) g.zero_();
+    }
+
+    public void Dispose()
+    {
+        adam.Dispose();
+        if (masterGrads is not null)
+        {
+            foreach (var t in masterGrads) t.Dispose();
+            foreach (var t in masters) t.Dispose();
+        }
+    }
+}

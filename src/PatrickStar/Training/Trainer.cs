@@ -1,0 +1,188 @@
+using System.Diagnostics;
+using PatrickStar.Config;
+using PatrickStar.Data;
+using PatrickStar.Optimizer;
+using PatrickStar.Profiling;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace PatrickStar.Training;
+
+/// <summary>Everything measured at one optimizer step.</summary>
+public sealed record StepMetrics(
+    int Step,
+    int TotalSteps,
+    double Loss,
+    double? ValidationLoss,
+    double LearningRate,
+    double GradNorm,
+    bool Skipped,
+    double StepSeconds,
+    double TokensPerSecond,
+    double Tflops,
+    TimeSpan Elapsed,
+    TimeSpan Remaining,
+    MemorySnapshot Memory,
+    IReadOnlyDictionary<string, double> EngineStatistics);
+
+/// <summary>How a run ended.</summary>
+public sealed record TrainingSummary(
+    int StepsDone,
+    double FirstLoss,
+    double LastLoss,
+    double? FirstValidationLoss,
+    double? LastValidationLoss,
+    double MedianStepSeconds,
+    double MedianTokensPerSecond,
+    double MedianTflops,
+    TimeSpan Elapsed,
+    long PeakResidentBytes,
+    bool Cancelled);
+
+/// <summary>The training loss became NaN or infinite.</summary>
+public sealed class TrainingDivergedException : Exception
+{
+    public TrainingDivergedException(string message) : base(message) { }
+}
+
+/// <summary>
+/// The training loop, read top to bottom: for each step, the learning rate from the schedule,
+/// micro-batches through forward and backward, one optimizer step, metrics, periodic validation.
+/// The engine decides where the model data lives; the loop does not care.
+/// </summary>
+public sealed class Trainer
+{
+    private readonly TrainingConfig config;
+    private readonly ITrainingEngine engine;
+    private readonly TokenDataset data;
+    private readonly double flopsPerStep;
+    private readonly LearningRateSchedule schedule;
+    private readonly SplitMix64 batchRng;
+
+    /// <param name="flopsPerStep">Model FLOPs of one optimizer step (all micro-batches), for the TFLOPS figure.</param>
+    public Trainer(TrainingConfig config, ITrainingEngine engine, TokenDataset data, double flopsPerStep)
+    {
+        this.config = config;
+        this.engine = engine;
+        this.data = data;
+        this.flopsPerStep = flopsPerStep;
+        schedule = LearningRateSchedule.From(config);
+        batchRng = new SplitMix64(config.Seed);
+        data.EnsureFits(config.SequenceLength);
+    }
+
+    /// <summary>Called after every step (and its validation, when one ran).</summary>
+    public event Action<StepMetrics>? StepCompleted;
+
+    public TrainingSummary Run(CancellationToken cancel = default)
+    {
+        var clock = Stopwatch.StartNew();
+        var stepTimes = new List<double>();
+        double firstLoss = double.NaN, lastLoss = double.NaN;
+        double? firstVal = null, lastVal = null;
+        int done = 0;
+        long peakRss = 0;
+
+        for (int step = 1; step <= config.Steps && !cancel.IsCancellationRequested; step++)
+        {
+            double lr = schedule.At(step - 1);
+            var stepClock = Stopwatch.StartNew();
+            double loss = TrainStep();
+            var outcome = engine.Step(lr);
+            double seconds = stepClock.Elapsed.TotalSeconds;
+
+            if (!double.IsFinite(loss))
+                throw new TrainingDivergedException($"the training loss became {loss} at step {step} (learning rate {lr:g3}). " +
+                                                    "Lower optimizer.params.lr, enable gradient_clipping, or use fp32.");
+            if (step == 1) firstLoss = loss;
+            lastLoss = loss;
+            done = step;
+            stepTimes.Add(seconds);
+
+            double? val = null;
+            bool evalNow = config.Eval.Interval > 0 && (step % config.Eval.Interval == 0 || step == config.Steps);
+            if (evalNow || (step == 1 && config.Eval.Interval > 0))
+            {
+                val = Evaluate();
+                firstVal ??= val;
+                lastVal = val;
+            }
+
+            var memory = MemoryMeter.Snapshot();
+            peakRss = Math.Max(peakRss, memory.PeakResident);
+            double mean = stepTimes.Count > 1 ? stepTimes.Skip(1).Average() : seconds; // step 1 includes warm-up
+            var remaining = TimeSpan.FromSeconds(mean * (config.Steps - step));
+            StepCompleted?.Invoke(new StepMetrics(step, config.Steps, loss, val, lr, outcome.GradNorm, outcome.Skipped, seconds,
+                config.TokensPerStep / seconds, flopsPerStep / seconds / 1e12, clock.Elapsed, remaining, memory,
+                new Dictionary<string, double>(engine.Statistics)));
+        }
+
+        var steady = stepTimes.Count > 2 ? stepTimes.Skip(1).ToList() : stepTimes;
+        double median = Median(steady);
+        return new TrainingSummary(done, firstLoss, lastLoss, firstVal, lastVal, median,
+            median > 0 ? config.TokensPerStep / median : 0, median > 0 ? flopsPerStep / median / 1e12 : 0,
+            clock.Elapsed, peakRss, cancel.IsCancellationRequested && done < config.Steps);
+    }
+
+    /// <summary>Forward and backward over every micro-batch of one step; returns the step's mean loss.</summary>
+    private double TrainStep()
+    {
+        double total = 0;
+        int accumulation = config.GradientAccumulationSteps;
+        for (int micro = 0; micro < accumulation; micro++)
+        {
+            using var scope = NewDisposeScope();
+            var (input, target) = data.Batch(Split.Train, config.MicroBatchSize, config.SequenceLength, batchRng, engine.Device);
+            var loss = LanguageModelLoss.CrossEntropy(engine.Model.call(input), target);
+            total += loss.item<float>();
+            engine.Backward(accumulation == 1 ? loss : loss / accumulation);
+        }
+        return total / accumulation;
+    }
+
+    /// <summary>Mean loss over a fixed set of validation windows (the same ones every time, so values compare).</summary>
+    public double Evaluate()
+    {
+        var rng = new SplitMix64(config.Seed ^ 0x5EED_7A11);
+        var model = engine.Model;
+        model.eval();
+        try
+        {
+            using var _ = no_grad();
+            double total = 0;
+            for (int i = 0; i < config.Eval.Batches; i++)
+            {
+                using var scope = NewDisposeScope();
+                var (input, target) = data.Batch(Split.Validation, config.MicroBatchSize, config.SequenceLength, rng, engine.Device);
+                total += LanguageModelLoss.CrossEntropy(model.call(input), target).item<float>();
+            }
+            return total / config.Eval.Batches;
+        }
+        finally
+        {
+            model.train();
+        }
+    }
+
+    private static double Median(List<double> values)
+    {
+        if (values.Count == 0) return 0;
+        var sorted = values.Order().ToList();
+        int n = sorted.Count;
+        return n % 2 == 1 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+    }
+}
+
+public static class LanguageModelLoss
+{
+    /// <summary>Mean next-token cross-entropy, computed in fp32 whatever the logits' precision.</summary>
+    public static Tensor CrossEntropy(Tensor logits, Tensor targets)
+    {
+        using var scope = NewDisposeScope();
+        long vocab = logits.shape[^1];
+        var flat = logits.reshape(-1, vocab);
+        if (flat.dtype != ScalarType.Float32) flat = flat.to(ScalarType.Float32);
+        return F.cross_entropy(flat, targets.reshape(-1)).MoveToOuterDisposeScope();
+    }
+}
