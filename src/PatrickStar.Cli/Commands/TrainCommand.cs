@@ -1,0 +1,103 @@
+using System.CommandLine;
+using PatrickStar.Config;
+using PatrickStar.Models.Gpt;
+using PatrickStar.Training;
+
+namespace PatrickStar.Cli.Commands;
+
+/// <summary>`pstar train`: a GPT on the built-in corpus by default; every setting from a config file and/or flags.</summary>
+public static class TrainCommand
+{
+    public static Command Build()
+    {
+        var config = new Option<FileInfo?>("--config") { Description = "JSON config file (DeepSpeed-style keys; see README). Flags override it." };
+        var model = new Option<string?>("--model") { Description = "Model preset (see `pstar models`); default gpt2-mini." };
+        var layers = new Option<int?>("--layers") { Description = "Override the number of transformer blocks (n_layer)." };
+        var hidden = new Option<int?>("--hidden") { Description = "Override the hidden size (n_embd)." };
+        var heads = new Option<int?>("--heads") { Description = "Override the number of attention heads (n_head)." };
+        var context = new Option<int?>("--context") { Description = "Override the model's context length (n_positions)." };
+        var data = new Option<string[]>("--data")
+        {
+            Description = "Text files or folders of *.txt to train on (UTF-8). Default: the built-in generated corpus.",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var steps = new Option<int?>("--steps") { Description = "Optimizer steps to run." };
+        var batch = new Option<int?>("--batch") { Description = "Micro-batch size (sequences per forward pass)." };
+        var accum = new Option<int?>("--accum") { Description = "Gradient accumulation steps (micro-batches per optimizer step)." };
+        var seq = new Option<int?>("--seq") { Description = "Sequence length in tokens (at most the model's context length)." };
+        var precision = new Option<string?>("--precision") { Description = "fp32, or bf16 (bf16 compute, fp32 master weights)." };
+        precision.AcceptOnlyFromAmong("fp32", "bf16");
+        var lr = new Option<double?>("--lr") { Description = "Peak learning rate." };
+        var warmup = new Option<int?>("--warmup") { Description = "Warmup steps of the learning-rate schedule." };
+        var seed = new Option<long?>("--seed") { Description = "Seed for initialisation, dropout and batch sampling." };
+        var evalInterval = new Option<int?>("--eval-interval") { Description = "Validate every N steps (0: never)." };
+        var device = new Option<string?>("--device") { Description = "auto, cpu, cuda or cuda:N." };
+        var threads = new Option<int?>("--threads") { Description = "Torch intra-op threads (0: one per core)." };
+        var metrics = new Option<FileInfo?>("--metrics") { Description = "Write one JSON object per step to this file (JSON Lines)." };
+        var quiet = new Option<bool>("--plain-output") { Description = "Print plain log lines instead of the live display." };
+
+        var command = new Command("train",
+            "Train a GPT language model. Progress shows loss, tokens/s, achieved TFLOPS and memory. TFLOPS counts model FLOPs: " +
+            GptConfig.FlopsFormula + ", divided by the step's wall time.");
+        foreach (var o in new Option[] { config, model, layers, hidden, heads, context, data, steps, batch, accum, seq, precision, lr, warmup,
+                     seed, evalInterval, device, threads, metrics, quiet })
+            command.Options.Add(o);
+
+        command.SetAction(r => CommandErrors.Run(() =>
+        {
+            var cfgFile = r.GetValue(config);
+            var c = cfgFile is null ? new TrainingConfig() : ConfigLoader.Load(cfgFile.FullName);
+            string source = cfgFile is null ? "command line" : $"{cfgFile.Name} with command-line flags";
+
+            if (r.GetValue(model) is string m) c.Model.Preset = m;
+            if (r.GetValue(layers) is int l) c.Model.Layers = l;
+            if (r.GetValue(hidden) is int h) c.Model.Hidden = h;
+            if (r.GetValue(heads) is int hd) c.Model.Heads = hd;
+            if (r.GetValue(context) is int ctx) c.Model.ContextLength = ctx;
+            if (r.GetValue(data) is { Length: > 0 } files) c.Data.Files = files.ToList();
+            if (r.GetValue(steps) is int s) c.Steps = s;
+            if (r.GetValue(batch) is int b) c.MicroBatchSize = b;
+            if (r.GetValue(accum) is int a) c.GradientAccumulationSteps = a;
+            if (r.GetValue(seq) is int q) c.SequenceLength = q;
+            if (r.GetValue(precision) is string p) c.Precision = p == "bf16" ? Precision.Bf16 : Precision.Fp32;
+            if (r.GetValue(lr) is double rate) c.Optimizer.LearningRate = rate;
+            if (r.GetValue(warmup) is int w) c.Scheduler.WarmupSteps = w;
+            if (r.GetValue(seed) is long sd) c.Seed = sd;
+            if (r.GetValue(evalInterval) is int ei) c.Eval.Interval = ei;
+            if (r.GetValue(device) is string dev) c.Device = dev;
+            if (r.GetValue(threads) is int th) c.Threads = th;
+            ConfigLoader.Validate(c, source);
+
+            return Train(c, r.GetValue(metrics)?.FullName, plainOutput: r.GetValue(quiet));
+        }));
+        return command;
+    }
+
+    private static int Train(TrainingConfig config, string? metricsPath, bool plainOutput)
+    {
+        using var cancel = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            if (cancel.IsCancellationRequested) return; // second Ctrl-C: let the process end now
+            e.Cancel = true;
+            cancel.Cancel();
+            Console.Error.WriteLine("Stopping after the current step (press Ctrl-C again to quit at once)...");
+        };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            var display = TrainingDisplay.Create(plainOutput);
+            display.Announce("Preparing: tokenizing data and building the model...");
+            using var run = GptRun.Create(config);
+            using var metrics = metricsPath is null ? null : new MetricsWriter(metricsPath);
+            if (metrics is not null) run.Trainer.StepCompleted += metrics.Write;
+            var summary = display.Run(run, cancel.Token);
+            display.Summarize(run, summary, metricsPath);
+            return 0;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
+}

@@ -1,0 +1,101 @@
+using PatrickStar.Models.Gpt;
+using PatrickStar.Profiling;
+using PatrickStar.Training;
+using Spectre.Console;
+
+namespace PatrickStar.Cli.Commands;
+
+/// <summary>
+/// Shows a run's progress: a live panel on a terminal, plain log lines otherwise (CI, pipes, files),
+/// and a final summary either way.
+/// </summary>
+public sealed class TrainingDisplay
+{
+    private readonly bool live;
+
+    private TrainingDisplay(bool live) { this.live = live; }
+
+    public static TrainingDisplay Create(bool plainOutput) =>
+        new(!plainOutput && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive);
+
+    public void Announce(string text) => AnsiConsole.MarkupLine($"[grey]{CommandErrors.Esc(text)}[/]");
+
+    public TrainingSummary Run(GptRun run, CancellationToken cancel)
+    {
+        var c = run.Config;
+        var m = run.ModelConfig;
+        AnsiConsole.MarkupLine(
+            $"[bold]Training[/] {CommandErrors.Esc(c.Model.Preset ?? "custom GPT")}: {m.ParameterCount:N0} parameters " +
+            $"({m.Layers} layers, hidden {m.Hidden}, {m.Heads} heads, context {m.ContextLength}) on {run.Device}, " +
+            $"{c.Precision.ToString().ToLowerInvariant()}, {run.Engine.Name} engine");
+        AnsiConsole.MarkupLine(
+            $"Data: {CommandErrors.Esc(run.Data.Description)}: {run.Data.TrainTokens:N0} training / {run.Data.ValidationTokens:N0} validation tokens. " +
+            $"Batch {c.MicroBatchSize} x {c.GradientAccumulationSteps} accumulation x {c.SequenceLength} tokens = {c.TokensPerStep:N0} tokens/step, {c.Steps} steps.");
+
+        if (!live)
+        {
+            int every = Math.Max(1, c.Steps / 30);
+            run.Trainer.StepCompleted += s =>
+            {
+                if (s.Step == 1 || s.Step % every == 0 || s.ValidationLoss is not null || s.Step == s.TotalSteps)
+                    Console.WriteLine(Line(s));
+            };
+            return run.Trainer.Run(cancel);
+        }
+
+        var history = new List<string>();
+        TrainingSummary? summary = null;
+        AnsiConsole.Live(new Markup("starting...")).AutoClear(false).Start(ctx =>
+        {
+            run.Trainer.StepCompleted += s =>
+            {
+                if (s.ValidationLoss is not null || s.Step == 1) history.Add(Line(s));
+                if (history.Count > 8) history.RemoveAt(0);
+                ctx.UpdateTarget(Panel(s, history));
+            };
+            summary = run.Trainer.Run(cancel);
+        });
+        return summary!;
+    }
+
+    private static string Line(StepMetrics s) =>
+        $"step {s.Step,5}/{s.TotalSteps}  loss {s.Loss:0.0000}" +
+        (s.ValidationLoss is double v ? $"  val {v:0.0000}" : "") +
+        $"  lr {s.LearningRate:0.00e+0}  {s.TokensPerSecond,8:N0} tok/s  {s.Tflops:0.000} TFLOPS  " +
+        $"mem {Bytes.Format(s.Memory.NativeInUse)}  elapsed {Clock(s.Elapsed)}  eta {Clock(s.Remaining)}";
+
+    private static Panel Panel(StepMetrics s, List<string> history)
+    {
+        double fraction = (double)s.Step / s.TotalSteps;
+        int width = 40;
+        int filled = (int)Math.Round(fraction * width);
+        var grid = new Grid().AddColumn().AddColumn();
+        grid.AddRow("[bold]progress[/]", $"[green]{new string('#', filled)}[/][grey]{new string('-', width - filled)}[/] {s.Step}/{s.TotalSteps} ({fraction:P0})");
+        grid.AddRow("[bold]loss[/]", $"{s.Loss:0.0000}" + (s.ValidationLoss is double v ? $"   validation {v:0.0000}" : ""));
+        grid.AddRow("[bold]learning rate[/]", $"{s.LearningRate:0.000e+0}   grad norm {s.GradNorm:0.000}");
+        grid.AddRow("[bold]throughput[/]", $"{s.TokensPerSecond:N0} tokens/s   {s.Tflops:0.000} TFLOPS   {s.StepSeconds * 1000:N0} ms/step");
+        grid.AddRow("[bold]memory[/]", $"{Bytes.Format(s.Memory.NativeInUse)} allocated   {Bytes.Format(s.Memory.Resident)} resident   peak {Bytes.Format(s.Memory.PeakResident)}");
+        grid.AddRow("[bold]time[/]", $"elapsed {Clock(s.Elapsed)}   eta {Clock(s.Remaining)}");
+        var rows = new Rows(grid, new Text(""), new Markup("[grey]" + CommandErrors.Esc(string.Join("\n", history)) + "[/]"));
+        return new Panel(rows).Header("pstar train").Border(BoxBorder.Rounded);
+    }
+
+    public void Summarize(GptRun run, TrainingSummary s, string? metricsPath)
+    {
+        var table = new Table().Border(TableBorder.Rounded).Title(s.Cancelled ? "Stopped early" : "Done");
+        table.AddColumn("");
+        table.AddColumn("");
+        table.AddRow("steps", $"{s.StepsDone} of {run.Config.Steps}");
+        table.AddRow("training loss", $"{s.FirstLoss:0.0000} -> {s.LastLoss:0.0000}");
+        if (s.FirstValidationLoss is double v0 && s.LastValidationLoss is double v1)
+            table.AddRow("validation loss", $"{v0:0.0000} -> {v1:0.0000}");
+        table.AddRow("median step", $"{s.MedianStepSeconds * 1000:N0} ms");
+        table.AddRow("median throughput", $"{s.MedianTokensPerSecond:N0} tokens/s, {s.MedianTflops:0.000} TFLOPS");
+        table.AddRow("peak resident memory", Bytes.Format(s.PeakResidentBytes));
+        table.AddRow("elapsed", Clock(s.Elapsed));
+        if (metricsPath is not null) table.AddRow("metrics", CommandErrors.Esc(metricsPath));
+        AnsiConsole.Write(table);
+    }
+
+    private static string Clock(TimeSpan t) => t.TotalHours >= 1 ? t.ToString(@"h\:mm\:ss") : t.ToString(@"m\:ss");
+}
