@@ -1,6 +1,130 @@
 using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using PatrickStar.Benchmarks;
+using PatrickStar.Config;
+using PatrickStar.Models.Gpt;
+using PatrickStar.Profiling;
+using PatrickStar.Runtime;
+using Spectre.Console;
+using TorchSharp;
+
 namespace PatrickStar.Cli.Commands;
+
+/// <summary>
+/// `pstar bench`: side-by-side figures from one process and one sitting: the device's bf16 matmul peak
+/// and what the plain trainer achieves on a mid-size GPT, as a ratio.
+/// </summary>
 public static class BenchCommand
 {
-    public static Command Build() => new Command("bench", "Benchmarks (placeholder being written)");
+    public static Command Build()
+    {
+        var quick = new Option<bool>("--quick") { Description = "Fewer repetitions and a smaller model: finishes in about a minute." };
+        var hidden = new Option<int?>("--hidden") { Description = "Hidden size of the benchmark GPT (default 1024)." };
+        var layers = new Option<int?>("--layers") { Description = "Transformer blocks of the benchmark GPT (default 8)." };
+        var heads = new Option<int?>("--heads") { Description = "Attention heads (default 16)." };
+        var seq = new Option<int?>("--seq") { Description = "Sequence length, also the model's context (default 512)." };
+        var batch = new Option<int?>("--batch") { Description = "Micro-batch size (default 8)." };
+        var steps = new Option<int?>("--steps") { Description = "Measured training steps after warm-up (default 5)." };
+        var precision = new Option<string>("--precision") { Description = "fp32 or bf16 (default bf16).", DefaultValueFactory = _ => "bf16" };
+        precision.AcceptOnlyFromAmong("fp32", "bf16");
+        var json = new Option<FileInfo?>("--json") { Description = "Write every figure to this JSON report." };
+
+        var command = new Command("bench",
+            "Measure the compute device's bf16 matmul peak (2048^3) and the plain trainer's achieved model TFLOPS on a mid-size GPT " +
+            $"in the same run, and their ratio. Model FLOPs: {GptConfig.FlopsFormula}. Medians after warm-up.");
+        foreach (var o in new Option[] { quick, hidden, layers, heads, seq, batch, steps, precision, json }) command.Options.Add(o);
+        command.SetAction(r => CommandErrors.Run(() =>
+        {
+            bool q = r.GetValue(quick);
+            var settings = new TrainerBenchSettings(
+                r.GetValue(hidden) ?? (q ? 512 : 1024), r.GetValue(layers) ?? (q ? 4 : 8), r.GetValue(heads) ?? (q ? 8 : 16),
+                r.GetValue(seq) ?? (q ? 256 : 512), r.GetValue(batch) ?? 8, r.GetValue(steps) ?? (q ? 3 : 5), Warmup: 2,
+                r.GetValue(precision) == "fp32" ? Precision.Fp32 : Precision.Bf16);
+            return Run(settings, q ? 5 : 9, r.GetValue(json)?.FullName);
+        }));
+        return command;
+    }
+
+    private sealed record TrainerBenchSettings(int Hidden, int Layers, int Heads, int Seq, int Batch, int Steps, int Warmup, Precision Precision);
+
+    private static int Run(TrainerBenchSettings s, int matmulReps, string? jsonPath)
+    {
+        TorchRuntime.EnsureLoaded();
+        var device = TorchRuntime.ResolveDevice("auto");
+        var report = new JsonObject
+        {
+            ["device"] = device.ToString(),
+            ["torch_threads"] = torch.get_num_threads(),
+            ["processor_count"] = Environment.ProcessorCount,
+            ["date_utc"] = DateTime.UtcNow.ToString("O"),
+        };
+
+        AnsiConsole.MarkupLine("[grey]matmul 2048^3 (bf16, then fp32)...[/]");
+        var (bf16, bf16Times) = MatmulPeak.Run(device, torch.ScalarType.BFloat16, reps: matmulReps);
+        var (fp32, fp32Times) = MatmulPeak.Run(device, torch.ScalarType.Float32, reps: matmulReps);
+        report["matmul"] = new JsonObject
+        {
+            ["n"] = 2048,
+            ["bf16_gflops"] = bf16,
+            ["fp32_gflops"] = fp32,
+            ["bf16_seconds"] = new JsonArray(bf16Times.Select(t => (JsonNode)t).ToArray()),
+            ["fp32_seconds"] = new JsonArray(fp32Times.Select(t => (JsonNode)t).ToArray()),
+        };
+
+        var config = new TrainingConfig
+        {
+            Model = new ModelSection { Preset = null, VocabSize = GptConfig.Gpt2VocabSize, ContextLength = s.Seq, Layers = s.Layers, Hidden = s.Hidden, Heads = s.Heads, Dropout = 0 },
+            MicroBatchSize = s.Batch,
+            SequenceLength = s.Seq,
+            Steps = s.Warmup + s.Steps,
+            Precision = s.Precision,
+            Eval = new EvalSection { Interval = 0 },
+        };
+        AnsiConsole.MarkupLine($"[grey]plain trainer: GPT hidden {s.Hidden}, {s.Layers} layers, seq {s.Seq}, batch {s.Batch}, {s.Precision}: " +
+                               $"{s.Warmup} warm-up + {s.Steps} measured steps...[/]");
+        using var run = GptRun.Create(config);
+        var stepSeconds = new List<double>();
+        run.Trainer.StepCompleted += m => { if (m.Step > s.Warmup) stepSeconds.Add(m.StepSeconds); };
+        var summary = run.Trainer.Run();
+        double median = Measure.Median(stepSeconds);
+        double flops = run.ModelConfig.TrainingFlops(s.Batch, s.Seq);
+        double tflops = flops / median / 1e12;
+        double ratio = tflops * 1000 / (s.Precision == Precision.Bf16 ? bf16 : fp32);
+        var memory = MemoryMeter.Snapshot();
+        report["plain_trainer"] = new JsonObject
+        {
+            ["hidden"] = s.Hidden, ["layers"] = s.Layers, ["heads"] = s.Heads, ["seq"] = s.Seq, ["batch"] = s.Batch,
+            ["precision"] = s.Precision.ToString().ToLowerInvariant(),
+            ["parameters"] = run.ModelConfig.ParameterCount,
+            ["flops_per_step"] = flops,
+            ["flops_formula"] = GptConfig.FlopsFormula,
+            ["step_seconds"] = new JsonArray(stepSeconds.Select(t => (JsonNode)t).ToArray()),
+            ["median_step_seconds"] = median,
+            ["tokens_per_second"] = s.Batch * s.Seq / median,
+            ["tflops"] = tflops,
+            ["loss_first"] = summary.FirstLoss,
+            ["loss_last"] = summary.LastLoss,
+            ["peak_rss_bytes"] = memory.PeakResident,
+        };
+        report["trainer_to_matmul_peak_ratio"] = ratio;
+
+        var table = new Table().Border(TableBorder.Rounded).Title("pstar bench");
+        table.AddColumn("figure");
+        table.AddColumn(new TableColumn("value").RightAligned());
+        table.AddRow("matmul 2048^3 bf16 (median)", $"{bf16:N0} GFLOPS");
+        table.AddRow("matmul 2048^3 fp32 (median)", $"{fp32:N0} GFLOPS");
+        table.AddRow($"plain trainer, {run.ModelConfig.ParameterCount / 1e6:N0}M params, {s.Precision}", $"{tflops * 1000:N0} GFLOPS (model)");
+        table.AddRow("median step", $"{median:0.000} s ({s.Batch * s.Seq / median:N0} tokens/s)");
+        table.AddRow($"trainer / {(s.Precision == Precision.Bf16 ? "bf16" : "fp32")} matmul peak", $"{ratio:P1}");
+        table.AddRow("peak resident memory", Bytes.Format(memory.PeakResident));
+        AnsiConsole.Write(table);
+
+        if (jsonPath is not null)
+        {
+            File.WriteAllText(jsonPath, report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            AnsiConsole.MarkupLine($"Report written to {CommandErrors.Esc(jsonPath)}");
+        }
+        return 0;
+    }
 }

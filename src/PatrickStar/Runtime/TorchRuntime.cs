@@ -18,6 +18,7 @@ public static class TorchRuntime
         lock (Gate)
         {
             if (_ready) return;
+            NativeAllocator.RetainFreedMemory();
             try
             {
                 using var probe = torch.ones(1);
