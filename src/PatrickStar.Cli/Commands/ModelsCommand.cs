@@ -15,17 +15,18 @@ public static class ModelsCommand
         command.SetAction(_ => CommandErrors.Run(() =>
         {
             var table = new Table().Border(TableBorder.Rounded);
-            foreach (var c in new[] { "preset", "layers", "hidden", "heads", "context", "vocab", "parameters", "model data", "" })
+            foreach (var c in new[] { "preset", "layers", "hidden", "heads", "context", "parameters", "model data", "" })
                 table.AddColumn(new TableColumn(c).RightAligned());
             table.Columns[0].LeftAligned();
             table.Columns[^1].LeftAligned();
             foreach (var p in ModelZoo.Presets)
             {
                 var m = p.Config;
-                table.AddRow(p.Name, $"{m.Layers}", $"{m.Hidden}", $"{m.Heads}", $"{m.ContextLength}", $"{m.VocabSize:N0}",
+                table.AddRow(p.Name, $"{m.Layers}", $"{m.Hidden}", $"{m.Heads}", $"{m.ContextLength}",
                     $"{m.ParameterCount:N0}", Bytes.Format(m.ModelDataBytes), CommandErrors.Esc(p.Description));
             }
             AnsiConsole.Write(table);
+            AnsiConsole.MarkupLine($"[grey]All presets use GPT-2's vocabulary of {GptConfig.Gpt2VocabSize:N0} tokens. Sizes can be overridden: pstar train --model gpt2 --layers 6.[/]");
             return 0;
         }));
         return command;

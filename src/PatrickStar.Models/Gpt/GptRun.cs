@@ -62,15 +62,15 @@ public sealed class GptRun : IDisposable
         var device = TorchRuntime.ResolveDevice(config.Device);
         var modelConfig = ResolveModel(config);
 
-        data ??= LoadData(config, Gpt2Tokenizer.Instance);
-        if (data.VocabSize > modelConfig.VocabSize)
-            throw new ConfigException($"the data's tokenizer has {data.VocabSize:N0} tokens but model.vocab_size = {modelConfig.VocabSize:N0}; use a vocab_size of at least {data.VocabSize:N0}.");
-        data.EnsureFits(config.SequenceLength);
-
         int bytesPerParam = EngineFactory.DeviceBytesPerParameter(config);
         MemoryCheck.EnsureFits($"model '{config.Model.Preset ?? "custom"}' with the {config.Engine} engine",
             modelConfig.ParameterCount * bytesPerParam,
             $"{modelConfig.ParameterCount:N0} parameters x {bytesPerParam} B of model data in {config.Precision}", device);
+
+        data ??= LoadData(config, Gpt2Tokenizer.Instance);
+        if (data.VocabSize > modelConfig.VocabSize)
+            throw new ConfigException($"the data's tokenizer has {data.VocabSize:N0} tokens but model.vocab_size = {modelConfig.VocabSize:N0}; use a vocab_size of at least {data.VocabSize:N0}.");
+        data.EnsureFits(config.SequenceLength);
 
         manual_seed(config.Seed);
         var model = new GptModel(modelConfig);
