@@ -12,6 +12,7 @@ public static class Program
         root.Subcommands.Add(TrainCommand.Build());
         root.Subcommands.Add(ModelsCommand.Build());
         root.Subcommands.Add(BenchCommand.Build());
+        root.Subcommands.Add(ConfigCommand.Build());
         return root.Parse(args).Invoke();
     }
 }

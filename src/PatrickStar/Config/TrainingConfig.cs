@@ -59,7 +59,7 @@ public sealed class SchedulerSection
 
 public sealed class EvalSection
 {
-    /// <summary>Run validation every this many steps (and at the end); 0 disables periodic validation.</summary>
+    /// <summary>Validate at step 1, every this many steps, and at the end; 0 validates only at the end.</summary>
     public int Interval { get; set; } = 50;
     /// <summary>Number of validation batches averaged per evaluation.</summary>
     public int Batches { get; set; } = 8;

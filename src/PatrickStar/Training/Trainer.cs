@@ -101,8 +101,9 @@ public sealed class Trainer
             stepTimes.Add(seconds);
 
             double? val = null;
-            bool evalNow = config.Eval.Interval > 0 && (step % config.Eval.Interval == 0 || step == config.Steps);
-            if (evalNow || (step == 1 && config.Eval.Interval > 0))
+            // Validate at the first step (the baseline), every interval, and always at the end.
+            bool periodic = config.Eval.Interval > 0 && (step == 1 || step % config.Eval.Interval == 0);
+            if (periodic || step == config.Steps)
             {
                 val = Evaluate();
                 firstVal ??= val;
