@@ -26,8 +26,12 @@ public static class BenchCommand
         var seq = new Option<int?>("--seq") { Description = "Sequence length, also the model's context (default 512)." };
         var batch = new Option<int?>("--batch") { Description = "Micro-batch size (default 8)." };
         var steps = new Option<int?>("--steps") { Description = "Measured training steps after warm-up (default 5)." };
-        var precision = new Option<string>("--precision") { Description = "fp32 or bf16 (default bf16).", DefaultValueFactory = _ => "bf16" };
-        precision.AcceptOnlyFromAmong("fp32", "bf16");
+        var precision = new Option<string>("--precision")
+        {
+            Description = "Trainer precision: fp32, bf16, or auto (default: the one whose matmul peak is higher on this device).",
+            DefaultValueFactory = _ => "auto",
+        };
+        precision.AcceptOnlyFromAmong("auto", "fp32", "bf16");
         var json = new Option<FileInfo?>("--json") { Description = "Write every figure to this JSON report." };
 
         var command = new Command("bench",
@@ -39,14 +43,14 @@ public static class BenchCommand
             bool q = r.GetValue(quick);
             var settings = new TrainerBenchSettings(
                 r.GetValue(hidden) ?? (q ? 512 : 1024), r.GetValue(layers) ?? (q ? 4 : 8), r.GetValue(heads) ?? (q ? 8 : 16),
-                r.GetValue(seq) ?? (q ? 256 : 512), r.GetValue(batch) ?? 8, r.GetValue(steps) ?? (q ? 3 : 5), Warmup: 2,
-                r.GetValue(precision) == "fp32" ? Precision.Fp32 : Precision.Bf16);
+                r.GetValue(seq) ?? (q ? 256 : 512), r.GetValue(batch) ?? (q ? 4 : 2), r.GetValue(steps) ?? (q ? 3 : 5), Warmup: 2,
+                r.GetValue(precision) switch { "fp32" => Precision.Fp32, "bf16" => Precision.Bf16, _ => null });
             return Run(settings, q ? 5 : 9, r.GetValue(json)?.FullName);
         }));
         return command;
     }
 
-    private sealed record TrainerBenchSettings(int Hidden, int Layers, int Heads, int Seq, int Batch, int Steps, int Warmup, Precision Precision);
+    private sealed record TrainerBenchSettings(int Hidden, int Layers, int Heads, int Seq, int Batch, int Steps, int Warmup, Precision? Precision);
 
     private static int Run(TrainerBenchSettings s, int matmulReps, string? jsonPath)
     {
@@ -60,12 +64,16 @@ public static class BenchCommand
             ["date_utc"] = DateTime.UtcNow.ToString("O"),
         };
 
-        AnsiConsole.MarkupLine("[grey]matmul 2048^3 (bf16, then fp32)...[/]");
-        var (bf16, bf16Times) = MatmulPeak.Run(device, torch.ScalarType.BFloat16, reps: matmulReps);
-        var (fp32, fp32Times) = MatmulPeak.Run(device, torch.ScalarType.Float32, reps: matmulReps);
+        AnsiConsole.MarkupLine("[grey]matmul peak, 2048^3 where the device is fast enough (bf16, then fp32)...[/]");
+        var (bf16, bf16N, bf16Times) = MatmulPeak.Run(device, torch.ScalarType.BFloat16, reps: matmulReps);
+        var (fp32, fp32N, fp32Times) = MatmulPeak.Run(device, torch.ScalarType.Float32, reps: matmulReps);
+        var precision = s.Precision ?? (bf16 >= fp32 ? Precision.Bf16 : Precision.Fp32);
+        if (s.Precision is null)
+            AnsiConsole.MarkupLine($"[grey]auto precision: {precision} (bf16 {bf16:N1} vs fp32 {fp32:N1} GFLOPS on this device)[/]");
         report["matmul"] = new JsonObject
         {
-            ["n"] = 2048,
+            ["bf16_n"] = bf16N,
+            ["fp32_n"] = fp32N,
             ["bf16_gflops"] = bf16,
             ["fp32_gflops"] = fp32,
             ["bf16_seconds"] = new JsonArray(bf16Times.Select(t => (JsonNode)t).ToArray()),
@@ -78,10 +86,10 @@ public static class BenchCommand
             MicroBatchSize = s.Batch,
             SequenceLength = s.Seq,
             Steps = s.Warmup + s.Steps,
-            Precision = s.Precision,
+            Precision = precision,
             Eval = new EvalSection { Interval = 0 },
         };
-        AnsiConsole.MarkupLine($"[grey]plain trainer: GPT hidden {s.Hidden}, {s.Layers} layers, seq {s.Seq}, batch {s.Batch}, {s.Precision}: " +
+        AnsiConsole.MarkupLine($"[grey]plain trainer: GPT hidden {s.Hidden}, {s.Layers} layers, seq {s.Seq}, batch {s.Batch}, {precision}: " +
                                $"{s.Warmup} warm-up + {s.Steps} measured steps...[/]");
         using var run = GptRun.Create(config);
         var stepSeconds = new List<double>();
@@ -90,12 +98,14 @@ public static class BenchCommand
         double median = Measure.Median(stepSeconds);
         double flops = run.ModelConfig.TrainingFlops(s.Batch, s.Seq);
         double tflops = flops / median / 1e12;
-        double ratio = tflops * 1000 / (s.Precision == Precision.Bf16 ? bf16 : fp32);
+        double peak = precision == Precision.Bf16 ? bf16 : fp32;
+        double ratio = tflops * 1000 / peak;
         var memory = MemoryMeter.Snapshot();
         report["plain_trainer"] = new JsonObject
         {
             ["hidden"] = s.Hidden, ["layers"] = s.Layers, ["heads"] = s.Heads, ["seq"] = s.Seq, ["batch"] = s.Batch,
-            ["precision"] = s.Precision.ToString().ToLowerInvariant(),
+            ["precision"] = precision.ToString().ToLowerInvariant(),
+            ["precision_chosen_automatically"] = s.Precision is null,
             ["parameters"] = run.ModelConfig.ParameterCount,
             ["flops_per_step"] = flops,
             ["flops_formula"] = GptConfig.FlopsFormula,
@@ -112,11 +122,11 @@ public static class BenchCommand
         var table = new Table().Border(TableBorder.Rounded).Title("pstar bench");
         table.AddColumn("figure");
         table.AddColumn(new TableColumn("value").RightAligned());
-        table.AddRow("matmul 2048^3 bf16 (median)", $"{bf16:N0} GFLOPS");
-        table.AddRow("matmul 2048^3 fp32 (median)", $"{fp32:N0} GFLOPS");
-        table.AddRow($"plain trainer, {run.ModelConfig.ParameterCount / 1e6:N0}M params, {s.Precision}", $"{tflops * 1000:N0} GFLOPS (model)");
+        table.AddRow($"matmul {bf16N}^3 bf16 (median)", $"{bf16:N1} GFLOPS" + (bf16N < 2048 ? " (2048^3 too slow here)" : ""));
+        table.AddRow($"matmul {fp32N}^3 fp32 (median)", $"{fp32:N1} GFLOPS" + (fp32N < 2048 ? " (2048^3 too slow here)" : ""));
+        table.AddRow($"plain trainer, {run.ModelConfig.ParameterCount / 1e6:N0}M params, {precision}", $"{tflops * 1000:N0} GFLOPS (model)");
         table.AddRow("median step", $"{median:0.000} s ({s.Batch * s.Seq / median:N0} tokens/s)");
-        table.AddRow($"trainer / {(s.Precision == Precision.Bf16 ? "bf16" : "fp32")} matmul peak", $"{ratio:P1}");
+        table.AddRow($"trainer / {(precision == Precision.Bf16 ? "bf16" : "fp32")} matmul peak", $"{ratio:P1}");
         table.AddRow("peak resident memory", Bytes.Format(memory.PeakResident));
         AnsiConsole.Write(table);
 

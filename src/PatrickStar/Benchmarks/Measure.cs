@@ -33,17 +33,33 @@ public static class Measure
 /// <summary>The matmul throughput of the compute device: the ceiling a trainer's TFLOPS is compared with.</summary>
 public static class MatmulPeak
 {
-    /// <summary>Median GFLOPS of an n×n by n×n matmul (2n³ FLOPs) in <paramref name="dtype"/>.</summary>
-    public static (double Gflops, List<double> Seconds) Run(Device device, ScalarType dtype, int n = 2048, int warmup = 2, int reps = 7)
+    /// <summary>
+    /// Median GFLOPS of an n×n by n×n matmul (2n³ FLOPs) in <paramref name="dtype"/>. Some dtypes crawl on
+    /// some CPUs (bf16 without AVX-512 BF16: ~0.3 GFLOPS, a minute for one 2048³ product), so the size is
+    /// halved until a product fits a third of <paramref name="budgetSeconds"/>, and repetitions are cut to
+    /// the budget (at least one). The size actually measured is returned.
+    /// </summary>
+    public static (double Gflops, int N, List<double> Seconds) Run(Device device, ScalarType dtype, int n = 2048, int reps = 7, double budgetSeconds = 20)
     {
         using var scope = NewDisposeScope();
+        void Multiply(Tensor x, Tensor y)
+        {
+            using var c = x.mm(y); // same-size result each time: the allocator hands back the same block
+            if (device.type == DeviceType.CUDA) cuda.synchronize();
+        }
+        // Warm the kernel (oneDNN JIT, thread pool) on a small product, then time one to size the real run.
+        const int probe = 256;
+        var small = randn(probe, probe, dtype: dtype, device: device);
+        Multiply(small, small);
+        double probeSeconds = Measure.Repeat(0, 1, () => Multiply(small, small))[0];
+        while (n > probe && probeSeconds * Math.Pow((double)n / probe, 3) > budgetSeconds / 3) n /= 2;
+
         var a = randn(n, n, dtype: dtype, device: device);
         var b = randn(n, n, dtype: dtype, device: device);
-        var seconds = Measure.Repeat(warmup, reps, () =>
-        {
-            using var c = a.mm(b); // same-size result each time: the allocator hands back the same block
-            if (device.type == DeviceType.CUDA) cuda.synchronize();
-        });
-        return (2.0 * n * n * n / Measure.Median(seconds) / 1e9, seconds);
+        // One full-size product warms up; the timed ones follow if the budget allows, else it is the sample.
+        var seconds = Measure.Repeat(0, 1, () => Multiply(a, b));
+        int timed = (int)Math.Min(reps, Math.Floor((budgetSeconds - seconds[0]) / seconds[0]));
+        if (timed >= 1) seconds = Measure.Repeat(0, timed, () => Multiply(a, b));
+        return (2.0 * n * n * n / Measure.Median(seconds) / 1e9, n, seconds);
     }
 }

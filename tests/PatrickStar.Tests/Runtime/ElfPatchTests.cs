@@ -31,7 +31,7 @@ public class ElfPatchTests
         var before = File.ReadAllBytes(original);
         var after = File.ReadAllBytes(copy);
         Assert.Equal(before.Length, after.Length);
-        Assert.Single(Enumerable.Range(0, before.Length).Where(i => before[i] != after[i]));
+        Assert.Single(Enumerable.Range(0, before.Length), i => before[i] != after[i]);
     }
 
     [Fact]

@@ -167,3 +167,16 @@ public class OptimizerTests
         Assert.Equal(0.3, new LearningRateSchedule(ScheduleType.Constant, 0.3, 10, 100, 0.1).At(0), 9);
     }
 }
+
+public class MatmulPeakTests
+{
+    [Fact]
+    public void ShrinksTheProductToFitTheBudget()
+    {
+        TorchRuntime.EnsureLoaded();
+        var (gflops, n, seconds) = PatrickStar.Benchmarks.MatmulPeak.Run(CPU, ScalarType.Float32, n: 1 << 14, reps: 3, budgetSeconds: 0.5);
+        Assert.True(n < 1 << 14, "a 16384^3 product cannot fit half a second on a CPU");
+        Assert.InRange(seconds.Count, 1, 3);
+        Assert.True(double.IsFinite(gflops) && gflops > 0);
+    }
+}
