@@ -49,7 +49,7 @@ public sealed class TrainingDisplay
         {
             run.Trainer.StepCompleted += s =>
             {
-                if (s.ValidationLoss is not null || s.Step == 1) history.Add(Line(s));
+                if (s.ValidationLoss is not null || s.Step == 1) history.Add(HistoryLine(s));
                 if (history.Count > 8) history.RemoveAt(0);
                 ctx.UpdateTarget(Panel(s, history));
             };
@@ -63,6 +63,10 @@ public sealed class TrainingDisplay
         (s.ValidationLoss is double v ? $"  val {v:0.0000}" : "") +
         $"  lr {s.LearningRate:0.00e+0}  {s.TokensPerSecond,8:N0} tok/s  {s.Tflops:0.000} TFLOPS  " +
         $"mem {Bytes.Format(s.Memory.NativeInUse)}  elapsed {Clock(s.Elapsed)}  eta {Clock(s.Remaining)}";
+
+    private static string HistoryLine(StepMetrics s) =>
+        $"step {s.Step,5}/{s.TotalSteps}  loss {s.Loss:0.0000}" + (s.ValidationLoss is double v ? $"  val {v:0.0000}" : "") +
+        $"  lr {s.LearningRate:0.00e+0}  at {Clock(s.Elapsed)}";
 
     private static Panel Panel(StepMetrics s, List<string> history)
     {

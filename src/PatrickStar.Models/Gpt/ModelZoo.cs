@@ -23,7 +23,8 @@ public static class ModelZoo
         new ModelPreset("gpt-8b", new GptConfig(V, 1024, 72, 3072, 16), "PatrickStar benchmark size"),
         new ModelPreset("gpt-10b", new GptConfig(V, 1024, 50, 4096, 16), "PatrickStar benchmark size"),
         new ModelPreset("gpt-12b", new GptConfig(V, 1024, 60, 4096, 16), "PatrickStar benchmark size"),
-        new ModelPreset("gpt-18b", new GptConfig(V, 1024, 78, 4096, 16), "PatrickStar benchmark size"),
+        new ModelPreset("gpt-16b", new GptConfig(V, 1024, 78, 4096, 16), "PatrickStar benchmark size"),
+        new ModelPreset("gpt-20b", new GptConfig(V, 1024, 25, 8192, 16), "PatrickStar benchmark size"),
         new ModelPreset("gpt-68b", new GptConfig(V, 1024, 66, 9216, 16), "PatrickStar benchmark size"),
         new ModelPreset("gpt3-175b", new GptConfig(V, 2048, 96, 12288, 96), "GPT-3 175B"),
     };
