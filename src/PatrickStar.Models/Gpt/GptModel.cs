@@ -2,6 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
+using PatrickStar.Hooks;
 using F = TorchSharp.torch.nn.functional;
 
 namespace PatrickStar.Models.Gpt;
@@ -11,8 +12,20 @@ namespace PatrickStar.Models.Gpt;
 // lets HF checkpoints load without renaming. Every submodule is invoked through .call(...) so that
 // forward hooks (which the chunk engine relies on) fire. Field names below are the parameter names.
 
+/// <summary>A layer that knows its dotted path in the model ("transformer.h.0.attn.c_attn"), for moments and errors.</summary>
+public interface INamedLayer
+{
+    string Path { get; set; }
+}
+
+/// <summary>A layer that uses parameters registered elsewhere (the tied LM head uses the token embedding).</summary>
+public interface ISharedParameterUser
+{
+    IEnumerable<Parameter> SharedParameters { get; }
+}
+
 /// <summary>HF's Conv1D: a linear layer whose weight is stored [in, out] (y = x·W + b).</summary>
-public sealed class Conv1D : Module<Tensor, Tensor>
+public sealed class Conv1D : Module<Tensor, Tensor>, INamedLayer
 {
     private readonly Parameter weight;
     private readonly Parameter bias;
@@ -29,15 +42,70 @@ public sealed class Conv1D : Module<Tensor, Tensor>
 
     public Parameter Weight => weight;
     public Parameter Bias => bias;
+    public string Path { get; set; } = nameof(Conv1D);
 
     public override Tensor forward(Tensor x)
     {
         using var flat = x.reshape(-1, inFeatures);
-        using var y = addmm(bias, flat, weight, beta: 1, alpha: 1);
+        using var y = ParameterOps.Addmm(flat, weight, bias, Path);
         var shape = x.shape.ToArray();
         shape[^1] = outFeatures;
         return y.view(shape);
     }
+}
+
+/// <summary>LayerNorm over the hidden dimension with HF's parameter names (weight, bias).</summary>
+public sealed class GptLayerNorm : Module<Tensor, Tensor>, INamedLayer
+{
+    private readonly Parameter weight;
+    private readonly Parameter bias;
+    private readonly double eps;
+
+    public GptLayerNorm(long hidden, double eps = 1e-5) : base(nameof(GptLayerNorm))
+    {
+        this.eps = eps;
+        weight = new Parameter(ones(hidden));
+        bias = new Parameter(zeros(hidden));
+        RegisterComponents();
+    }
+
+    public string Path { get; set; } = nameof(GptLayerNorm);
+
+    public override Tensor forward(Tensor x) => ParameterOps.LayerNorm(x, weight, bias, eps, Path);
+}
+
+/// <summary>An embedding table (HF's wte / wpe): rows picked by token or position ids.</summary>
+public sealed class GptEmbedding : Module<Tensor, Tensor>, INamedLayer
+{
+    private readonly Parameter weight;
+
+    public GptEmbedding(long count, long hidden) : base(nameof(GptEmbedding))
+    {
+        weight = new Parameter(empty(count, hidden));
+        RegisterComponents();
+    }
+
+    public Parameter Weight => weight;
+    public string Path { get; set; } = nameof(GptEmbedding);
+
+    public override Tensor forward(Tensor ids) => ParameterOps.Embedding(ids, weight, Path);
+}
+
+/// <summary>The LM head, tied to the token embedding: logits = h·wteᵀ. It registers no parameter of its own.</summary>
+public sealed class TiedLmHead : Module<Tensor, Tensor>, INamedLayer, ISharedParameterUser
+{
+    private readonly GptEmbedding embedding;
+
+    public TiedLmHead(GptEmbedding embedding) : base(nameof(TiedLmHead))
+    {
+        this.embedding = embedding;
+        // Not RegisterComponents(): the embedding is registered (and named) by the transformer.
+    }
+
+    public string Path { get; set; } = "lm_head";
+    public IEnumerable<Parameter> SharedParameters => new[] { embedding.Weight };
+
+    public override Tensor forward(Tensor hidden) => ParameterOps.LinearNoBias(hidden, embedding.Weight, Path);
 }
 
 public sealed class CausalSelfAttention : Module<Tensor, Tensor>
@@ -102,16 +170,16 @@ public sealed class Mlp : Module<Tensor, Tensor>
 
 public sealed class Block : Module<Tensor, Tensor>
 {
-    private readonly LayerNorm ln_1;
+    private readonly GptLayerNorm ln_1;
     private readonly CausalSelfAttention attn;
-    private readonly LayerNorm ln_2;
+    private readonly GptLayerNorm ln_2;
     private readonly Mlp mlp;
 
     public Block(GptConfig cfg) : base(nameof(Block))
     {
-        ln_1 = nn.LayerNorm(cfg.Hidden, eps: 1e-5);
+        ln_1 = new GptLayerNorm(cfg.Hidden);
         attn = new CausalSelfAttention(cfg);
-        ln_2 = nn.LayerNorm(cfg.Hidden, eps: 1e-5);
+        ln_2 = new GptLayerNorm(cfg.Hidden);
         mlp = new Mlp(cfg);
         RegisterComponents();
     }
@@ -130,24 +198,24 @@ public sealed class Block : Module<Tensor, Tensor>
 /// <summary>HF's GPT2Model: embeddings, the blocks and the final LayerNorm.</summary>
 public sealed class GptTransformer : Module<Tensor, Tensor>
 {
-    private readonly Embedding wte;
-    private readonly Embedding wpe;
+    private readonly GptEmbedding wte;
+    private readonly GptEmbedding wpe;
     private readonly Dropout drop;
     private readonly ModuleList<Block> h;
-    private readonly LayerNorm ln_f;
+    private readonly GptLayerNorm ln_f;
 
     public GptTransformer(GptConfig cfg) : base(nameof(GptTransformer))
     {
-        wte = nn.Embedding(cfg.VocabSize, cfg.Hidden);
-        wpe = nn.Embedding(cfg.ContextLength, cfg.Hidden);
+        wte = new GptEmbedding(cfg.VocabSize, cfg.Hidden);
+        wpe = new GptEmbedding(cfg.ContextLength, cfg.Hidden);
         drop = nn.Dropout(cfg.Dropout);
         h = new ModuleList<Block>(Enumerable.Range(0, cfg.Layers).Select(_ => new Block(cfg)).ToArray());
-        ln_f = nn.LayerNorm(cfg.Hidden, eps: 1e-5);
+        ln_f = new GptLayerNorm(cfg.Hidden);
         RegisterComponents();
     }
 
-    public Embedding TokenEmbedding => wte;
-    public Embedding PositionEmbedding => wpe;
+    public GptEmbedding TokenEmbedding => wte;
+    public GptEmbedding PositionEmbedding => wpe;
     public IEnumerable<Block> Blocks => h;
 
     public override Tensor forward(Tensor idx)
@@ -168,6 +236,7 @@ public sealed class GptTransformer : Module<Tensor, Tensor>
 public sealed class GptModel : Module<Tensor, Tensor>
 {
     private readonly GptTransformer transformer;
+    private readonly TiedLmHead lm_head;
 
     public GptConfig Config { get; }
 
@@ -177,7 +246,10 @@ public sealed class GptModel : Module<Tensor, Tensor>
         config.Validate();
         Config = config;
         transformer = new GptTransformer(config);
+        lm_head = new TiedLmHead(transformer.TokenEmbedding);
         RegisterComponents();
+        foreach (var (name, module) in named_modules())
+            if (module is INamedLayer layer && name.Length > 0) layer.Path = name;
         InitializeWeights();
     }
 
@@ -190,7 +262,7 @@ public sealed class GptModel : Module<Tensor, Tensor>
         if (idx.shape[1] > Config.ContextLength)
             throw new ArgumentException($"sequence length {idx.shape[1]} exceeds the model's context length n_positions = {Config.ContextLength}.");
         using var hidden = transformer.call(idx);
-        return F.linear(hidden, transformer.TokenEmbedding.weight!);
+        return lm_head.call(hidden);
     }
 
     // GPT-2: N(0, 0.02) everywhere, residual output projections scaled by 1/sqrt(2·layers), zero biases.

@@ -120,7 +120,7 @@ public class GptModelTests
         using var _ = no_grad();
         using var idx = randint(0, Small.VocabSize, new long[] { 1, 4 });
         using var hidden = model.Transformer.call(idx);
-        using var expected = hidden.matmul(model.Transformer.TokenEmbedding.weight!.t());
+        using var expected = hidden.matmul(model.Transformer.TokenEmbedding.Weight.t());
         using var logits = model.call(idx);
         Assert.True(logits.allclose(expected, rtol: 1e-5, atol: 1e-6));
         Assert.DoesNotContain(model.named_parameters(), p => p.name.StartsWith("lm_head"));
@@ -153,5 +153,100 @@ public class GptModelTests
         using var b = new GptModel(Small);
         foreach (var (pa, pb) in a.parameters().Zip(b.parameters()))
             Assert.True(pa.Same(pb));
+    }
+}
+
+/// <summary>The parameterised autograd functions give the same gradients as libtorch's own operators.</summary>
+public class ParameterOpsTests
+{
+    public ParameterOpsTests() => TorchRuntime.EnsureLoaded();
+
+    private static (Tensor Ours, Tensor Reference, Tensor[] OurGrads, Tensor[] RefGrads) Compare(
+        Func<Tensor[], Tensor> ours, Func<Tensor[], Tensor> reference, params Tensor[] inputs)
+    {
+        var a = inputs.Select(t => t.is_floating_point() ? new TorchSharp.Modules.Parameter(t.clone()) : t.clone()).ToArray();
+        var b = inputs.Select(t => t.is_floating_point() ? t.clone().requires_grad_() : t.clone()).ToArray();
+        var ya = ours(a);
+        var yb = reference(b);
+        using var seed = randn_like(ya);
+        ya.backward(new[] { seed });
+        yb.backward(new[] { seed });
+        return (ya, yb,
+            a.Where(t => t.is_floating_point()).Select(t => t.grad!).ToArray(),
+            b.Where(t => t.is_floating_point()).Select(t => t.grad!).ToArray());
+    }
+
+    private static void AssertClose(Tensor a, Tensor b, double tol = 1e-5) =>
+        Assert.True(a.allclose(b, rtol: tol, atol: tol), $"max difference {(a - b).abs().max().item<float>()}");
+
+    [Fact]
+    public void AddmmMatchesTorch()
+    {
+        manual_seed(1);
+        var (y, r, g, gr) = Compare(
+            t => PatrickStar.Hooks.ParameterOps.Addmm(t[0], (TorchSharp.Modules.Parameter)t[1], (TorchSharp.Modules.Parameter)t[2], "test"),
+            t => addmm(t[2], t[0], t[1], 1, 1),
+            randn(6, 5), randn(5, 7), randn(7));
+        AssertClose(y, r);
+        for (int i = 0; i < g.Length; i++) AssertClose(g[i], gr[i]);
+    }
+
+    [Fact]
+    public void LayerNormMatchesTorch()
+    {
+        manual_seed(2);
+        var (y, r, g, gr) = Compare(
+            t => PatrickStar.Hooks.ParameterOps.LayerNorm(t[0], (TorchSharp.Modules.Parameter)t[1], (TorchSharp.Modules.Parameter)t[2], 1e-5, "test"),
+            t => nn.functional.layer_norm(t[0], new long[] { 8 }, t[1], t[2], 1e-5),
+            randn(3, 4, 8), randn(8), randn(8));
+        AssertClose(y, r);
+        for (int i = 0; i < g.Length; i++) AssertClose(g[i], gr[i], 1e-4);
+    }
+
+    [Fact]
+    public void EmbeddingAndTiedHeadMatchTorch()
+    {
+        manual_seed(3);
+        var ids = tensor(new long[] { 1, 3, 3, 0, 9, 3 }).reshape(2, 3);
+        var (y, r, g, gr) = Compare(
+            t => PatrickStar.Hooks.ParameterOps.Embedding(t[0], (TorchSharp.Modules.Parameter)t[1], "test"),
+            t => t[1][t[0]],
+            ids, randn(10, 4));
+        AssertClose(y, r);
+        AssertClose(g[0], gr[0]);
+
+        var (h, hr, hg, hgr) = Compare(
+            t => PatrickStar.Hooks.ParameterOps.LinearNoBias(t[0], (TorchSharp.Modules.Parameter)t[1], "test"),
+            t => nn.functional.linear(t[0], t[1]),
+            randn(2, 3, 4), randn(10, 4));
+        AssertClose(h, hr);
+        for (int i = 0; i < hg.Length; i++) AssertClose(hg[i], hgr[i]);
+    }
+
+    private sealed class ThrowingHandler : PatrickStar.Hooks.IParameterHandler
+    {
+        public void BeforeBackward(string module, IReadOnlyList<TorchSharp.Modules.Parameter> parameters) => throw new InvalidOperationException($"boom in {module}");
+        public bool AcceptGradient(TorchSharp.Modules.Parameter parameter, Tensor gradient) => false;
+        public void AfterBackward(string module, IReadOnlyList<TorchSharp.Modules.Parameter> parameters) { }
+    }
+
+    [Fact]
+    public void AnExceptionInsideBackwardIsRethrownAfterwardsInsteadOfAborting()
+    {
+        var w = new TorchSharp.Modules.Parameter(randn(4, 3));
+        var b = new TorchSharp.Modules.Parameter(randn(3));
+        PatrickStar.Hooks.ParameterEvents.Attach(w, new ThrowingHandler());
+        try
+        {
+            var y = PatrickStar.Hooks.ParameterOps.Addmm(randn(2, 4, requires_grad: true), w, b, "layer.x");
+            y.sum().backward(); // must return normally: the error is captured, not thrown into libtorch
+            var e = Assert.Throws<InvalidOperationException>(PatrickStar.Hooks.ParameterEvents.RethrowCaptured);
+            Assert.Contains("boom in layer.x", e.Message);
+            PatrickStar.Hooks.ParameterEvents.RethrowCaptured(); // once only
+        }
+        finally
+        {
+            PatrickStar.Hooks.ParameterEvents.Detach(w);
+        }
     }
 }

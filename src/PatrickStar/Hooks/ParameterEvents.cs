@@ -1,0 +1,60 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace PatrickStar.Hooks;
+
+/// <summary>
+/// Receives the backward events of parameterised operations. An engine that manages parameters (the
+/// chunk engine) attaches a handler to each of them; unmanaged parameters take autograd's usual path.
+/// </summary>
+public interface IParameterHandler
+{
+    /// <summary>The operation of <paramref name="module"/> is about to compute gradients: its parameters must be readable now.</summary>
+    void BeforeBackward(string module, IReadOnlyList<Parameter> parameters);
+
+    /// <summary>
+    /// One gradient contribution for <paramref name="parameter"/>. Returns true when the handler took it
+    /// (then autograd is given no gradient for it), false to let autograd accumulate it into .grad.
+    /// The tensor is only valid during the call.
+    /// </summary>
+    bool AcceptGradient(Parameter parameter, Tensor gradient);
+
+    /// <summary>The operation of <paramref name="module"/> has produced all its gradients.</summary>
+    void AfterBackward(string module, IReadOnlyList<Parameter> parameters);
+}
+
+/// <summary>
+/// Where parameterised operations find their parameters' handler. Keyed by the Parameter object so that
+/// several engines (or ranks as threads) can live in one process.
+/// </summary>
+public static class ParameterEvents
+{
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Parameter, IParameterHandler> Handlers = new();
+
+    public static void Attach(Parameter p, IParameterHandler handler) => Handlers.AddOrUpdate(p, handler);
+
+    public static void Detach(Parameter p) => Handlers.Remove(p);
+
+    public static IParameterHandler? HandlerOf(Parameter p) => Handlers.TryGetValue(p, out var h) ? h : null;
+
+    /// <summary>Errors raised inside backward callbacks; they cannot propagate there (the process would abort).</summary>
+    private static readonly object ErrorGate = new();
+    private static Exception? _pendingError;
+
+    internal static void Capture(Exception e)
+    {
+        lock (ErrorGate) _pendingError ??= e;
+    }
+
+    /// <summary>Rethrows, once, the first error captured inside a backward callback since the last call.</summary>
+    public static void RethrowCaptured()
+    {
+        Exception? e;
+        lock (ErrorGate)
+        {
+            e = _pendingError;
+            _pendingError = null;
+        }
+        if (e is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
+    }
+}
