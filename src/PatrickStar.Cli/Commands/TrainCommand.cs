@@ -33,6 +33,13 @@ public static class TrainCommand
         var evalInterval = new Option<int?>("--eval-interval") { Description = "Validate every N steps (0: never)." };
         var device = new Option<string?>("--device") { Description = "auto, cpu, cuda or cuda:N." };
         var threads = new Option<int?>("--threads") { Description = "Torch intra-op threads (0: one per core)." };
+        var engine = new Option<string?>("--engine") { Description = "plain (everything on the device) or chunked (PatrickStar's chunk engine)." };
+        engine.AcceptOnlyFromAmong("plain", "chunked");
+        var deviceMemory = new Option<string?>("--device-memory") { Description = "Chunked engine: device budget, e.g. 1GiB (default: a quarter of available memory on a CPU device)." };
+        var hostMemory = new Option<string?>("--host-memory") { Description = "Chunked engine: host budget for chunks, e.g. 16GiB (default: the rest of available memory)." };
+        var chunkSize = new Option<string?>("--chunk-size") { Description = "Chunked engine: elements per chunk, e.g. 4M (default: the size that wastes least)." };
+        var placement = new Option<string?>("--placement") { Description = "Chunked engine: dynamic (traced, OPT eviction) or static (parameters pinned on the device)." };
+        placement.AcceptOnlyFromAmong("dynamic", "static");
         var metrics = new Option<FileInfo?>("--metrics") { Description = "Write one JSON object per step to this file (JSON Lines)." };
         var quiet = new Option<bool>("--plain-output") { Description = "Print plain log lines instead of the live display." };
 
@@ -40,7 +47,7 @@ public static class TrainCommand
             "Train a GPT language model. Progress shows loss, tokens/s, achieved TFLOPS and memory. TFLOPS counts model FLOPs: " +
             GptConfig.FlopsFormula + ", divided by the step's wall time.");
         foreach (var o in new Option[] { config, model, layers, hidden, heads, context, data, steps, batch, accum, seq, precision, lr, warmup,
-                     seed, evalInterval, device, threads, metrics, quiet })
+                     seed, evalInterval, device, threads, engine, deviceMemory, hostMemory, chunkSize, placement, metrics, quiet })
             command.Options.Add(o);
 
         command.SetAction(r => CommandErrors.Run(() =>
@@ -66,6 +73,11 @@ public static class TrainCommand
             if (r.GetValue(evalInterval) is int ei) c.Eval.Interval = ei;
             if (r.GetValue(device) is string dev) c.Device = dev;
             if (r.GetValue(threads) is int th) c.Threads = th;
+            if (r.GetValue(engine) is string en) c.Engine = en;
+            if (r.GetValue(deviceMemory) is string dm) c.Chunks.DeviceMemory = ByteSize.Parse(dm, "--device-memory");
+            if (r.GetValue(hostMemory) is string hm) c.Chunks.HostMemory = ByteSize.Parse(hm, "--host-memory");
+            if (r.GetValue(chunkSize) is string cs) c.Chunks.ChunkSize = ByteSize.Parse(cs, "--chunk-size");
+            if (r.GetValue(placement) is string pl) c.Chunks.Placement = pl == "static" ? ChunkPlacement.Static : ChunkPlacement.Dynamic;
             ConfigLoader.Validate(c, source);
 
             return Train(c, r.GetValue(metrics)?.FullName, plainOutput: r.GetValue(quiet));

@@ -12,18 +12,6 @@ namespace PatrickStar.Models.Gpt;
 // lets HF checkpoints load without renaming. Every submodule is invoked through .call(...) so that
 // forward hooks (which the chunk engine relies on) fire. Field names below are the parameter names.
 
-/// <summary>A layer that knows its dotted path in the model ("transformer.h.0.attn.c_attn"), for moments and errors.</summary>
-public interface INamedLayer
-{
-    string Path { get; set; }
-}
-
-/// <summary>A layer that uses parameters registered elsewhere (the tied LM head uses the token embedding).</summary>
-public interface ISharedParameterUser
-{
-    IEnumerable<Parameter> SharedParameters { get; }
-}
-
 /// <summary>HF's Conv1D: a linear layer whose weight is stored [in, out] (y = x·W + b).</summary>
 public sealed class Conv1D : Module<Tensor, Tensor>, INamedLayer
 {
@@ -94,18 +82,19 @@ public sealed class GptEmbedding : Module<Tensor, Tensor>, INamedLayer
 /// <summary>The LM head, tied to the token embedding: logits = h·wteᵀ. It registers no parameter of its own.</summary>
 public sealed class TiedLmHead : Module<Tensor, Tensor>, INamedLayer, ISharedParameterUser
 {
-    private readonly GptEmbedding embedding;
+    // A delegate, not a field of module or parameter type, so that the embedding is not discovered
+    // (and renamed) as a child of the head: it belongs to the transformer.
+    private readonly Func<Parameter> weight;
 
     public TiedLmHead(GptEmbedding embedding) : base(nameof(TiedLmHead))
     {
-        this.embedding = embedding;
-        // Not RegisterComponents(): the embedding is registered (and named) by the transformer.
+        weight = () => embedding.Weight;
     }
 
     public string Path { get; set; } = "lm_head";
-    public IEnumerable<Parameter> SharedParameters => new[] { embedding.Weight };
+    public IEnumerable<Parameter> SharedParameters => new[] { weight() };
 
-    public override Tensor forward(Tensor hidden) => ParameterOps.LinearNoBias(hidden, embedding.Weight, Path);
+    public override Tensor forward(Tensor hidden) => ParameterOps.LinearNoBias(hidden, weight(), Path);
 }
 
 public sealed class CausalSelfAttention : Module<Tensor, Tensor>

@@ -62,10 +62,8 @@ public sealed class GptRun : IDisposable
         var device = TorchRuntime.ResolveDevice(config.Device);
         var modelConfig = ResolveModel(config);
 
-        int bytesPerParam = EngineFactory.DeviceBytesPerParameter(config);
-        MemoryCheck.EnsureFits($"model '{config.Model.Preset ?? "custom"}' with the {config.Engine} engine",
-            modelConfig.ParameterCount * bytesPerParam,
-            $"{modelConfig.ParameterCount:N0} parameters x {bytesPerParam} B of model data in {config.Precision}", device);
+        EngineFactory.EnsureModelFits(config, modelConfig.ParameterCount,
+            $"model '{config.Model.Preset ?? "custom"}' with the {config.Engine} engine", device);
 
         data ??= LoadData(config, Gpt2Tokenizer.Instance);
         if (data.VocabSize > modelConfig.VocabSize)
@@ -76,7 +74,8 @@ public sealed class GptRun : IDisposable
         var model = new GptModel(modelConfig);
         try
         {
-            var engine = EngineFactory.Create(model, config, device);
+            using var sample = zeros(1, 1, dtype: ScalarType.Int64);
+            var engine = EngineFactory.Create(model, config, device, sample);
             return new GptRun(config, modelConfig, data, model, engine, device);
         }
         catch

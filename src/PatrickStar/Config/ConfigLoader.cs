@@ -28,7 +28,7 @@ public static class ConfigLoader
     /// <summary>
     /// The engines accepted by the <c>engine</c> key. New engines add their name here.
     /// </summary>
-    public static readonly string[] Engines = ["plain"];
+    public static readonly string[] Engines = ["plain", "chunked"];
 
     // Comments and trailing commas are harmless in a hand-written config; everything else stays standard JSON.
     private static readonly JsonDocumentOptions DocumentOptions = new()
@@ -119,6 +119,16 @@ public static class ConfigLoader
             "Compute device: \"auto\" (CUDA when available), \"cpu\", \"cuda\" or \"cuda:N\"."),
         IntField("threads", c => c.Threads, (c, v) => c.Threads = v,
             "Intra-op CPU threads for torch (>= 0); 0 keeps torch's default."),
+        SizeField("chunk_size", c => c.Chunks.ChunkSize, (c, v) => c.Chunks.ChunkSize = v,
+            "Chunked engine: elements per chunk (>= the largest parameter); null searches for the size that wastes least."),
+        ChoiceField("placement_policy", c => c.Chunks.Placement, (c, v) => c.Chunks.Placement = v,
+            "Chunked engine: \"dynamic\" (moved by the warm-up trace) or \"static\" (parameter chunks pinned on the device)."),
+        SizeField("device_memory", c => c.Chunks.DeviceMemory, (c, v) => c.Chunks.DeviceMemory = v,
+            "Chunked engine: device budget in bytes, or a string such as \"2GiB\"; null: a quarter of available memory on a CPU device."),
+        SizeField("host_memory", c => c.Chunks.HostMemory, (c, v) => c.Chunks.HostMemory = v,
+            "Chunked engine: host budget for chunks in bytes or \"16GiB\"; null: available memory minus the device budget."),
+        NumberField("mem_tracer.warmup_device_ratio", c => c.Chunks.WarmupDeviceRatio, (c, v) => c.Chunks.WarmupDeviceRatio = v,
+            "Chunked engine: fraction of the device budget chunks may use during the warm-up iteration, in (0, 1]."),
     ];
 
     private static readonly Dictionary<string, Field> FieldsByKey = Fields.ToDictionary(f => f.Key, StringComparer.Ordinal);
@@ -311,6 +321,11 @@ public static class ConfigLoader
         Require(IsValidDevice(c.Device), "device", c.Device,
             "\"auto\", \"cpu\", \"cuda\" or \"cuda:N\" with N a device index such as \"cuda:0\"");
         Require(c.Threads >= 0, "threads", c.Threads, ">= 0 (0 keeps torch's default)");
+        Require(c.Chunks.ChunkSize is null or >= 1, "chunk_size", c.Chunks.ChunkSize, ">= 1 element (or null to search)");
+        Require(c.Chunks.DeviceMemory is null or >= 1, "device_memory", c.Chunks.DeviceMemory, ">= 1 byte (or null)");
+        Require(c.Chunks.HostMemory is null or >= 1, "host_memory", c.Chunks.HostMemory, ">= 1 byte (or null)");
+        Require(c.Chunks.WarmupDeviceRatio > 0 && c.Chunks.WarmupDeviceRatio <= 1, "mem_tracer.warmup_device_ratio",
+            c.Chunks.WarmupDeviceRatio, "in (0, 1]");
 
         if (errors.Count > 0)
             throw new ConfigException(FormatErrors(sourceName, errors));
@@ -642,6 +657,22 @@ public static class ConfigLoader
         new(key, "[string, ...]", c => "[" + string.Join(", ", get(c).Select(Show)) + "]", meaning, (state, value, c) =>
         {
             if (state.ReadStringList(value, key, out List<string> v))
+                set(c, v);
+        });
+
+    /// <summary>A byte or element count: an integer, a string with a unit ("2GiB", "512MB", "64M"), or null.</summary>
+    private static Field SizeField(string key, Func<TrainingConfig, long?> get, Action<TrainingConfig, long?> set,
+        string meaning) =>
+        new(key, "int | \"<n><unit>\" | null", c => Show(get(c)), meaning, (state, value, c) =>
+        {
+            if (value.ValueKind == JsonValueKind.Null)
+                set(c, null);
+            else if (value.ValueKind == JsonValueKind.String)
+            {
+                if (ByteSize.TryParse(value.GetString()!, out long parsed)) set(c, parsed);
+                else state.TypeError(key, value, "an integer or a size such as \"2GiB\", \"512MB\" or \"64M\"");
+            }
+            else if (state.ReadInteger(value, key, 0, long.MaxValue, out long v))
                 set(c, v);
         });
 

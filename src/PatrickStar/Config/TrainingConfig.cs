@@ -65,6 +65,23 @@ public sealed class EvalSection
     public int Batches { get; set; } = 8;
 }
 
+/// <summary>Where parameter chunks may live: placed by the warm-up trace, or pinned on the device (ZeRO-Offload's layout).</summary>
+public enum ChunkPlacement { Dynamic, Static }
+
+/// <summary>Settings of the chunk-based engine (PatrickStar-style keys).</summary>
+public sealed class ChunkSection
+{
+    /// <summary>Elements per chunk; null searches for the size that wastes least.</summary>
+    public long? ChunkSize { get; set; }
+    public ChunkPlacement Placement { get; set; } = ChunkPlacement.Dynamic;
+    /// <summary>Bytes the compute device may use; null: on a CPU device a quarter of the machine's available memory.</summary>
+    public long? DeviceMemory { get; set; }
+    /// <summary>Bytes the host tier may use for chunks; null: the machine's available memory minus the device budget.</summary>
+    public long? HostMemory { get; set; }
+    /// <summary>Fraction of the device budget chunks may use during the warm-up iteration.</summary>
+    public double WarmupDeviceRatio { get; set; } = 0.2;
+}
+
 /// <summary>
 /// Everything a training run needs. Loaded from a JSON file (DeepSpeed / PatrickStar style keys, see
 /// <see cref="ConfigLoader"/>) and then overridden by command-line flags; <see cref="Validate"/> is
@@ -85,7 +102,8 @@ public sealed class TrainingConfig
     public double GradientClipping { get; set; } = 1.0;
     public long Seed { get; set; } = 1337;
     public EvalSection Eval { get; set; } = new();
-    /// <summary>Which engine runs the model: "plain" (everything on the compute device).</summary>
+    public ChunkSection Chunks { get; set; } = new();
+    /// <summary>Which engine runs the model: "plain" (everything on the compute device) or "chunked".</summary>
     public string Engine { get; set; } = "plain";
     /// <summary>Compute device: "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N".</summary>
     public string Device { get; set; } = "auto";

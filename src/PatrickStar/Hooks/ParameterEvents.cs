@@ -58,3 +58,15 @@ public static class ParameterEvents
         if (e is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
     }
 }
+
+/// <summary>A layer that knows its dotted path in the model ("transformer.h.0.attn.c_attn"), for moments and errors.</summary>
+public interface INamedLayer
+{
+    string Path { get; set; }
+}
+
+/// <summary>A layer that uses parameters registered elsewhere (a tied LM head uses the token embedding's weight).</summary>
+public interface ISharedParameterUser
+{
+    IEnumerable<Parameter> SharedParameters { get; }
+}

@@ -33,6 +33,9 @@ public static class ParameterOps
         LayerNormFunction.apply(x, weight, bias, module, eps)[0];
 }
 
+/// <summary>A parameter kept in an autograd context without being saved as a tensor (no version check, no copy).</summary>
+internal sealed record ParameterRef(Parameter Parameter);
+
 /// <summary>The backward protocol shared by the parameterised functions.</summary>
 internal static class ParameterBackward
 {
@@ -85,8 +88,8 @@ internal sealed class AddmmFunction : MultiTensorFunction<AddmmFunction>
     {
         var (x, w, b) = ((Tensor)vars[0], (Parameter)vars[1], (Parameter)vars[2]);
         ctx.save_for_backward(new List<Tensor> { x });
-        ctx.save_data("w", w);
-        ctx.save_data("b", b);
+        ctx.save_data("w", new ParameterRef(w));
+        ctx.save_data("b", new ParameterRef(b));
         ctx.save_data("module", vars[3]);
         using var _ = no_grad();
         return new List<Tensor> { addmm(b, x, w, beta: 1, alpha: 1) };
@@ -95,8 +98,8 @@ internal sealed class AddmmFunction : MultiTensorFunction<AddmmFunction>
     public override List<Tensor> backward(AutogradContext ctx, List<Tensor> grads)
     {
         var x = ctx.get_saved_variables()[0];
-        var w = (Parameter)ctx.get_data("w");
-        var b = (Parameter)ctx.get_data("b");
+        var w = ((ParameterRef)ctx.get_data("w")).Parameter;
+        var b = ((ParameterRef)ctx.get_data("b")).Parameter;
         var g = grads[0];
         return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w, b }, new[] { 1, 2 }, 4, () => new Tensor?[]
         {
@@ -116,7 +119,7 @@ internal sealed class LinearNoBiasFunction : MultiTensorFunction<LinearNoBiasFun
     {
         var (x, w) = ((Tensor)vars[0], (Parameter)vars[1]);
         ctx.save_for_backward(new List<Tensor> { x });
-        ctx.save_data("w", w);
+        ctx.save_data("w", new ParameterRef(w));
         ctx.save_data("module", vars[2]);
         using var _ = no_grad();
         return new List<Tensor> { nn.functional.linear(x, w) };
@@ -125,7 +128,7 @@ internal sealed class LinearNoBiasFunction : MultiTensorFunction<LinearNoBiasFun
     public override List<Tensor> backward(AutogradContext ctx, List<Tensor> grads)
     {
         var x = ctx.get_saved_variables()[0];
-        var w = (Parameter)ctx.get_data("w");
+        var w = ((ParameterRef)ctx.get_data("w")).Parameter;
         var g = grads[0];
         return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w }, new[] { 1 }, 3, () =>
         {
@@ -149,7 +152,7 @@ internal sealed class EmbeddingFunction : MultiTensorFunction<EmbeddingFunction>
     {
         var (idx, w) = ((Tensor)vars[0], (Parameter)vars[1]);
         ctx.save_for_backward(new List<Tensor> { idx });
-        ctx.save_data("w", w);
+        ctx.save_data("w", new ParameterRef(w));
         ctx.save_data("module", vars[2]);
         using var _ = no_grad();
         using var rows = w.index_select(0, idx.reshape(-1));
@@ -160,7 +163,7 @@ internal sealed class EmbeddingFunction : MultiTensorFunction<EmbeddingFunction>
     public override List<Tensor> backward(AutogradContext ctx, List<Tensor> grads)
     {
         var idx = ctx.get_saved_variables()[0];
-        var w = (Parameter)ctx.get_data("w");
+        var w = ((ParameterRef)ctx.get_data("w")).Parameter;
         var g = grads[0];
         return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w }, new[] { 1 }, 3, () =>
         {
@@ -182,8 +185,8 @@ internal sealed class LayerNormFunction : MultiTensorFunction<LayerNormFunction>
         var (x, w, b) = ((Tensor)vars[0], (Parameter)vars[1], (Parameter)vars[2]);
         double eps = (double)vars[4];
         ctx.save_for_backward(new List<Tensor> { x });
-        ctx.save_data("w", w);
-        ctx.save_data("b", b);
+        ctx.save_data("w", new ParameterRef(w));
+        ctx.save_data("b", new ParameterRef(b));
         ctx.save_data("module", vars[3]);
         ctx.save_data("eps", eps);
         using var _ = no_grad();
@@ -193,8 +196,8 @@ internal sealed class LayerNormFunction : MultiTensorFunction<LayerNormFunction>
     public override List<Tensor> backward(AutogradContext ctx, List<Tensor> grads)
     {
         var x = ctx.get_saved_variables()[0];
-        var w = (Parameter)ctx.get_data("w");
-        var b = (Parameter)ctx.get_data("b");
+        var w = ((ParameterRef)ctx.get_data("w")).Parameter;
+        var b = ((ParameterRef)ctx.get_data("b")).Parameter;
         double eps = (double)ctx.get_data("eps");
         var g = grads[0];
         return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w, b }, new[] { 1, 2 }, 5, () =>

@@ -60,25 +60,10 @@ public sealed class TensorAdam : IDisposable
         if (gradients.Count != slots.Count)
             throw new ArgumentException($"{gradients.Count} gradients given for {slots.Count} parameters.");
         StepCount++;
-        double b1 = settings.Beta1, b2 = settings.Beta2;
-        double bc1 = 1 - Math.Pow(b1, StepCount);
-        double bc2Sqrt = Math.Sqrt(1 - Math.Pow(b2, StepCount));
-        double stepSize = learningRate / bc1;
-        using var _ = no_grad();
         for (int i = 0; i < slots.Count; i++)
         {
             var s = slots[i];
-            using var scope = NewDisposeScope();
-            Tensor g = gradients[i];
-            if (s.Decay && settings.WeightDecay != 0)
-            {
-                if (settings.Type == OptimizerType.AdamW) s.Weight.mul_(1 - learningRate * settings.WeightDecay);
-                else g = g.add(s.Weight, alpha: settings.WeightDecay); // Adam: L2 term joins the gradient
-            }
-            s.Momentum.mul_(b1).add_(g, alpha: 1 - b1);
-            s.Variance.mul_(b2).addcmul_(g, g, value: 1 - b2);
-            var denom = s.Variance.sqrt().div_(bc2Sqrt).add_(settings.Eps);
-            s.Weight.addcdiv_(s.Momentum, denom, value: -stepSize);
+            AdamMath.Update(s.Weight, gradients[i], s.Momentum, s.Variance, learningRate, settings, StepCount, s.Decay);
         }
     }
 
@@ -90,6 +75,31 @@ public sealed class TensorAdam : IDisposable
             s.Variance.Dispose();
         }
         slots.Clear();
+    }
+}
+
+/// <summary>The Adam / AdamW arithmetic on fp32 tensors in place: the one implementation every tensor path uses.</summary>
+public static class AdamMath
+{
+    /// <param name="step">The step number after this update (1 for the first), for bias correction.</param>
+    public static void Update(Tensor weight, Tensor gradient, Tensor momentum, Tensor variance, double learningRate,
+        AdamSettings settings, long step, bool decay)
+    {
+        double b1 = settings.Beta1, b2 = settings.Beta2;
+        double bc1 = 1 - Math.Pow(b1, step);
+        double bc2Sqrt = Math.Sqrt(1 - Math.Pow(b2, step));
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        Tensor g = gradient;
+        if (decay && settings.WeightDecay != 0)
+        {
+            if (settings.Type == OptimizerType.AdamW) weight.mul_(1 - learningRate * settings.WeightDecay);
+            else g = g.add(weight, alpha: settings.WeightDecay); // Adam: the L2 term joins the gradient
+        }
+        momentum.mul_(b1).add_(g, alpha: 1 - b1);
+        variance.mul_(b2).addcmul_(g, g, value: 1 - b2);
+        var denom = variance.sqrt().div_(bc2Sqrt).add_(settings.Eps);
+        weight.addcdiv_(momentum, denom, value: -learningRate / bc1);
     }
 }
 

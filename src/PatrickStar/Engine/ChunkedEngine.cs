@@ -1,0 +1,667 @@
+using PatrickStar.Chunks;
+using PatrickStar.Config;
+using PatrickStar.Hooks;
+using PatrickStar.Memory;
+using PatrickStar.Optimizer;
+using PatrickStar.Profiling;
+using PatrickStar.Training;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace PatrickStar.Engine;
+
+/// <summary>The chunk engine's settings (config keys chunk_size, placement_policy, device_memory, host_memory, mem_tracer.*).</summary>
+public sealed record ChunkEngineOptions(
+    long DeviceMemory,
+    long HostMemory,
+    long? ChunkSize = null,
+    ChunkPlacement Policy = ChunkPlacement.Dynamic,
+    double WarmupDeviceFraction = 0.2)
+{
+    /// <summary>Budgets from the config; on a CPU device the defaults split the machine's available memory 1:3.</summary>
+    public static ChunkEngineOptions From(TrainingConfig config, Device device)
+    {
+        var c = config.Chunks;
+        long available = MemoryMeter.AvailableHostMemory() ?? 0;
+        long deviceBudget = c.DeviceMemory ?? (device.type == DeviceType.CPU && available > 0
+            ? available / 4
+            : throw new ArgumentException("device_memory must be set for a non-CPU device (TorchSharp cannot query its memory): e.g. --device-memory 20GiB."));
+        long hostBudget = c.HostMemory ?? Math.Max(0, available - (device.type == DeviceType.CPU ? deviceBudget : 0));
+        return new ChunkEngineOptions(deviceBudget, hostBudget, c.ChunkSize, c.Placement, c.WarmupDeviceRatio);
+    }
+
+    /// <summary>Host bytes of model data per parameter: compute-precision copy, fp32 master, momentum, variance (+ fp32 gradients when accumulating).</summary>
+    public static int HostBytesPerParameter(TrainingConfig config) =>
+        (config.Precision == Precision.Bf16 ? 2 : 4) + 12 + (config.GradientAccumulationSteps > 1 ? 4 : 0);
+}
+
+/// <summary>
+/// PatrickStar's engine: parameters, master weights and Adam state in fixed-size chunks; parameter
+/// chunks move between the device and host tiers as training needs them. The first iteration is a
+/// warm-up that records, at every moment (pre-forward and pre-backward of each module with parameters,
+/// and the optimizer step), the non-model memory and which chunks were used; afterwards chunks are
+/// placed so that the device holds as many as the non-model data leaves room for, evicting by OPT
+/// (the chunk needed farthest in the future leaves first).
+/// </summary>
+public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
+{
+    private readonly Module<Tensor, Tensor> model;
+    private readonly ChunkEngineOptions options;
+    private readonly TrainingConfig config;
+    private readonly ScalarType computeType;
+    private readonly TierMemory device;
+    private readonly TierMemory host;
+    private readonly ChunkLayout layout;
+    private readonly List<ChunkRuntime> paramChunks = new();
+    private readonly List<ChunkRuntime> masterChunks = new();
+    private readonly List<ChunkRuntime> momentumChunks = new();
+    private readonly List<ChunkRuntime> varianceChunks = new();
+    private readonly List<ChunkRuntime> gradientChunks = new(); // only with gradient accumulation
+    private readonly Dictionary<Parameter, ManagedParameter> managed = new(ReferenceEqualityComparer.Instance);
+    private readonly List<ManagedParameter> ordered = new();
+    private readonly List<Action> unhooks = new();
+    private readonly AdamSettings adam;
+    private readonly Dictionary<string, double> statistics = new();
+    private readonly IterationStatistics iteration = new();
+
+    private MomentTrace trace = new();
+    private DeviceBudgetPlan? plan;
+    private PeakSampler? sampler;
+    private bool warmup = true;
+    private int moment = -1;
+    private string momentLabel = "start";
+    private long adamStep;
+    private bool iterationStarted;
+
+    public ChunkedEngine(Module<Tensor, Tensor> model, TrainingConfig config, Device computeDevice, ChunkEngineOptions options, Tensor? sampleInput = null)
+    {
+        this.model = model;
+        this.config = config;
+        this.options = options;
+        Device = computeDevice;
+        computeType = config.Precision == Precision.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
+        adam = AdamSettings.From(config.Optimizer);
+        device = new TierMemory(Tier.Device, computeDevice, options.DeviceMemory);
+        host = new TierMemory(Tier.Host, CPU, options.HostMemory);
+        model.train();
+        // Parameters take the compute precision first; their fp32 masters are made from those values,
+        // as the plain engine does, so both engines start from identical weights.
+        if (computeType != ScalarType.Float32) model.to(computeType);
+
+        var order = ExecutionOrder(model, sampleInput);
+        var specs = order.Select(p => new TensorSpec(p.Name, p.Parameter.numel())).ToList();
+        layout = options.ChunkSize is long size ? ChunkLayout.Pack(specs, size) : ChunkSizeSearch.Best(specs);
+        BuildChunks(order);
+        InstallHooks();
+        if (options.Policy == ChunkPlacement.Static)
+            foreach (var c in paramChunks) Move(c, device, "static placement of parameter chunks");
+        GC.Collect();
+        GC.WaitForPendingFinalizers(); // tensors dropped before now must not be counted as activations later
+        baselineBytes = Math.Max(0, MemoryMeter.NativeInUse() - device.UsedBytes - host.UsedBytes);
+        statistics["chunks"] = layout.ChunkCount;
+        statistics["chunk_elements"] = layout.ChunkSize;
+        statistics["chunk_utilisation"] = layout.Utilisation;
+    }
+
+    public string Name => options.Policy == ChunkPlacement.Static ? "chunked (static)" : "chunked";
+    public Module<Tensor, Tensor> Model => model;
+    public Device Device { get; }
+    public ChunkLayout Layout => layout;
+    public IReadOnlyDictionary<string, double> Statistics => statistics;
+    public TierMemory DeviceTier => device;
+    public TierMemory HostTier => host;
+    public bool WarmingUp => warmup;
+    public MomentTrace Trace => trace;
+
+    /// <summary>Largest device bytes seen at any moment: resident chunks + measured non-model data.</summary>
+    public long PeakDeviceBytes { get; private set; }
+
+    // ---- Setup -----------------------------------------------------------------------------------------
+
+    private sealed record OrderedParameter(string Name, Parameter Parameter);
+
+    /// <summary>Parameters in the order of their first use, found by one forward pass with recording hooks.</summary>
+    private static List<OrderedParameter> ExecutionOrder(Module<Tensor, Tensor> model, Tensor? sampleInput)
+    {
+        var names = model.named_parameters().ToDictionary(p => p.parameter, p => p.name, ReferenceEqualityComparer.Instance);
+        var order = new List<OrderedParameter>();
+        var seen = new HashSet<Parameter>(ReferenceEqualityComparer.Instance);
+        if (sampleInput is not null)
+        {
+            var handles = new List<Action>();
+            foreach (var (_, module) in model.named_modules())
+            {
+                if (module is not Module<Tensor, Tensor> m) continue;
+                var own = ParametersOf(module).ToList();
+                if (own.Count == 0) continue;
+                var handle = m.register_forward_pre_hook((_, x) =>
+                {
+                    foreach (var p in own)
+                        if (seen.Add(p)) order.Add(new OrderedParameter(names[p], p));
+                    return x;
+                });
+                handles.Add(() => handle.remove());
+            }
+            using (no_grad())
+            using (var scope = NewDisposeScope())
+                model.call(sampleInput);
+            foreach (var unhook in handles) unhook();
+        }
+        // Parameters the sample pass did not reach keep their registration order, after the others.
+        foreach (var (name, p) in model.named_parameters())
+            if (seen.Add(p)) order.Add(new OrderedParameter(name, p));
+        return order;
+    }
+
+    /// <summary>A module's own parameters (not its children's), plus any it uses from elsewhere (tied weights).</summary>
+    private static IEnumerable<Parameter> ParametersOf(Module module)
+    {
+        foreach (var (_, p) in module.named_parameters(recurse: false)) yield return p;
+        if (module is ISharedParameterUser shared)
+            foreach (var p in shared.SharedParameters) yield return p;
+    }
+
+    private void BuildChunks(List<OrderedParameter> order)
+    {
+        bool accumulate = config.GradientAccumulationSteps > 1;
+        using var _ = no_grad();
+        for (int i = 0; i < layout.ChunkCount; i++)
+        {
+            paramChunks.Add(NewChunk(i, ChunkKind.Param, computeType));
+            masterChunks.Add(NewChunk(i, ChunkKind.Master, ScalarType.Float32));
+            momentumChunks.Add(NewChunk(i, ChunkKind.Momentum, ScalarType.Float32));
+            varianceChunks.Add(NewChunk(i, ChunkKind.Variance, ScalarType.Float32));
+            if (accumulate) gradientChunks.Add(NewChunk(i, ChunkKind.Gradient, ScalarType.Float32));
+        }
+        foreach (var (name, p) in order)
+        {
+            var place = layout[name];
+            var mp = new ManagedParameter(name, p, p.shape.ToArray(), place,
+                decay: !config.Optimizer.NoDecayOnBiasAndNorm || p.dim() >= 2);
+            managed[p] = mp;
+            ordered.Add(mp);
+            paramChunks[place.Chunk].Tensors.Add(mp);
+            using (var source = p.detach().reshape(-1))
+            using (var master = masterChunks[place.Chunk].Slot(place))
+                master.copy_(source);
+        }
+        foreach (var c in masterChunks)
+        {
+            using var used = c.Payload!.narrow(0, 0, layout.UsedPerChunk[c.Index]);
+            using var target = paramChunks[c.Index].Payload!.narrow(0, 0, layout.UsedPerChunk[c.Index]);
+            target.copy_(used); // the compute-precision copy of the masters
+        }
+        foreach (var c in paramChunks) Rebind(c);
+        foreach (var p in ordered) ParameterEvents.Attach(p.Parameter, this);
+    }
+
+    private ChunkRuntime NewChunk(int index, ChunkKind kind, ScalarType dtype)
+    {
+        var c = new ChunkRuntime(index, kind, dtype, layout.ChunkSize);
+        c.Payload = host.Acquire(dtype, layout.ChunkSize, $"{kind} chunk {index}");
+        c.Tier = host;
+        c.Payload.zero_();
+        return c;
+    }
+
+    private void InstallHooks()
+    {
+        foreach (var (path, module) in model.named_modules())
+        {
+            var own = ParametersOf(module).Where(managed.ContainsKey).Select(p => managed[p]).ToList();
+            if (own.Count == 0) continue;
+            if (module is not Module<Tensor, Tensor> m)
+                throw new NotSupportedException($"module '{path}' ({module.GetType().Name}) owns parameters but is not a Module<Tensor, Tensor>; the chunk engine hooks only those.");
+            string label = module is INamedLayer named ? named.Path : path;
+            // Forward hooks run on the caller's stack (unlike backward callbacks), so their exceptions propagate normally.
+            var pre = m.register_forward_pre_hook((_, x) => { BeforeForward(label, own); return x; });
+            var post = m.register_forward_hook((_, _, y) => { AfterForward(label, own); return y; });
+            unhooks.Add(() => pre.remove());
+            unhooks.Add(() => post.remove());
+        }
+    }
+
+    // ---- Moments and placement -----------------------------------------------------------------------
+
+    // Training means the model is in train mode (the trainer's Evaluate switches to eval). Grad mode
+    // cannot tell: autograd turns it off while it runs backward, where the events are training ones.
+    private bool Training => model.training;
+
+    private void EnterMoment(MomentKind kind, string module)
+    {
+        momentLabel = $"{kind} of {module}";
+        if (!Training && kind != MomentKind.OptimizerStep) return; // evaluation passes are not traced
+        if (!iterationStarted)
+        {
+            iterationStarted = true;
+            iteration.Reset();
+            if (warmup)
+            {
+                sampler = new PeakSampler();
+                sampler.Start();
+            }
+        }
+        long nonModel = NonModelBytes(warmup ? sampler!.TakePeak() : MemoryMeter.NativeInUse());
+        if (warmup)
+        {
+            if (moment >= 0) trace.RecordNonModel(nonModel);
+            moment = trace.BeginMoment(kind, module);
+        }
+        else
+        {
+            moment++;
+            trace.CheckSameShape(moment, kind, module);
+        }
+        iteration.PeakNonModel = Math.Max(iteration.PeakNonModel, nonModel);
+        ObserveDevice(nonModel);
+        if (!warmup && options.Policy == ChunkPlacement.Dynamic) MakeRoom(plan!.ChunkBytesAllowedAt(moment), needed: null);
+    }
+
+    /// <summary>
+    /// Non-model memory = what the allocator has handed out minus every chunk buffer (both tiers, pools included),
+    /// minus what the process held before training (the dataset, libtorch itself): on a GPU that memory would not
+    /// be on the device at all.
+    /// </summary>
+    private long NonModelBytes(long allocatorInUse)
+    {
+        if (Device.type != DeviceType.CPU) return 0; // libtorch's CUDA allocator statistics are not reachable from TorchSharp
+        return Math.Max(0, allocatorInUse - device.UsedBytes - host.UsedBytes - baselineBytes);
+    }
+
+    private long baselineBytes;
+
+    private void ObserveDevice(long nonModel)
+    {
+        long model = device.UsedBytes;
+        if (model + nonModel > PeakDeviceBytes)
+        {
+            PeakDeviceBytes = model + nonModel;
+            iteration.PeakDeviceModel = model;
+            iteration.PeakDeviceNonModel = nonModel;
+        }
+        iteration.PeakDevice = Math.Max(iteration.PeakDevice, model + nonModel);
+    }
+
+    /// <summary>Bytes of parameter chunks allowed on the device now.</summary>
+    private long AllowedChunkBytes()
+    {
+        if (options.Policy == ChunkPlacement.Static) return options.DeviceMemory;
+        if (plan is null) return (long)(options.DeviceMemory * options.WarmupDeviceFraction);
+        if (!Training) return plan.MinimumChunkBytesAllowed; // evaluation: no moments, so the tightest traced allowance
+        return plan.ChunkBytesAllowedAt(Math.Max(0, moment));
+    }
+
+    /// <summary>Brings a parameter chunk to the device, evicting others by OPT when room is short.</summary>
+    private void Access(ChunkRuntime chunk, string module)
+    {
+        if (warmup && Training) trace.RecordAccess(chunk.Index);
+        if (chunk.Tier == device) return;
+        long allowed = Math.Max(AllowedChunkBytes(), WorkingSetBytes(chunk));
+        MakeRoom(allowed, chunk);
+        if (device.InUseBytes + chunk.Bytes > options.DeviceMemory || device.InUseBytes + chunk.Bytes > allowed)
+            throw WorkingSetError(module, chunk, allowed);
+        Move(chunk, device, $"{module} ({momentLabel})");
+    }
+
+    /// <summary>The chunks that must be on the device together with <paramref name="chunk"/> (those computing now).</summary>
+    private long WorkingSetBytes(ChunkRuntime chunk) =>
+        chunk.Bytes + paramChunks.Where(c => c.Tier == device && c.HasComputingTensor).Sum(c => c.Bytes);
+
+    private Exception WorkingSetError(string module, ChunkRuntime chunk, long allowed)
+    {
+        long computing = paramChunks.Where(c => c.Tier == device && c.HasComputingTensor).Sum(c => c.Bytes);
+        long nonModel = plan is null ? NonModelBytes(MemoryMeter.NativeInUse()) : trace.PeakNonModelAround(Math.Max(0, moment));
+        return new TierBudgetExceededException(
+            $"the device budget cannot hold the working set of module '{module}' at moment {moment} ({momentLabel}): it needs " +
+            $"{computing + chunk.Bytes:N0} bytes of parameter chunks ({Bytes.Format(computing + chunk.Bytes)}) while {Bytes.Format(nonModel)} of non-model data " +
+            $"leaves {Bytes.Format(Math.Min(allowed, options.DeviceMemory))} ({Math.Min(allowed, options.DeviceMemory):N0} bytes) of the " +
+            $"{Bytes.Format(options.DeviceMemory)} device budget. Raise device_memory, lower the batch or sequence length, or use a smaller chunk_size.");
+    }
+
+    /// <summary>Evicts chunks (OPT order after warm-up) until the device holds at most <paramref name="allowed"/> bytes of chunks plus <paramref name="needed"/>.</summary>
+    private void MakeRoom(long allowed, ChunkRuntime? needed)
+    {
+        long extra = needed?.Bytes ?? 0;
+        if (device.UsedBytes + extra > allowed) device.Trim(Math.Max(0, allowed - extra - device.InUseBytes));
+        while (device.InUseBytes + extra > allowed)
+        {
+            var candidates = paramChunks.Where(c => c.Tier == device && c != needed && !c.HasComputingTensor).ToList();
+            if (candidates.Count == 0) return;
+            ChunkRuntime victim;
+            if (!warmup && Training && plan is not null)
+            {
+                int? id = OptEvictionPolicy.ChooseVictim(trace, moment, candidates.Select(c => c.Index));
+                victim = paramChunks[id!.Value];
+            }
+            else
+            {
+                victim = candidates.OrderBy(c => c.LastUse).First(); // warm-up has no trace yet: least recently used
+            }
+            Move(victim, host, $"eviction before {momentLabel}");
+            iteration.Evictions++;
+        }
+    }
+
+    /// <summary>A real copy into a buffer owned by the target tier; parameters of the chunk are re-pointed at it.</summary>
+    private void Move(ChunkRuntime chunk, TierMemory target, string purpose)
+    {
+        if (chunk.Tier == target) return;
+        if (chunk.HasComputingTensor)
+            throw new InvalidOperationException($"chunk {chunk.Index} cannot move during {momentLabel}: a tensor in it is computing.");
+        var buffer = target.Acquire(chunk.DType, chunk.Elements, purpose);
+        using (no_grad()) buffer.copy_(chunk.Payload!);
+        var old = chunk.Payload!;
+        var oldTier = chunk.Tier!;
+        chunk.Payload = buffer;
+        chunk.Tier = target;
+        if (chunk.Kind == ChunkKind.Param) Rebind(chunk);
+        oldTier.Return(old);
+        if (target == device) iteration.BytesToDevice += chunk.Bytes; else iteration.BytesToHost += chunk.Bytes;
+        iteration.Moves++;
+    }
+
+    /// <summary>Points every parameter of a parameter chunk at its slot in the current payload (same Parameter objects).</summary>
+    private static void Rebind(ChunkRuntime chunk)
+    {
+        using var _ = no_grad();
+        foreach (var mp in chunk.Tensors)
+        {
+            using var slot = chunk.Payload!.narrow(0, mp.Place.Offset, mp.Place.Numel);
+            using var view = slot.view(mp.Shape);
+            mp.Parameter.set_(view);
+        }
+    }
+
+    private void SetState(ManagedParameter mp, TensorState to)
+    {
+        TensorTransitions.Check(mp.State, to, mp.Name, mp.Place.Chunk, momentLabel);
+        mp.State = to;
+    }
+
+    // ---- Forward hooks ------------------------------------------------------------------------------
+
+    private void BeforeForward(string module, List<ManagedParameter> parameters)
+    {
+        EnterMoment(MomentKind.PreForward, module);
+        foreach (var mp in parameters)
+        {
+            var chunk = paramChunks[mp.Place.Chunk];
+            Access(chunk, module);
+            chunk.LastUse = ++useClock;
+            SetState(mp, TensorState.Compute);
+            if (Training) mp.ForwardUses++;
+        }
+    }
+
+    private long useClock;
+
+    private void AfterForward(string module, List<ManagedParameter> parameters)
+    {
+        foreach (var mp in parameters)
+            SetState(mp, Training ? TensorState.HoldAfterForward : TensorState.Hold);
+    }
+
+    // ---- Backward (IParameterHandler) -----------------------------------------------------------------
+
+    public void Backward(Tensor loss)
+    {
+        foreach (var mp in ordered)
+        {
+            mp.ForwardUsesAtStart = mp.ForwardUses;
+            mp.BackwardUsesLeft = mp.ForwardUses;
+            mp.ForwardUses = 0;
+        }
+        loss.backward();
+        ParameterEvents.RethrowCaptured();
+        foreach (var mp in ordered)
+        {
+            if (mp.BackwardUsesLeft != 0 && mp.BackwardUsesLeft != mp.ForwardUsesAtStart)
+                throw new InvalidOperationException($"parameter {mp.Name} received {mp.ForwardUsesAtStart - mp.BackwardUsesLeft} of its gradient contributions.");
+            mp.Pending?.Dispose();
+            mp.Pending = null;
+        }
+        microSteps++;
+    }
+
+    private int microSteps;
+
+    void IParameterHandler.BeforeBackward(string module, IReadOnlyList<Parameter> parameters)
+    {
+        EnterMoment(MomentKind.PreBackward, module);
+        foreach (var p in parameters)
+        {
+            var mp = managed[p];
+            var chunk = paramChunks[mp.Place.Chunk];
+            Access(chunk, module);
+            chunk.LastUse = ++useClock;
+            SetState(mp, TensorState.Compute);
+        }
+    }
+
+    bool IParameterHandler.AcceptGradient(Parameter p, Tensor gradient)
+    {
+        var mp = managed[p];
+        using var _ = no_grad();
+        if (mp.BackwardUsesLeft > 1)
+        {
+            // A shared weight (the tied embedding): keep contributions until the last one arrives.
+            if (mp.Pending is null) mp.Pending = gradient.to(ScalarType.Float32, copy: true).DetachFromDisposeScope();
+            else mp.Pending.add_(gradient);
+            mp.BackwardUsesLeft--;
+            return true;
+        }
+        var total = gradient;
+        if (mp.Pending is not null) total = mp.Pending.add_(gradient);
+        if (gradientChunks.Count > 0)
+        {
+            using var slot = gradientChunks[mp.Place.Chunk].Slot(mp.Place);
+            using var flat = total.reshape(-1);
+            using var onHost = flat.to(ScalarType.Float32).to(slot.device);
+            slot.add_(onHost);
+        }
+        else
+        {
+            // PatrickStar's reuse: the value is no longer needed in this backward, so the gradient takes
+            // its slot in the compute-precision chunk (the fp32 master still holds the weight).
+            mp.Parameter.copy_(total);
+            mp.GradientInSlot = true;
+        }
+        mp.BackwardUsesLeft--;
+        return true;
+    }
+
+    void IParameterHandler.AfterBackward(string module, IReadOnlyList<Parameter> parameters)
+    {
+        foreach (var p in parameters)
+            SetState(managed[p], TensorState.HoldAfterBackward);
+    }
+
+    // ---- Optimizer step ----------------------------------------------------------------------------
+
+    public StepOutcome Step(double learningRate)
+    {
+        EnterMoment(MomentKind.OptimizerStep, "optimizer");
+        using var _ = no_grad();
+        // Parameters that received no gradient (unused this step) still hold weights in their slot: zero them.
+        foreach (var mp in ordered.Where(m => gradientChunks.Count == 0 && !m.GradientInSlot))
+            mp.Parameter.zero_();
+
+        double norm = GlobalGradientNorm();
+        bool skip = !double.IsFinite(norm);
+        double clip = config.GradientClipping > 0 && norm > config.GradientClipping ? config.GradientClipping / (norm + 1e-6) : 1.0;
+        if (!skip)
+        {
+            adamStep++;
+            for (int i = 0; i < layout.ChunkCount; i++) UpdateChunk(i, learningRate, clip);
+        }
+        // Refresh the compute-precision parameters from the masters (this also undoes gradients left in slots).
+        for (int i = 0; i < layout.ChunkCount; i++)
+        {
+            long used = layout.UsedPerChunk[i];
+            using var master = masterChunks[i].Payload!.narrow(0, 0, used);
+            using var param = paramChunks[i].Payload!.narrow(0, 0, used);
+            param.copy_(master);
+        }
+        foreach (var g in gradientChunks) g.Payload!.zero_();
+        foreach (var mp in ordered)
+        {
+            mp.GradientInSlot = false;
+            SetState(mp, TensorState.Hold);
+        }
+        EndIteration();
+        statistics["grad_norm"] = norm;
+        return new StepOutcome(norm, skip);
+    }
+
+    private double GlobalGradientNorm()
+    {
+        using var scope = NewDisposeScope();
+        double sum = 0;
+        for (int i = 0; i < layout.ChunkCount; i++)
+        {
+            var g = GradientOf(i);
+            sum += linalg.vector_norm(g).square().to(ScalarType.Float64).item<double>();
+        }
+        return Math.Sqrt(sum);
+    }
+
+    /// <summary>The fp32 gradients of chunk i's used prefix, on the host (where the optimizer state lives).</summary>
+    private Tensor GradientOf(int i)
+    {
+        long used = layout.UsedPerChunk[i];
+        var source = gradientChunks.Count > 0 ? gradientChunks[i].Payload! : paramChunks[i].Payload!;
+        var prefix = source.narrow(0, 0, used);
+        return prefix.device_type == DeviceType.CPU && prefix.dtype == ScalarType.Float32 ? prefix : prefix.to(ScalarType.Float32).to(CPU);
+    }
+
+    private void UpdateChunk(int i, double lr, double clip)
+    {
+        using var scope = NewDisposeScope();
+        var grad = GradientOf(i);
+        if (clip != 1.0) grad = grad.mul(clip);
+        var master = masterChunks[i].Payload!;
+        var m = momentumChunks[i].Payload!;
+        var v = varianceChunks[i].Payload!;
+        foreach (var mp in paramChunks[i].Tensors)
+        {
+            long off = mp.Place.Offset, n = mp.Place.Numel;
+            AdamMath.Update(master.narrow(0, off, n), grad.narrow(0, off, n), m.narrow(0, off, n), v.narrow(0, off, n),
+                lr, adam, adamStep, mp.Decay);
+        }
+    }
+
+    private void EndIteration()
+    {
+        if (warmup)
+        {
+            trace.RecordNonModel(NonModelBytes(sampler!.TakePeak()));
+            sampler.Dispose();
+            sampler = null;
+            trace.Complete();
+            plan = new DeviceBudgetPlan(options.DeviceMemory, trace);
+            warmup = false;
+        }
+        moment = -1;
+        iterationStarted = false;
+        statistics["bytes_to_device"] = iteration.BytesToDevice;
+        statistics["bytes_to_host"] = iteration.BytesToHost;
+        statistics["chunk_moves"] = iteration.Moves;
+        statistics["evictions"] = iteration.Evictions;
+        statistics["peak_device_bytes"] = iteration.PeakDevice;
+        statistics["peak_device_model_bytes"] = iteration.PeakDeviceModel;
+        statistics["peak_device_non_model_bytes"] = iteration.PeakDeviceNonModel;
+        statistics["device_chunks_resident"] = paramChunks.Count(c => c.Tier == device);
+    }
+
+    public void Dispose()
+    {
+        sampler?.Dispose();
+        foreach (var unhook in unhooks) unhook();
+        foreach (var mp in ordered)
+        {
+            ParameterEvents.Detach(mp.Parameter);
+            mp.Pending?.Dispose();
+        }
+        // Give parameters their own storage back so the model stays usable after the engine is gone.
+        using (no_grad())
+        {
+            foreach (var mp in ordered)
+            {
+                using var own = mp.Parameter.detach().clone();
+                mp.Parameter.set_(own);
+            }
+        }
+        foreach (var c in paramChunks.Concat(masterChunks).Concat(momentumChunks).Concat(varianceChunks).Concat(gradientChunks))
+        {
+            if (c.Payload is null) continue;
+            c.Tier!.Return(c.Payload);
+            c.Payload = null;
+        }
+        device.Dispose();
+        host.Dispose();
+    }
+
+    // ---- Runtime records ---------------------------------------------------------------------------
+
+    private sealed class IterationStatistics
+    {
+        public long BytesToDevice, BytesToHost, Moves, Evictions, PeakDevice, PeakDeviceModel, PeakDeviceNonModel, PeakNonModel;
+        public void Reset() => BytesToDevice = BytesToHost = Moves = Evictions = PeakDevice = PeakDeviceModel = PeakDeviceNonModel = PeakNonModel = 0;
+    }
+}
+
+/// <summary>What a chunk of a list holds.</summary>
+public enum ChunkKind { Param, Master, Momentum, Variance, Gradient }
+
+/// <summary>One chunk's payload and where it is. Exactly one tier owns the payload buffer at a time.</summary>
+internal sealed class ChunkRuntime
+{
+    public ChunkRuntime(int index, ChunkKind kind, ScalarType dtype, long elements)
+    {
+        Index = index;
+        Kind = kind;
+        DType = dtype;
+        Elements = elements;
+    }
+
+    public int Index { get; }
+    public ChunkKind Kind { get; }
+    public ScalarType DType { get; }
+    public long Elements { get; }
+    public Tensor? Payload { get; set; }
+    public TierMemory? Tier { get; set; }
+    public long LastUse { get; set; }
+    public List<ManagedParameter> Tensors { get; } = new();
+    public long Bytes => TierMemory.Bytes(DType, Elements);
+    public bool HasComputingTensor => Tensors.Any(t => t.State == TensorState.Compute);
+
+    /// <summary>A 1-D view of one tensor's slot (dispose it).</summary>
+    public Tensor Slot(TensorPlacement place) => Payload!.narrow(0, place.Offset, place.Numel);
+}
+
+/// <summary>A model parameter under the engine's management.</summary>
+internal sealed class ManagedParameter
+{
+    public ManagedParameter(string name, Parameter parameter, long[] shape, TensorPlacement place, bool decay)
+    {
+        Name = name;
+        Parameter = parameter;
+        Shape = shape;
+        Place = place;
+        Decay = decay;
+    }
+
+    public string Name { get; }
+    public Parameter Parameter { get; }
+    public long[] Shape { get; }
+    public TensorPlacement Place { get; }
+    public bool Decay { get; }
+    public TensorState State { get; set; } = TensorState.Hold;
+    public int ForwardUses { get; set; }
+    public int ForwardUsesAtStart { get; set; }
+    public int BackwardUsesLeft { get; set; }
+    public Tensor? Pending { get; set; }
+    public bool GradientInSlot { get; set; }
+}

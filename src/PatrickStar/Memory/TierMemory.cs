@@ -1,0 +1,116 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PatrickStar.Memory;
+
+/// <summary>The memory tiers a chunk can live in.</summary>
+public enum Tier { Device, Host }
+
+/// <summary>A tier's byte budget was not enough; the message has the bytes needed and available.</summary>
+public sealed class TierBudgetExceededException : Exception
+{
+    public TierBudgetExceededException(string message) : base(message) { }
+}
+
+/// <summary>
+/// One memory tier: a byte budget and the chunk payload buffers it owns. Buffers are pooled by
+/// (dtype, elements) and handed out again, because touching fresh memory is slow (about 1 s per
+/// 256 MB on the VMs this was built on) and a GPU allocator would fragment. Pooled buffers still occupy
+/// the tier, so they count against its budget; <see cref="Trim"/> gives them back.
+/// </summary>
+public sealed class TierMemory : IDisposable
+{
+    private readonly Dictionary<(ScalarType, long), Stack<Tensor>> pool = new();
+
+    public TierMemory(Tier tier, Device device, long budget)
+    {
+        Tier = tier;
+        Device = device;
+        Budget = budget;
+    }
+
+    public Tier Tier { get; }
+    public Device Device { get; }
+    public long Budget { get; }
+
+    /// <summary>Bytes of buffers handed out (resident chunk payloads).</summary>
+    public long InUseBytes { get; private set; }
+
+    /// <summary>Bytes of buffers kept for reuse.</summary>
+    public long PooledBytes { get; private set; }
+
+    public long UsedBytes => InUseBytes + PooledBytes;
+    public long PeakInUseBytes { get; private set; }
+    public long FreshAllocations { get; private set; }
+
+    /// <summary>Could a buffer of this many bytes be handed out without going over the budget (reusing the pool)?</summary>
+    public bool CanHold(ScalarType dtype, long elements) =>
+        HasPooled(dtype, elements) || UsedBytes + Bytes(dtype, elements) <= Budget || InUseBytes + Bytes(dtype, elements) <= Budget;
+
+    private bool HasPooled(ScalarType dtype, long elements) => pool.TryGetValue((dtype, elements), out var s) && s.Count > 0;
+
+    public static long Bytes(ScalarType dtype, long elements) => elements * ElementSize(dtype);
+
+    public static int ElementSize(ScalarType dtype) => dtype switch
+    {
+        ScalarType.Float32 => 4,
+        ScalarType.BFloat16 or ScalarType.Float16 => 2,
+        ScalarType.Float64 or ScalarType.Int64 => 8,
+        _ => throw new ArgumentException($"chunks of {dtype} are not supported"),
+    };
+
+    /// <summary>A buffer of <paramref name="elements"/> owned by this tier; contents undefined.</summary>
+    public Tensor Acquire(ScalarType dtype, long elements, string purpose)
+    {
+        long bytes = Bytes(dtype, elements);
+        if (pool.TryGetValue((dtype, elements), out var stack) && stack.Count > 0)
+        {
+            PooledBytes -= bytes;
+            InUseBytes += bytes;
+            PeakInUseBytes = Math.Max(PeakInUseBytes, InUseBytes);
+            return stack.Pop();
+        }
+        if (UsedBytes + bytes > Budget) Trim(keepBytes: Budget - InUseBytes - bytes);
+        if (InUseBytes + bytes > Budget)
+            throw new TierBudgetExceededException(
+                $"{purpose} needs {bytes:N0} bytes on the {Tier.ToString().ToLowerInvariant()} tier ({Device}) but only " +
+                $"{Math.Max(0, Budget - InUseBytes):N0} of its {Budget:N0}-byte budget are free. " +
+                (Tier == Tier.Host ? "Raise host_memory (--host-memory)." : "Raise device_memory (--device-memory) or use a smaller model or batch."));
+        InUseBytes += bytes;
+        PeakInUseBytes = Math.Max(PeakInUseBytes, InUseBytes);
+        FreshAllocations++;
+        // Owned by this tier, not by whatever dispose scope the caller happens to run in.
+        return empty(elements, dtype: dtype, device: Device).DetachFromDisposeScope();
+    }
+
+    /// <summary>Takes a buffer back for reuse.</summary>
+    public void Return(Tensor buffer)
+    {
+        long bytes = Bytes(buffer.dtype, buffer.numel());
+        InUseBytes -= bytes;
+        var key = (buffer.dtype, buffer.numel());
+        if (!pool.TryGetValue(key, out var stack)) pool[key] = stack = new Stack<Tensor>();
+        stack.Push(buffer);
+        PooledBytes += bytes;
+    }
+
+    /// <summary>Frees pooled buffers until at most <paramref name="keepBytes"/> stay pooled.</summary>
+    public void Trim(long keepBytes = 0)
+    {
+        foreach (var stack in pool.Values)
+        {
+            while (PooledBytes > Math.Max(0, keepBytes) && stack.Count > 0)
+            {
+                var t = stack.Pop();
+                PooledBytes -= Bytes(t.dtype, t.numel());
+                t.Dispose();
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        Trim();
+        pool.Clear();
+    }
+}

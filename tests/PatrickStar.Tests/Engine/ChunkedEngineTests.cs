@@ -1,0 +1,155 @@
+using PatrickStar.Config;
+using PatrickStar.Engine;
+using PatrickStar.Memory;
+using PatrickStar.Models.Gpt;
+using PatrickStar.Runtime;
+using PatrickStar.Tests.Training;
+using TorchSharp;
+using Xunit;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace PatrickStar.Tests.Engine;
+
+public class ChunkedEngineTests
+{
+    private readonly ITestOutputHelper output;
+
+    public ChunkedEngineTests(ITestOutputHelper output)
+    {
+        this.output = output;
+        TorchRuntime.EnsureLoaded();
+    }
+
+    private const long ChunkElements = 4096;
+
+    private static TrainingConfig Chunked(TrainingConfig c, long deviceMemory, int accumulation = 1)
+    {
+        c.Engine = "chunked";
+        c.GradientAccumulationSteps = accumulation;
+        c.Chunks = new ChunkSection
+        {
+            ChunkSize = c.Chunks.ChunkSize ?? ChunkElements,
+            DeviceMemory = deviceMemory,
+            HostMemory = 1L << 30,
+            WarmupDeviceRatio = 0.05, // small enough that the warm-up iteration evicts too
+        };
+        return c;
+    }
+
+    /// <summary>A GPT with enough parameter chunks (about 1.6 MB in 7 chunks) to exceed the room a tight budget leaves.</summary>
+    private static TrainingConfig Wider(int steps)
+    {
+        var c = TrainingHarness.Config(steps);
+        c.Model.Hidden = 128;
+        c.Optimizer.LearningRate = 3e-3;
+        c.Chunks.ChunkSize = 65536; // the largest tensor, mlp.c_fc.weight (128 x 512)
+        return c;
+    }
+
+    private sealed record RunResult(List<double> Losses, List<Tensor> Parameters, List<IReadOnlyDictionary<string, double>> Stats, long PeakDevice, long Budget);
+
+    private static RunResult Run(TrainingConfig config)
+    {
+        using var run = GptRun.Create(config, TrainingHarness.CyclicData());
+        var losses = new List<double>();
+        var stats = new List<IReadOnlyDictionary<string, double>>();
+        run.Trainer.StepCompleted += m => { losses.Add(m.Loss); stats.Add(m.EngineStatistics); };
+        run.Trainer.Run();
+        var parameters = run.Model.parameters().Select(p => p.detach().to(ScalarType.Float32).clone()).ToList();
+        long peak = run.Engine is ChunkedEngine ce ? ce.PeakDeviceBytes : 0;
+        return new RunResult(losses, parameters, stats, peak, config.Chunks.DeviceMemory ?? 0);
+    }
+
+    /// <summary>A device budget that leaves room for about three chunks beyond the measured non-model peak.</summary>
+    private long TightBudget(TrainingConfig config)
+    {
+        using var run = GptRun.Create(Chunked(config, 1L << 30), TrainingHarness.CyclicData());
+        run.Trainer.Run();
+        var engine = (ChunkedEngine)run.Engine;
+        long peakNonModel = engine.Trace.PeakNonModel;
+        long chunkBytes = (config.Chunks.ChunkSize ?? ChunkElements) * (config.Precision == Precision.Bf16 ? 2 : 4);
+        // Non-model memory drifts by a few percent between iterations (TorchSharp handles wait for the GC).
+        long budget = peakNonModel + peakNonModel / 10 + 2 * chunkBytes;
+        output.WriteLine($"peak non-model {peakNonModel:N0} B, {engine.Layout.Describe()}, budget {budget:N0} B");
+        return budget;
+    }
+
+    [Fact]
+    public void Fp32UnderATightBudgetMatchesThePlainTrainer()
+    {
+        var plain = Run(Wider(steps: 5));
+        long budget = TightBudget(Wider(steps: 1));
+        var chunked = Run(Chunked(Wider(steps: 5), budget));
+
+        for (int i = 0; i < plain.Losses.Count; i++)
+            Assert.True(Math.Abs(plain.Losses[i] - chunked.Losses[i]) <= 1e-5 * Math.Abs(plain.Losses[i]),
+                $"step {i + 1}: plain {plain.Losses[i]} vs chunked {chunked.Losses[i]}");
+        for (int i = 0; i < plain.Parameters.Count; i++)
+        {
+            using var diff = (plain.Parameters[i] - chunked.Parameters[i]).abs().max();
+            using var scale = plain.Parameters[i].abs().max();
+            Assert.True(diff.item<float>() <= 1e-5 * Math.Max(1.0, scale.item<float>()), $"parameter {i} differs by {diff.item<float>()}");
+        }
+        // Evictions happened in every iteration, and the measured device peak stayed within the budget.
+        foreach (var s in chunked.Stats)
+            output.WriteLine($"{s.Count} statistics: " + string.Join("; ", s.OrderBy(kv => kv.Key).Select(kv => kv.Key + "=" + kv.Value.ToString("G6"))));
+        foreach (var s in chunked.Stats) Assert.True(s["evictions"] > 0, "every iteration must evict under this budget");
+        Assert.True(chunked.PeakDevice <= budget, $"peak device bytes {chunked.PeakDevice:N0} exceed the budget {budget:N0}");
+    }
+
+    [Fact]
+    public void GradientAccumulationMatchesThePlainTrainer()
+    {
+        var plainConfig = TrainingHarness.Config(steps: 3);
+        plainConfig.GradientAccumulationSteps = 2;
+        var plain = Run(plainConfig);
+        var chunked = Run(Chunked(TrainingHarness.Config(steps: 3), 1L << 30, accumulation: 2));
+        for (int i = 0; i < plain.Losses.Count; i++)
+            Assert.True(Math.Abs(plain.Losses[i] - chunked.Losses[i]) <= 1e-5 * Math.Abs(plain.Losses[i]),
+                $"step {i + 1}: plain {plain.Losses[i]} vs chunked {chunked.Losses[i]}");
+    }
+
+    [Fact]
+    public void Bf16LossCurveFollowsThePlainTrainer()
+    {
+        var plain = Run(TrainingHarness.Config(steps: 8, Precision.Bf16));
+        var chunked = Run(Chunked(TrainingHarness.Config(steps: 8, Precision.Bf16), 1L << 30));
+        for (int i = 0; i < plain.Losses.Count; i++)
+            Assert.True(Math.Abs(plain.Losses[i] - chunked.Losses[i]) <= 0.02, $"step {i + 1}: plain {plain.Losses[i]} vs chunked {chunked.Losses[i]}");
+    }
+
+    [Fact]
+    public void ABudgetTooSmallForOneModuleFailsAtWarmUpWithTheNumbers()
+    {
+        var config = Chunked(TrainingHarness.Config(steps: 2), deviceMemory: 1000);
+        using var run = GptRun.Create(config, TrainingHarness.CyclicData());
+        var e = Assert.Throws<TierBudgetExceededException>(() => run.Trainer.Run());
+        output.WriteLine(e.Message);
+        Assert.Contains("working set of module 'transformer.wte'", e.Message);
+        Assert.Contains("16,384 bytes", e.Message);
+        Assert.Contains("device_memory", e.Message);
+    }
+
+    [Fact]
+    public void ModelDataFourTimesTheDeviceBudgetTrains()
+    {
+        var config = TrainingHarness.Config(steps: 6);
+        config.Optimizer.LearningRate = 1e-3;
+        config.Model.Hidden = 256;
+        config.Model.Layers = 4;
+        config.MicroBatchSize = 2;
+        config.SequenceLength = 16;
+        config.Chunks.ChunkSize = 262144; // the largest tensor (mlp.c_fc.weight, 256 x 1024)
+        long parameters = GptRun.ResolveModel(config).ParameterCount;
+        long modelData = parameters * 16;
+
+        long budget = TightBudget(config);
+        output.WriteLine($"model data {modelData:N0} B, device budget {budget:N0} B");
+        Assert.True(modelData > 4 * budget, $"model data {modelData:N0} must exceed 4x the budget {budget:N0}");
+        var result = Run(Chunked(config, budget));
+        output.WriteLine($"losses {string.Join(", ", result.Losses)}; peak device {result.PeakDevice:N0}");
+        Assert.True(result.Losses[^1] < result.Losses[0], "the loss must fall");
+        Assert.True(result.PeakDevice <= budget, $"peak device bytes {result.PeakDevice:N0} exceed the budget {budget:N0}");
+    }
+}
