@@ -115,6 +115,9 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
     public bool WarmingUp => warmup;
     public MomentTrace Trace => trace;
 
+    /// <summary>Largest non-model bytes measured at any moment of any iteration so far.</summary>
+    public long PeakNonModelObserved { get; private set; }
+
     /// <summary>Largest device bytes seen at any moment: resident chunks + measured non-model data.</summary>
     public long PeakDeviceBytes { get; private set; }
 
@@ -255,9 +258,22 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
             trace.CheckSameShape(moment, kind, module);
         }
         iteration.PeakNonModel = Math.Max(iteration.PeakNonModel, nonModel);
+        PeakNonModelObserved = Math.Max(PeakNonModelObserved, nonModel);
+        lastNonModel = nonModel;
+        // Evict ahead of a moment whose traced non-model peak would not fit (dynamic placement), and in any
+        // case keep chunks + the non-model data measured now within the budget.
+        long allowed = options.DeviceMemory - nonModel;
+        if (!warmup && options.Policy == ChunkPlacement.Dynamic) allowed = Math.Min(allowed, plan!.ChunkBytesAllowedAt(moment));
+        MakeRoom(allowed, needed: null);
+        if (device.UsedBytes + nonModel > options.DeviceMemory)
+            throw new TierBudgetExceededException(
+                $"at moment {moment} ({momentLabel}) {Bytes.Format(nonModel)} of non-model data ({nonModel:N0} bytes) and " +
+                $"{Bytes.Format(device.UsedBytes)} of chunks that cannot leave exceed the {Bytes.Format(options.DeviceMemory)} device budget " +
+                $"({options.DeviceMemory:N0} bytes). Raise device_memory, or lower the batch or sequence length.");
         ObserveDevice(nonModel);
-        if (!warmup && options.Policy == ChunkPlacement.Dynamic) MakeRoom(plan!.ChunkBytesAllowedAt(moment), needed: null);
     }
+
+    private long lastNonModel;
 
     /// <summary>
     /// Non-model memory = what the allocator has handed out minus every chunk buffer (both tiers, pools included),
@@ -298,11 +314,14 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
     {
         if (warmup && Training) trace.RecordAccess(chunk.Index);
         if (chunk.Tier == device) return;
-        long allowed = Math.Max(AllowedChunkBytes(), WorkingSetBytes(chunk));
+        long workingSet = WorkingSetBytes(chunk);
+        long room = options.DeviceMemory - lastNonModel;
+        long allowed = Math.Min(room, Math.Max(AllowedChunkBytes(), workingSet));
+        if (workingSet > allowed) throw WorkingSetError(module, chunk, allowed);
         MakeRoom(allowed, chunk);
-        if (device.InUseBytes + chunk.Bytes > options.DeviceMemory || device.InUseBytes + chunk.Bytes > allowed)
-            throw WorkingSetError(module, chunk, allowed);
+        if (device.InUseBytes + chunk.Bytes > allowed) throw WorkingSetError(module, chunk, allowed);
         Move(chunk, device, $"{module} ({momentLabel})");
+        ObserveDevice(lastNonModel);
     }
 
     /// <summary>The chunks that must be on the device together with <paramref name="chunk"/> (those computing now).</summary>
@@ -324,11 +343,10 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
     private void MakeRoom(long allowed, ChunkRuntime? needed)
     {
         long extra = needed?.Bytes ?? 0;
-        if (device.UsedBytes + extra > allowed) device.Trim(Math.Max(0, allowed - extra - device.InUseBytes));
         while (device.InUseBytes + extra > allowed)
         {
             var candidates = paramChunks.Where(c => c.Tier == device && c != needed && !c.HasComputingTensor).ToList();
-            if (candidates.Count == 0) return;
+            if (candidates.Count == 0) break;
             ChunkRuntime victim;
             if (!warmup && Training && plan is not null)
             {
@@ -342,6 +360,8 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
             Move(victim, host, $"eviction before {momentLabel}");
             iteration.Evictions++;
         }
+        // Pooled device buffers occupy the device too: keep only what the allowance leaves room for.
+        if (device.UsedBytes + extra > allowed) device.Trim(Math.Max(0, allowed - extra - device.InUseBytes));
     }
 
     /// <summary>A real copy into a buffer owned by the target tier; parameters of the chunk are re-pointed at it.</summary>
@@ -562,6 +582,10 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
             trace.Complete();
             plan = new DeviceBudgetPlan(options.DeviceMemory, trace);
             warmup = false;
+        }
+        else
+        {
+            trace.CheckIterationLength(moment + 1);
         }
         moment = -1;
         iterationStarted = false;
