@@ -35,7 +35,7 @@ public static class BenchCommand
         var json = new Option<FileInfo?>("--json") { Description = "Write every figure to this JSON report." };
 
         var command = new Command("bench",
-            "Measure the compute device's bf16 matmul peak (2048^3) and the plain trainer's achieved model TFLOPS on a mid-size GPT " +
+            "Measure the compute device's bf16 matmul peak (2048^3), the plain trainer's achieved model TFLOPS on a mid-size GPT and the chunk engine's step time next to it " +
             $"in the same run, and their ratio. Model FLOPs: {GptConfig.FlopsFormula}. Medians after warm-up.");
         foreach (var o in new Option[] { quick, hidden, layers, heads, seq, batch, steps, precision, json }) command.Options.Add(o);
         command.SetAction(r => CommandErrors.Run(() =>
@@ -49,6 +49,31 @@ public static class BenchCommand
         }));
         return command;
     }
+
+    private sealed record TrainerMeasurement(string Engine, List<double> StepSeconds, double Median, double FirstLoss, double LastLoss,
+        IReadOnlyDictionary<string, double> Statistics);
+
+    private static TrainerMeasurement MeasureTrainer(TrainingConfig config, TrainerBenchSettings s, string label)
+    {
+        AnsiConsole.MarkupLine($"[grey]{label}: GPT hidden {s.Hidden}, {s.Layers} layers, seq {s.Seq}, batch {s.Batch}, {config.Precision}: " +
+                               $"{s.Warmup} warm-up + {s.Steps} measured steps...[/]");
+        using var run = GptRun.Create(config);
+        var times = new List<double>();
+        IReadOnlyDictionary<string, double> stats = new Dictionary<string, double>();
+        run.Trainer.StepCompleted += m =>
+        {
+            if (m.Step > s.Warmup) times.Add(m.StepSeconds);
+            stats = m.EngineStatistics;
+        };
+        var summary = run.Trainer.Run();
+        return new TrainerMeasurement(config.Engine, times, Measure.Median(times), summary.FirstLoss, summary.LastLoss, stats);
+    }
+
+    private static TrainingConfig CloneWithEngine(TrainingConfig c, string engine) => new()
+    {
+        Model = c.Model, MicroBatchSize = c.MicroBatchSize, SequenceLength = c.SequenceLength, Steps = c.Steps,
+        Precision = c.Precision, Eval = c.Eval, Engine = engine,
+    };
 
     private sealed record TrainerBenchSettings(int Hidden, int Layers, int Heads, int Seq, int Batch, int Steps, int Warmup, Precision? Precision);
 
@@ -89,44 +114,52 @@ public static class BenchCommand
             Precision = precision,
             Eval = new EvalSection { Interval = 0 },
         };
-        AnsiConsole.MarkupLine($"[grey]plain trainer: GPT hidden {s.Hidden}, {s.Layers} layers, seq {s.Seq}, batch {s.Batch}, {precision}: " +
-                               $"{s.Warmup} warm-up + {s.Steps} measured steps...[/]");
-        using var run = GptRun.Create(config);
-        var stepSeconds = new List<double>();
-        run.Trainer.StepCompleted += m => { if (m.Step > s.Warmup) stepSeconds.Add(m.StepSeconds); };
-        var summary = run.Trainer.Run();
-        double median = Measure.Median(stepSeconds);
-        double flops = run.ModelConfig.TrainingFlops(s.Batch, s.Seq);
-        double tflops = flops / median / 1e12;
+        var gpt = GptRun.ResolveModel(config);
+        double flops = gpt.TrainingFlops(s.Batch, s.Seq);
         double peak = precision == Precision.Bf16 ? bf16 : fp32;
-        double ratio = tflops * 1000 / peak;
+
+        // The plain trainer and the chunk engine (room for every chunk on the device: its pure overhead), same model and data.
+        var plain = MeasureTrainer(config, s, "plain");
+        var chunkedConfig = CloneWithEngine(config, "chunked");
+        var chunked = MeasureTrainer(chunkedConfig, s, "chunk engine");
         var memory = MemoryMeter.Snapshot();
-        report["plain_trainer"] = new JsonObject
+
+        JsonObject Describe(TrainerMeasurement m) => new()
+        {
+            ["engine"] = m.Engine,
+            ["step_seconds"] = new JsonArray(m.StepSeconds.Select(t => (JsonNode)t).ToArray()),
+            ["median_step_seconds"] = m.Median,
+            ["tokens_per_second"] = s.Batch * s.Seq / m.Median,
+            ["tflops"] = flops / m.Median / 1e12,
+            ["loss_first"] = m.FirstLoss,
+            ["loss_last"] = m.LastLoss,
+            ["engine_statistics"] = new JsonObject(m.Statistics.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
+        };
+        report["model"] = new JsonObject
         {
             ["hidden"] = s.Hidden, ["layers"] = s.Layers, ["heads"] = s.Heads, ["seq"] = s.Seq, ["batch"] = s.Batch,
             ["precision"] = precision.ToString().ToLowerInvariant(),
             ["precision_chosen_automatically"] = s.Precision is null,
-            ["parameters"] = run.ModelConfig.ParameterCount,
+            ["parameters"] = gpt.ParameterCount,
             ["flops_per_step"] = flops,
             ["flops_formula"] = GptConfig.FlopsFormula,
-            ["step_seconds"] = new JsonArray(stepSeconds.Select(t => (JsonNode)t).ToArray()),
-            ["median_step_seconds"] = median,
-            ["tokens_per_second"] = s.Batch * s.Seq / median,
-            ["tflops"] = tflops,
-            ["loss_first"] = summary.FirstLoss,
-            ["loss_last"] = summary.LastLoss,
-            ["peak_rss_bytes"] = memory.PeakResident,
         };
+        report["plain_trainer"] = Describe(plain);
+        report["chunked_engine"] = Describe(chunked);
+        double ratio = flops / plain.Median / 1e9 / peak;
         report["trainer_to_matmul_peak_ratio"] = ratio;
+        report["chunked_to_plain_step_time_ratio"] = chunked.Median / plain.Median;
+        report["peak_rss_bytes"] = memory.PeakResident;
 
         var table = new Table().Border(TableBorder.Rounded).Title("pstar bench");
         table.AddColumn("figure");
         table.AddColumn(new TableColumn("value").RightAligned());
         table.AddRow($"matmul {bf16N}^3 bf16 (median)", $"{bf16:N1} GFLOPS" + (bf16N < 2048 ? " (2048^3 too slow here)" : ""));
         table.AddRow($"matmul {fp32N}^3 fp32 (median)", $"{fp32:N1} GFLOPS" + (fp32N < 2048 ? " (2048^3 too slow here)" : ""));
-        table.AddRow($"plain trainer, {run.ModelConfig.ParameterCount / 1e6:N0}M params, {precision}", $"{tflops * 1000:N0} GFLOPS (model)");
-        table.AddRow("median step", $"{median:0.000} s ({s.Batch * s.Seq / median:N0} tokens/s)");
+        table.AddRow($"plain trainer, {gpt.ParameterCount / 1e6:N0}M params, {precision}", $"{flops / plain.Median / 1e9:N0} GFLOPS (model), {plain.Median:0.000} s/step");
         table.AddRow($"trainer / {(precision == Precision.Bf16 ? "bf16" : "fp32")} matmul peak", $"{ratio:P1}");
+        table.AddRow("chunk engine (all chunks fit)", $"{flops / chunked.Median / 1e9:N0} GFLOPS (model), {chunked.Median:0.000} s/step");
+        table.AddRow("chunk engine / plain step time", $"{chunked.Median / plain.Median:0.000}");
         table.AddRow("peak resident memory", Bytes.Format(memory.PeakResident));
         AnsiConsole.Write(table);
 

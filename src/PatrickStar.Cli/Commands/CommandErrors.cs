@@ -20,7 +20,7 @@ public static class CommandErrors
             return body();
         }
         catch (Exception e) when (e is ConfigException or DataException or PatrickStar.Profiling.InsufficientMemoryException or TorchLoadException
-                                      or TrainingDivergedException or ArgumentException or FileNotFoundException
+                                      or TrainingDivergedException or PatrickStar.Memory.TierBudgetExceededException or ArgumentException or FileNotFoundException
                                       or DirectoryNotFoundException or UnauthorizedAccessException)
         {
             Console.Error.WriteLine($"error: {e.Message}");

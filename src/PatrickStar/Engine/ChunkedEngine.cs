@@ -291,13 +291,13 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
     private void ObserveDevice(long nonModel)
     {
         long model = device.UsedBytes;
-        if (model + nonModel > PeakDeviceBytes)
+        PeakDeviceBytes = Math.Max(PeakDeviceBytes, model + nonModel);
+        if (model + nonModel > iteration.PeakDevice)
         {
-            PeakDeviceBytes = model + nonModel;
+            iteration.PeakDevice = model + nonModel;
             iteration.PeakDeviceModel = model;
             iteration.PeakDeviceNonModel = nonModel;
         }
-        iteration.PeakDevice = Math.Max(iteration.PeakDevice, model + nonModel);
     }
 
     /// <summary>Bytes of parameter chunks allowed on the device now.</summary>

@@ -40,6 +40,29 @@ internal sealed record ParameterRef(Parameter Parameter);
 internal static class ParameterBackward
 {
     /// <summary>
+    /// Wraps a function's single output. Gradient materialisation is turned off: TorchSharp would otherwise keep
+    /// an empty_like copy of every output for the node's lifetime (an activation's worth of memory), owned by
+    /// whatever dispose scope the forward ran in. The output's shape and dtype are kept to build a zero
+    /// gradient in the rare case that none arrives.
+    /// </summary>
+    public static List<Tensor> Outputs(AutogradContext ctx, Tensor output)
+    {
+        ctx.set_materialize_grads(false);
+        ctx.save_data("out_shape", output.shape);
+        ctx.save_data("out_dtype", output.dtype);
+        ctx.save_data("out_device", output.device);
+        return new List<Tensor> { output };
+    }
+
+    /// <summary>The gradient of the single output, or zeros when autograd passes none.</summary>
+    public static Tensor OutputGradient(AutogradContext ctx, List<Tensor> grads)
+    {
+        var g = grads.Count > 0 ? grads[0] : null;
+        if (g is not null && !g.IsInvalid) return g;
+        return zeros((long[])ctx.get_data("out_shape"), dtype: (ScalarType)ctx.get_data("out_dtype"), device: (Device)ctx.get_data("out_device"));
+    }
+
+    /// <summary>
     /// Brings the parameters back (handler), computes every input's gradient, gives each parameter's
     /// gradient to its handler, and never lets an exception escape into libtorch (it would abort the
     /// process): errors are captured and rethrown by the engine after backward returns.
@@ -92,7 +115,7 @@ internal sealed class AddmmFunction : MultiTensorFunction<AddmmFunction>
         ctx.save_data("b", new ParameterRef(b));
         ctx.save_data("module", vars[3]);
         using var _ = no_grad();
-        return new List<Tensor> { addmm(b, x, w, beta: 1, alpha: 1) };
+        return ParameterBackward.Outputs(ctx, addmm(b, x, w, beta: 1, alpha: 1));
     }
 
     public override List<Tensor> backward(AutogradContext ctx, List<Tensor> grads)
@@ -100,7 +123,7 @@ internal sealed class AddmmFunction : MultiTensorFunction<AddmmFunction>
         var x = ctx.get_saved_variables()[0];
         var w = ((ParameterRef)ctx.get_data("w")).Parameter;
         var b = ((ParameterRef)ctx.get_data("b")).Parameter;
-        var g = grads[0];
+        var g = ParameterBackward.OutputGradient(ctx, grads);
         return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w, b }, new[] { 1, 2 }, 4, () => new Tensor?[]
         {
             g.mm(w.t()),          // dL/dx
@@ -122,14 +145,14 @@ internal sealed class LinearNoBiasFunction : MultiTensorFunction<LinearNoBiasFun
         ctx.save_data("w", new ParameterRef(w));
         ctx.save_data("module", vars[2]);
         using var _ = no_grad();
-        return new List<Tensor> { nn.functional.linear(x, w) };
+        return ParameterBackward.Outputs(ctx, nn.functional.linear(x, w));
     }
 
     public override List<Tensor> backward(AutogradContext ctx, List<Tensor> grads)
     {
         var x = ctx.get_saved_variables()[0];
         var w = ((ParameterRef)ctx.get_data("w")).Parameter;
-        var g = grads[0];
+        var g = ParameterBackward.OutputGradient(ctx, grads);
         return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w }, new[] { 1 }, 3, () =>
         {
             long h = x.shape[^1], v = w.shape[0];
@@ -157,14 +180,14 @@ internal sealed class EmbeddingFunction : MultiTensorFunction<EmbeddingFunction>
         using var _ = no_grad();
         using var rows = w.index_select(0, idx.reshape(-1));
         var shape = idx.shape.Append(w.shape[1]).ToArray();
-        return new List<Tensor> { rows.reshape(shape) };
+        return ParameterBackward.Outputs(ctx, rows.reshape(shape));
     }
 
     public override List<Tensor> backward(AutogradContext ctx, List<Tensor> grads)
     {
         var idx = ctx.get_saved_variables()[0];
         var w = ((ParameterRef)ctx.get_data("w")).Parameter;
-        var g = grads[0];
+        var g = ParameterBackward.OutputGradient(ctx, grads);
         return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w }, new[] { 1 }, 3, () =>
         {
             long h = w.shape[1];
@@ -190,7 +213,7 @@ internal sealed class LayerNormFunction : MultiTensorFunction<LayerNormFunction>
         ctx.save_data("module", vars[3]);
         ctx.save_data("eps", eps);
         using var _ = no_grad();
-        return new List<Tensor> { nn.functional.layer_norm(x, new[] { x.shape[^1] }, w, b, eps) };
+        return ParameterBackward.Outputs(ctx, nn.functional.layer_norm(x, new[] { x.shape[^1] }, w, b, eps));
     }
 
     public override List<Tensor> backward(AutogradContext ctx, List<Tensor> grads)
@@ -199,7 +222,7 @@ internal sealed class LayerNormFunction : MultiTensorFunction<LayerNormFunction>
         var w = ((ParameterRef)ctx.get_data("w")).Parameter;
         var b = ((ParameterRef)ctx.get_data("b")).Parameter;
         double eps = (double)ctx.get_data("eps");
-        var g = grads[0];
+        var g = ParameterBackward.OutputGradient(ctx, grads);
         return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w, b }, new[] { 1, 2 }, 5, () =>
         {
             // Analytic LayerNorm backward, in fp32 whatever the compute precision:
