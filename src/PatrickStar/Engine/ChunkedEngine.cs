@@ -105,6 +105,40 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         statistics["chunk_utilisation"] = layout.Utilisation;
     }
 
+    /// <summary>
+    /// The library entry point: builds the model with <paramref name="modelFactory"/> (seeded from the config)
+    /// on the CPU and hands its parameters to a chunk engine on the configured device.
+    /// </summary>
+    public static ChunkedEngine Initialize(Func<Module<Tensor, Tensor>> modelFactory, TrainingConfig config, Tensor? sampleInput = null)
+    {
+        ConfigLoader.Validate(config);
+        Runtime.TorchRuntime.EnsureLoaded();
+        var device = Runtime.TorchRuntime.ResolveDevice(config.Device);
+        manual_seed(config.Seed);
+        return new ChunkedEngine(modelFactory(), config, device, ChunkEngineOptions.From(config, device), sampleInput);
+    }
+
+    /// <summary>Runs the model on <paramref name="input"/> (on <see cref="Device"/>); the hooks place the chunks.</summary>
+    public Tensor Forward(Tensor input) => model.call(input);
+
+    /// <summary>
+    /// Drops gradients gathered since the last step without updating: parameter slots that hold gradients get
+    /// their weights back from the masters, and accumulation chunks are cleared.
+    /// </summary>
+    public void ZeroGrad()
+    {
+        using var _ = no_grad();
+        for (int i = 0; i < layout.ChunkCount; i++)
+        {
+            long used = layout.UsedPerChunk[i];
+            using var master = masterChunks[i].Payload!.narrow(0, 0, used);
+            using var param = paramChunks[i].Payload!.narrow(0, 0, used);
+            param.copy_(master);
+        }
+        foreach (var g in gradientChunks) g.Payload!.zero_();
+        foreach (var mp in ordered) mp.GradientInSlot = false;
+    }
+
     public string Name => options.Policy == ChunkPlacement.Static ? "chunked (static)" : "chunked";
     public Module<Tensor, Tensor> Model => model;
     public Device Device { get; }
@@ -517,19 +551,8 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
             for (int i = 0; i < layout.ChunkCount; i++) UpdateChunk(i, learningRate, clip);
         }
         // Refresh the compute-precision parameters from the masters (this also undoes gradients left in slots).
-        for (int i = 0; i < layout.ChunkCount; i++)
-        {
-            long used = layout.UsedPerChunk[i];
-            using var master = masterChunks[i].Payload!.narrow(0, 0, used);
-            using var param = paramChunks[i].Payload!.narrow(0, 0, used);
-            param.copy_(master);
-        }
-        foreach (var g in gradientChunks) g.Payload!.zero_();
-        foreach (var mp in ordered)
-        {
-            mp.GradientInSlot = false;
-            SetState(mp, TensorState.Hold);
-        }
+        ZeroGrad();
+        foreach (var mp in ordered) SetState(mp, TensorState.Hold);
         EndIteration();
         statistics["grad_norm"] = norm;
         return new StepOutcome(norm, skip);

@@ -154,4 +154,43 @@ public class ChunkedEngineTests
         Assert.True(result.Losses[^1] < result.Losses[0], "the loss must fall");
         Assert.True(result.PeakDevice <= budget, $"peak device bytes {result.PeakDevice:N0} exceed the budget {budget:N0}");
     }
+
+    [Fact]
+    public void StaticPlacementPinsParameterChunksAndMatchesThePlainTrainer()
+    {
+        var plain = Run(TrainingHarness.Config(steps: 3));
+        var config = Chunked(TrainingHarness.Config(steps: 3), 1L << 30);
+        config.Chunks.Placement = ChunkPlacement.Static;
+        var pinned = Run(config);
+        for (int i = 0; i < plain.Losses.Count; i++)
+            Assert.True(Math.Abs(plain.Losses[i] - pinned.Losses[i]) <= 1e-5 * Math.Abs(plain.Losses[i]));
+        foreach (var s in pinned.Stats)
+        {
+            Assert.Equal(s["chunks"], s["device_chunks_resident"]);
+            Assert.Equal(0, s["chunk_moves"]);
+        }
+    }
+
+    [Fact]
+    public void TheEngineApiTrainsAModelStepByStep()
+    {
+        var config = Chunked(TrainingHarness.Config(steps: 1), 1L << 30);
+        var sizes = GptRun.ResolveModel(config);
+        using var sample = zeros(1, 1, dtype: ScalarType.Int64);
+        using var engine = ChunkedEngine.Initialize(() => new GptModel(sizes), config, sample);
+        var data = TrainingHarness.CyclicData();
+        var rng = new PatrickStar.Data.SplitMix64(1);
+        var losses = new List<float>();
+        for (int step = 0; step < 12; step++)
+        {
+            using var scope = NewDisposeScope();
+            var (x, y) = data.Batch(PatrickStar.Data.Split.Train, 8, 32, rng, engine.Device);
+            var loss = PatrickStar.Training.LanguageModelLoss.CrossEntropy(engine.Forward(x), y);
+            losses.Add(loss.item<float>());
+            engine.Backward(loss);
+            engine.Step(3e-3);
+        }
+        Assert.True(losses[^1] < losses[0] - 0.5, $"loss {losses[0]} -> {losses[^1]}");
+        Assert.True(engine.Layout.ChunkCount >= 2);
+    }
 }
