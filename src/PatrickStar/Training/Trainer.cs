@@ -120,7 +120,7 @@ public sealed class Trainer
         }
 
         var steady = stepTimes.Count > 2 ? stepTimes.Skip(1).ToList() : stepTimes;
-        double median = Median(steady);
+        double median = PatrickStar.Benchmarks.Measure.Median(steady);
         return new TrainingSummary(done, firstLoss, lastLoss, firstVal, lastVal, median,
             median > 0 ? config.TokensPerStep / median : 0, median > 0 ? flopsPerStep / median / 1e12 : 0,
             clock.Elapsed, peakRss, cancel.IsCancellationRequested && done < config.Steps);
@@ -164,14 +164,6 @@ public sealed class Trainer
         {
             model.train();
         }
-    }
-
-    private static double Median(List<double> values)
-    {
-        if (values.Count == 0) return 0;
-        var sorted = values.Order().ToList();
-        int n = sorted.Count;
-        return n % 2 == 1 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
     }
 }
 
