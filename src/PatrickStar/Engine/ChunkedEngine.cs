@@ -135,6 +135,11 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
             using var param = paramChunks[i].Payload!.narrow(0, 0, used);
             param.copy_(master);
         }
+        ClearGradientState();
+    }
+
+    private void ClearGradientState()
+    {
         foreach (var g in gradientChunks) g.Payload!.zero_();
         foreach (var mp in ordered) mp.GradientInSlot = false;
     }
@@ -545,13 +550,17 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         double norm = GlobalGradientNorm();
         bool skip = !double.IsFinite(norm);
         double clip = config.GradientClipping > 0 && norm > config.GradientClipping ? config.GradientClipping / (norm + 1e-6) : 1.0;
+        bool allWritten = false;
         if (!skip)
         {
             adamStep++;
-            for (int i = 0; i < layout.ChunkCount; i++) UpdateChunk(i, learningRate, clip);
+            allWritten = true;
+            for (int i = 0; i < layout.ChunkCount; i++) allWritten &= UpdateChunk(i, learningRate, clip);
         }
-        // Refresh the compute-precision parameters from the masters (this also undoes gradients left in slots).
-        ZeroGrad();
+        // Refresh the compute-precision parameters from the masters where the kernel did not already write them
+        // (this also undoes gradients left in slots after a skipped step).
+        if (allWritten) ClearGradientState();
+        else ZeroGrad();
         foreach (var mp in ordered) SetState(mp, TensorState.Hold);
         EndIteration();
         statistics["grad_norm"] = norm;
@@ -565,6 +574,7 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         for (int i = 0; i < layout.ChunkCount; i++)
         {
             var g = GradientOf(i);
+            if (g.dtype != ScalarType.Float32) g = g.to(ScalarType.Float32);
             sum += linalg.vector_norm(g).square().to(ScalarType.Float64).item<double>();
         }
         return Math.Sqrt(sum);
@@ -576,24 +586,67 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         long used = layout.UsedPerChunk[i];
         var source = gradientChunks.Count > 0 ? gradientChunks[i].Payload! : paramChunks[i].Payload!;
         var prefix = source.narrow(0, 0, used);
-        return prefix.device_type == DeviceType.CPU && prefix.dtype == ScalarType.Float32 ? prefix : prefix.to(ScalarType.Float32).to(CPU);
+        return prefix.device_type == DeviceType.CPU ? prefix : prefix.to(ScalarType.Float32).to(CPU);
     }
 
-    private void UpdateChunk(int i, double lr, double clip)
+    /// <summary>
+    /// Adam over chunk i. Where the gradients, master, momentum, variance (and the parameter chunk) are in host
+    /// memory, the fused SIMD kernel updates each parameter's range in one pass and writes the new
+    /// compute-precision parameter itself; otherwise the tensor path (<see cref="AdamMath"/>) runs.
+    /// Returns true when the parameter chunk was written.
+    /// </summary>
+    private bool UpdateChunk(int i, double lr, double clip)
     {
         using var scope = NewDisposeScope();
         var grad = GradientOf(i);
-        if (clip != 1.0) grad = grad.mul(clip);
         var master = masterChunks[i].Payload!;
         var m = momentumChunks[i].Payload!;
         var v = varianceChunks[i].Payload!;
+        var paramPayload = paramChunks[i].Payload!;
+        if (master.device_type == DeviceType.CPU && grad.device_type == DeviceType.CPU && grad.is_contiguous())
+        {
+            bool writeParam = paramPayload.device_type == DeviceType.CPU;
+            KernelUpdate(i, grad, master, m, v, writeParam ? paramPayload : null, lr, clip);
+            return writeParam;
+        }
+        if (clip != 1.0) grad = grad.mul(clip);
         foreach (var mp in paramChunks[i].Tensors)
         {
             long off = mp.Place.Offset, n = mp.Place.Numel;
             AdamMath.Update(master.narrow(0, off, n), grad.narrow(0, off, n), m.narrow(0, off, n), v.narrow(0, off, n),
                 lr, adam, adamStep, mp.Decay);
         }
+        return false;
     }
+
+    private unsafe void KernelUpdate(int i, Tensor grad, Tensor master, Tensor m, Tensor v, Tensor? param, double lr, double clip)
+    {
+        var gradType = ElementOf(grad.dtype);
+        var paramType = ElementOf(computeType);
+        int gradSize = grad.dtype == ScalarType.Float32 ? 4 : 2;
+        int paramSize = computeType == ScalarType.Float32 ? 4 : 2;
+        float* pm = (float*)Runtime.TensorMemory.Address(master);
+        float* pmom = (float*)Runtime.TensorMemory.Address(m);
+        float* pvar = (float*)Runtime.TensorMemory.Address(v);
+        byte* pg = (byte*)Runtime.TensorMemory.Address(grad);
+        byte* pp = param is null ? null : (byte*)Runtime.TensorMemory.Address(param);
+        foreach (var mp in paramChunks[i].Tensors)
+        {
+            long off = mp.Place.Offset;
+            var h = new AdamHyperparameters(lr, adam.Beta1, adam.Beta2, adam.Eps, mp.Decay ? adam.WeightDecay : 0,
+                DecoupledWeightDecay: adam.Type == OptimizerType.AdamW, adamStep, InverseLossScale: clip);
+            CpuAdamKernel.Step(pm + off, pmom + off, pvar + off, pg + off * gradSize, gradType,
+                pp is null ? null : pp + off * paramSize, paramType, mp.Place.Numel, h);
+        }
+    }
+
+    private static ElementType ElementOf(ScalarType t) => t switch
+    {
+        ScalarType.Float32 => ElementType.Float32,
+        ScalarType.BFloat16 => ElementType.BFloat16,
+        ScalarType.Float16 => ElementType.Float16,
+        _ => throw new ArgumentException($"no Adam kernel for {t} gradients"),
+    };
 
     private void EndIteration()
     {

@@ -1,0 +1,29 @@
+using System.Runtime.InteropServices;
+using static TorchSharp.torch;
+
+namespace PatrickStar.Runtime;
+
+/// <summary>Raw addresses of tensor data, for kernels that work on memory directly (the CPU Adam).</summary>
+public static class TensorMemory
+{
+    // TorchSharp keeps its own binding of this export internal; the native library is already loaded.
+    [DllImport("LibTorchSharp", EntryPoint = "THSStorage_data_ptr")]
+    private static extern IntPtr StorageDataPointer(IntPtr tensor);
+
+    /// <summary>Address of the first element of a contiguous CPU tensor (its storage plus its offset).</summary>
+    public static unsafe void* Address(Tensor t)
+    {
+        if (t.device_type != TorchSharp.DeviceType.CPU)
+            throw new ArgumentException($"only CPU tensors have an address the host can use; this one is on {t.device}.");
+        if (!t.is_contiguous())
+            throw new ArgumentException("the tensor must be contiguous.");
+        long elementSize = t.dtype switch
+        {
+            ScalarType.Float32 or ScalarType.Int32 => 4,
+            ScalarType.BFloat16 or ScalarType.Float16 => 2,
+            ScalarType.Float64 or ScalarType.Int64 => 8,
+            _ => throw new ArgumentException($"unsupported dtype {t.dtype}"),
+        };
+        return (byte*)StorageDataPointer(t.Handle) + t.storage_offset() * elementSize;
+    }
+}
