@@ -45,7 +45,7 @@ public static class BenchCommand
                 r.GetValue(hidden) ?? (q ? 512 : 1024), r.GetValue(layers) ?? (q ? 4 : 8), r.GetValue(heads) ?? (q ? 8 : 16),
                 r.GetValue(seq) ?? (q ? 256 : 512), r.GetValue(batch) ?? (q ? 4 : 2), r.GetValue(steps) ?? (q ? 3 : 5), Warmup: 2,
                 r.GetValue(precision) switch { "fp32" => Precision.Fp32, "bf16" => Precision.Bf16, _ => null });
-            return Run(settings, q ? 5 : 9, r.GetValue(json)?.FullName);
+            return Run(settings, q ? 5 : 9, r.GetValue(json)?.FullName, q);
         }));
         return command;
     }
@@ -77,7 +77,7 @@ public static class BenchCommand
 
     private sealed record TrainerBenchSettings(int Hidden, int Layers, int Heads, int Seq, int Batch, int Steps, int Warmup, Precision? Precision);
 
-    private static int Run(TrainerBenchSettings s, int matmulReps, string? jsonPath)
+    private static int Run(TrainerBenchSettings s, int matmulReps, string? jsonPath, bool quickMode)
     {
         TorchRuntime.EnsureLoaded();
         var device = TorchRuntime.ResolveDevice("auto");
@@ -122,6 +122,9 @@ public static class BenchCommand
         var plain = MeasureTrainer(config, s, "plain");
         var chunkedConfig = CloneWithEngine(config, "chunked");
         var chunked = MeasureTrainer(chunkedConfig, s, "chunk engine");
+        AnsiConsole.MarkupLine("[grey]optimizer step: torch.optim.AdamW, tensor ops and the fused kernel on the same parameters...[/]");
+        long adamElements = quickMode ? 16L << 20 : 64L << 20;
+        var (adamTimings, copyBandwidth) = OptimizerBenchmark.Run(adamElements);
         var memory = MemoryMeter.Snapshot();
 
         JsonObject Describe(TrainerMeasurement m) => new()
@@ -149,6 +152,17 @@ public static class BenchCommand
         double ratio = flops / plain.Median / 1e9 / peak;
         report["trainer_to_matmul_peak_ratio"] = ratio;
         report["chunked_to_plain_step_time_ratio"] = chunked.Median / plain.Median;
+        report["optimizer"] = new JsonObject
+        {
+            ["elements"] = adamElements,
+            ["copy_bytes_per_second"] = copyBandwidth,
+            ["bytes_per_element_moved_by_adam"] = 28,
+            ["timings"] = new JsonArray(adamTimings.Select(t => (JsonNode)new JsonObject
+            {
+                ["name"] = t.Name, ["median_seconds"] = t.MedianSeconds, ["elements_per_second"] = t.ElementsPerSecond,
+                ["seconds"] = new JsonArray(t.Seconds.Select(x => (JsonNode)x).ToArray()),
+            }).ToArray()),
+        };
         report["peak_rss_bytes"] = memory.PeakResident;
 
         var table = new Table().Border(TableBorder.Rounded).Title("pstar bench");
@@ -160,6 +174,11 @@ public static class BenchCommand
         table.AddRow($"trainer / {(precision == Precision.Bf16 ? "bf16" : "fp32")} matmul peak", $"{ratio:P1}");
         table.AddRow("chunk engine (all chunks fit)", $"{flops / chunked.Median / 1e9:N0} GFLOPS (model), {chunked.Median:0.000} s/step");
         table.AddRow("chunk engine / plain step time", $"{chunked.Median / plain.Median:0.000}");
+        foreach (var t in adamTimings)
+            table.AddRow($"Adam step, {adamElements / 1e6:N0}M fp32: {CommandErrors.Esc(t.Name)}",
+                $"{t.ElementsPerSecond / 1e9:0.000} G elem/s ({t.ElementsPerSecond / adamTimings[0].ElementsPerSecond:0.0}x torch)");
+        table.AddRow("copy_ of fp32 (bytes copied per second)", $"{copyBandwidth / (1L << 30):0.0} GiB/s");
+        table.AddRow("fused kernel's memory traffic (28 B per element)", $"{adamTimings[^1].ElementsPerSecond * 28 / (1L << 30):0.0} GiB/s");
         table.AddRow("peak resident memory", Bytes.Format(memory.PeakResident));
         AnsiConsole.Write(table);
 
