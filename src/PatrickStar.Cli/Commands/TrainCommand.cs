@@ -40,6 +40,7 @@ public static class TrainCommand
         var chunkSize = new Option<string?>("--chunk-size") { Description = "Chunked engine: elements per chunk, e.g. 4M (default: the size that wastes least)." };
         var placement = new Option<string?>("--placement") { Description = "Chunked engine: dynamic (traced, OPT eviction) or static (parameters pinned on the device)." };
         placement.AcceptOnlyFromAmong("dynamic", "static");
+        var checkpointing = new Option<bool>("--checkpointing") { Description = "Recompute each transformer block's activations in backward (less memory, one more forward)." };
         var metrics = new Option<FileInfo?>("--metrics") { Description = "Write one JSON object per step to this file (JSON Lines)." };
         var quiet = new Option<bool>("--plain-output") { Description = "Print plain log lines instead of the live display." };
 
@@ -47,7 +48,7 @@ public static class TrainCommand
             "Train a GPT language model. Progress shows loss, tokens/s, achieved TFLOPS and memory. TFLOPS counts model FLOPs: " +
             GptConfig.FlopsFormula + ", divided by the step's wall time.");
         foreach (var o in new Option[] { config, model, layers, hidden, heads, context, data, steps, batch, accum, seq, precision, lr, warmup,
-                     seed, evalInterval, device, threads, engine, deviceMemory, hostMemory, chunkSize, placement, metrics, quiet })
+                     seed, evalInterval, device, threads, engine, deviceMemory, hostMemory, chunkSize, placement, checkpointing, metrics, quiet })
             command.Options.Add(o);
 
         command.SetAction(r => CommandErrors.Run(() =>
@@ -74,6 +75,7 @@ public static class TrainCommand
             if (r.GetValue(device) is string dev) c.Device = dev;
             if (r.GetValue(threads) is int th) c.Threads = th;
             if (r.GetValue(engine) is string en) c.Engine = en;
+            if (r.GetValue(checkpointing)) c.ActivationCheckpointing = true;
             if (r.GetValue(deviceMemory) is string dm) c.Chunks.DeviceMemory = ByteSize.Parse(dm, "--device-memory");
             if (r.GetValue(hostMemory) is string hm) c.Chunks.HostMemory = ByteSize.Parse(hm, "--host-memory");
             if (r.GetValue(chunkSize) is string cs) c.Chunks.ChunkSize = ByteSize.Parse(cs, "--chunk-size");

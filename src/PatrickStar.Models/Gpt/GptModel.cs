@@ -203,6 +203,9 @@ public sealed class GptTransformer : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Run each block under activation checkpointing (recomputed in backward).</summary>
+    public bool CheckpointBlocks { get; set; }
+
     public GptEmbedding TokenEmbedding => wte;
     public GptEmbedding PositionEmbedding => wpe;
     public IEnumerable<Block> Blocks => h;
@@ -213,7 +216,7 @@ public sealed class GptTransformer : Module<Tensor, Tensor>
         long t = idx.shape[1];
         var pos = arange(t, dtype: ScalarType.Int64, device: idx.device);
         var x = drop.call(wte.call(idx) + wpe.call(pos));
-        foreach (var block in h) x = block.call(x);
+        foreach (var block in h) x = CheckpointBlocks ? ActivationCheckpoint.Run(block, x) : block.call(x);
         return ln_f.call(x).MoveToOuterDisposeScope();
     }
 }

@@ -72,6 +72,7 @@ public sealed class GptRun : IDisposable
 
         manual_seed(config.Seed);
         var model = new GptModel(modelConfig);
+        model.Transformer.CheckpointBlocks = config.ActivationCheckpointing;
         try
         {
             using var sample = zeros(1, 1, dtype: ScalarType.Int64);

@@ -119,6 +119,8 @@ public static class ConfigLoader
             "Compute device: \"auto\" (CUDA when available), \"cpu\", \"cuda\" or \"cuda:N\"."),
         IntField("threads", c => c.Threads, (c, v) => c.Threads = v,
             "Intra-op CPU threads for torch (>= 0); 0 keeps torch's default."),
+        BoolField("activation_checkpointing", c => c.ActivationCheckpointing, (c, v) => c.ActivationCheckpointing = v,
+            "Recompute each transformer block's activations in backward instead of keeping them (less memory, one more forward)."),
         SizeField("chunk_size", c => c.Chunks.ChunkSize, (c, v) => c.Chunks.ChunkSize = v,
             "Chunked engine: elements per chunk (>= the largest parameter); null searches for the size that wastes least."),
         ChoiceField("placement_policy", c => c.Chunks.Placement, (c, v) => c.Chunks.Placement = v,

@@ -103,6 +103,8 @@ public sealed class TrainingConfig
     public long Seed { get; set; } = 1337;
     public EvalSection Eval { get; set; } = new();
     public ChunkSection Chunks { get; set; } = new();
+    /// <summary>Recompute each transformer block's activations in backward instead of keeping them.</summary>
+    public bool ActivationCheckpointing { get; set; }
     /// <summary>Which engine runs the model: "plain" (everything on the compute device) or "chunked".</summary>
     public string Engine { get; set; } = "plain";
     /// <summary>Compute device: "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N".</summary>

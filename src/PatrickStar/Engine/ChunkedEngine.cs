@@ -186,9 +186,13 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
                 });
                 handles.Add(() => handle.remove());
             }
+            // In eval mode, so that dropout draws nothing from the random stream the training run will use.
+            bool wasTraining = model.training;
+            model.eval();
             using (no_grad())
             using (var scope = NewDisposeScope())
                 model.call(sampleInput);
+            if (wasTraining) model.train();
             foreach (var unhook in handles) unhook();
         }
         // Parameters the sample pass did not reach keep their registration order, after the others.
@@ -450,7 +454,7 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
             Access(chunk, module);
             chunk.LastUse = ++useClock;
             SetState(mp, TensorState.Compute);
-            if (Training) mp.ForwardUses++;
+            if (Training && !ActivationCheckpoint.IsRecomputing) mp.ForwardUses++;
         }
     }
 

@@ -193,4 +193,35 @@ public class ChunkedEngineTests
         Assert.True(losses[^1] < losses[0] - 0.5, $"loss {losses[0]} -> {losses[^1]}");
         Assert.True(engine.Layout.ChunkCount >= 2);
     }
+
+    [Fact]
+    public void ActivationCheckpointingGivesTheSameTraining()
+    {
+        // Dropout on: the recomputation must draw the same masks.
+        var reference = TrainingHarness.Config(steps: 4);
+        reference.Model.Dropout = 0.1;
+        var plain = Run(reference);
+
+        var recomputed = TrainingHarness.Config(steps: 4);
+        recomputed.Model.Dropout = 0.1;
+        recomputed.ActivationCheckpointing = true;
+        var plainCheckpointed = Run(recomputed);
+
+        var chunkedConfig = Chunked(TrainingHarness.Config(steps: 4), 1L << 30);
+        chunkedConfig.Model.Dropout = 0.1;
+        chunkedConfig.ActivationCheckpointing = true;
+        var chunkedCheckpointed = Run(chunkedConfig);
+
+        for (int i = 0; i < plain.Losses.Count; i++)
+        {
+            Assert.True(Math.Abs(plain.Losses[i] - plainCheckpointed.Losses[i]) <= 1e-5 * plain.Losses[i], $"plain step {i + 1}");
+            Assert.True(Math.Abs(plain.Losses[i] - chunkedCheckpointed.Losses[i]) <= 1e-5 * plain.Losses[i], $"chunked step {i + 1}");
+        }
+        for (int i = 0; i < plain.Parameters.Count; i++)
+        {
+            using var d1 = (plain.Parameters[i] - plainCheckpointed.Parameters[i]).abs().max();
+            using var d2 = (plain.Parameters[i] - chunkedCheckpointed.Parameters[i]).abs().max();
+            Assert.True(d1.item<float>() <= 1e-5 && d2.item<float>() <= 1e-5, $"parameter {i}: {d1.item<float>()}, {d2.item<float>()}");
+        }
+    }
 }
