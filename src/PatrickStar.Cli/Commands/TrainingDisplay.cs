@@ -98,7 +98,7 @@ public sealed class TrainingDisplay
 
     public void Summarize(GptRun run, TrainingSummary s, string? metricsPath)
     {
-        var table = new Table().Border(TableBorder.Rounded).Title(s.Cancelled ? "Stopped early" : "Done");
+        var table = new Table().Border(TableBorder.Rounded).Title(s.Cancelled ? "Stopped early" : "Done").HideHeaders();
         table.AddColumn("");
         table.AddColumn("");
         table.AddRow("steps", $"{s.StepsDone} of {run.Config.Steps}");
