@@ -143,15 +143,18 @@ public class ChunkedEngineTests
     public void ModelDataFourTimesTheDeviceBudgetTrains()
     {
         var config = Bigger(steps: 6);
+        config.Model.Layers = 8; // about 300 MB of model data: 4x stays well above twice the measured non-model peak
         long parameters = GptRun.ResolveModel(config).ParameterCount;
         long modelData = parameters * 16;
 
         long budget = TightBudget(config);
         output.WriteLine($"model data {modelData:N0} B, device budget {budget:N0} B");
         Assert.True(modelData > 4 * budget, $"model data {modelData:N0} must exceed 4x the budget {budget:N0}");
+        config.Steps = 8;
+        config.Optimizer.LearningRate = 3e-4; // a deep narrow-batch model: a gentler rate trains steadily
         var result = Run(Chunked(config, budget));
         output.WriteLine($"losses {string.Join(", ", result.Losses)}; peak device {result.PeakDevice:N0}");
-        Assert.True(result.Losses[^1] < result.Losses[0], "the loss must fall");
+        Assert.True(result.Losses.TakeLast(3).Average() < result.Losses[0] - 0.3, "the loss must fall");
         Assert.True(result.PeakDevice <= budget, $"peak device bytes {result.PeakDevice:N0} exceed the budget {budget:N0}");
     }
 
