@@ -452,6 +452,7 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         {
             var chunk = paramChunks[mp.Place.Chunk];
             Access(chunk, module);
+            EnsureResident(chunk, mp);
             chunk.LastUse = ++useClock;
             SetState(mp, TensorState.Compute);
             if (Training && !ActivationCheckpoint.IsRecomputing) mp.ForwardUses++;
@@ -459,6 +460,13 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
     }
 
     private long useClock;
+
+    /// <summary>Operators read parameters only from device-resident chunks: checked before every use.</summary>
+    private void EnsureResident(ChunkRuntime chunk, ManagedParameter mp)
+    {
+        if (chunk.Tier != device || mp.Parameter.device_type != Device.type)
+            throw new InvalidOperationException($"{mp.Name} (chunk {chunk.Index}) is not on the device at {momentLabel}; an operator would read it from the host.");
+    }
 
     private void AfterForward(string module, List<ManagedParameter> parameters)
     {
@@ -498,6 +506,7 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
             var mp = managed[p];
             var chunk = paramChunks[mp.Place.Chunk];
             Access(chunk, module);
+            EnsureResident(chunk, mp);
             chunk.LastUse = ++useClock;
             SetState(mp, TensorState.Compute);
         }
