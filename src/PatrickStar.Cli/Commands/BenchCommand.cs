@@ -33,14 +33,20 @@ public static class BenchCommand
         };
         precision.AcceptOnlyFromAmong("auto", "fp32", "bf16");
         var json = new Option<FileInfo?>("--json") { Description = "Write every figure to this JSON report." };
+        var scale = new Option<bool>("--scale") { Description = "Instead: the largest GPT the plain trainer, static and dynamic placement each train under --device-memory / --host-memory." };
+        var deviceMemory = new Option<string>("--device-memory") { Description = "Device budget for --scale (default 1GiB).", DefaultValueFactory = _ => "1GiB" };
+        var hostMemory = new Option<string>("--host-memory") { Description = "Host budget for --scale (default 16GiB).", DefaultValueFactory = _ => "16GiB" };
 
         var command = new Command("bench",
             "Measure the compute device's bf16 matmul peak (2048^3), the plain trainer's achieved model TFLOPS on a mid-size GPT and the chunk engine's step time next to it " +
             $"in the same run, and their ratio. Model FLOPs: {GptConfig.FlopsFormula}. Medians after warm-up.");
-        foreach (var o in new Option[] { quick, hidden, layers, heads, seq, batch, steps, precision, json }) command.Options.Add(o);
+        foreach (var o in new Option[] { quick, hidden, layers, heads, seq, batch, steps, precision, json, scale, deviceMemory, hostMemory }) command.Options.Add(o);
         command.SetAction(r => CommandErrors.Run(() =>
         {
             bool q = r.GetValue(quick);
+            if (r.GetValue(scale))
+                return RunScale(ByteSize.Parse(r.GetValue(deviceMemory)!, "--device-memory"), ByteSize.Parse(r.GetValue(hostMemory)!, "--host-memory"),
+                    r.GetValue(hidden) ?? 1024, r.GetValue(heads) ?? 16, r.GetValue(json)?.FullName);
             var settings = new TrainerBenchSettings(
                 r.GetValue(hidden) ?? (q ? 512 : 1024), r.GetValue(layers) ?? (q ? 4 : 8), r.GetValue(heads) ?? (q ? 8 : 16),
                 r.GetValue(seq) ?? (q ? 256 : 512), r.GetValue(batch) ?? (q ? 4 : 2), r.GetValue(steps) ?? (q ? 3 : 5), Warmup: 2,
@@ -48,6 +54,32 @@ public static class BenchCommand
             return Run(settings, q ? 5 : 9, r.GetValue(json)?.FullName, q);
         }));
         return command;
+    }
+
+    private static int RunScale(long device, long host, int hidden, int heads, string? jsonPath)
+    {
+        TorchRuntime.EnsureLoaded();
+        AnsiConsole.MarkupLine($"[grey]largest GPT (hidden {hidden}, layers searched) per engine under {Bytes.Format(device)} device / {Bytes.Format(host)} host...[/]");
+        var outcomes = ScaleBenchmark.Run(device, host, hidden, heads, seq: 64, maxLayers: 512);
+        long limit = (device + host) / 14;
+        var table = new Table().Border(TableBorder.Rounded).Title("pstar bench --scale");
+        foreach (var c in new[] { "engine", "layers", "parameters", "of (device+host)/14", "vs static" }) table.AddColumn(c);
+        long staticParams = outcomes.First(o => o.Policy == "static").Parameters;
+        foreach (var o in outcomes)
+            table.AddRow(o.Policy, $"{o.Layers}", $"{o.Parameters:N0}", $"{(double)o.Parameters / limit:P1}",
+                staticParams > 0 ? $"{(double)o.Parameters / staticParams:0.00}x" : "-");
+        AnsiConsole.Write(table);
+        AnsiConsole.MarkupLine($"[grey]memory limit (device + host) / 14 B = {limit:N0} parameters[/]");
+        if (jsonPath is not null)
+        {
+            var report = new JsonObject
+            {
+                ["device_bytes"] = device, ["host_bytes"] = host, ["hidden"] = hidden, ["limit_parameters"] = limit,
+                ["results"] = new JsonArray(outcomes.Select(o => (JsonNode)new JsonObject { ["engine"] = o.Policy, ["layers"] = o.Layers, ["parameters"] = o.Parameters }).ToArray()),
+            };
+            File.WriteAllText(jsonPath, report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        }
+        return 0;
     }
 
     private sealed record TrainerMeasurement(string Engine, List<double> StepSeconds, double Median, double FirstLoss, double LastLoss,
