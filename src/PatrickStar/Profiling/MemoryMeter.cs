@@ -69,9 +69,11 @@ public static class MemoryMeter
         return null;
     }
 
-    private static long ParseKb(string line)
+    /// <summary>Bytes from a /proc line such as "VmRSS:\t 1234 kB".</summary>
+    public static long ParseKb(string line)
     {
-        var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        // "VmRSS:\t  123456 kB": the kernel pads with spaces after a tab, and drops them for large numbers.
+        var parts = line.Split(new[] { ' ', '\t' }, StringSplitOptions.RemoveEmptyEntries);
         return long.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
     }
 }

@@ -52,3 +52,29 @@ public class ElfPatchTests
         Assert.Contains("not an ELF file", e.Message);
     }
 }
+
+public class MemoryMeterTests
+{
+    [Theory]
+    [InlineData("VmRSS:\t  123456 kB", 123456L * 1024)]
+    [InlineData("VmRSS:\t12345678 kB", 12345678L * 1024)]
+    [InlineData("MemAvailable:   24084480 kB", 24084480L * 1024)]
+    public void ProcLinesParseWhateverTheirPadding(string line, long bytes) =>
+        Assert.Equal(bytes, PatrickStar.Profiling.MemoryMeter.ParseKb(line));
+
+    [Fact]
+    public void ASnapshotReadsThisProcess()
+    {
+        var s = PatrickStar.Profiling.MemoryMeter.Snapshot();
+        Assert.True(s.Resident > 0 && s.PeakResident >= s.Resident);
+        using var block = new TempBuffer(64 << 20);
+        Assert.True(PatrickStar.Profiling.MemoryMeter.NativeInUse() - s.NativeInUse >= 60 << 20, "a 64 MB native allocation must show");
+    }
+
+    private sealed unsafe class TempBuffer : IDisposable
+    {
+        private readonly void* p;
+        public TempBuffer(int bytes) => p = System.Runtime.InteropServices.NativeMemory.Alloc((nuint)bytes);
+        public void Dispose() => System.Runtime.InteropServices.NativeMemory.Free(p);
+    }
+}
