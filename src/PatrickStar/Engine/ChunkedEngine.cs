@@ -562,7 +562,7 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
 
         double norm = GlobalGradientNorm();
         bool skip = !double.IsFinite(norm);
-        double clip = config.GradientClipping > 0 && norm > config.GradientClipping ? config.GradientClipping / (norm + 1e-6) : 1.0;
+        double clip = GradientClipping.Factor(norm, config.GradientClipping);
         bool allWritten = false;
         if (!skip)
         {
@@ -636,8 +636,8 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
     {
         var gradType = ElementOf(grad.dtype);
         var paramType = ElementOf(computeType);
-        int gradSize = grad.dtype == ScalarType.Float32 ? 4 : 2;
-        int paramSize = computeType == ScalarType.Float32 ? 4 : 2;
+        int gradSize = Runtime.TensorMemory.ElementSize(grad.dtype);
+        int paramSize = Runtime.TensorMemory.ElementSize(computeType);
         float* pm = (float*)Runtime.TensorMemory.Address(master);
         float* pmom = (float*)Runtime.TensorMemory.Address(m);
         float* pvar = (float*)Runtime.TensorMemory.Address(v);

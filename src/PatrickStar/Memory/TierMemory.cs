@@ -49,15 +49,8 @@ public sealed class TierMemory : IDisposable
 
     private bool HasPooled(ScalarType dtype, long elements) => pool.TryGetValue((dtype, elements), out var s) && s.Count > 0;
 
-    public static long Bytes(ScalarType dtype, long elements) => elements * ElementSize(dtype);
+    public static long Bytes(ScalarType dtype, long elements) => elements * Runtime.TensorMemory.ElementSize(dtype);
 
-    public static int ElementSize(ScalarType dtype) => dtype switch
-    {
-        ScalarType.Float32 => 4,
-        ScalarType.BFloat16 or ScalarType.Float16 => 2,
-        ScalarType.Float64 or ScalarType.Int64 => 8,
-        _ => throw new ArgumentException($"chunks of {dtype} are not supported"),
-    };
 
     /// <summary>A buffer of <paramref name="elements"/> owned by this tier; contents undefined.</summary>
     public Tensor Acquire(ScalarType dtype, long elements, string purpose)

@@ -120,12 +120,19 @@ public static class GradientClipping
         return sumSquares is null ? 0.0 : Math.Sqrt(sumSquares.to(ScalarType.Float64).item<double>());
     }
 
+    /// <summary>The factor gradients are multiplied by: maxNorm / (norm + 1e-6) when that is below 1, else 1 (0 disables).</summary>
+    public static double Factor(double norm, double maxNorm)
+    {
+        if (maxNorm <= 0) return 1.0;
+        double factor = maxNorm / (norm + 1e-6);
+        return factor < 1 ? factor : 1.0;
+    }
+
     /// <summary>Scales the gradients in place when their global norm exceeds <paramref name="maxNorm"/>.</summary>
     public static void Scale(IEnumerable<Tensor> gradients, double norm, double maxNorm)
     {
-        if (maxNorm <= 0) return;
-        double factor = maxNorm / (norm + 1e-6);
-        if (factor >= 1) return;
+        double factor = Factor(norm, maxNorm);
+        if (factor == 1.0) return;
         using var _ = no_grad();
         foreach (var g in gradients) g.mul_(factor);
     }

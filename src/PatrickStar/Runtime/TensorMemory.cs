@@ -17,13 +17,15 @@ public static class TensorMemory
             throw new ArgumentException($"only CPU tensors have an address the host can use; this one is on {t.device}.");
         if (!t.is_contiguous())
             throw new ArgumentException("the tensor must be contiguous.");
-        long elementSize = t.dtype switch
-        {
-            ScalarType.Float32 or ScalarType.Int32 => 4,
-            ScalarType.BFloat16 or ScalarType.Float16 => 2,
-            ScalarType.Float64 or ScalarType.Int64 => 8,
-            _ => throw new ArgumentException($"unsupported dtype {t.dtype}"),
-        };
-        return (byte*)StorageDataPointer(t.Handle) + t.storage_offset() * elementSize;
+        return (byte*)StorageDataPointer(t.Handle) + t.storage_offset() * ElementSize(t.dtype);
     }
+
+    /// <summary>Bytes per element of the dtypes chunks and kernels use.</summary>
+    public static int ElementSize(ScalarType dtype) => dtype switch
+    {
+        ScalarType.Float32 or ScalarType.Int32 => 4,
+        ScalarType.BFloat16 or ScalarType.Float16 => 2,
+        ScalarType.Float64 or ScalarType.Int64 => 8,
+        _ => throw new ArgumentException($"unsupported dtype {dtype}"),
+    };
 }
