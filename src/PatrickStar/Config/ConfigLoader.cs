@@ -102,9 +102,20 @@ public static class ConfigLoader
             "Steps over which the rate decays (>= 1); null uses steps."),
         NumberField("scheduler.params.min_lr_ratio", c => c.Scheduler.MinLrRatio, (c, v) => c.Scheduler.MinLrRatio = v,
             "Floor of the decay as a fraction of the peak rate, in [0, 1]."),
-        BoolField("bf16.enabled", c => c.Precision == Precision.Bf16,
-            (c, v) => c.Precision = v ? Precision.Bf16 : Precision.Fp32,
-            "bf16 compute with fp32 master weights; false trains in fp32."),
+        PrecisionFlag("bf16.enabled", Precision.Bf16, Precision.Fp16, "fp16.enabled",
+            "bf16 compute with fp32 master weights, no loss scaling; false trains in fp32."),
+        PrecisionFlag("fp16.enabled", Precision.Fp16, Precision.Bf16, "bf16.enabled",
+            "fp16 compute with fp32 master weights and loss scaling (for GPUs: fp16 is very slow on CPUs)."),
+        NumberField("fp16.loss_scale", c => c.Fp16.LossScale, (c, v) => c.Fp16.LossScale = v,
+            "A fixed loss scale (> 0), or 0 for the dynamic scaler."),
+        IntField("fp16.initial_scale_power", c => c.Fp16.InitialScalePower, (c, v) => c.Fp16.InitialScalePower = v,
+            "The dynamic scaler starts at 2^power, in [0, 64]."),
+        IntField("fp16.loss_scale_window", c => c.Fp16.LossScaleWindow, (c, v) => c.Fp16.LossScaleWindow = v,
+            "Clean steps after which the dynamic scale doubles (>= 1)."),
+        IntField("fp16.hysteresis", c => c.Fp16.Hysteresis, (c, v) => c.Fp16.Hysteresis = v,
+            "Overflowing steps tolerated before the scale is halved (>= 1); every overflowing step is skipped."),
+        NumberField("fp16.min_loss_scale", c => c.Fp16.MinLossScale, (c, v) => c.Fp16.MinLossScale = v,
+            "Floor of the dynamic scale (> 0)."),
         NumberField("gradient_clipping", c => c.GradientClipping, (c, v) => c.GradientClipping = v,
             "Global gradient-norm clipping threshold (>= 0); 0 disables clipping."),
         LongField("seed", c => c.Seed, (c, v) => c.Seed = v,
@@ -131,6 +142,10 @@ public static class ConfigLoader
             "Chunked engine: host budget for chunks in bytes or \"16GiB\"; null: available memory minus the device budget."),
         NumberField("mem_tracer.warmup_device_ratio", c => c.Chunks.WarmupDeviceRatio, (c, v) => c.Chunks.WarmupDeviceRatio = v,
             "Chunked engine: fraction of the device budget chunks may use during the warm-up iteration, in (0, 1]."),
+        BoolField("use_hybrid_adam", c => c.Chunks.HybridAdam, (c, v) => c.Chunks.HybridAdam = v,
+            "Chunked engine: update optimizer-state chunks on the device when the traced margin has room; false keeps them on the host."),
+        NumberField("mem_tracer.margin_use_ratio", c => c.Chunks.MarginUseRatio, (c, v) => c.Chunks.MarginUseRatio = v,
+            "Chunked engine: fraction of the device margin optimizer-state chunks may take, in [0, 1]."),
     ];
 
     private static readonly Dictionary<string, Field> FieldsByKey = Fields.ToDictionary(f => f.Key, StringComparer.Ordinal);
@@ -328,6 +343,16 @@ public static class ConfigLoader
         Require(c.Chunks.HostMemory is null or >= 1, "host_memory", c.Chunks.HostMemory, ">= 1 byte (or null)");
         Require(c.Chunks.WarmupDeviceRatio > 0 && c.Chunks.WarmupDeviceRatio <= 1, "mem_tracer.warmup_device_ratio",
             c.Chunks.WarmupDeviceRatio, "in (0, 1]");
+        Require(c.Chunks.MarginUseRatio >= 0 && c.Chunks.MarginUseRatio <= 1, "mem_tracer.margin_use_ratio",
+            c.Chunks.MarginUseRatio, "in [0, 1]");
+        var fp16 = c.Fp16;
+        Require(double.IsFinite(fp16.LossScale) && fp16.LossScale >= 0, "fp16.loss_scale", fp16.LossScale,
+            "a finite number > 0, or 0 for the dynamic scaler");
+        Require(fp16.InitialScalePower is >= 0 and <= 64, "fp16.initial_scale_power", fp16.InitialScalePower, "in [0, 64]");
+        Require(fp16.LossScaleWindow >= 1, "fp16.loss_scale_window", fp16.LossScaleWindow, ">= 1");
+        Require(fp16.Hysteresis >= 1, "fp16.hysteresis", fp16.Hysteresis, ">= 1");
+        Require(double.IsFinite(fp16.MinLossScale) && fp16.MinLossScale > 0, "fp16.min_loss_scale", fp16.MinLossScale,
+            "a finite number > 0");
 
         if (errors.Count > 0)
             throw new ConfigException(FormatErrors(sourceName, errors));
@@ -676,6 +701,17 @@ public static class ConfigLoader
             }
             else if (state.ReadInteger(value, key, 0, long.MaxValue, out long v))
                 set(c, v);
+        });
+
+    /// <summary>bf16.enabled / fp16.enabled: each selects its precision; both true is an error, since one run has one precision.</summary>
+    private static Field PrecisionFlag(string key, Precision mine, Precision other, string otherKey, string meaning) =>
+        new(key, "bool", c => Show(c.Precision == mine), meaning, (state, value, c) =>
+        {
+            if (!state.ReadBool(value, key, out bool v)) return;
+            if (v && c.Precision == other)
+                state.Error(key, $"{key} and {otherKey} are both true, but a run has one precision; set one of them to false.");
+            else if (v) c.Precision = mine;
+            else if (c.Precision == mine) c.Precision = Precision.Fp32;
         });
 
     /// <summary>An enum chosen by name, case-insensitively. Numbers are refused: "1" says nothing to a reader.</summary>

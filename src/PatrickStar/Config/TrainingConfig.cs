@@ -7,6 +7,23 @@ public enum Precision
     Fp32,
     /// <summary>bf16 compute and gradients, fp32 master weights and optimizer state; no loss scaling.</summary>
     Bf16,
+    /// <summary>fp16 compute and gradients, fp32 master weights and optimizer state, with loss scaling (for GPUs).</summary>
+    Fp16,
+}
+
+/// <summary>fp16 loss scaling (DeepSpeed / PatrickStar keys under "fp16").</summary>
+public sealed class Fp16Section
+{
+    /// <summary>A fixed loss scale; 0 selects the dynamic scaler.</summary>
+    public double LossScale { get; set; } = 0;
+    /// <summary>The dynamic scaler starts at 2^this.</summary>
+    public int InitialScalePower { get; set; } = 16;
+    /// <summary>Clean (non-overflowing) steps after which the dynamic scale doubles.</summary>
+    public int LossScaleWindow { get; set; } = 1000;
+    /// <summary>Overflowing steps tolerated before the scale is halved (each still skips its step).</summary>
+    public int Hysteresis { get; set; } = 2;
+    /// <summary>The dynamic scale never goes below this.</summary>
+    public double MinLossScale { get; set; } = 1;
 }
 
 /// <summary>The architecture of a GPT model. Either a preset name or explicit sizes (sizes override the preset).</summary>
@@ -80,6 +97,10 @@ public sealed class ChunkSection
     public long? HostMemory { get; set; }
     /// <summary>Fraction of the device budget chunks may use during the warm-up iteration.</summary>
     public double WarmupDeviceRatio { get; set; } = 0.2;
+    /// <summary>Update optimizer-state chunks on the device when the warm-up trace shows room left over (the margin).</summary>
+    public bool HybridAdam { get; set; } = true;
+    /// <summary>Fraction of the margin that optimizer-state chunks may take (safety against noisy measurements).</summary>
+    public double MarginUseRatio { get; set; } = 0.8;
 }
 
 /// <summary>
@@ -96,6 +117,7 @@ public sealed class TrainingConfig
     public int SequenceLength { get; set; } = 128;
     public int Steps { get; set; } = 300;
     public Precision Precision { get; set; } = Precision.Fp32;
+    public Fp16Section Fp16 { get; set; } = new();
     public OptimizerSection Optimizer { get; set; } = new();
     public SchedulerSection Scheduler { get; set; } = new();
     /// <summary>Global-norm gradient clipping threshold; 0 disables clipping.</summary>

@@ -18,7 +18,9 @@ public sealed record ChunkEngineOptions(
     long HostMemory,
     long? ChunkSize = null,
     ChunkPlacement Policy = ChunkPlacement.Dynamic,
-    double WarmupDeviceFraction = 0.2)
+    double WarmupDeviceFraction = 0.2,
+    bool HybridAdam = true,
+    double MarginUseRatio = 0.8)
 {
     /// <summary>Budgets from the config; on a CPU device the defaults split the machine's available memory 1:3.</summary>
     public static ChunkEngineOptions From(TrainingConfig config, Device device)
@@ -29,12 +31,12 @@ public sealed record ChunkEngineOptions(
             ? available / 4
             : throw new ArgumentException("device_memory must be set for a non-CPU device (TorchSharp cannot query its memory): e.g. --device-memory 20GiB."));
         long hostBudget = c.HostMemory ?? Math.Max(0, available - (device.type == DeviceType.CPU ? deviceBudget : 0));
-        return new ChunkEngineOptions(deviceBudget, hostBudget, c.ChunkSize, c.Placement, c.WarmupDeviceRatio);
+        return new ChunkEngineOptions(deviceBudget, hostBudget, c.ChunkSize, c.Placement, c.WarmupDeviceRatio, c.HybridAdam, c.MarginUseRatio);
     }
 
     /// <summary>Host bytes of model data per parameter: compute-precision copy, fp32 master, momentum, variance (+ fp32 gradients when accumulating).</summary>
     public static int HostBytesPerParameter(TrainingConfig config) =>
-        (config.Precision == Precision.Bf16 ? 2 : 4) + 12 + (config.GradientAccumulationSteps > 1 ? 4 : 0);
+        (config.Precision == Precision.Fp32 ? 4 : 2) + 12 + (config.GradientAccumulationSteps > 1 ? 4 : 0);
 }
 
 /// <summary>
@@ -63,6 +65,7 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
     private readonly List<ManagedParameter> ordered = new();
     private readonly List<Action> unhooks = new();
     private readonly AdamSettings adam;
+    private readonly LossScaler scaler;
     private readonly Dictionary<string, double> statistics = new();
     private readonly IterationStatistics iteration = new();
 
@@ -81,8 +84,9 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         this.config = config;
         this.options = options;
         Device = computeDevice;
-        computeType = config.Precision == Precision.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
+        computeType = PlainEngine.ComputeType(config.Precision);
         adam = AdamSettings.From(config.Optimizer);
+        scaler = LossScaler.From(config);
         device = new TierMemory(Tier.Device, computeDevice, options.DeviceMemory);
         host = new TierMemory(Tier.Host, CPU, options.HostMemory);
         model.train();
@@ -153,6 +157,13 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
     public TierMemory HostTier => host;
     public bool WarmingUp => warmup;
     public MomentTrace Trace => trace;
+    public LossScaler Scaler => scaler;
+
+    /// <summary>Adam's step count (bias correction); saved and restored by checkpoints.</summary>
+    public long OptimizerStepCount { get => adamStep; set => adamStep = value; }
+
+    /// <summary>Chunk indices whose master, momentum and variance live on the device (hybrid Adam).</summary>
+    public IReadOnlyList<int> OptimizerChunksOnDevice => masterChunks.Where(c => c.Tier == device).Select(c => c.Index).ToList();
 
     /// <summary>Largest non-model bytes measured at any moment of any iteration so far.</summary>
     public long PeakNonModelObserved { get; private set; }
@@ -389,7 +400,16 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         while (device.InUseBytes + extra > allowed)
         {
             var candidates = paramChunks.Where(c => c.Tier == device && c != needed && !c.HasComputingTensor).ToList();
-            if (candidates.Count == 0) break;
+            if (candidates.Count == 0)
+            {
+                // Non-model data above what the warm-up traced: hybrid Adam's optimizer state gives its room back.
+                var group = masterChunks.LastOrDefault(c => c.Tier == device);
+                if (group is null) break;
+                foreach (var c in new[] { masterChunks[group.Index], momentumChunks[group.Index], varianceChunks[group.Index] })
+                    Move(c, host, $"optimizer state of chunk {group.Index} leaves for {momentLabel}");
+                iteration.Evictions++;
+                continue;
+            }
             ChunkRuntime victim;
             if (!warmup && Training && plan is not null)
             {
@@ -484,7 +504,12 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
             mp.BackwardUsesLeft = mp.ForwardUses;
             mp.ForwardUses = 0;
         }
-        loss.backward();
+        if (scaler.Scale == 1) loss.backward();
+        else
+        {
+            using var scaled = loss * scaler.Scale;
+            scaled.backward();
+        }
         ParameterEvents.RethrowCaptured();
         foreach (var mp in ordered)
         {
@@ -560,24 +585,22 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         foreach (var mp in ordered.Where(m => gradientChunks.Count == 0 && !m.GradientInSlot))
             mp.Parameter.zero_();
 
-        double norm = GlobalGradientNorm();
-        bool skip = !double.IsFinite(norm);
-        double clip = GradientClipping.Factor(norm, config.GradientClipping);
-        bool allWritten = false;
-        if (!skip)
+        var decision = scaler.Decide(GlobalGradientNorm(), config.GradientClipping);
+        if (!decision.Skip)
         {
             adamStep++;
-            allWritten = true;
-            for (int i = 0; i < layout.ChunkCount; i++) allWritten &= UpdateChunk(i, learningRate, clip);
+            for (int i = 0; i < layout.ChunkCount; i++) UpdateChunk(i, learningRate, decision.GradientMultiplier);
+            ClearGradientState();
         }
-        // Refresh the compute-precision parameters from the masters where the kernel did not already write them
-        // (this also undoes gradients left in slots after a skipped step).
-        if (allWritten) ClearGradientState();
-        else ZeroGrad();
+        else
+        {
+            ZeroGrad(); // the slots hold (overflowed) gradients: the weights come back from the fp32 masters
+        }
         foreach (var mp in ordered) SetState(mp, TensorState.Hold);
         EndIteration();
-        statistics["grad_norm"] = norm;
-        return new StepOutcome(norm, skip);
+        statistics["grad_norm"] = decision.GradNorm;
+        statistics["loss_scale"] = scaler.Scale;
+        return new StepOutcome(decision.GradNorm, decision.Skip);
     }
 
     private double GlobalGradientNorm()
@@ -603,12 +626,11 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
     }
 
     /// <summary>
-    /// Adam over chunk i. Where the gradients, master, momentum, variance (and the parameter chunk) are in host
-    /// memory, the fused SIMD kernel updates each parameter's range in one pass and writes the new
-    /// compute-precision parameter itself; otherwise the tensor path (<see cref="AdamMath"/>) runs.
-    /// Returns true when the parameter chunk was written.
+    /// Adam over chunk i, then the new compute-precision parameters into the parameter chunk. Optimizer
+    /// state in host memory: the fused SIMD kernel updates each parameter's range in one pass and writes
+    /// the compute-precision parameter itself. Optimizer state on the device (hybrid Adam): tensor ops there.
     /// </summary>
-    private bool UpdateChunk(int i, double lr, double clip)
+    private void UpdateChunk(int i, double lr, double gradientMultiplier)
     {
         using var scope = NewDisposeScope();
         var grad = GradientOf(i);
@@ -616,23 +638,26 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         var m = momentumChunks[i].Payload!;
         var v = varianceChunks[i].Payload!;
         var paramPayload = paramChunks[i].Payload!;
-        if (master.device_type == DeviceType.CPU && grad.device_type == DeviceType.CPU && grad.is_contiguous())
+        bool kernel = masterChunks[i].Tier == host && master.device_type == DeviceType.CPU
+                      && grad.device_type == DeviceType.CPU && grad.is_contiguous() && paramPayload.device_type == DeviceType.CPU;
+        if (kernel)
         {
-            bool writeParam = paramPayload.device_type == DeviceType.CPU;
-            KernelUpdate(i, grad, master, m, v, writeParam ? paramPayload : null, lr, clip);
-            return writeParam;
+            KernelUpdate(i, grad, master, m, v, paramPayload, lr, gradientMultiplier);
+            return;
         }
-        if (clip != 1.0) grad = grad.mul(clip);
+        grad = grad.to(master.device).to(ScalarType.Float32);
+        if (gradientMultiplier != 1.0) grad = grad.mul(gradientMultiplier);
         foreach (var mp in paramChunks[i].Tensors)
         {
             long off = mp.Place.Offset, n = mp.Place.Numel;
             AdamMath.Update(master.narrow(0, off, n), grad.narrow(0, off, n), m.narrow(0, off, n), v.narrow(0, off, n),
                 lr, adam, adamStep, mp.Decay);
         }
-        return false;
+        long used = layout.UsedPerChunk[i];
+        paramPayload.narrow(0, 0, used).copy_(master.narrow(0, 0, used));
     }
 
-    private unsafe void KernelUpdate(int i, Tensor grad, Tensor master, Tensor m, Tensor v, Tensor? param, double lr, double clip)
+    private unsafe void KernelUpdate(int i, Tensor grad, Tensor master, Tensor m, Tensor v, Tensor param, double lr, double gradientMultiplier)
     {
         var gradType = ElementOf(grad.dtype);
         var paramType = ElementOf(computeType);
@@ -642,14 +667,14 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         float* pmom = (float*)Runtime.TensorMemory.Address(m);
         float* pvar = (float*)Runtime.TensorMemory.Address(v);
         byte* pg = (byte*)Runtime.TensorMemory.Address(grad);
-        byte* pp = param is null ? null : (byte*)Runtime.TensorMemory.Address(param);
+        byte* pp = (byte*)Runtime.TensorMemory.Address(param);
         foreach (var mp in paramChunks[i].Tensors)
         {
             long off = mp.Place.Offset;
             var h = new AdamHyperparameters(lr, adam.Beta1, adam.Beta2, adam.Eps, mp.Decay ? adam.WeightDecay : 0,
-                DecoupledWeightDecay: adam.Type == OptimizerType.AdamW, adamStep, InverseLossScale: clip);
+                DecoupledWeightDecay: adam.Type == OptimizerType.AdamW, adamStep, InverseLossScale: gradientMultiplier);
             CpuAdamKernel.Step(pm + off, pmom + off, pvar + off, pg + off * gradSize, gradType,
-                pp is null ? null : pp + off * paramSize, paramType, mp.Place.Numel, h);
+                pp + off * paramSize, paramType, mp.Place.Numel, h);
         }
     }
 
@@ -671,6 +696,7 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
             trace.Complete();
             plan = new DeviceBudgetPlan(options.DeviceMemory, trace);
             warmup = false;
+            PlaceOptimizerChunks();
         }
         else
         {
@@ -686,7 +712,105 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         statistics["peak_device_model_bytes"] = iteration.PeakDeviceModel;
         statistics["peak_device_non_model_bytes"] = iteration.PeakDeviceNonModel;
         statistics["device_chunks_resident"] = paramChunks.Count(c => c.Tier == device);
+        statistics["optimizer_chunks_on_device"] = masterChunks.Count(c => c.Tier == device);
     }
+
+    /// <summary>
+    /// Hybrid Adam: the margin is the device room that parameter chunks never need, i.e. the tightest traced
+    /// allowance for chunks minus every parameter chunk. Optimizer-state groups (master, momentum, variance of
+    /// one chunk index) that fit in that margin, times the safety ratio, move to the device once and are
+    /// updated there from then on; they never have to leave, because parameter chunks fit beside them at
+    /// every moment. The rest stay on the host for the SIMD kernel.
+    /// </summary>
+    private void PlaceOptimizerChunks()
+    {
+        if (!options.HybridAdam || plan is null) return;
+        long allowance = options.Policy == ChunkPlacement.Static
+            ? options.DeviceMemory - trace.PeakNonModel
+            : plan.MinimumChunkBytesAllowed;
+        long margin = (long)((allowance - paramChunks.Sum(c => c.Bytes)) * options.MarginUseRatio);
+        for (int i = 0; i < layout.ChunkCount; i++)
+        {
+            long group = masterChunks[i].Bytes + momentumChunks[i].Bytes + varianceChunks[i].Bytes;
+            if (group > margin) break;
+            margin -= group;
+            foreach (var c in new[] { masterChunks[i], momentumChunks[i], varianceChunks[i] })
+                Move(c, device, $"hybrid Adam: optimizer state of chunk {i}");
+        }
+        device.Trim(0);
+    }
+
+    // ---- Optimizer state (checkpoints) ----------------------------------------------------------------
+
+    /// <summary>Names of the managed parameters, in chunk order.</summary>
+    public IReadOnlyList<string> ParameterNames => ordered.Select(p => p.Name).ToList();
+
+    /// <summary>A host fp32 copy of the used part of one chunk of master weights, momentum or variance.</summary>
+    public Tensor ReadChunk(ChunkKind kind, int index)
+    {
+        using var _ = no_grad();
+        using var used = StateChunk(kind, index).Payload!.narrow(0, 0, layout.UsedPerChunk[index]);
+        return used.to(ScalarType.Float32, CPU, copy: true);
+    }
+
+    /// <summary>Overwrites the used part of one chunk of master weights, momentum or variance; masters also refresh the parameters.</summary>
+    public void WriteChunk(ChunkKind kind, int index, Tensor values)
+    {
+        long used = layout.UsedPerChunk[index];
+        if (values.numel() != used)
+            throw new ArgumentException($"{kind} chunk {index} holds {used:N0} elements, but {values.numel():N0} were given.");
+        using var _ = no_grad();
+        var chunk = StateChunk(kind, index);
+        using var target = chunk.Payload!.narrow(0, 0, used);
+        using var flat = values.reshape(-1);
+        target.copy_(flat);
+        if (kind == ChunkKind.Master)
+        {
+            using var param = paramChunks[index].Payload!.narrow(0, 0, used);
+            param.copy_(target);
+            foreach (var mp in paramChunks[index].Tensors) mp.GradientInSlot = false;
+        }
+    }
+
+    /// <summary>A host fp32 copy of one parameter's master weight, momentum or variance, in the parameter's shape.</summary>
+    public Tensor ReadParameterState(string name, ChunkKind kind)
+    {
+        var mp = ManagedByName(name);
+        using var _ = no_grad();
+        using var slot = StateChunk(kind, mp.Place.Chunk).Slot(mp.Place);
+        using var shaped = slot.view(mp.Shape);
+        return shaped.to(ScalarType.Float32, CPU, copy: true);
+    }
+
+    /// <summary>Overwrites one parameter's master weight (and its compute-precision copy), momentum or variance.</summary>
+    public void WriteParameterState(string name, ChunkKind kind, Tensor value)
+    {
+        var mp = ManagedByName(name);
+        if (!value.shape.SequenceEqual(mp.Shape))
+            throw new ArgumentException($"{name}: {kind} has shape [{string.Join(", ", mp.Shape)}], but [{string.Join(", ", value.shape)}] was given.");
+        using var _ = no_grad();
+        using var slot = StateChunk(kind, mp.Place.Chunk).Slot(mp.Place);
+        using var flat = value.reshape(-1);
+        slot.copy_(flat);
+        if (kind == ChunkKind.Master)
+        {
+            using var param = paramChunks[mp.Place.Chunk].Slot(mp.Place);
+            param.copy_(slot);
+            mp.GradientInSlot = false;
+        }
+    }
+
+    private ManagedParameter ManagedByName(string name) =>
+        ordered.FirstOrDefault(p => p.Name == name)
+        ?? throw new ArgumentException($"the engine manages no parameter named '{name}'.");
+
+    private ChunkRuntime StateChunk(ChunkKind kind, int index) => kind switch
+    {
+        ChunkKind.Master => masterChunks[index],
+        ChunkKind.Momentum => momentumChunks[index],
+        ChunkKind.Variance => varianceChunks[index],
+        _ => throw new ArgumentException($"{kind} chunks hold no optimizer state; use Master, Momentum or Variance."),
+    };
 
     public void Dispose()
     {

@@ -10,21 +10,23 @@ namespace PatrickStar.Training;
 /// <summary>
 /// The baseline: every parameter, gradient and optimizer state on the compute device.
 /// fp32: the model's parameters are the weights the optimizer updates.
-/// bf16: the model runs in bf16; fp32 master weights and fp32 gradient accumulators live beside it,
-/// the optimizer updates the masters and the bf16 parameters are refreshed from them.
+/// bf16 / fp16: the model runs in low precision; fp32 master weights and fp32 gradient accumulators live
+/// beside it, the optimizer updates the masters and the low-precision parameters are refreshed from them.
+/// fp16 scales the loss (<see cref="LossScaler"/>); an overflowing step is skipped.
 /// </summary>
 public sealed class PlainEngine : ITrainingEngine
 {
     private readonly Module<Tensor, Tensor> model;
     private readonly List<Parameter> parameters;
     private readonly List<Tensor> masters;       // fp32 weights the optimizer owns (== parameters in fp32)
-    private readonly List<Tensor>? masterGrads;  // bf16 only: fp32 gradient accumulators
+    private readonly List<Tensor>? masterGrads;  // bf16/fp16 only: fp32 gradient accumulators
     private readonly TensorAdam adam;
     private readonly double clip;
+    private readonly LossScaler scaler;
     private readonly Precision precision;
     private readonly Dictionary<string, double> statistics = new();
 
-    /// <summary>Model data per parameter: fp32 = weight + grad + m + v; bf16 adds the fp32 master and its grad.</summary>
+    /// <summary>Model data per parameter: fp32 = weight + grad + m + v; bf16/fp16: 2 + 2 + fp32 master, its grad, m, v.</summary>
     public static int BytesPerParameter(Precision p) => p == Precision.Fp32 ? 16 : 20;
 
     public PlainEngine(Module<Tensor, Tensor> model, TrainingConfig config, Device device)
@@ -33,8 +35,9 @@ public sealed class PlainEngine : ITrainingEngine
         Device = device;
         precision = config.Precision;
         clip = config.GradientClipping;
+        scaler = LossScaler.From(config);
         model.to(device);
-        if (precision == Precision.Bf16) model.to(ScalarType.BFloat16);
+        if (precision != Precision.Fp32) model.to(ComputeType(precision));
         model.train();
 
         // Tied weights appear once: parameters() already yields each Parameter once.
@@ -42,7 +45,7 @@ public sealed class PlainEngine : ITrainingEngine
         parameters = named.Select(n => n.parameter).ToList();
         adam = new TensorAdam(AdamSettings.From(config.Optimizer));
         masters = new List<Tensor>();
-        if (precision == Precision.Bf16) masterGrads = new List<Tensor>();
+        if (precision != Precision.Fp32) masterGrads = new List<Tensor>();
         using (no_grad())
         {
             foreach (var (name, p) in named)
@@ -61,10 +64,24 @@ public sealed class PlainEngine : ITrainingEngine
     public Device Device { get; }
     public TensorAdam Optimizer => adam;
     public IReadOnlyDictionary<string, double> Statistics => statistics;
+    public LossScaler Scaler => scaler;
+
+    /// <summary>The dtype parameters compute in for a precision.</summary>
+    public static ScalarType ComputeType(Precision p) => p switch
+    {
+        Precision.Bf16 => ScalarType.BFloat16,
+        Precision.Fp16 => ScalarType.Float16,
+        _ => ScalarType.Float32,
+    };
 
     public void Backward(Tensor loss)
     {
-        loss.backward();
+        if (scaler.Scale == 1) loss.backward();
+        else
+        {
+            using var scaled = loss * scaler.Scale;
+            scaled.backward();
+        }
         if (masterGrads is null) return;
         // Accumulate in fp32: summing micro-batches in bf16 would lose the small ones.
         using var _ = no_grad();
@@ -91,15 +108,21 @@ public sealed class PlainEngine : ITrainingEngine
         }
         try
         {
-            double norm = GradientClipping.GlobalNorm(grads);
-            if (!double.IsFinite(norm))
+            var decision = scaler.Decide(GradientClipping.GlobalNorm(grads), clip);
+            statistics["loss_scale"] = scaler.Scale;
+            if (decision.Skip)
             {
                 ZeroGradients(grads);
-                return new StepOutcome(norm, Skipped: true);
+                return new StepOutcome(decision.GradNorm, Skipped: true);
             }
-            GradientClipping.Scale(grads, norm, clip);
+            if (decision.GradientMultiplier != 1.0)
+            {
+                using var _ = no_grad();
+                foreach (var g in grads) g.mul_(decision.GradientMultiplier);
+            }
             adam.Step(grads, learningRate);
-            if (precision == Precision.Bf16)
+            double norm = decision.GradNorm;
+            if (precision != Precision.Fp32)
             {
                 using var _ = no_grad();
                 for (int i = 0; i < parameters.Count; i++) parameters[i].copy_(masters[i]);

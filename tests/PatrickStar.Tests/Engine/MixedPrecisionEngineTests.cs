@@ -1,0 +1,166 @@
+using PatrickStar.Config;
+using PatrickStar.Data;
+using PatrickStar.Engine;
+using PatrickStar.Models.Gpt;
+using PatrickStar.Runtime;
+using PatrickStar.Tests.Training;
+using PatrickStar.Training;
+using TorchSharp;
+using Xunit;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace PatrickStar.Tests.Engine;
+
+/// <summary>fp16 loss scaling in both engines, and hybrid Adam (optimizer state on the device) in the chunk engine.</summary>
+public class MixedPrecisionEngineTests
+{
+    private readonly ITestOutputHelper output;
+
+    public MixedPrecisionEngineTests(ITestOutputHelper output)
+    {
+        this.output = output;
+        TorchRuntime.EnsureLoaded();
+    }
+
+    private static TrainingConfig WithEngine(TrainingConfig c, string engine, bool hybrid = true, double marginRatio = 0.8)
+    {
+        c.Engine = engine;
+        c.Chunks = new ChunkSection { ChunkSize = 4096, DeviceMemory = 1L << 30, HostMemory = 1L << 30, HybridAdam = hybrid, MarginUseRatio = marginRatio };
+        return c;
+    }
+
+    private static List<Tensor> Snapshot(Module<Tensor, Tensor> model) =>
+        model.parameters().Select(p => p.detach().to(ScalarType.Float32).clone()).ToList();
+
+    private static float MaxDifference(List<Tensor> a, List<Tensor> b)
+    {
+        float worst = 0;
+        for (int i = 0; i < a.Count; i++)
+        {
+            using var d = (a[i] - b[i]).abs().max();
+            worst = Math.Max(worst, d.item<float>());
+        }
+        return worst;
+    }
+
+    /// <summary>One training step through the engine; <paramref name="poison"/> multiplies the loss by infinity (every gradient overflows).</summary>
+    private static StepOutcome TrainStep(ITrainingEngine engine, TokenDataset data, SplitMix64 rng, bool poison)
+    {
+        using var scope = NewDisposeScope();
+        var (x, y) = data.Batch(Split.Train, 4, 32, rng, engine.Device);
+        var loss = LanguageModelLoss.CrossEntropy(engine.Model.call(x), y);
+        engine.Backward(poison ? loss * float.PositiveInfinity : loss);
+        return engine.Step(1e-2);
+    }
+
+    [Theory]
+    [InlineData("plain")]
+    [InlineData("chunked")]
+    public void Fp16OverflowSkipsTheStepRestoresTheWeightsAndBacksTheScaleOff(string engineName)
+    {
+        var config = WithEngine(TrainingHarness.Config(steps: 1, Precision.Fp16), engineName);
+        config.Fp16 = new Fp16Section { InitialScalePower = 10, LossScaleWindow = 3, Hysteresis = 2, MinLossScale = 1 };
+        var data = TrainingHarness.CyclicData();
+        using var run = GptRun.Create(config, data);
+        var engine = run.Engine;
+        var scaler = engine switch { ChunkedEngine c => c.Scaler, PlainEngine p => p.Scaler, _ => throw new InvalidOperationException() };
+        var rng = new SplitMix64(3);
+
+        Assert.False(TrainStep(engine, data, rng, poison: false).Skipped);
+        var before = Snapshot(engine.Model);
+        Assert.Equal(1024, scaler.Scale);
+
+        // First overflow: skipped, weights untouched, the scale kept (hysteresis 2).
+        Assert.True(TrainStep(engine, data, rng, poison: true).Skipped);
+        Assert.Equal(0, MaxDifference(before, Snapshot(engine.Model)));
+        Assert.Equal(1024, scaler.Scale);
+        // Second overflow: skipped again, now the scale halves.
+        Assert.True(TrainStep(engine, data, rng, poison: true).Skipped);
+        Assert.Equal(0, MaxDifference(before, Snapshot(engine.Model)));
+        Assert.Equal(512, scaler.Scale);
+
+        // Three clean steps: the weights move, the scale doubles.
+        for (int i = 0; i < 3; i++) Assert.False(TrainStep(engine, data, rng, poison: false).Skipped);
+        Assert.True(MaxDifference(before, Snapshot(engine.Model)) > 0);
+        Assert.Equal(1024, scaler.Scale);
+        Assert.Equal(1024, engine.Statistics["loss_scale"]);
+    }
+
+    [Fact]
+    public void Fp16TrainsAndBothEnginesAgree()
+    {
+        var plain = TrainingHarness.Losses(WithEngine(TrainingHarness.Config(steps: 8, Precision.Fp16), "plain"));
+        var chunked = TrainingHarness.Losses(WithEngine(TrainingHarness.Config(steps: 8, Precision.Fp16), "chunked"));
+        output.WriteLine("plain   " + string.Join(", ", plain.Select(l => l.ToString("0.0000"))));
+        output.WriteLine("chunked " + string.Join(", ", chunked.Select(l => l.ToString("0.0000"))));
+        Assert.True(plain[^1] < plain[0] - 0.3, $"fp16 plain loss {plain[0]} -> {plain[^1]}");
+        for (int i = 0; i < plain.Count; i++)
+            Assert.True(Math.Abs(plain[i] - chunked[i]) <= 0.01, $"step {i + 1}: plain {plain[i]} vs chunked {chunked[i]}");
+    }
+
+    private sealed record HybridRun(List<double> Losses, List<Tensor> Parameters, double OnDevice, double Chunks);
+
+    private static HybridRun RunChunked(TrainingConfig config)
+    {
+        using var run = GptRun.Create(config, TrainingHarness.CyclicData());
+        var losses = new List<double>();
+        IReadOnlyDictionary<string, double>? last = null;
+        run.Trainer.StepCompleted += m => { losses.Add(m.Loss); last = m.EngineStatistics; };
+        run.Trainer.Run();
+        return new HybridRun(losses, Snapshot(run.Model), last!["optimizer_chunks_on_device"], last["chunks"]);
+    }
+
+    [Theory]
+    [InlineData(Precision.Fp32)]
+    [InlineData(Precision.Bf16)]
+    public void HybridAdamGivesTheSameParametersAsAllHost(Precision precision)
+    {
+        var host = RunChunked(WithEngine(TrainingHarness.Config(steps: 5, precision), "chunked", hybrid: false));
+        var all = RunChunked(WithEngine(TrainingHarness.Config(steps: 5, precision), "chunked", hybrid: true));
+        // A margin ratio that leaves room for about half of the optimizer-state groups (12 B per element each).
+        double groups = Math.Ceiling(host.Chunks / 2) + 0.5;
+        double ratio = groups * 4096 * 12 / (1L << 30);
+        var part = RunChunked(WithEngine(TrainingHarness.Config(steps: 5, precision), "chunked", hybrid: true, marginRatio: ratio));
+        output.WriteLine($"{host.Chunks} chunks; on device: host-only {host.OnDevice}, all {all.OnDevice}, part {part.OnDevice}");
+
+        Assert.Equal(0, host.OnDevice);
+        Assert.Equal(host.Chunks, all.OnDevice);
+        Assert.InRange(part.OnDevice, 1, host.Chunks - 1);
+        // The kernel and the tensor path round differently only in the last bits; bf16 parameters may differ by one ulp.
+        float tolerance = precision == Precision.Fp32 ? 1e-5f : 1e-2f;
+        Assert.True(MaxDifference(host.Parameters, all.Parameters) <= tolerance, $"all on device: {MaxDifference(host.Parameters, all.Parameters)}");
+        Assert.True(MaxDifference(host.Parameters, part.Parameters) <= tolerance, $"half on device: {MaxDifference(host.Parameters, part.Parameters)}");
+        for (int i = 0; i < host.Losses.Count; i++)
+            Assert.True(Math.Abs(host.Losses[i] - part.Losses[i]) <= 1e-3 * host.Losses[i], $"step {i + 1}");
+    }
+
+    [Fact]
+    public void OptimizerStateIsReadableAndWritablePerChunkAndPerParameter()
+    {
+        var config = WithEngine(TrainingHarness.Config(steps: 2), "chunked", hybrid: false);
+        using var run = GptRun.Create(config, TrainingHarness.CyclicData());
+        run.Trainer.Run();
+        var engine = (ChunkedEngine)run.Engine;
+        Assert.Equal(2, engine.OptimizerStepCount);
+
+        string name = engine.ParameterNames[0];
+        using var m = engine.ReadParameterState(name, ChunkKind.Momentum);
+        Assert.True(m.abs().max().item<float>() > 0, "momentum is non-zero after two steps");
+
+        // Write a chunk of masters: the model's parameters show the new values.
+        using var masters = engine.ReadChunk(ChunkKind.Master, 0);
+        using var doubled = masters * 2;
+        engine.WriteChunk(ChunkKind.Master, 0, doubled);
+        using var readBack = engine.ReadChunk(ChunkKind.Master, 0);
+        Assert.True(readBack.eq(doubled).all().item<bool>());
+        var p = run.Model.named_parameters().First(n => n.name == name).parameter;
+        using var expected = engine.ReadParameterState(name, ChunkKind.Master);
+        Assert.True(p.detach().eq(expected).all().item<bool>());
+
+        using var wrong = zeros(3);
+        var e = Assert.Throws<ArgumentException>(() => engine.WriteParameterState(name, ChunkKind.Variance, wrong));
+        Assert.Contains(name, e.Message);
+    }
+}
