@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using PatrickStar.Config;
 using PatrickStar.Models.Gpt;
 using PatrickStar.Training;
@@ -43,12 +44,22 @@ public static class TrainCommand
         var checkpointing = new Option<bool>("--checkpointing") { Description = "Recompute each transformer block's activations in backward (less memory, one more forward)." };
         var metrics = new Option<FileInfo?>("--metrics") { Description = "Write one JSON object per step to this file (JSON Lines)." };
         var quiet = new Option<bool>("--plain-output") { Description = "Print plain log lines instead of the live display." };
+        var saveDir = new Option<string?>("--save-dir") { Description = "Save training checkpoints (step-NNNNNNNN) here: at the end, every --save-every steps and on SIGINT/SIGTERM." };
+        var saveEvery = new Option<int?>("--save-every") { Description = "Save a checkpoint every N steps (0: only at the end and on a signal)." };
+        var keep = new Option<int?>("--keep") { Description = "Keep the newest N checkpoints (0: all; default 3)." };
+        var resume = new Option<string?>("--resume")
+        {
+            Description = "Continue from a checkpoint directory, or the latest checkpoint under a save directory (default: --save-dir).",
+            Arity = ArgumentArity.ZeroOrOne,
+        };
+        var initFrom = new Option<FileInfo?>("--init-from") { Description = "Start from the weights of a Hugging Face GPT-2 safetensors file (config.json beside it gives the sizes)." };
 
         var command = new Command("train",
             "Train a GPT language model. Progress shows loss, tokens/s, achieved TFLOPS and memory. TFLOPS counts model FLOPs: " +
             GptConfig.FlopsFormula + ", divided by the step's wall time.");
         foreach (var o in new Option[] { config, model, layers, hidden, heads, context, data, steps, batch, accum, seq, precision, lr, warmup,
-                     seed, evalInterval, device, threads, engine, deviceMemory, hostMemory, chunkSize, placement, checkpointing, metrics, quiet })
+                     seed, evalInterval, device, threads, engine, deviceMemory, hostMemory, chunkSize, placement, checkpointing, metrics, quiet,
+                     saveDir, saveEvery, keep, resume, initFrom })
             command.Options.Add(o);
 
         command.SetAction(r => CommandErrors.Run(() =>
@@ -80,38 +91,74 @@ public static class TrainCommand
             if (r.GetValue(hostMemory) is string hm) c.Chunks.HostMemory = ByteSize.Parse(hm, "--host-memory");
             if (r.GetValue(chunkSize) is string cs) c.Chunks.ChunkSize = ByteSize.Parse(cs, "--chunk-size");
             if (r.GetValue(placement) is string pl) c.Chunks.Placement = pl == "static" ? ChunkPlacement.Static : ChunkPlacement.Dynamic;
+            if (r.GetValue(saveDir) is string sdir) c.Checkpoint.SaveDir = sdir;
+            if (r.GetValue(saveEvery) is int se) c.Checkpoint.SaveEvery = se;
+            if (r.GetValue(keep) is int k) c.Checkpoint.KeepLast = k;
+            string? resumeFrom = null;
+            if (r.GetResult(resume) is not null)
+                resumeFrom = r.GetValue(resume) ?? c.Checkpoint.SaveDir
+                    ?? throw new ConfigException("--resume needs a checkpoint directory, or --save-dir to take the latest checkpoint from.");
+            string? init = r.GetValue(initFrom)?.FullName;
+            if (init is not null)
+            {
+                // Sizes come from the file's config.json unless the user gave them.
+                var sizes = HuggingFaceGpt2.ReadConfigJson(HuggingFaceGpt2.ConfigPathBeside(init));
+                c.Model.Preset = null;
+                c.Model.VocabSize ??= sizes.VocabSize;
+                c.Model.ContextLength ??= sizes.ContextLength;
+                c.Model.Layers ??= sizes.Layers;
+                c.Model.Hidden ??= sizes.Hidden;
+                c.Model.Heads ??= sizes.Heads;
+            }
             ConfigLoader.Validate(c, source);
 
-            return Train(c, r.GetValue(metrics)?.FullName, plainOutput: r.GetValue(quiet));
+            return Train(c, r.GetValue(metrics)?.FullName, plainOutput: r.GetValue(quiet), init, resumeFrom);
         }));
         return command;
     }
 
-    private static int Train(TrainingConfig config, string? metricsPath, bool plainOutput)
+    /// <summary>Where a run stopped by a signal saves when no save directory was given.</summary>
+    public const string DefaultSignalSaveDir = "checkpoints";
+
+    private static int Train(TrainingConfig config, string? metricsPath, bool plainOutput, string? initFrom, string? resumeFrom)
     {
+        // SIGINT (Ctrl-C) or SIGTERM (a preemptible cluster): finish the step, save, exit cleanly. A second signal exits at once.
         using var cancel = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) =>
+        int signals = 0;
+        void OnSignal(PosixSignalContext context)
         {
-            if (cancel.IsCancellationRequested) return; // second Ctrl-C: let the process end now
-            e.Cancel = true;
+            if (Interlocked.Increment(ref signals) > 1)
+            {
+                Console.Error.WriteLine($"{context.Signal} again: exiting now without saving.");
+                Environment.Exit(128 + (context.Signal == PosixSignal.SIGTERM ? 15 : 2));
+            }
+            context.Cancel = true;
             cancel.Cancel();
-            Console.Error.WriteLine("Stopping after the current step (press Ctrl-C again to quit at once)...");
-        };
-        Console.CancelKeyPress += onCancel;
-        try
-        {
-            var display = TrainingDisplay.Create(plainOutput);
-            display.Announce("Preparing: tokenizing data and building the model...");
-            using var run = GptRun.Create(config);
-            using var metrics = metricsPath is null ? null : new MetricsWriter(metricsPath);
-            if (metrics is not null) run.Trainer.StepCompleted += metrics.Write;
-            var summary = display.Run(run, cancel.Token);
-            display.Summarize(run, summary, metricsPath);
-            return 0;
+            Console.Error.WriteLine($"{context.Signal}: finishing the current step, then saving a checkpoint (send it again to exit at once)...");
         }
-        finally
+        using var onInt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+
+        var display = TrainingDisplay.Create(plainOutput);
+        display.Announce("Preparing: tokenizing data and building the model...");
+        using var run = GptRun.Create(config, initFrom: initFrom, resumeFrom: resumeFrom);
+        if (run.ResumedFrom is not null)
+            display.Announce($"Resumed from {run.ResumedFrom} at step {run.Trainer.StepsDone}.");
+        using var metrics = metricsPath is null ? null : new MetricsWriter(metricsPath);
+        if (metrics is not null) run.Trainer.StepCompleted += metrics.Write;
+        run.SaveCheckpointsPeriodically(path => display.Announce($"Checkpoint saved: {path}"));
+        var summary = display.Run(run, cancel.Token);
+        display.Summarize(run, summary, metricsPath);
+
+        bool interrupted = cancel.IsCancellationRequested;
+        if (config.Checkpoint.SaveDir is not null || interrupted)
         {
-            Console.CancelKeyPress -= onCancel;
+            string dir = config.Checkpoint.SaveDir ?? DefaultSignalSaveDir;
+            string path = run.SaveCheckpoint(dir);
+            Console.WriteLine(interrupted
+                ? $"Stopped at step {run.Trainer.StepsDone}; checkpoint saved to {Path.GetFullPath(path)}. Continue with: pstar train --resume {path} (and the same settings)."
+                : $"Checkpoint saved to {Path.GetFullPath(path)}.");
         }
+        return 0;
     }
 }

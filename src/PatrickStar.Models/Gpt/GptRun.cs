@@ -1,3 +1,4 @@
+using PatrickStar.Checkpoints;
 using PatrickStar.Config;
 using PatrickStar.Data;
 using PatrickStar.Profiling;
@@ -54,8 +55,20 @@ public sealed class GptRun : IDisposable
         return TokenDataset.FromText(text, "the built-in corpus", tokenizer, config.Data.ValidationFraction, cacheKey);
     }
 
-    public static GptRun Create(TrainingConfig config, TokenDataset? data = null)
+    /// <param name="initFrom">A Hugging Face GPT-2 safetensors file whose weights the model starts from (fine-tuning).</param>
+    /// <param name="resumeFrom">A checkpoint (or a save directory: its latest) to continue exactly where it stopped.</param>
+    public static GptRun Create(TrainingConfig config, TokenDataset? data = null, string? initFrom = null, string? resumeFrom = null)
     {
+        TrainingCheckpoint.SavedState? resumed = null;
+        if (resumeFrom is not null)
+        {
+            resumed = TrainingCheckpoint.Inspect(resumeFrom).State;
+            // The schedule's horizon belongs to the run that started it, not to how many steps this invocation asks for.
+            config.Scheduler.TotalSteps ??= resumed.ScheduleHorizon;
+            if (resumed.StepsDone >= config.Steps)
+                throw new ConfigException($"the checkpoint has already done {resumed.StepsDone} steps and this run asks for steps = {config.Steps}; " +
+                                          $"raise --steps above {resumed.StepsDone} to train further.");
+        }
         ConfigLoader.Validate(config);
         TorchRuntime.EnsureLoaded();
         TorchRuntime.ConfigureThreads(config.Threads);
@@ -73,17 +86,48 @@ public sealed class GptRun : IDisposable
         manual_seed(config.Seed);
         var model = new GptModel(modelConfig);
         model.Transformer.CheckpointBlocks = config.ActivationCheckpointing;
+        ITrainingEngine? engine = null;
         try
         {
+            if (initFrom is not null) HuggingFaceGpt2.Import(model, initFrom);
             using var sample = zeros(1, 1, dtype: ScalarType.Int64);
-            var engine = EngineFactory.Create(model, config, device, sample);
-            return new GptRun(config, modelConfig, data, model, engine, device);
+            engine = EngineFactory.Create(model, config, device, sample);
+            var run = new GptRun(config, modelConfig, data, model, engine, device);
+            if (resumeFrom is not null) run.ResumedFrom = TrainingCheckpoint.Load(resumeFrom, run.CheckpointSizes, engine, run.Trainer);
+            return run;
         }
         catch
         {
+            engine?.Dispose();
             model.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The checkpoint this run continues from, if any.</summary>
+    public string? ResumedFrom { get; private set; }
+
+    /// <summary>The model sizes as checkpoints record them.</summary>
+    public CheckpointModelSizes CheckpointSizes =>
+        new(ModelConfig.VocabSize, ModelConfig.ContextLength, ModelConfig.Layers, ModelConfig.Hidden, ModelConfig.Heads);
+
+    /// <summary>Saves a checkpoint of the run as it stands now into <paramref name="saveDir"/> (default: checkpoint.save_dir).</summary>
+    public string SaveCheckpoint(string? saveDir = null, TrainingCheckpoint.SaveOptions? options = null) =>
+        TrainingCheckpoint.Save(saveDir ?? Config.Checkpoint.SaveDir
+                                ?? throw new InvalidOperationException("no save directory: pass one or set checkpoint.save_dir (--save-dir)."),
+            Config, CheckpointSizes, Engine, Trainer, options ?? new TrainingCheckpoint.SaveOptions(Config.Checkpoint.KeepLast));
+
+    /// <summary>Saves every checkpoint.save_every steps while the trainer runs; <paramref name="saved"/> hears of each.</summary>
+    public void SaveCheckpointsPeriodically(Action<string>? saved = null)
+    {
+        int every = Config.Checkpoint.SaveEvery;
+        if (every <= 0 || Config.Checkpoint.SaveDir is null) return;
+        Trainer.StepCompleted += m =>
+        {
+            if (m.Step % every != 0 || m.Step == Config.Steps) return; // the final save is the caller's
+            var path = SaveCheckpoint();
+            saved?.Invoke(path);
+        };
     }
 
     public void Dispose()

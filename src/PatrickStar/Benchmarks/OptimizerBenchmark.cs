@@ -10,22 +10,32 @@ namespace PatrickStar.Benchmarks;
 /// <summary>One optimizer implementation's speed: elements updated per second (median of the timed steps).</summary>
 public sealed record OptimizerTiming(string Name, double MedianSeconds, double ElementsPerSecond, List<double> Seconds);
 
+/// <summary>The Adam implementations side by side, and the memory bandwidth that bounds them.</summary>
+public sealed record OptimizerReport(List<OptimizerTiming> Timings, BandwidthResult Bandwidth)
+{
+    /// <summary>Bytes an Adam step must move per element: read gradient + master, momentum, variance; write the three
+    /// (fp32 gradients, no low-precision copy), or bf16 gradient in and bf16 parameter out: 28 either way.</summary>
+    public const int BytesPerElement = 28;
+
+    /// <summary>Elements per second the memory system allows: triad bandwidth / bytes per element.</summary>
+    public double BoundElementsPerSecond => Bandwidth.TriadBytesPerSecond / BytesPerElement;
+}
+
 /// <summary>
-/// The Adam step over the same fp32 parameters three ways, side by side: TorchSharp's torch.optim.AdamW, the
-/// tensor-op path (<see cref="AdamMath"/>), and the fused SIMD kernel; plus torch's copy_ bandwidth for
-/// context (an fp32 Adam step reads 16 and writes 12 bytes per parameter).
+/// The Adam step over the same parameters, side by side: TorchSharp's torch.optim.AdamW, the tensor-op path
+/// (<see cref="AdamMath"/>), the fused SIMD kernel with fp32 gradients, and the kernel as mixed precision uses it
+/// (bf16 gradients in, bf16 parameters out); plus STREAM-style bandwidth, which bounds all of them.
 /// </summary>
 public static class OptimizerBenchmark
 {
-    public static (List<OptimizerTiming> Timings, double CopyBytesPerSecond) Run(long elements, int warmup = 1, int reps = 5)
+    public static OptimizerReport Run(long elements, int warmup = 1, int reps = 5)
     {
         var timings = new List<OptimizerTiming>();
-        using var scope = NewDisposeScope();
         manual_seed(1);
-        var weights = randn(elements);
-        var grads = randn(elements);
+        using var weights = randn(elements);
+        using var grads = randn(elements);
 
-        // torch.optim.AdamW
+        using (NewDisposeScope())
         {
             var p = new Parameter(weights.clone());
             p.grad = grads.clone();
@@ -33,7 +43,7 @@ public static class OptimizerBenchmark
             var s = Measure.Repeat(warmup, reps, () => adamw.step());
             timings.Add(Timing("torch.optim.AdamW (TorchSharp)", elements, s));
         }
-        // Tensor ops
+        using (NewDisposeScope())
         {
             var w = weights.clone();
             var m = zeros(elements);
@@ -43,27 +53,36 @@ public static class OptimizerBenchmark
             var s = Measure.Repeat(warmup, reps, () => AdamMath.Update(w, grads, m, v, 1e-3, settings, ++step, decay: true));
             timings.Add(Timing("tensor ops (AdamMath)", elements, s));
         }
-        // Fused kernel
+        using (NewDisposeScope())
         {
             var w = weights.clone();
             var m = zeros(elements);
             var v = zeros(elements);
             long step = 0;
-            var s = Measure.Repeat(warmup, reps, () => KernelStep(w, m, v, grads, ++step));
-            timings.Add(Timing($"fused SIMD kernel ({CpuAdamKernel.Best})", elements, s));
+            var s = Measure.Repeat(warmup, reps, () => KernelStep(w, m, v, grads, null, ++step));
+            timings.Add(Timing($"fused kernel, fp32 grads ({CpuAdamKernel.Best})", elements, s));
         }
-        // Copy bandwidth: bytes copied per second (read + write counted once, as in the notes).
-        var source = randn(elements);
-        var target = empty(elements);
-        var copy = Measure.Repeat(warmup, reps, () => target.copy_(source));
-        double bandwidth = elements * 4.0 / Measure.Median(copy);
-        return (timings, bandwidth);
+        using (NewDisposeScope())
+        {
+            var w = weights.clone();
+            var m = zeros(elements);
+            var v = zeros(elements);
+            var g16 = grads.to(ScalarType.BFloat16);
+            var p16 = empty(elements, ScalarType.BFloat16);
+            long step = 0;
+            var s = Measure.Repeat(warmup, reps, () => KernelStep(w, m, v, g16, p16, ++step));
+            timings.Add(Timing($"fused kernel, bf16 grads -> bf16 params ({CpuAdamKernel.Best})", elements, s));
+        }
+        return new OptimizerReport(timings, MemoryBandwidth.Measure(elements, warmup, reps));
     }
 
-    private static unsafe void KernelStep(Tensor w, Tensor m, Tensor v, Tensor g, long step) =>
+    private static unsafe void KernelStep(Tensor w, Tensor m, Tensor v, Tensor g, Tensor? param, long step)
+    {
+        var low = g.dtype == ScalarType.BFloat16 ? ElementType.BFloat16 : ElementType.Float32;
         CpuAdamKernel.Step((float*)TensorMemory.Address(w), (float*)TensorMemory.Address(m), (float*)TensorMemory.Address(v),
-            TensorMemory.Address(g), ElementType.Float32, null, ElementType.Float32, w.numel(),
+            TensorMemory.Address(g), low, param is null ? null : TensorMemory.Address(param), low, w.numel(),
             new AdamHyperparameters(1e-3, 0.9, 0.95, 1e-8, 0.1, DecoupledWeightDecay: true, step));
+    }
 
     private static OptimizerTiming Timing(string name, long elements, List<double> seconds)
     {

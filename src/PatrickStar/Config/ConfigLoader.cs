@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 
 namespace PatrickStar.Config;
 
@@ -86,7 +87,7 @@ public static class ConfigLoader
             {
                 if (state.ReadBetas(element, "optimizer.params.betas", out double beta1, out double beta2))
                     (c.Optimizer.Beta1, c.Optimizer.Beta2) = (beta1, beta2);
-            }),
+            }) { Value = c => new JsonArray(JsonValue.Create(c.Optimizer.Beta1), JsonValue.Create(c.Optimizer.Beta2)) },
         NumberField("optimizer.params.eps", c => c.Optimizer.Eps, (c, v) => c.Optimizer.Eps = v,
             "Adam epsilon (> 0)."),
         NumberField("optimizer.params.weight_decay", c => c.Optimizer.WeightDecay, (c, v) => c.Optimizer.WeightDecay = v,
@@ -142,6 +143,12 @@ public static class ConfigLoader
             "Chunked engine: host budget for chunks in bytes or \"16GiB\"; null: available memory minus the device budget."),
         NumberField("mem_tracer.warmup_device_ratio", c => c.Chunks.WarmupDeviceRatio, (c, v) => c.Chunks.WarmupDeviceRatio = v,
             "Chunked engine: fraction of the device budget chunks may use during the warm-up iteration, in (0, 1]."),
+        NullableStringField("checkpoint.save_dir", c => c.Checkpoint.SaveDir, (c, v) => c.Checkpoint.SaveDir = v,
+            "Directory for step-NNNNNNNN training checkpoints; null saves none."),
+        IntField("checkpoint.save_every", c => c.Checkpoint.SaveEvery, (c, v) => c.Checkpoint.SaveEvery = v,
+            "Save every this many steps (>= 0); checkpoints are also saved at the end and on SIGINT/SIGTERM. 0: only then."),
+        IntField("checkpoint.keep_last", c => c.Checkpoint.KeepLast, (c, v) => c.Checkpoint.KeepLast = v,
+            "Keep the newest this many checkpoints (>= 0); 0 keeps all."),
         BoolField("use_hybrid_adam", c => c.Chunks.HybridAdam, (c, v) => c.Chunks.HybridAdam = v,
             "Chunked engine: update optimizer-state chunks on the device when the traced margin has room; false keeps them on the host."),
         NumberField("mem_tracer.margin_use_ratio", c => c.Chunks.MarginUseRatio, (c, v) => c.Chunks.MarginUseRatio = v,
@@ -160,6 +167,28 @@ public static class ConfigLoader
     /// </summary>
     public static IReadOnlyList<(string Key, string Type, string Default, string Meaning)> Reference { get; } =
         BuildReference();
+
+    /// <summary>
+    /// The whole configuration as a JSON document in the file format (every stored key, nested by section), so
+    /// that <see cref="Parse"/> gives the same configuration back; checkpoints keep it.
+    /// </summary>
+    public static string ToJson(TrainingConfig c)
+    {
+        var root = new JsonObject();
+        foreach (Field field in Fields)
+        {
+            if (field.Value is null) continue;
+            string[] parts = field.Key.Split('.');
+            JsonObject node = root;
+            foreach (string part in parts[..^1])
+            {
+                if (node[part] is not JsonObject child) node[part] = child = new JsonObject();
+                node = child;
+            }
+            node[parts[^1]] = field.Value(c);
+        }
+        return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
 
     /// <summary>
     /// Reads and parses a JSON configuration file. Values are not range-checked; call <see cref="Validate"/>
@@ -345,6 +374,9 @@ public static class ConfigLoader
             c.Chunks.WarmupDeviceRatio, "in (0, 1]");
         Require(c.Chunks.MarginUseRatio >= 0 && c.Chunks.MarginUseRatio <= 1, "mem_tracer.margin_use_ratio",
             c.Chunks.MarginUseRatio, "in [0, 1]");
+        Require(c.Checkpoint.SaveDir is null || c.Checkpoint.SaveDir.Trim().Length > 0, "checkpoint.save_dir", c.Checkpoint.SaveDir, "a directory path, or null");
+        Require(c.Checkpoint.SaveEvery >= 0, "checkpoint.save_every", c.Checkpoint.SaveEvery, ">= 0");
+        Require(c.Checkpoint.KeepLast >= 0, "checkpoint.keep_last", c.Checkpoint.KeepLast, ">= 0 (0 keeps all)");
         var fp16 = c.Fp16;
         Require(double.IsFinite(fp16.LossScale) && fp16.LossScale >= 0, "fp16.loss_scale", fp16.LossScale,
             "a finite number > 0, or 0 for the dynamic scaler");
@@ -610,14 +642,18 @@ public static class ConfigLoader
         string Type,
         Func<TrainingConfig, string> Default,
         string Meaning,
-        Action<ParseState, JsonElement, TrainingConfig> Apply);
+        Action<ParseState, JsonElement, TrainingConfig> Apply)
+    {
+        /// <summary>The field's current value as JSON (null for keys that are not stored, such as train_batch_size).</summary>
+        public Func<TrainingConfig, JsonNode?>? Value { get; init; }
+    }
 
     private static Field IntField(string key, Func<TrainingConfig, int> get, Action<TrainingConfig, int> set, string meaning) =>
         new(key, "int", c => Show(get(c)), meaning, (state, value, c) =>
         {
             if (state.ReadInteger(value, key, int.MinValue, int.MaxValue, out long v))
                 set(c, (int)v);
-        });
+        }) { Value = c => JsonValue.Create(get(c)) };
 
     private static Field NullableIntField(string key, Func<TrainingConfig, int?> get, Action<TrainingConfig, int?> set,
         string meaning) =>
@@ -627,7 +663,7 @@ public static class ConfigLoader
                 set(c, null);
             else if (state.ReadInteger(value, key, int.MinValue, int.MaxValue, out long v))
                 set(c, (int)v);
-        });
+        }) { Value = c => get(c) is int v ? JsonValue.Create(v) : null };
 
     private static Field LongField(string key, Func<TrainingConfig, long> get, Action<TrainingConfig, long> set,
         string meaning) =>
@@ -635,7 +671,7 @@ public static class ConfigLoader
         {
             if (state.ReadInteger(value, key, long.MinValue, long.MaxValue, out long v))
                 set(c, v);
-        });
+        }) { Value = c => JsonValue.Create(get(c)) };
 
     private static Field NumberField(string key, Func<TrainingConfig, double> get, Action<TrainingConfig, double> set,
         string meaning) =>
@@ -643,7 +679,7 @@ public static class ConfigLoader
         {
             if (state.ReadNumber(value, key, out double v))
                 set(c, v);
-        });
+        }) { Value = c => JsonValue.Create(get(c)) };
 
     private static Field NullableNumberField(string key, Func<TrainingConfig, double?> get,
         Action<TrainingConfig, double?> set, string meaning) =>
@@ -653,7 +689,7 @@ public static class ConfigLoader
                 set(c, null);
             else if (state.ReadNumber(value, key, out double v))
                 set(c, v);
-        });
+        }) { Value = c => get(c) is double v ? JsonValue.Create(v) : null };
 
     private static Field BoolField(string key, Func<TrainingConfig, bool> get, Action<TrainingConfig, bool> set,
         string meaning) =>
@@ -661,7 +697,7 @@ public static class ConfigLoader
         {
             if (state.ReadBool(value, key, out bool v))
                 set(c, v);
-        });
+        }) { Value = c => JsonValue.Create(get(c)) };
 
     private static Field StringField(string key, Func<TrainingConfig, string> get, Action<TrainingConfig, string> set,
         string meaning) =>
@@ -669,7 +705,7 @@ public static class ConfigLoader
         {
             if (state.ReadString(value, key, allowNull: false, out string? v))
                 set(c, v!);
-        });
+        }) { Value = c => JsonValue.Create(get(c)) };
 
     private static Field NullableStringField(string key, Func<TrainingConfig, string?> get,
         Action<TrainingConfig, string?> set, string meaning) =>
@@ -677,7 +713,7 @@ public static class ConfigLoader
         {
             if (state.ReadString(value, key, allowNull: true, out string? v))
                 set(c, v);
-        });
+        }) { Value = c => get(c) is string v ? JsonValue.Create(v) : null };
 
     private static Field StringListField(string key, Func<TrainingConfig, List<string>> get,
         Action<TrainingConfig, List<string>> set, string meaning) =>
@@ -685,7 +721,7 @@ public static class ConfigLoader
         {
             if (state.ReadStringList(value, key, out List<string> v))
                 set(c, v);
-        });
+        }) { Value = c => new JsonArray(get(c).Select(x => (JsonNode?)JsonValue.Create(x)).ToArray()) };
 
     /// <summary>A byte or element count: an integer, a string with a unit ("2GiB", "512MB", "64M"), or null.</summary>
     private static Field SizeField(string key, Func<TrainingConfig, long?> get, Action<TrainingConfig, long?> set,
@@ -701,7 +737,7 @@ public static class ConfigLoader
             }
             else if (state.ReadInteger(value, key, 0, long.MaxValue, out long v))
                 set(c, v);
-        });
+        }) { Value = c => get(c) is long v ? JsonValue.Create(v) : null };
 
     /// <summary>bf16.enabled / fp16.enabled: each selects its precision; both true is an error, since one run has one precision.</summary>
     private static Field PrecisionFlag(string key, Precision mine, Precision other, string otherKey, string meaning) =>
@@ -712,7 +748,7 @@ public static class ConfigLoader
                 state.Error(key, $"{key} and {otherKey} are both true, but a run has one precision; set one of them to false.");
             else if (v) c.Precision = mine;
             else if (c.Precision == mine) c.Precision = Precision.Fp32;
-        });
+        }) { Value = c => JsonValue.Create(c.Precision == mine) };
 
     /// <summary>An enum chosen by name, case-insensitively. Numbers are refused: "1" says nothing to a reader.</summary>
     private static Field ChoiceField<T>(string key, Func<TrainingConfig, T> get, Action<TrainingConfig, T> set,
@@ -729,7 +765,7 @@ public static class ConfigLoader
                 state.TypeError(key, value, $"one of {string.Join(", ", names.Select(n => $"\"{n}\""))} (case-insensitive)");
             else
                 set(c, Enum.Parse<T>(match));
-        });
+        }) { Value = c => JsonValue.Create(get(c).ToString()) };
     }
 
     private static Dictionary<string, List<string>> BuildChildren()

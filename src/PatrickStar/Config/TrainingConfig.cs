@@ -82,6 +82,17 @@ public sealed class EvalSection
     public int Batches { get; set; } = 8;
 }
 
+/// <summary>Periodic training checkpoints.</summary>
+public sealed class CheckpointSection
+{
+    /// <summary>Directory that receives step-NNNNNNNN checkpoints; null saves none.</summary>
+    public string? SaveDir { get; set; }
+    /// <summary>Save every this many optimizer steps (and at the end, and on SIGINT/SIGTERM); 0: only then.</summary>
+    public int SaveEvery { get; set; }
+    /// <summary>Keep the newest this many checkpoints; 0 keeps all.</summary>
+    public int KeepLast { get; set; } = 3;
+}
+
 /// <summary>Where parameter chunks may live: placed by the warm-up trace, or pinned on the device (ZeRO-Offload's layout).</summary>
 public enum ChunkPlacement { Dynamic, Static }
 
@@ -125,6 +136,7 @@ public sealed class TrainingConfig
     public long Seed { get; set; } = 1337;
     public EvalSection Eval { get; set; } = new();
     public ChunkSection Chunks { get; set; } = new();
+    public CheckpointSection Checkpoint { get; set; } = new();
     /// <summary>Recompute each transformer block's activations in backward instead of keeping them.</summary>
     public bool ActivationCheckpointing { get; set; }
     /// <summary>Which engine runs the model: "plain" (everything on the compute device) or "chunked".</summary>

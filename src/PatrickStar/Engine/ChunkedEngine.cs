@@ -772,6 +772,17 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         }
     }
 
+    public Tensor ReadState(string name, StateKind kind) => ReadParameterState(name, ChunkOf(kind));
+
+    public void WriteState(string name, StateKind kind, Tensor value) => WriteParameterState(name, ChunkOf(kind), value);
+
+    private static ChunkKind ChunkOf(StateKind kind) => kind switch
+    {
+        StateKind.Master => ChunkKind.Master,
+        StateKind.Momentum => ChunkKind.Momentum,
+        _ => ChunkKind.Variance,
+    };
+
     /// <summary>A host fp32 copy of one parameter's master weight, momentum or variance, in the parameter's shape.</summary>
     public Tensor ReadParameterState(string name, ChunkKind kind)
     {

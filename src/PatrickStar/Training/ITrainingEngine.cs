@@ -1,3 +1,4 @@
+using PatrickStar.Optimizer;
 using TorchSharp;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
@@ -8,6 +9,9 @@ namespace PatrickStar.Training;
 /// <param name="GradNorm">Global L2 norm of the gradients before clipping.</param>
 /// <param name="Skipped">True when the engine skipped the update (e.g. non-finite gradients).</param>
 public readonly record struct StepOutcome(double GradNorm, bool Skipped);
+
+/// <summary>The per-parameter optimizer state an engine keeps: fp32 master weight, Adam momentum, Adam variance.</summary>
+public enum StateKind { Master, Momentum, Variance }
 
 /// <summary>
 /// Where parameters, gradients and optimizer state live, and how they are updated. The trainer's
@@ -33,4 +37,21 @@ public interface ITrainingEngine : IDisposable
 
     /// <summary>Engine-specific figures reported with every step (bytes moved, chunks resident...).</summary>
     IReadOnlyDictionary<string, double> Statistics { get; }
+
+    // ---- Optimizer state, for checkpoints ----
+
+    /// <summary>Names of the parameters whose optimizer state this engine (this rank) holds.</summary>
+    IReadOnlyList<string> ParameterNames { get; }
+
+    /// <summary>A host fp32 copy of one parameter's master weight, momentum or variance, in the parameter's shape.</summary>
+    Tensor ReadState(string name, StateKind kind);
+
+    /// <summary>Overwrites one parameter's state; writing the master also refreshes the compute-precision parameter.</summary>
+    void WriteState(string name, StateKind kind, Tensor value);
+
+    /// <summary>Adam steps taken (bias correction).</summary>
+    long OptimizerStepCount { get; set; }
+
+    /// <summary>The loss scaler (scale 1 and inert unless fp16).</summary>
+    LossScaler Scaler { get; }
 }

@@ -143,6 +143,42 @@ public sealed class PlainEngine : ITrainingEngine
         foreach (var g in grads) g.zero_();
     }
 
+    public IReadOnlyList<string> ParameterNames => adam.Slots.Select(s => s.Name).ToList();
+
+    public long OptimizerStepCount { get => adam.StepCount; set => adam.StepCount = value; }
+
+    public Tensor ReadState(string name, StateKind kind)
+    {
+        using var noGrad = no_grad();
+        return StateTensor(name, kind, out _).to(ScalarType.Float32, CPU, copy: true);
+    }
+
+    public void WriteState(string name, StateKind kind, Tensor value)
+    {
+        var target = StateTensor(name, kind, out int index);
+        if (!value.shape.SequenceEqual(target.shape))
+            throw new ArgumentException($"{name}: {kind} has shape [{string.Join(", ", target.shape)}], but [{string.Join(", ", value.shape)}] was given.");
+        using var _ = no_grad();
+        target.copy_(value);
+        if (kind == StateKind.Master && precision != Precision.Fp32) parameters[index].copy_(target);
+    }
+
+    private Tensor StateTensor(string name, StateKind kind, out int index)
+    {
+        var slots = adam.Slots;
+        for (index = 0; index < slots.Count; index++)
+        {
+            if (slots[index].Name != name) continue;
+            return kind switch
+            {
+                StateKind.Master => slots[index].Weight,
+                StateKind.Momentum => slots[index].Momentum,
+                _ => slots[index].Variance,
+            };
+        }
+        throw new ArgumentException($"the engine holds no parameter named '{name}'.");
+    }
+
     public void Dispose()
     {
         adam.Dispose();

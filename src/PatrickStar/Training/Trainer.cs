@@ -40,6 +40,9 @@ public sealed record TrainingSummary(
     long PeakResidentBytes,
     bool Cancelled);
 
+/// <summary>Where a trainer is: optimizer steps done and the data sampler's state (checkpoints save it).</summary>
+public sealed record TrainerPosition(int StepsDone, ulong BatchRngState);
+
 /// <summary>The training loss became NaN or infinite.</summary>
 public sealed class TrainingDivergedException : Exception
 {
@@ -75,16 +78,30 @@ public sealed class Trainer
     /// <summary>Called after every step (and its validation, when one ran).</summary>
     public event Action<StepMetrics>? StepCompleted;
 
+    /// <summary>Optimizer steps completed so far (a resumed trainer starts from the checkpoint's).</summary>
+    public int StepsDone { get; private set; }
+
+    public TrainerPosition Position => new(StepsDone, batchRng.State);
+
+    /// <summary>Continues from a saved position: the next step is <c>StepsDone + 1</c>, with the same batches and learning rate.</summary>
+    public void Restore(TrainerPosition position)
+    {
+        if (position.StepsDone < 0) throw new ArgumentOutOfRangeException(nameof(position), position.StepsDone, "steps done cannot be negative");
+        StepsDone = position.StepsDone;
+        batchRng.State = position.BatchRngState;
+    }
+
     public TrainingSummary Run(CancellationToken cancel = default)
     {
         var clock = Stopwatch.StartNew();
         var stepTimes = new List<double>();
         double firstLoss = double.NaN, lastLoss = double.NaN;
         double? firstVal = null, lastVal = null;
-        int done = 0;
+        int done = StepsDone;
+        int firstStep = StepsDone + 1;
         long peakRss = 0;
 
-        for (int step = 1; step <= config.Steps && !cancel.IsCancellationRequested; step++)
+        for (int step = firstStep; step <= config.Steps && !cancel.IsCancellationRequested; step++)
         {
             double lr = schedule.At(step - 1);
             var stepClock = Stopwatch.StartNew();
@@ -95,9 +112,10 @@ public sealed class Trainer
             if (!double.IsFinite(loss))
                 throw new TrainingDivergedException($"the training loss became {loss} at step {step} (learning rate {lr:g3}). " +
                                                     "Lower optimizer.params.lr, enable gradient_clipping, or use fp32.");
-            if (step == 1) firstLoss = loss;
+            if (step == firstStep) firstLoss = loss;
             lastLoss = loss;
             done = step;
+            StepsDone = step;
             stepTimes.Add(seconds);
 
             double? val = null;
@@ -112,7 +130,7 @@ public sealed class Trainer
 
             var memory = MemoryMeter.Snapshot();
             peakRss = Math.Max(peakRss, memory.PeakResident);
-            double mean = stepTimes.Count > 1 ? stepTimes.Skip(1).Average() : seconds; // step 1 includes warm-up
+            double mean = stepTimes.Count > 1 ? stepTimes.Skip(1).Average() : seconds; // the first step includes warm-up
             var remaining = TimeSpan.FromSeconds(mean * (config.Steps - step));
             StepCompleted?.Invoke(new StepMetrics(step, config.Steps, loss, val, lr, outcome.GradNorm, outcome.Skipped, seconds,
                 config.TokensPerStep / seconds, flopsPerStep / seconds / 1e12, clock.Elapsed, remaining, memory,
