@@ -137,7 +137,7 @@ public static class HuggingFaceGpt2
                 using var scope = NewDisposeScope();
                 var a = lmHead.Read().to(ScalarType.Float32);
                 var b = wte.Read().to(ScalarType.Float32);
-                if (!a.equal(b).item<bool>())
+                if (!a.eq(b).all().item<bool>())
                     problems.Add($"'{LmHead}' differs from '{wte.StoredName}': this model ties the LM head to the token embedding and cannot hold a separate one");
             }
         }
