@@ -12,7 +12,7 @@ public static class EvalCommand
     public static Command Build()
     {
         var initFrom = ModelFiles.InitFrom();
-        initFrom.Required = true;
+        var checkpoint = ModelFiles.Checkpoint();
         var heads = ModelFiles.Heads();
         var device = ModelFiles.Device();
         var data = new Option<string[]>("--data")
@@ -28,18 +28,18 @@ public static class EvalCommand
 
         var command = new Command("eval", "Evaluate a model: mean next-token cross-entropy and perplexity = exp(loss) over every consecutive, " +
                                           "non-overlapping window of the data (deterministic; no dropout).");
-        foreach (var o in new Option[] { initFrom, heads, data, batch, seq, maxBatches, device, json }) command.Options.Add(o);
+        foreach (var o in new Option[] { initFrom, checkpoint, heads, data, batch, seq, maxBatches, device, json }) command.Options.Add(o);
         command.SetAction(r => CommandErrors.Run(() =>
         {
             var dataset = TokenDataset.FromFiles(r.GetValue(data)!, Gpt2Tokenizer.Instance, validationFraction: 0.0);
-            var (model, dev, source) = ModelFiles.Load(r.GetValue(initFrom), null, r.GetValue(heads), r.GetValue(device));
+            var (model, dev, source) = ModelFiles.Load(r.GetValue(initFrom), r.GetValue(checkpoint), r.GetValue(heads), r.GetValue(device));
             using (model)
             {
                 var tokens = dataset.Tokens(Split.Train);
                 int vocab = model.Config.VocabSize;
                 foreach (int t in tokens)
                     if (t >= vocab)
-                        throw new DataException($"the data has token id {t}, outside the model's vocabulary of {vocab:N0} (vocab_size in {source}); " +
+                        throw new DataException($"the data has token id {t}, outside the model's vocabulary of {vocab:N0} (vocab_size of {source}); " +
                                                 "the model was not trained with GPT-2's tokenizer.");
                 int context = model.Config.ContextLength;
                 int s = r.GetValue(seq) ?? Math.Min(context, Math.Max(1, tokens.Length - 1));

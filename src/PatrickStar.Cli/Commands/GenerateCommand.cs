@@ -10,7 +10,7 @@ public static class GenerateCommand
     public static Command Build()
     {
         var initFrom = ModelFiles.InitFrom();
-        var checkpoint = new Option<string?>("--checkpoint") { Description = "A training checkpoint directory (or a folder of step-NNNNNNNN checkpoints) instead of --init-from." };
+        var checkpoint = ModelFiles.Checkpoint();
         var heads = ModelFiles.Heads();
         var device = ModelFiles.Device();
         var prompt = new Option<string>("--prompt") { Description = "The text to continue.", Required = true };

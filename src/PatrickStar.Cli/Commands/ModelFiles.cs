@@ -11,6 +11,9 @@ internal static class ModelFiles
     public static Option<FileInfo?> InitFrom() =>
         new("--init-from") { Description = "HF GPT-2 safetensors file (sizes from config.json beside it, else inferred from the tensors)." };
 
+    public static Option<string?> Checkpoint() =>
+        new("--checkpoint") { Description = "A training checkpoint directory (or a folder of step-NNNNNNNN checkpoints: the latest) instead of --init-from." };
+
     public static Option<int?> Heads() =>
         new("--heads") { Description = "Attention heads, needed only when no config.json is beside the --init-from file." };
 

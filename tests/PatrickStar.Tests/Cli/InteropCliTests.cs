@@ -87,6 +87,13 @@ public class InteropCliTests
         Assert.Contains($"loss:       {loss:F6}", output);
         Assert.Contains($"perplexity: {ppl:F4}", output);
 
+        // The same model straight from a training checkpoint gives the same loss.
+        string checkpoint = HuggingFaceGpt2Tests.WriteCheckpoint(Path.Combine(dir.Path, "ckpt"), model);
+        (code, output, err) = Pstar("eval", "--checkpoint", checkpoint, "--data", data, "--seq", "16", "--batch", "3", "--json");
+        Assert.True(code == 0, err);
+        using (var fromCheckpoint = JsonDocument.Parse(output))
+            Assert.Equal(loss, fromCheckpoint.RootElement.GetProperty("loss").GetDouble());
+
         // --max-batches limits the windows.
         (code, output, _) = Pstar("eval", "--init-from", weights, "--data", data, "--seq", "16", "--batch", "2", "--max-batches", "1", "--json");
         Assert.Equal(0, code);
