@@ -40,7 +40,7 @@ public sealed class CheckpointParameters : IDisposable
         Names = names;
     }
 
-    private static readonly Regex StepDir = new(@"^step-(\d+)$", RegexOptions.CultureInvariant);
+    private static readonly Regex StepDir = new(@"^step-(\d{1,18})$", RegexOptions.CultureInvariant);
 
     /// <summary>
     /// The checkpoint directory <paramref name="path"/> names: the directory itself when it has a manifest, or
@@ -140,7 +140,8 @@ public sealed class CheckpointParameters : IDisposable
             foreach (var el in fl.EnumerateArray())
             {
                 string? name = el.ValueKind == JsonValueKind.String ? el.GetString() : null;
-                if (string.IsNullOrEmpty(name) || System.IO.Path.IsPathRooted(name) || name.Contains(".."))
+                // Names stay inside the checkpoint directory: no absolute paths, no "..".
+                if (string.IsNullOrEmpty(name) || System.IO.Path.IsPathRooted(name) || name.Split('/', '\\').Contains(".."))
                     throw Bad("files", $"holds {el.GetRawText()}; entries must be file names relative to the checkpoint directory.");
                 files.Add(name);
             }

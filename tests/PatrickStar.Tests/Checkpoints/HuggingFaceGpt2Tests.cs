@@ -89,7 +89,7 @@ public class HuggingFaceGpt2Tests
         if (lmHead) tensors.Add(("lm_head.weight", model.Transformer.TokenEmbedding.Weight.detach()));
         if (buffers)
         {
-            tensors.Add(("h.0.attn.bias", ones(1, 1, 32, 32).tril()));
+            using (var mask = ones(1, 1, 32, 32)) tensors.Add(("h.0.attn.bias", mask.tril()));
             tensors.Add(("h.0.attn.masked_bias", tensor(-1e4f)));
         }
         SafetensorsWriter.Save(path, tensors);
@@ -142,6 +142,7 @@ public class HuggingFaceGpt2Tests
             .Append(("transformer.h.0.attn.extra", zeros(2)))                        // unexpected
             .ToList();
         SafetensorsWriter.Save(path, tensors);
+        foreach (var (_, t) in tensors) t.Dispose();
         using var target = NewModel(8);
         using var before = target.Transformer.TokenEmbedding.Weight.detach().clone();
         var e = Assert.Throws<ModelFileException>(() => HuggingFaceGpt2.Import(target, path));
@@ -162,6 +163,7 @@ public class HuggingFaceGpt2Tests
         var tensors = source.named_parameters().Select(p => (p.name, p.parameter.detach()))
             .Append(("lm_head.weight", randn(128, 64))).ToList();
         SafetensorsWriter.Save(path, tensors);
+        foreach (var (_, t) in tensors) t.Dispose();
         using var target = NewModel(10);
         var e = Assert.Throws<ModelFileException>(() => HuggingFaceGpt2.Import(target, path));
         Assert.Contains("'lm_head.weight' differs", e.Message);
@@ -267,6 +269,11 @@ public class HuggingFaceGpt2Tests
         string text = File.ReadAllText(manifest);
         File.WriteAllText(manifest, text.Replace("\"version\":1", "\"version\":7"));
         Assert.Contains("\"version\" is 7", Assert.Throws<ModelFileException>(() => CheckpointParameters.Open(ck)).Message);
+        // The same file listed twice puts every parameter in two files.
+        File.WriteAllText(manifest, text.Replace("\"rank-00001-of-00002.safetensors\"", "\"rank-00000-of-00002.safetensors\""));
+        Assert.Contains("is in both", Assert.Throws<ModelFileException>(() => CheckpointParameters.Open(ck)).Message);
+        File.WriteAllText(manifest, text.Replace("rank-00001-of-00002.safetensors", "../x.safetensors"));
+        Assert.Contains("must be file names relative to the checkpoint directory", Assert.Throws<ModelFileException>(() => CheckpointParameters.Open(ck)).Message);
         File.WriteAllText(manifest, text);
         File.Delete(Path.Combine(ck, "rank-00001-of-00002.safetensors"));
         Assert.Contains("rank-00001-of-00002.safetensors', which does not exist", Assert.Throws<ModelFileException>(() => CheckpointParameters.Open(ck)).Message);
