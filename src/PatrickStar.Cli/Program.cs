@@ -13,6 +13,9 @@ public static class Program
         root.Subcommands.Add(ModelsCommand.Build());
         root.Subcommands.Add(BenchCommand.Build());
         root.Subcommands.Add(ConfigCommand.Build());
+        root.Subcommands.Add(ExportCommand.Build());
+        root.Subcommands.Add(EvalCommand.Build());
+        root.Subcommands.Add(GenerateCommand.Build());
         return root.Parse(args).Invoke();
     }
 }

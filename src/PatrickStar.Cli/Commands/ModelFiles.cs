@@ -1,0 +1,35 @@
+using System.CommandLine;
+using PatrickStar.Models.Gpt;
+using PatrickStar.Runtime;
+using TorchSharp;
+
+namespace PatrickStar.Cli.Commands;
+
+/// <summary>The options and loading shared by the commands that run a trained model (eval, generate).</summary>
+internal static class ModelFiles
+{
+    public static Option<FileInfo?> InitFrom() =>
+        new("--init-from") { Description = "HF GPT-2 safetensors file (sizes from config.json beside it, else inferred from the tensors)." };
+
+    public static Option<string?> Checkpoint() =>
+        new("--checkpoint") { Description = "A training checkpoint directory (or a folder of step-NNNNNNNN checkpoints: the latest) instead of --init-from." };
+
+    public static Option<int?> Heads() =>
+        new("--heads") { Description = "Attention heads, needed only when no config.json is beside the --init-from file." };
+
+    public static Option<string?> Device() =>
+        new("--device") { Description = "auto, cpu, cuda or cuda:N (default auto)." };
+
+    /// <summary>Loads the model from a weights file or a checkpoint and moves it to the device, in eval mode.</summary>
+    public static (GptModel Model, torch.Device Device, string Source) Load(FileInfo? initFrom, string? checkpoint, int? heads, string? device)
+    {
+        if ((initFrom is null) == (checkpoint is null))
+            throw new ArgumentException("give the model with exactly one of --init-from FILE (a safetensors file) or --checkpoint DIR (a training checkpoint).");
+        TorchRuntime.EnsureLoaded();
+        var dev = TorchRuntime.ResolveDevice(device ?? "auto");
+        GptModel model = initFrom is not null ? HuggingFaceGpt2.Load(initFrom.FullName, heads) : GptCheckpoints.LoadModel(checkpoint!);
+        if (dev.type != DeviceType.CPU) model.to(dev);
+        model.eval();
+        return (model, dev, initFrom?.FullName ?? checkpoint!);
+    }
+}
