@@ -112,6 +112,12 @@ public sealed class ChunkSection
     public bool HybridAdam { get; set; } = true;
     /// <summary>Fraction of the margin that optimizer-state chunks may take (safety against noisy measurements).</summary>
     public double MarginUseRatio { get; set; } = 0.8;
+    /// <summary>
+    /// Library-only: update device-resident optimizer state with tensor ops even when the device is the CPU. On a
+    /// GPU that is the only way; on a CPU the SIMD kernel runs there instead (same memory, faster, and independent of
+    /// placement to the bit). For checking the GPU path on a CPU machine.
+    /// </summary>
+    public bool TensorAdamOnDevice { get; set; }
 }
 
 /// <summary>

@@ -20,7 +20,8 @@ public sealed record ChunkEngineOptions(
     ChunkPlacement Policy = ChunkPlacement.Dynamic,
     double WarmupDeviceFraction = 0.2,
     bool HybridAdam = true,
-    double MarginUseRatio = 0.8)
+    double MarginUseRatio = 0.8,
+    bool TensorAdamOnDevice = false)
 {
     /// <summary>Budgets from the config; on a CPU device the defaults split the machine's available memory 1:3.</summary>
     public static ChunkEngineOptions From(TrainingConfig config, Device device)
@@ -31,7 +32,7 @@ public sealed record ChunkEngineOptions(
             ? available / 4
             : throw new ArgumentException("device_memory must be set for a non-CPU device (TorchSharp cannot query its memory): e.g. --device-memory 20GiB."));
         long hostBudget = c.HostMemory ?? Math.Max(0, available - (device.type == DeviceType.CPU ? deviceBudget : 0));
-        return new ChunkEngineOptions(deviceBudget, hostBudget, c.ChunkSize, c.Placement, c.WarmupDeviceRatio, c.HybridAdam, c.MarginUseRatio);
+        return new ChunkEngineOptions(deviceBudget, hostBudget, c.ChunkSize, c.Placement, c.WarmupDeviceRatio, c.HybridAdam, c.MarginUseRatio, c.TensorAdamOnDevice);
     }
 
     /// <summary>Host bytes of model data per parameter: compute-precision copy, fp32 master, momentum, variance (+ fp32 gradients when accumulating).</summary>
@@ -627,8 +628,9 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
 
     /// <summary>
     /// Adam over chunk i, then the new compute-precision parameters into the parameter chunk. Optimizer
-    /// state in host memory: the fused SIMD kernel updates each parameter's range in one pass and writes
-    /// the compute-precision parameter itself. Optimizer state on the device (hybrid Adam): tensor ops there.
+    /// state in CPU memory: the fused SIMD kernel updates each parameter's range in one pass and writes the
+    /// compute-precision parameter itself (also for the device tier when the device is the CPU, so that where a
+    /// chunk's state lives never changes a bit of the result). Optimizer state on a GPU (hybrid Adam): tensor ops there.
     /// </summary>
     private void UpdateChunk(int i, double lr, double gradientMultiplier)
     {
@@ -638,8 +640,9 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         var m = momentumChunks[i].Payload!;
         var v = varianceChunks[i].Payload!;
         var paramPayload = paramChunks[i].Payload!;
-        bool kernel = masterChunks[i].Tier == host && master.device_type == DeviceType.CPU
-                      && grad.device_type == DeviceType.CPU && grad.is_contiguous() && paramPayload.device_type == DeviceType.CPU;
+        bool kernel = master.device_type == DeviceType.CPU && grad.device_type == DeviceType.CPU && grad.is_contiguous()
+                      && paramPayload.device_type == DeviceType.CPU
+                      && !(options.TensorAdamOnDevice && masterChunks[i].Tier == device);
         if (kernel)
         {
             KernelUpdate(i, grad, master, m, v, paramPayload, lr, gradientMultiplier);

@@ -101,16 +101,8 @@ public static unsafe class CpuAdamKernel
     {
         public float InverseLossScale { get; init; }
         public bool L2 { get; init; }                 // Adam: g += WeightDecay * w
-        public float WeightDecay { get; init; }
         public bool Decoupled { get; init; }          // AdamW: w *= DecayFactor
-        public float DecayFactor { get; init; }
-        public float Beta1 { get; init; }
-        public float OneMinusBeta1 { get; init; }
-        public float Beta2 { get; init; }
-        public float OneMinusBeta2 { get; init; }
-        public float BiasCorrection2Sqrt { get; init; }
-        public float Eps { get; init; }
-        public float NegativeStepSize { get; init; } // -lr / (1 - beta1^step)
+        public AdamScalars K { get; init; }
 
         public static StepScalars From(in AdamHyperparameters h)
         {
@@ -119,16 +111,8 @@ public static unsafe class CpuAdamKernel
             {
                 InverseLossScale = (float)h.InverseLossScale,
                 L2 = decay && !h.DecoupledWeightDecay,
-                WeightDecay = (float)h.WeightDecay,
                 Decoupled = decay && h.DecoupledWeightDecay,
-                DecayFactor = (float)(1 - h.LearningRate * h.WeightDecay),
-                Beta1 = (float)h.Beta1,
-                OneMinusBeta1 = (float)(1 - h.Beta1),
-                Beta2 = (float)h.Beta2,
-                OneMinusBeta2 = (float)(1 - h.Beta2),
-                BiasCorrection2Sqrt = (float)Math.Sqrt(1 - Math.Pow(h.Beta2, h.Step)),
-                Eps = (float)h.Eps,
-                NegativeStepSize = (float)(-(h.LearningRate / (1 - Math.Pow(h.Beta1, h.Step)))),
+                K = AdamScalars.From(h.LearningRate, h.Beta1, h.Beta2, h.Eps, h.WeightDecay, h.Step),
             };
         }
     }
@@ -189,14 +173,15 @@ public static unsafe class CpuAdamKernel
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private float Update(long i, float g)
         {
+            var k = s.K;
             g *= s.InverseLossScale;
             float w = master[i];
-            if (s.L2) g += s.WeightDecay * w;
-            if (s.Decoupled) w *= s.DecayFactor;
-            float m = momentum[i] * s.Beta1 + s.OneMinusBeta1 * g;
-            float v = variance[i] * s.Beta2 + s.OneMinusBeta2 * g * g;
-            float denom = MathF.Sqrt(v) / s.BiasCorrection2Sqrt + s.Eps;
-            w += s.NegativeStepSize * m / denom;
+            if (s.L2) g += k.WeightDecay * w;
+            if (s.Decoupled) w *= k.DecayFactor;
+            float m = momentum[i] * k.Beta1 + g * k.OneMinusBeta1;
+            float v = variance[i] * k.Beta2 + g * k.OneMinusBeta2 * g;
+            float denom = MathF.Sqrt(v) * k.InverseBiasCorrection2Sqrt + k.Eps;
+            w += m * k.NegativeStepSize / denom;
             momentum[i] = m;
             variance[i] = v;
             master[i] = w;
@@ -206,14 +191,15 @@ public static unsafe class CpuAdamKernel
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private Vector256<float> Update(long i, Vector256<float> g)
         {
+            var k = s.K;
             g *= s.InverseLossScale;
             var w = Vector256.Load(master + i);
-            if (s.L2) g += s.WeightDecay * w;
-            if (s.Decoupled) w *= s.DecayFactor;
-            var m = Vector256.Load(momentum + i) * s.Beta1 + s.OneMinusBeta1 * g;
-            var v = Vector256.Load(variance + i) * s.Beta2 + s.OneMinusBeta2 * g * g;
-            var denom = Vector256.Sqrt(v) / s.BiasCorrection2Sqrt + Vector256.Create(s.Eps);
-            w += s.NegativeStepSize * m / denom;
+            if (s.L2) g += k.WeightDecay * w;
+            if (s.Decoupled) w *= k.DecayFactor;
+            var m = Vector256.Load(momentum + i) * k.Beta1 + g * k.OneMinusBeta1;
+            var v = Vector256.Load(variance + i) * k.Beta2 + g * k.OneMinusBeta2 * g;
+            var denom = Vector256.Sqrt(v) * k.InverseBiasCorrection2Sqrt + Vector256.Create(k.Eps);
+            w += m * k.NegativeStepSize / denom;
             m.Store(momentum + i);
             v.Store(variance + i);
             w.Store(master + i);
@@ -225,12 +211,13 @@ public static unsafe class CpuAdamKernel
         {
             g *= s.InverseLossScale;
             var w = Vector512.Load(master + i);
-            if (s.L2) g += s.WeightDecay * w;
-            if (s.Decoupled) w *= s.DecayFactor;
-            var m = Vector512.Load(momentum + i) * s.Beta1 + s.OneMinusBeta1 * g;
-            var v = Vector512.Load(variance + i) * s.Beta2 + s.OneMinusBeta2 * g * g;
-            var denom = Vector512.Sqrt(v) / s.BiasCorrection2Sqrt + Vector512.Create(s.Eps);
-            w += s.NegativeStepSize * m / denom;
+            var k = s.K;
+            if (s.L2) g += k.WeightDecay * w;
+            if (s.Decoupled) w *= k.DecayFactor;
+            var m = Vector512.Load(momentum + i) * k.Beta1 + g * k.OneMinusBeta1;
+            var v = Vector512.Load(variance + i) * k.Beta2 + g * k.OneMinusBeta2 * g;
+            var denom = Vector512.Sqrt(v) * k.InverseBiasCorrection2Sqrt + Vector512.Create(k.Eps);
+            w += m * k.NegativeStepSize / denom;
             m.Store(momentum + i);
             v.Store(variance + i);
             w.Store(master + i);

@@ -78,29 +78,47 @@ public sealed class TensorAdam : IDisposable
     }
 }
 
-/// <summary>The Adam / AdamW arithmetic on fp32 tensors in place: the one implementation every tensor path uses.</summary>
+/// <summary>
+/// The Adam / AdamW arithmetic on fp32 tensors in place: the one implementation every tensor path uses, with the
+/// constants of <see cref="CpuAdamKernel"/>. The results agree with the kernel to float rounding, not to the bit:
+/// libtorch's fp32 sqrt is not correctly rounded (about 1 element in 6 differs by an ulp from IEEE sqrt here).
+/// </summary>
 public static class AdamMath
 {
     /// <param name="step">The step number after this update (1 for the first), for bias correction.</param>
     public static void Update(Tensor weight, Tensor gradient, Tensor momentum, Tensor variance, double learningRate,
         AdamSettings settings, long step, bool decay)
     {
-        double b1 = settings.Beta1, b2 = settings.Beta2;
-        double bc1 = 1 - Math.Pow(b1, step);
-        double bc2Sqrt = Math.Sqrt(1 - Math.Pow(b2, step));
+        var k = AdamScalars.From(learningRate, settings.Beta1, settings.Beta2, settings.Eps, decay ? settings.WeightDecay : 0, step);
         using var _ = no_grad();
         using var scope = NewDisposeScope();
         Tensor g = gradient;
-        if (decay && settings.WeightDecay != 0)
+        if (k.WeightDecay != 0)
         {
-            if (settings.Type == OptimizerType.AdamW) weight.mul_(1 - learningRate * settings.WeightDecay);
-            else g = g.add(weight, alpha: settings.WeightDecay); // Adam: the L2 term joins the gradient
+            if (settings.Type == OptimizerType.AdamW) weight.mul_(k.DecayFactor);
+            else g = g.add(weight, alpha: k.WeightDecay); // Adam: the L2 term joins the gradient
         }
-        momentum.mul_(b1).add_(g, alpha: 1 - b1);
-        variance.mul_(b2).addcmul_(g, g, value: 1 - b2);
-        var denom = variance.sqrt().div_(bc2Sqrt).add_(settings.Eps);
-        weight.addcdiv_(momentum, denom, value: -learningRate / bc1);
+        momentum.mul_(k.Beta1).add_(g, alpha: k.OneMinusBeta1);
+        variance.mul_(k.Beta2).addcmul_(g, g, value: k.OneMinusBeta2);
+        var denom = variance.sqrt().mul_(k.InverseBiasCorrection2Sqrt).add_(k.Eps);
+        weight.addcdiv_(momentum, denom, value: k.NegativeStepSize);
     }
+}
+
+/// <summary>Adam's per-step constants, rounded to fp32 once, shared by the kernel and the tensor path.</summary>
+public readonly record struct AdamScalars(float WeightDecay, float DecayFactor, float Beta1, float OneMinusBeta1, float Beta2,
+    float OneMinusBeta2, float InverseBiasCorrection2Sqrt, float Eps, float NegativeStepSize)
+{
+    public static AdamScalars From(double lr, double beta1, double beta2, double eps, double weightDecay, long step) => new(
+        (float)weightDecay,
+        (float)(1 - lr * weightDecay),
+        (float)beta1,
+        (float)(1 - beta1),
+        (float)beta2,
+        (float)(1 - beta2),
+        (float)(1 / Math.Sqrt(1 - Math.Pow(beta2, step))),
+        (float)eps,
+        (float)(-(lr / (1 - Math.Pow(beta1, step)))));
 }
 
 /// <summary>Global-norm gradient clipping, the same rule as torch.nn.utils.clip_grad_norm_.</summary>

@@ -204,6 +204,40 @@ public class CpuAdamKernelTests
             Assert.True(Math.Abs(state.Master[i] - expected[i]) <= 1e-5, $"[{i}] {state.Master[i]:R} vs torch {expected[i]:R}");
     }
 
+    [Theory]
+    [InlineData(true, 1.0)]
+    [InlineData(false, 1.0)]
+    [InlineData(true, 1.0 / 4096)]
+    public void TheTensorPathAgreesWithTheKernel(bool decoupled, double multiplier)
+    {
+        // Hybrid Adam updates chunks on a GPU with tensor ops and the others with the kernel: they must agree to
+        // float rounding (not to the bit: libtorch's fp32 sqrt is not correctly rounded).
+        TorchRuntime.EnsureLoaded();
+        using var scope = NewDisposeScope();
+        manual_seed(11);
+        foreach (int n in new[] { 1, 17, 1023, 70_001 })
+        {
+            var master = randn(n);
+            var state = new State(master.data<float>().ToArray());
+            var (w, m, v) = (master.clone(), zeros(n), zeros(n));
+            var settings = new PatrickStar.Optimizer.AdamSettings(decoupled ? PatrickStar.Config.OptimizerType.AdamW : PatrickStar.Config.OptimizerType.Adam,
+                Beta1, Beta2, Eps, WeightDecay);
+            for (int step = 1; step <= 4; step++)
+            {
+                var grad = randn(n).mul(1 / multiplier);
+                AdamMath.Update(w, grad.mul(multiplier), m, v, Lr, settings, step, decay: true);
+                var h = new AdamHyperparameters(Lr, Beta1, Beta2, Eps, WeightDecay, decoupled, step, InverseLossScale: multiplier);
+                CpuAdamKernel.Step(state.Master, state.Momentum, state.Variance, grad.data<float>().ToArray(), h);
+            }
+            foreach (var (ours, theirs) in new[] { (state.Master, w), (state.Momentum, m), (state.Variance, v) })
+            {
+                float[] t = theirs.data<float>().ToArray();
+                for (int i = 0; i < n; i++)
+                    Assert.True(Math.Abs(ours[i] - t[i]) <= 1e-6 * Math.Max(1, Math.Abs(t[i])), $"n={n} [{i}]: kernel {ours[i]:R} vs tensor ops {t[i]:R}");
+            }
+        }
+    }
+
     // ---- Narrowing and widening ----
 
     /// <summary>Ties, near-ties, overflow, subnormals, infinities and NaNs (with payloads) of both 16-bit formats.</summary>
