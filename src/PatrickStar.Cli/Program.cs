@@ -13,6 +13,7 @@ public static class Program
         root.Subcommands.Add(ModelsCommand.Build());
         root.Subcommands.Add(BenchCommand.Build());
         root.Subcommands.Add(ConfigCommand.Build());
+        root.Subcommands.Add(PlotCommand.Build());
         return root.Parse(args).Invoke();
     }
 }

@@ -1,0 +1,369 @@
+using PatrickStar.Engine;
+using PatrickStar.Memory;
+using PatrickStar.Profiling;
+using ScottPlot;
+
+namespace PatrickStar.Cli.Plotting;
+
+/// <summary>The figures of `pstar plot`: memory per moment, chunk residency and the loss curve, as PNG files.</summary>
+public static class ProfilePlots
+{
+    public const int MemoryWidth = 1400, MemoryHeight = 700;
+    public const int ChunksWidth = 1400, ChunksHeight = 800;
+    public const int LossWidth = 1100, LossHeight = 600;
+
+    // Stage bands: light enough that the data drawn over them stays the main thing.
+    private static readonly Color ForwardBand = Color.FromHex("#4C9BE8").WithAlpha(0.16);
+    private static readonly Color BackwardBand = Color.FromHex("#F28E2B").WithAlpha(0.16);
+    private static readonly Color OptimizerBand = Color.FromHex("#59A14F").WithAlpha(0.20);
+
+    private static readonly Color DeviceColor = Color.FromHex("#E15759");
+    private static readonly Color HostColor = Color.FromHex("#4E79A7");
+    private static readonly Color ReleasedColor = Color.FromHex("#D3D3D3");
+
+    private static readonly Dictionary<ChunkKind, Color> KindColors = new()
+    {
+        [ChunkKind.Param] = Color.FromHex("#4E79A7"),
+        [ChunkKind.Gradient] = Color.FromHex("#76B7B2"),
+        [ChunkKind.Master] = Color.FromHex("#B07AA1"),
+        [ChunkKind.Momentum] = Color.FromHex("#EDC948"),
+        [ChunkKind.Variance] = Color.FromHex("#FF9DA7"),
+    };
+    private static readonly Color NonModelColor = Color.FromHex("#9C9C9C");
+
+    private const double KiB = 1024, MiB = 1024 * KiB, GiB = 1024 * MiB;
+
+    /// <summary>Device bytes at each moment: chunk bytes stacked by kind, non-model bytes on top, the budget as a line.</summary>
+    public static string Memory(Profile profile, string path)
+    {
+        var plot = NewPlot();
+        var moments = profile.Moments;
+        double endMs = EndMs(profile);
+        var time = TimeUnit(endMs);
+
+        AddStageBands(plot, profile, time, endMs);
+
+        double budget = profile.Run.DeviceBudgetBytes;
+        double maxBytes = budget;
+        foreach (var m in moments) maxBytes = Math.Max(maxBytes, m.DeviceTotalBytes);
+        var bytes = ByteUnit(maxBytes);
+
+        if (moments.Count > 0)
+        {
+            // Memory holds from one moment to the next: draw steps, not slopes between moments.
+            var lower = new double[moments.Count];
+            foreach (var kind in Enum.GetValues<ChunkKind>())
+            {
+                bool present = false;
+                foreach (var m in moments) present |= m.DeviceChunkBytes[kind] != 0;
+                if (!present) continue;
+                AddStepBand(plot, profile, time, endMs, lower, i => moments[i].DeviceChunkBytes[kind], bytes.Divisor,
+                    KindColors[kind], $"{Name(kind)} chunks");
+            }
+            AddStepBand(plot, profile, time, endMs, lower, i => moments[i].DeviceNonModelBytes, bytes.Divisor,
+                NonModelColor.WithAlpha(0.55), "non-model (activations, temporaries)");
+
+            var (xs, ys) = Steps(profile, time, endMs, i => moments[i].DeviceTotalBytes / bytes.Divisor);
+            var total = plot.Add.ScatterLine(xs, ys, Color.FromHex("#222222"));
+            total.LineWidth = 1.5f;
+            total.LegendText = "device total";
+
+            var known = new List<int>();
+            for (int i = 0; i < moments.Count; i++) if (moments[i].DeviceChunkAllowanceBytes is not null) known.Add(i);
+            if (known.Count > 0)
+            {
+                var ax = new List<double>();
+                var ay = new List<double>();
+                for (int k = 0; k < known.Count; k++)
+                {
+                    int i = known[k];
+                    double next = i + 1 < moments.Count ? moments[i + 1].TimeMs : endMs;
+                    double y = moments[i].DeviceChunkAllowanceBytes!.Value / bytes.Divisor;
+                    ax.Add(moments[i].TimeMs / time.Divisor); ay.Add(y);
+                    ax.Add(next / time.Divisor); ay.Add(y);
+                }
+                var allowance = plot.Add.ScatterLine(ax.ToArray(), ay.ToArray(), Color.FromHex("#7B3294"));
+                allowance.LinePattern = LinePattern.Dotted;
+                allowance.LineWidth = 2;
+                allowance.LegendText = "chunk allowance (planner)";
+            }
+        }
+        else
+        {
+            plot.Add.Annotation("No moments were recorded in this profile.");
+        }
+
+        if (budget > 0)
+        {
+            var line = plot.Add.HorizontalLine(budget / bytes.Divisor, 2, Color.FromHex("#D62728"), LinePattern.Dashed);
+            line.LegendText = $"device budget ({Bytes.Format(budget)})";
+        }
+
+        plot.Title($"Device memory per moment: {profile.Run.Model} ({profile.Run.Engine} engine)");
+        plot.XLabel($"time since recording started ({time.Unit})");
+        plot.YLabel($"device memory ({bytes.Unit})");
+        plot.Axes.SetLimits(0, endMs / time.Divisor, 0, Math.Max(maxBytes, 1) * 1.08 / bytes.Divisor);
+        plot.ShowLegend(Edge.Right);
+        return Save(plot, path, MemoryWidth, MemoryHeight);
+    }
+
+    /// <summary>Which tier each chunk's payload is in over time, one row per chunk, grouped by kind.</summary>
+    public static string Chunks(Profile profile, string path)
+    {
+        var plot = NewPlot();
+        double endMs = EndMs(profile);
+        var time = TimeUnit(endMs);
+
+        // Rows: kinds in a fixed order, each with as many chunks as the run had (or events name).
+        var counts = new Dictionary<ChunkKind, int>();
+        foreach (var kind in Enum.GetValues<ChunkKind>())
+            counts[kind] = profile.Run.BytesPerChunk[kind] > 0 ? profile.Run.ChunkCount : 0;
+        foreach (var e in profile.ChunkEvents) counts[e.Kind] = Math.Max(counts[e.Kind], e.Index + 1);
+
+        var rowOf = new Dictionary<(ChunkKind, int), double>();
+        var groups = new List<(ChunkKind Kind, double Top, double Bottom, int Count)>();
+        double y = 0;
+        foreach (var kind in Enum.GetValues<ChunkKind>())
+        {
+            if (counts[kind] == 0) continue;
+            double top = y;
+            for (int i = 0; i < counts[kind]; i++) rowOf[(kind, i)] = y--;
+            groups.Add((kind, top, y + 1, counts[kind]));
+            y -= 1; // a blank row between kinds
+        }
+        int rows = rowOf.Count;
+        double half = rows <= 60 ? 0.42 : 0.5; // gaps between rows only while they stay visible
+
+        // Stage strip above the chunks, so the reader sees forward / backward / optimizer at a glance.
+        const double stripY = 2;
+        foreach (var (start, end, stage) in StageSpans(profile, endMs))
+        {
+            var r = plot.Add.Rectangle(start / time.Divisor, end / time.Divisor, stripY - 0.6, stripY + 0.6);
+            r.FillColor = StageColor(stage).WithAlpha(0.85);
+            r.LineWidth = 0;
+        }
+
+        var byChunk = new Dictionary<(ChunkKind, int), List<ProfileChunkEvent>>();
+        foreach (var e in profile.ChunkEvents)
+        {
+            if (!byChunk.TryGetValue((e.Kind, e.Index), out var list)) byChunk[(e.Kind, e.Index)] = list = new();
+            list.Add(e);
+        }
+        foreach (var ((kind, index), events) in byChunk)
+        {
+            double row = rowOf[(kind, index)];
+            // Before its first event a chunk was where that event took it from (unknown for an allocation).
+            Tier? state = events[0].From;
+            bool known = events[0].Type != ChunkEventType.Allocate;
+            double since = 0;
+            foreach (var e in events)
+            {
+                if (known) AddResidency(plot, since, e.TimeMs, row, half, state, time);
+                state = e.To;
+                known = true;
+                since = e.TimeMs;
+            }
+            AddResidency(plot, since, endMs, row, half, state, time);
+        }
+
+        foreach (double start in IterationStarts(profile))
+        {
+            var v = plot.Add.VerticalLine(start / time.Divisor, 1, Color.FromHex("#333333"), LinePattern.Dotted);
+            v.LegendText = "";
+        }
+        for (int g = 1; g < groups.Count; g++)
+            plot.Add.HorizontalLine(groups[g].Top + 1, 1, Color.FromHex("#888888"));
+
+        // Y labels: every chunk while they fit, else every k-th; the stage strip gets its own label.
+        var ticks = new ScottPlot.TickGenerators.NumericManual();
+        ticks.AddMajor(stripY, "stage");
+        int every = Math.Max(1, (int)Math.Ceiling(rows / 36.0));
+        foreach (var (kind, top, _, count) in groups)
+            for (int i = 0; i < count; i++)
+                if (i % every == 0 || i == count - 1 && count > 1 && (count - 1) % every >= every / 2)
+                    ticks.AddMajor(rowOf[(kind, i)], $"{Name(kind)} {i}");
+        plot.Axes.Left.TickGenerator = ticks;
+        plot.HideGrid();
+
+        plot.Legend.ManualItems.Add(new LegendItem { Label = "on device", FillColor = DeviceColor });
+        plot.Legend.ManualItems.Add(new LegendItem { Label = "on host", FillColor = HostColor });
+        plot.Legend.ManualItems.Add(new LegendItem { Label = "released", FillColor = ReleasedColor });
+        plot.Legend.ManualItems.Add(new LegendItem { Label = "forward", FillColor = StageColor(ProfileStage.Forward) });
+        plot.Legend.ManualItems.Add(new LegendItem { Label = "backward", FillColor = StageColor(ProfileStage.Backward) });
+        plot.Legend.ManualItems.Add(new LegendItem { Label = "optimizer", FillColor = StageColor(ProfileStage.Optimizer) });
+        plot.Legend.ManualItems.Add(new LegendItem { Label = "iteration start", LineColor = Color.FromHex("#333333"), LinePattern = LinePattern.Dotted, LineWidth = 1 });
+
+        if (rows == 0) plot.Add.Annotation("No chunk events were recorded in this profile.");
+        plot.Title($"Chunk residency: {profile.Run.Model} ({profile.Run.Engine} engine, {rows} chunks of {profile.Run.ChunkSizeElements:N0} elements)");
+        plot.XLabel($"time since recording started ({time.Unit})");
+        plot.YLabel("chunk (kind, index)");
+        plot.Axes.SetLimits(0, endMs / time.Divisor, y + 0.5, stripY + 1);
+        plot.ShowLegend(Edge.Right);
+        return Save(plot, path, ChunksWidth, ChunksHeight);
+    }
+
+    /// <summary>Training loss per step, with validation loss as points where it was measured.</summary>
+    public static string Loss(IReadOnlyList<LossPoint> points, string title, string path)
+    {
+        var plot = NewPlot();
+        var xs = new double[points.Count];
+        var ys = new double[points.Count];
+        for (int i = 0; i < points.Count; i++) (xs[i], ys[i]) = (points[i].Step, points[i].Loss);
+        var train = plot.Add.ScatterLine(xs, ys, Color.FromHex("#4E79A7"));
+        train.LineWidth = 2;
+        train.LegendText = "training loss";
+        if (points.Count == 1) { train.MarkerSize = 6; train.MarkerShape = MarkerShape.FilledCircle; }
+
+        var vx = new List<double>();
+        var vy = new List<double>();
+        foreach (var p in points) if (p.ValLoss is double v) { vx.Add(p.Step); vy.Add(v); }
+        if (vx.Count > 0)
+        {
+            var val = plot.Add.Scatter(vx.ToArray(), vy.ToArray(), Color.FromHex("#E15759"));
+            val.MarkerSize = 8;
+            val.MarkerShape = MarkerShape.FilledCircle;
+            val.LineWidth = 1;
+            val.LinePattern = LinePattern.Dashed;
+            val.LegendText = "validation loss";
+        }
+
+        plot.Title(title);
+        plot.XLabel("step");
+        plot.YLabel("loss (cross-entropy, nats per token)");
+        plot.ShowLegend(Alignment.UpperRight);
+        return Save(plot, path, LossWidth, LossHeight);
+    }
+
+    private static Plot NewPlot()
+    {
+        var plot = new Plot();
+        PlotFonts.Apply(plot);
+        return plot;
+    }
+
+    private static string Save(Plot plot, string path, int width, int height)
+    {
+        plot.SavePng(path, width, height);
+        return path;
+    }
+
+    private static void AddResidency(Plot plot, double fromMs, double toMs, double row, double half, Tier? tier, (double Divisor, string Unit) time)
+    {
+        if (toMs <= fromMs) return;
+        var r = plot.Add.Rectangle(fromMs / time.Divisor, toMs / time.Divisor, row - half, row + half);
+        r.FillColor = tier switch { Tier.Device => DeviceColor, Tier.Host => HostColor, _ => ReleasedColor };
+        r.LineWidth = 0;
+    }
+
+    /// <summary>Adds one band of a stacked area (step-shaped), from <paramref name="lower"/> up by the selected bytes; advances lower.</summary>
+    private static void AddStepBand(Plot plot, Profile profile, (double Divisor, string Unit) time, double endMs,
+                                    double[] lower, Func<int, long> bytes, double byteDivisor, Color color, string label)
+    {
+        var moments = profile.Moments;
+        var points = new List<(double, double, double)>(moments.Count * 2);
+        for (int i = 0; i < moments.Count; i++)
+        {
+            double lo = lower[i], hi = lo + bytes(i) / byteDivisor;
+            double next = i + 1 < moments.Count ? moments[i + 1].TimeMs : endMs;
+            points.Add((moments[i].TimeMs / time.Divisor, lo, hi));
+            points.Add((next / time.Divisor, lo, hi));
+            lower[i] = hi;
+        }
+        var fill = plot.Add.FillY(points);
+        fill.FillColor = color;
+        fill.LineWidth = 0;
+        fill.LegendText = label;
+    }
+
+    private static (double[] Xs, double[] Ys) Steps(Profile profile, (double Divisor, string Unit) time, double endMs, Func<int, double> value)
+    {
+        var moments = profile.Moments;
+        var xs = new double[moments.Count * 2];
+        var ys = new double[moments.Count * 2];
+        for (int i = 0; i < moments.Count; i++)
+        {
+            double next = i + 1 < moments.Count ? moments[i + 1].TimeMs : endMs;
+            xs[2 * i] = moments[i].TimeMs / time.Divisor;
+            xs[2 * i + 1] = next / time.Divisor;
+            ys[2 * i] = ys[2 * i + 1] = value(i);
+        }
+        return (xs, ys);
+    }
+
+    private static void AddStageBands(Plot plot, Profile profile, (double Divisor, string Unit) time, double endMs)
+    {
+        var labelled = new HashSet<ProfileStage>();
+        foreach (var (start, end, stage) in StageSpans(profile, endMs))
+        {
+            var span = plot.Add.HorizontalSpan(start / time.Divisor, end / time.Divisor, StageColor(stage, band: true));
+            span.LineWidth = 0;
+            if (labelled.Add(stage)) span.LegendText = $"{Name(stage)} phase";
+        }
+    }
+
+    /// <summary>Stage spans from the recorded phases, or, when none were recorded, from runs of moments of one stage.</summary>
+    private static List<(double Start, double End, ProfileStage Stage)> StageSpans(Profile profile, double endMs)
+    {
+        var spans = new List<(double, double, ProfileStage)>();
+        if (profile.Phases.Count > 0)
+        {
+            foreach (var p in profile.Phases) spans.Add((p.StartMs, p.EndMs, p.Stage));
+            return spans;
+        }
+        var m = profile.Moments;
+        for (int i = 0; i < m.Count;)
+        {
+            int j = i;
+            while (j + 1 < m.Count && m[j + 1].Stage == m[i].Stage && m[j + 1].Iteration == m[i].Iteration) j++;
+            double end = j + 1 < m.Count ? m[j + 1].TimeMs : endMs;
+            spans.Add((m[i].TimeMs, end, m[i].Stage));
+            i = j + 1;
+        }
+        return spans;
+    }
+
+    private static List<double> IterationStarts(Profile profile)
+    {
+        var starts = new List<double>();
+        int? last = null;
+        foreach (var m in profile.Moments)
+        {
+            if (m.Iteration == last) continue;
+            last = m.Iteration;
+            double start = m.TimeMs;
+            foreach (var p in profile.Phases) if (p.Iteration == m.Iteration) start = Math.Min(start, p.StartMs);
+            starts.Add(start);
+        }
+        return starts;
+    }
+
+    /// <summary>The last time anything was recorded, so the final moment's state is drawn with some width.</summary>
+    private static double EndMs(Profile profile)
+    {
+        double end = 0;
+        foreach (var m in profile.Moments) end = Math.Max(end, m.TimeMs);
+        foreach (var e in profile.ChunkEvents) end = Math.Max(end, e.TimeMs);
+        foreach (var p in profile.Phases) end = Math.Max(end, p.EndMs);
+        if (profile.Moments.Count > 1 && end <= profile.Moments[^1].TimeMs)
+        {
+            // Nothing after the last moment: give it the average moment's width.
+            end += (profile.Moments[^1].TimeMs - profile.Moments[0].TimeMs) / (profile.Moments.Count - 1);
+        }
+        return end > 0 ? end : 1;
+    }
+
+    private static (double Divisor, string Unit) TimeUnit(double endMs) => endMs >= 2000 ? (1000, "s") : (1, "ms");
+
+    private static (double Divisor, string Unit) ByteUnit(double maxBytes) =>
+        maxBytes >= 2 * GiB ? (GiB, "GiB") : maxBytes >= 2 * MiB ? (MiB, "MiB") : (KiB, "KiB");
+
+    private static Color StageColor(ProfileStage stage, bool band = false) => stage switch
+    {
+        ProfileStage.Forward => band ? ForwardBand : ForwardBand.WithAlpha(1.0),
+        ProfileStage.Backward => band ? BackwardBand : BackwardBand.WithAlpha(1.0),
+        _ => band ? OptimizerBand : OptimizerBand.WithAlpha(1.0),
+    };
+
+    private static string Name(ChunkKind kind) => kind.ToString().ToLowerInvariant();
+    private static string Name(ProfileStage stage) => stage.ToString().ToLowerInvariant();
+}
