@@ -13,9 +13,10 @@ public static class ProfilePlots
     public const int LossWidth = 1100, LossHeight = 600;
 
     // Stage bands: light enough that the data drawn over them stays the main thing.
-    private static readonly Color ForwardBand = Color.FromHex("#4C9BE8").WithAlpha(0.16);
-    private static readonly Color BackwardBand = Color.FromHex("#F28E2B").WithAlpha(0.16);
-    private static readonly Color OptimizerBand = Color.FromHex("#59A14F").WithAlpha(0.20);
+    // Stage hues are kept apart from the tier colours (red device, blue host) of the residency map.
+    private static readonly Color ForwardBand = Color.FromHex("#59A14F").WithAlpha(0.16);
+    private static readonly Color BackwardBand = Color.FromHex("#EDC948").WithAlpha(0.22);
+    private static readonly Color OptimizerBand = Color.FromHex("#B07AA1").WithAlpha(0.20);
 
     private static readonly Color DeviceColor = Color.FromHex("#E15759");
     private static readonly Color HostColor = Color.FromHex("#4E79A7");
@@ -25,11 +26,11 @@ public static class ProfilePlots
     {
         [ChunkKind.Param] = Color.FromHex("#4E79A7"),
         [ChunkKind.Gradient] = Color.FromHex("#76B7B2"),
-        [ChunkKind.Master] = Color.FromHex("#B07AA1"),
+        [ChunkKind.Master] = Color.FromHex("#9D7660"),
         [ChunkKind.Momentum] = Color.FromHex("#EDC948"),
         [ChunkKind.Variance] = Color.FromHex("#FF9DA7"),
     };
-    private static readonly Color NonModelColor = Color.FromHex("#9C9C9C");
+    private static readonly Color NonModelColor = Color.FromHex("#A9A9A9");
 
     private const double KiB = 1024, MiB = 1024 * KiB, GiB = 1024 * MiB;
 
@@ -61,7 +62,7 @@ public static class ProfilePlots
                     KindColors[kind], $"{Name(kind)} chunks");
             }
             AddStepBand(plot, profile, time, endMs, lower, i => moments[i].DeviceNonModelBytes, bytes.Divisor,
-                NonModelColor.WithAlpha(0.55), "non-model (activations, temporaries)");
+                NonModelColor.WithAlpha(0.85), "non-model (activations, temporaries)");
 
             var (xs, ys) = Steps(profile, time, endMs, i => moments[i].DeviceTotalBytes / bytes.Divisor);
             var total = plot.Add.ScatterLine(xs, ys, Color.FromHex("#222222"));
@@ -194,7 +195,7 @@ public static class ProfilePlots
         plot.Legend.ManualItems.Add(new LegendItem { Label = "iteration start", LineColor = Color.FromHex("#333333"), LinePattern = LinePattern.Dotted, LineWidth = 1 });
 
         if (rows == 0) plot.Add.Annotation("No chunk events were recorded in this profile.");
-        plot.Title($"Chunk residency: {profile.Run.Model} ({profile.Run.Engine} engine, {rows} chunks of {profile.Run.ChunkSizeElements:N0} elements)");
+        plot.Title($"Chunk residency: {profile.Run.Model} ({profile.Run.Engine} engine, {profile.Run.ChunkCount} chunks per kind, {profile.Run.ChunkSizeElements:N0} elements each)");
         plot.XLabel($"time since recording started ({time.Unit})");
         plot.YLabel("chunk (kind, index)");
         plot.Axes.SetLimits(0, endMs / time.Divisor, y + 0.5, stripY + 1);
@@ -229,6 +230,7 @@ public static class ProfilePlots
 
         plot.Title(title);
         plot.XLabel("step");
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         plot.YLabel("loss (cross-entropy, nats per token)");
         plot.ShowLegend(Alignment.UpperRight);
         return Save(plot, path, LossWidth, LossHeight);
@@ -292,13 +294,17 @@ public static class ProfilePlots
 
     private static void AddStageBands(Plot plot, Profile profile, (double Divisor, string Unit) time, double endMs)
     {
-        var labelled = new HashSet<ProfileStage>();
+        var seen = new HashSet<ProfileStage>();
         foreach (var (start, end, stage) in StageSpans(profile, endMs))
         {
             var span = plot.Add.HorizontalSpan(start / time.Divisor, end / time.Divisor, StageColor(stage, band: true));
             span.LineWidth = 0;
-            if (labelled.Add(stage)) span.LegendText = $"{Name(stage)} phase";
+            seen.Add(stage);
         }
+        // Manual items: a span's own legend symbol is drawn over the first letter of its label.
+        foreach (var stage in Enum.GetValues<ProfileStage>())
+            if (seen.Contains(stage))
+                plot.Legend.ManualItems.Add(new LegendItem { Label = $"{Name(stage)} phase", FillColor = StageColor(stage, band: true).WithAlpha(0.45) });
     }
 
     /// <summary>Stage spans from the recorded phases, or, when none were recorded, from runs of moments of one stage.</summary>
@@ -344,11 +350,11 @@ public static class ProfilePlots
         foreach (var m in profile.Moments) end = Math.Max(end, m.TimeMs);
         foreach (var e in profile.ChunkEvents) end = Math.Max(end, e.TimeMs);
         foreach (var p in profile.Phases) end = Math.Max(end, p.EndMs);
+        // Pad, so that the last state (the final moment, a chunk released at the very end) is drawn with some width.
+        double pad = 0.015 * end;
         if (profile.Moments.Count > 1 && end <= profile.Moments[^1].TimeMs)
-        {
-            // Nothing after the last moment: give it the average moment's width.
-            end += (profile.Moments[^1].TimeMs - profile.Moments[0].TimeMs) / (profile.Moments.Count - 1);
-        }
+            pad = Math.Max(pad, (profile.Moments[^1].TimeMs - profile.Moments[0].TimeMs) / (profile.Moments.Count - 1));
+        end += pad;
         return end > 0 ? end : 1;
     }
 

@@ -26,8 +26,26 @@ public enum ChunkEventType
 /// Bytes split by chunk kind. Mutable so that the engine can fill one in place:
 /// <c>var b = new KindBytes(); b[ChunkKind.Param] += n;</c>.
 /// </summary>
-public record struct KindBytes(long Param, long Master, long Momentum, long Variance, long Gradient)
+public record struct KindBytes
 {
+    // An explicit constructor marked for System.Text.Json: for a struct it would otherwise use the
+    // implicit parameterless one and read a missing field as 0 instead of refusing the file.
+    [JsonConstructor]
+    public KindBytes(long param, long master, long momentum, long variance, long gradient)
+    {
+        Param = param;
+        Master = master;
+        Momentum = momentum;
+        Variance = variance;
+        Gradient = gradient;
+    }
+
+    public long Param { get; set; }
+    public long Master { get; set; }
+    public long Momentum { get; set; }
+    public long Variance { get; set; }
+    public long Gradient { get; set; }
+
     public long this[ChunkKind kind]
     {
         readonly get => kind switch
@@ -79,7 +97,7 @@ public sealed record ProfileRun(
 /// <param name="Iteration">Iteration number given to <see cref="ProfileRecorder.BeginIteration"/>.</param>
 /// <param name="Index">Moment index within the iteration, from 0.</param>
 /// <param name="DeviceChunkAllowanceBytes">Bytes the planner let chunks use on the device at this moment, if known.</param>
-public readonly record struct ProfileMoment(
+public sealed record ProfileMoment(
     int Iteration,
     int Index,
     MomentKind Kind,
@@ -100,7 +118,7 @@ public readonly record struct ProfileMoment(
 /// <param name="Moment">Index of the latest moment recorded in the iteration when it happened; -1 before the first.</param>
 /// <param name="From">Tier the payload left; null for <see cref="ChunkEventType.Allocate"/>.</param>
 /// <param name="To">Tier the payload went to; null for <see cref="ChunkEventType.Release"/>.</param>
-public readonly record struct ProfileChunkEvent(
+public sealed record ProfileChunkEvent(
     double TimeMs,
     int Iteration,
     int Moment,
@@ -112,10 +130,10 @@ public readonly record struct ProfileChunkEvent(
     long Bytes);
 
 /// <summary>When one stage of one iteration ran.</summary>
-public readonly record struct ProfilePhase(int Iteration, ProfileStage Stage, double StartMs, double EndMs);
+public sealed record ProfilePhase(int Iteration, ProfileStage Stage, double StartMs, double EndMs);
 
 /// <summary>One optimizer step's outcome.</summary>
-public readonly record struct ProfileStep(long Step, double Loss, double? ValLoss, double StepMs, long Tokens);
+public sealed record ProfileStep(long Step, double Loss, double? ValLoss, double StepMs, long Tokens);
 
 /// <summary>A profile file is not one this version can read; the message names the file, the problem and the fix.</summary>
 public sealed class ProfileFormatException : Exception
@@ -224,7 +242,7 @@ public sealed class Profile
         }
     }
 
-    /// <summary>Checks what JSON typing cannot: a coherent chunk event, non-negative indices and times.</summary>
+    /// <summary>Checks what JSON typing cannot: coherent chunk events and phases.</summary>
     private void Validate(string file)
     {
         for (int i = 0; i < ChunkEvents.Count; i++)
@@ -240,9 +258,6 @@ public sealed class Profile
         for (int i = 0; i < Phases.Count; i++)
             if (Phases[i].EndMs < Phases[i].StartMs)
                 throw new ProfileFormatException($"Profile file '{file}', phases[{i}]: end_ms {Phases[i].EndMs} is before start_ms {Phases[i].StartMs}.");
-        for (int i = 0; i < Moments.Count; i++)
-            if (Moments[i].Module is null)
-                throw new ProfileFormatException($"Profile file '{file}', moments[{i}]: \"module\" is missing.");
     }
 
     private static string Snake<T>(T value) where T : Enum => JsonNamingPolicy.SnakeCaseLower.ConvertName(value.ToString());

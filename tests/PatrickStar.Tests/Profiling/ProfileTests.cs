@@ -59,7 +59,7 @@ public class ProfileTests
 
         Assert.Equal(6, loaded.Moments.Count);
         Assert.Equal(6, loaded.Phases.Count);
-        Assert.Equal(5, loaded.ChunkEvents.Count);
+        Assert.Equal(7, loaded.ChunkEvents.Count);
         Assert.Equal(-1, loaded.ChunkEvents[0].Moment); // before the first moment
         Assert.Equal(0, loaded.ChunkEvents[2].Moment);  // after moment 0 of iteration 0
         Assert.Equal(5L << 20, loaded.Moments[0].DeviceChunkBytes.Total);
@@ -145,6 +145,18 @@ public class ProfileTests
         Assert.Contains("nomodule.json", m.Message);
         Assert.Contains("module", m.Message);
         Assert.Contains("$.moments[0]", m.Message);
+
+        // A missing number must not read as 0.
+        int at = json.IndexOf("\"time_ms\":", json.IndexOf("\"moments\"", StringComparison.Ordinal), StringComparison.Ordinal);
+        int comma = json.IndexOf(',', at);
+        string noTime = dir.File("notime.json", json.Remove(at, comma - at + 1));
+        var t = Assert.Throws<ProfileFormatException>(() => Profile.Load(noTime));
+        Assert.Contains("time_ms", t.Message);
+        Assert.Contains("$.moments[0]", t.Message);
+
+        string noGradient = dir.File("nogradient.json", json.Replace(",\"gradient\":0}", "}"));
+        var g = Assert.Throws<ProfileFormatException>(() => Profile.Load(noGradient));
+        Assert.Contains("gradient", g.Message);
 
         string badKind = dir.File("badkind.json", json.Replace("\"kind\":\"pre_forward\"", "\"kind\":\"sideways\""));
         var k = Assert.Throws<ProfileFormatException>(() => Profile.Load(badKind));

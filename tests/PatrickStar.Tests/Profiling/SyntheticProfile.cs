@@ -17,7 +17,7 @@ public static class SyntheticProfile
     public const long ChunkBytes = ChunkElements * 4;
     public const long DeviceBudget = 150L << 20;
 
-    public static Profile Build(int iterations = 3, bool withValidation = true)
+    public static Profile Build(int iterations = 4, bool withValidation = true)
     {
         var moments = new List<ProfileMoment>();
         var events = new List<ProfileChunkEvent>();
@@ -41,21 +41,21 @@ public static class SyntheticProfile
             void Moment(MomentKind kind, string module, ProfileStage stage, int? chunk, double duration)
             {
                 long allowance = DeviceBudget - nonModel - (8L << 20);
-                if (chunk is int c && !onDevice.Contains(c))
+                // Make room first (evicting the least recently used other chunk), then bring in the chunk this moment needs.
+                int needed = chunk is int c && !onDevice.Contains(c) ? 1 : 0;
+                while ((onDevice.Count + needed) * ChunkBytes > allowance && onDevice.Count > 0)
                 {
-                    while ((onDevice.Count + 1) * ChunkBytes > allowance && onDevice.Count > 0)
-                    {
-                        int victim = onDevice[0];
-                        onDevice.RemoveAt(0);
-                        events.Add(new ProfileChunkEvent(t += 0.3, it, index, ChunkEventType.Evict, ChunkKind.Param, victim, Tier.Device, Tier.Host, ChunkBytes));
-                    }
-                    onDevice.Add(c);
-                    events.Add(new ProfileChunkEvent(t += 0.4, it, index, ChunkEventType.Move, ChunkKind.Param, c, Tier.Host, Tier.Device, ChunkBytes));
+                    int victim = onDevice[0] == chunk && onDevice.Count > 1 ? onDevice[1] : onDevice[0];
+                    if (victim == chunk) break;
+                    onDevice.Remove(victim);
+                    events.Add(new ProfileChunkEvent(t += 0.3, it, index, ChunkEventType.Evict, ChunkKind.Param, victim, Tier.Device, Tier.Host, ChunkBytes));
                 }
-                else if (chunk is int used)
+                if (chunk is int wanted)
                 {
-                    onDevice.Remove(used);
-                    onDevice.Add(used);
+                    if (needed == 1)
+                        events.Add(new ProfileChunkEvent(t += 0.4, it, index, ChunkEventType.Move, ChunkKind.Param, wanted, Tier.Host, Tier.Device, ChunkBytes));
+                    onDevice.Remove(wanted);
+                    onDevice.Add(wanted);
                 }
                 var device = new KindBytes { Param = onDevice.Count * ChunkBytes };
                 var host = new KindBytes(
@@ -82,7 +82,7 @@ public static class SyntheticProfile
             start = t;
             Moment(MomentKind.OptimizerStep, "optimizer", ProfileStage.Optimizer, null, 250);
             phases.Add(new ProfilePhase(it, ProfileStage.Optimizer, start, t));
-            double? val = withValidation && it == iterations - 1 ? 7.9 - 0.4 * it : null;
+            double? val = withValidation && it % 2 == 1 ? 10.9 - 0.8 * it : null;
             steps.Add(new ProfileStep(it + 1, 10.8 - 0.9 * it, val, t - phases[^3].StartMs, 4096));
             t += 20; // data loading between iterations
         }
