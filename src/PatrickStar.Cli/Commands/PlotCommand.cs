@@ -18,23 +18,30 @@ public static class PlotCommand
         {
             Description = $"Metrics JSON Lines (pstar train --metrics) for the loss curve; by default the profile's steps, else {MetricsBesideProfile} beside the profile.",
         };
+        var iterations = new Option<string?>("--iterations")
+        {
+            Description = "Show only these iterations in memory.png and chunks.png: N, or A:B (inclusive). Default: all.",
+        };
         var command = new Command("plot", "Draw memory.png (device memory per moment), chunks.png (which tier each chunk is in) " +
                                           "and loss.png from a profile.");
         command.Arguments.Add(file);
         command.Options.Add(outDir);
         command.Options.Add(metrics);
+        command.Options.Add(iterations);
         command.SetAction(r => CommandErrors.Run(() =>
         {
             string profilePath = r.GetValue(file)!.FullName;
             var profile = Profile.Load(profilePath);
+            IterationRange? range = r.GetValue(iterations) is string text ? IterationRange.Parse(text) : null;
+            ProfilePlots.CheckIterations(profile, range);
 
             // Read the loss data before writing anything, so a bad metrics file leaves no half set of figures.
             var (loss, lossSource) = LossFor(profile, profilePath, r.GetValue(metrics)?.FullName);
 
             string dir = r.GetValue(outDir)?.FullName ?? Path.GetDirectoryName(profilePath)!;
             Directory.CreateDirectory(dir);
-            Console.WriteLine(ProfilePlots.Memory(profile, Path.Combine(dir, "memory.png")));
-            Console.WriteLine(ProfilePlots.Chunks(profile, Path.Combine(dir, "chunks.png")));
+            Console.WriteLine(ProfilePlots.Memory(profile, Path.Combine(dir, "memory.png"), range));
+            Console.WriteLine(ProfilePlots.Chunks(profile, Path.Combine(dir, "chunks.png"), range));
             if (loss.Count > 0)
             {
                 string title = $"Loss: {profile.Run.Model} ({profile.Run.Engine} engine; from {lossSource})";

@@ -5,6 +5,24 @@ using ScottPlot;
 
 namespace PatrickStar.Cli.Plotting;
 
+/// <summary>Iterations First..Last (inclusive) of a profile, for `pstar plot --iterations`.</summary>
+public readonly record struct IterationRange(int First, int Last)
+{
+    /// <summary>Parses "N" or "A:B"; throws ArgumentException with the accepted forms.</summary>
+    public static IterationRange Parse(string text)
+    {
+        string[] parts = text.Split(':');
+        if (parts.Length is 1 or 2 && int.TryParse(parts[0], out int a) && a >= 0)
+        {
+            int b = a;
+            if (parts.Length == 1 || int.TryParse(parts[1], out b) && b >= a) return new IterationRange(a, b);
+        }
+        throw new ArgumentException($"--iterations '{text}' is not an iteration or a range: write N (one iteration) or A:B (A to B, A <= B).");
+    }
+
+    public override string ToString() => First == Last ? $"{First}" : $"{First}:{Last}";
+}
+
 /// <summary>The figures of `pstar plot`: memory per moment, chunk residency and the loss curve, as PNG files.</summary>
 public static class ProfilePlots
 {
@@ -35,18 +53,20 @@ public static class ProfilePlots
     private const double KiB = 1024, MiB = 1024 * KiB, GiB = 1024 * MiB;
 
     /// <summary>Device bytes at each moment: chunk bytes stacked by kind, non-model bytes on top, the budget as a line.</summary>
-    public static string Memory(Profile profile, string path)
+    public static string Memory(Profile profile, string path, IterationRange? iterations = null)
     {
         var plot = NewPlot();
         var moments = profile.Moments;
         double endMs = EndMs(profile);
-        var time = TimeUnit(endMs);
+        var (fromMs, toMs) = Window(profile, iterations, endMs);
+        var time = TimeUnit(toMs - fromMs);
 
         AddStageBands(plot, profile, time, endMs);
 
         double budget = profile.Run.DeviceBudgetBytes;
         double maxBytes = budget;
-        foreach (var m in moments) maxBytes = Math.Max(maxBytes, m.DeviceTotalBytes);
+        foreach (var m in moments)
+            if (m.TimeMs >= fromMs && m.TimeMs <= toMs) maxBytes = Math.Max(maxBytes, m.DeviceTotalBytes);
         var bytes = ByteUnit(maxBytes);
 
         if (moments.Count > 0)
@@ -100,20 +120,21 @@ public static class ProfilePlots
             line.LegendText = $"device budget ({Bytes.Format(budget)})";
         }
 
-        plot.Title($"Device memory per moment: {profile.Run.Model} ({profile.Run.Engine} engine)");
+        plot.Title($"Device memory per moment: {profile.Run.Model} ({profile.Run.Engine} engine{Describe(iterations)})");
         plot.XLabel($"time since recording started ({time.Unit})");
         plot.YLabel($"device memory ({bytes.Unit})");
-        plot.Axes.SetLimits(0, endMs / time.Divisor, 0, Math.Max(maxBytes, 1) * 1.08 / bytes.Divisor);
+        plot.Axes.SetLimits(fromMs / time.Divisor, toMs / time.Divisor, 0, Math.Max(maxBytes, 1) * 1.08 / bytes.Divisor);
         plot.ShowLegend(Edge.Right);
         return Save(plot, path, MemoryWidth, MemoryHeight);
     }
 
     /// <summary>Which tier each chunk's payload is in over time, one row per chunk, grouped by kind.</summary>
-    public static string Chunks(Profile profile, string path)
+    public static string Chunks(Profile profile, string path, IterationRange? iterations = null)
     {
         var plot = NewPlot();
         double endMs = EndMs(profile);
-        var time = TimeUnit(endMs);
+        var (fromMs, toMs) = Window(profile, iterations, endMs);
+        var time = TimeUnit(toMs - fromMs);
 
         // Rows: kinds in a fixed order, each with as many chunks as the run had (or events name).
         var counts = new Dictionary<ChunkKind, int>();
@@ -121,25 +142,30 @@ public static class ProfilePlots
             counts[kind] = profile.Run.BytesPerChunk[kind] > 0 ? profile.Run.ChunkCount : 0;
         foreach (var e in profile.ChunkEvents) counts[e.Kind] = Math.Max(counts[e.Kind], e.Index + 1);
 
+        int rows = 0;
+        foreach (var c in counts.Values) rows += c;
+        // Label every chunk while the labels fit, else every k-th; the gap between kinds grows with k
+        // so that one kind's last label does not run into the next kind's first.
+        int every = Math.Max(1, (int)Math.Ceiling(rows / 36.0));
         var rowOf = new Dictionary<(ChunkKind, int), double>();
-        var groups = new List<(ChunkKind Kind, double Top, double Bottom, int Count)>();
+        var groups = new List<(ChunkKind Kind, double Top, int Count)>();
         double y = 0;
         foreach (var kind in Enum.GetValues<ChunkKind>())
         {
             if (counts[kind] == 0) continue;
             double top = y;
             for (int i = 0; i < counts[kind]; i++) rowOf[(kind, i)] = y--;
-            groups.Add((kind, top, y + 1, counts[kind]));
-            y -= 1; // a blank row between kinds
+            groups.Add((kind, top, counts[kind]));
+            y -= every; // blank rows between kinds
         }
-        int rows = rowOf.Count;
         double half = rows <= 60 ? 0.42 : 0.5; // gaps between rows only while they stay visible
 
         // Stage strip above the chunks, so the reader sees forward / backward / optimizer at a glance.
-        const double stripY = 2;
+        double stripHalf = Math.Max(0.6, rows * 0.02);
+        double stripY = 1 + every + stripHalf;
         foreach (var (start, end, stage) in StageSpans(profile, endMs))
         {
-            var r = plot.Add.Rectangle(start / time.Divisor, end / time.Divisor, stripY - 0.6, stripY + 0.6);
+            var r = plot.Add.Rectangle(start / time.Divisor, end / time.Divisor, stripY - stripHalf, stripY + stripHalf);
             r.FillColor = StageColor(stage).WithAlpha(0.85);
             r.LineWidth = 0;
         }
@@ -173,16 +199,14 @@ public static class ProfilePlots
             v.LegendText = "";
         }
         for (int g = 1; g < groups.Count; g++)
-            plot.Add.HorizontalLine(groups[g].Top + 1, 1, Color.FromHex("#888888"));
+            plot.Add.HorizontalLine(groups[g].Top + (every + 1) / 2.0, 1, Color.FromHex("#888888"));
 
         // Y labels: every chunk while they fit, else every k-th; the stage strip gets its own label.
         var ticks = new ScottPlot.TickGenerators.NumericManual();
         ticks.AddMajor(stripY, "stage");
-        int every = Math.Max(1, (int)Math.Ceiling(rows / 36.0));
-        foreach (var (kind, top, _, count) in groups)
+        foreach (var (kind, _, count) in groups)
             for (int i = 0; i < count; i++)
-                if (i % every == 0 || i == count - 1 && count > 1 && (count - 1) % every >= every / 2)
-                    ticks.AddMajor(rowOf[(kind, i)], $"{Name(kind)} {i}");
+                if (i % every == 0) ticks.AddMajor(rowOf[(kind, i)], $"{Name(kind)} {i}");
         plot.Axes.Left.TickGenerator = ticks;
         plot.HideGrid();
 
@@ -195,10 +219,10 @@ public static class ProfilePlots
         plot.Legend.ManualItems.Add(new LegendItem { Label = "iteration start", LineColor = Color.FromHex("#333333"), LinePattern = LinePattern.Dotted, LineWidth = 1 });
 
         if (rows == 0) plot.Add.Annotation("No chunk events were recorded in this profile.");
-        plot.Title($"Chunk residency: {profile.Run.Model} ({profile.Run.Engine} engine, {profile.Run.ChunkCount} chunks per kind, {profile.Run.ChunkSizeElements:N0} elements each)");
+        plot.Title($"Chunk residency: {profile.Run.Model} ({profile.Run.Engine} engine, {profile.Run.ChunkCount} chunks per kind, {profile.Run.ChunkSizeElements:N0} elements each{Describe(iterations)})");
         plot.XLabel($"time since recording started ({time.Unit})");
         plot.YLabel("chunk (kind, index)");
-        plot.Axes.SetLimits(0, endMs / time.Divisor, y + 0.5, stripY + 1);
+        plot.Axes.SetLimits(fromMs / time.Divisor, toMs / time.Divisor, y + every - 0.5, stripY + stripHalf + 0.5);
         plot.ShowLegend(Edge.Right);
         return Save(plot, path, ChunksWidth, ChunksHeight);
     }
@@ -358,7 +382,39 @@ public static class ProfilePlots
         return end > 0 ? end : 1;
     }
 
-    private static (double Divisor, string Unit) TimeUnit(double endMs) => endMs >= 2000 ? (1000, "s") : (1, "ms");
+    private static (double Divisor, string Unit) TimeUnit(double spanMs) => spanMs >= 2000 ? (1000, "s") : (1, "ms");
+
+    /// <summary>Throws the error --iterations would give, before anything is written.</summary>
+    public static void CheckIterations(Profile profile, IterationRange? range) => Window(profile, range, EndMs(profile));
+
+    /// <summary>The time span the figures show: everything, or from the first selected iteration's start to the next one's.</summary>
+    private static (double FromMs, double ToMs) Window(Profile profile, IterationRange? range, double endMs)
+    {
+        if (range is not IterationRange r) return (0, endMs);
+        double from = double.PositiveInfinity, to = double.PositiveInfinity;
+        int first = int.MaxValue, last = int.MinValue;
+        foreach (var m in profile.Moments)
+        {
+            first = Math.Min(first, m.Iteration);
+            last = Math.Max(last, m.Iteration);
+            if (m.Iteration >= r.First && m.Iteration <= r.Last) from = Math.Min(from, m.TimeMs);
+            else if (m.Iteration > r.Last) to = Math.Min(to, m.TimeMs);
+        }
+        foreach (var p in profile.Phases)
+        {
+            if (p.Iteration >= r.First && p.Iteration <= r.Last) from = Math.Min(from, p.StartMs);
+            else if (p.Iteration > r.Last) to = Math.Min(to, p.StartMs);
+        }
+        if (double.IsPositiveInfinity(from))
+            throw new ArgumentException(profile.Moments.Count == 0
+                ? $"--iterations {r}: the profile has no moments, so no iteration can be selected; leave --iterations out."
+                : $"--iterations {r} selects no recorded iteration; the profile has iterations {first} to {last}.");
+        return (from, double.IsPositiveInfinity(to) ? endMs : to);
+    }
+
+    private static string Describe(IterationRange? range) => range is IterationRange r
+        ? (r.First == r.Last ? $", iteration {r.First}" : $", iterations {r.First} to {r.Last}")
+        : "";
 
     private static (double Divisor, string Unit) ByteUnit(double maxBytes) =>
         maxBytes >= 2 * GiB ? (GiB, "GiB") : maxBytes >= 2 * MiB ? (MiB, "MiB") : (KiB, "KiB");

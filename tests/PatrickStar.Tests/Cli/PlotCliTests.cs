@@ -90,4 +90,26 @@ public class PlotCliTests
         Assert.Contains("m.jsonl', line 2: it is not valid JSON", err);
         Assert.False(Directory.Exists(Path.Combine(dir.Path, "out")));
     }
+
+    [Fact]
+    public void IterationsSelectsAWindowAndRefusesOneOutsideTheProfile()
+    {
+        using var dir = new TempDir();
+        string profile = Path.Combine(dir.Path, "profile.json");
+        SyntheticProfile.Build(iterations: 4).Save(profile);
+
+        string window = Path.Combine(dir.Path, "window");
+        var (code, _, err) = Pstar("plot", profile, "--iterations", "1:2", "--out", window);
+        Assert.True(code == 0, err);
+        Assert.Equal((ProfilePlots.MemoryWidth, ProfilePlots.MemoryHeight), PngSize(Path.Combine(window, "memory.png")));
+
+        (code, _, err) = Pstar("plot", profile, "--iterations", "9", "--out", Path.Combine(dir.Path, "none"));
+        Assert.Equal(1, code);
+        Assert.Contains("--iterations 9 selects no recorded iteration; the profile has iterations 0 to 3", err);
+        Assert.False(Directory.Exists(Path.Combine(dir.Path, "none")));
+
+        (code, _, err) = Pstar("plot", profile, "--iterations", "3:1");
+        Assert.Equal(1, code);
+        Assert.Contains("write N (one iteration) or A:B", err);
+    }
 }
