@@ -210,13 +210,13 @@ public static class ProfilePlots
         plot.Axes.Left.TickGenerator = ticks;
         plot.HideGrid();
 
-        plot.Legend.ManualItems.Add(new LegendItem { Label = "on device", FillColor = DeviceColor });
-        plot.Legend.ManualItems.Add(new LegendItem { Label = "on host", FillColor = HostColor });
-        plot.Legend.ManualItems.Add(new LegendItem { Label = "released", FillColor = ReleasedColor });
-        plot.Legend.ManualItems.Add(new LegendItem { Label = "forward", FillColor = StageColor(ProfileStage.Forward) });
-        plot.Legend.ManualItems.Add(new LegendItem { Label = "backward", FillColor = StageColor(ProfileStage.Backward) });
-        plot.Legend.ManualItems.Add(new LegendItem { Label = "optimizer", FillColor = StageColor(ProfileStage.Optimizer) });
-        plot.Legend.ManualItems.Add(new LegendItem { Label = "iteration start", LineColor = Color.FromHex("#333333"), LinePattern = LinePattern.Dotted, LineWidth = 1 });
+        plot.Legend.ManualItems.Add(new LegendItem { LabelText = "on device", FillColor = DeviceColor });
+        plot.Legend.ManualItems.Add(new LegendItem { LabelText = "on host", FillColor = HostColor });
+        plot.Legend.ManualItems.Add(new LegendItem { LabelText = "released", FillColor = ReleasedColor });
+        plot.Legend.ManualItems.Add(new LegendItem { LabelText = "forward", FillColor = StageColor(ProfileStage.Forward) });
+        plot.Legend.ManualItems.Add(new LegendItem { LabelText = "backward", FillColor = StageColor(ProfileStage.Backward) });
+        plot.Legend.ManualItems.Add(new LegendItem { LabelText = "optimizer", FillColor = StageColor(ProfileStage.Optimizer) });
+        plot.Legend.ManualItems.Add(new LegendItem { LabelText = "iteration start", LineColor = Color.FromHex("#333333"), LinePattern = LinePattern.Dotted, LineWidth = 1 });
 
         if (rows == 0) plot.Add.Annotation("No chunk events were recorded in this profile.");
         plot.Title($"Chunk residency: {profile.Run.Model} ({profile.Run.Engine} engine, {profile.Run.ChunkCount} chunks per kind, {profile.Run.ChunkSizeElements:N0} elements each{Describe(iterations)})");
@@ -328,7 +328,7 @@ public static class ProfilePlots
         // Manual items: a span's own legend symbol is drawn over the first letter of its label.
         foreach (var stage in Enum.GetValues<ProfileStage>())
             if (seen.Contains(stage))
-                plot.Legend.ManualItems.Add(new LegendItem { Label = $"{Name(stage)} phase", FillColor = StageColor(stage, band: true).WithAlpha(0.45) });
+                plot.Legend.ManualItems.Add(new LegendItem { LabelText = $"{Name(stage)} phase", FillColor = StageColor(stage, band: true).WithAlpha(0.45) });
     }
 
     /// <summary>Stage spans from the recorded phases, or, when none were recorded, from runs of moments of one stage.</summary>
