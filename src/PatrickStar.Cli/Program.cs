@@ -16,6 +16,7 @@ public static class Program
         root.Subcommands.Add(ExportCommand.Build());
         root.Subcommands.Add(EvalCommand.Build());
         root.Subcommands.Add(GenerateCommand.Build());
+        root.Subcommands.Add(PlotCommand.Build());
         return root.Parse(args).Invoke();
     }
 }

@@ -7,7 +7,7 @@ namespace PatrickStar.Tests.Cli;
 /// <summary>The `pstar` command line, run in-process: bad input gets a clear error, a non-zero exit and no output file.</summary>
 public class CliTests
 {
-    private static (int Code, string Out, string Err) Pstar(params string[] args)
+    internal static (int Code, string Out, string Err) Pstar(params string[] args)
     {
         var (oldOut, oldErr) = (Console.Out, Console.Error);
         using var output = new StringWriter();

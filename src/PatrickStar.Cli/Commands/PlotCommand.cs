@@ -1,0 +1,67 @@
+using System.CommandLine;
+using PatrickStar.Cli.Plotting;
+using PatrickStar.Profiling;
+
+namespace PatrickStar.Cli.Commands;
+
+/// <summary>`pstar plot PROFILE`: memory, chunk residency and loss figures (PNG) from a recorded profile.</summary>
+public static class PlotCommand
+{
+    /// <summary>The metrics file looked for beside a profile when --metrics is not given and the profile has no steps.</summary>
+    public const string MetricsBesideProfile = "metrics.jsonl";
+
+    public static Command Build()
+    {
+        var file = new Argument<FileInfo>("profile") { Description = "Profile JSON written by the chunk engine (format patrickstar-profile)." };
+        var outDir = new Option<DirectoryInfo?>("--out") { Description = "Folder for the figures (default: the profile's folder). Created if missing." };
+        var metrics = new Option<FileInfo?>("--metrics")
+        {
+            Description = $"Metrics JSON Lines (pstar train --metrics) for the loss curve; by default the profile's steps, else {MetricsBesideProfile} beside the profile.",
+        };
+        var iterations = new Option<string?>("--iterations")
+        {
+            Description = "Show only these iterations in memory.png and chunks.png: N, or A:B (inclusive). Default: all.",
+        };
+        var command = new Command("plot", "Draw memory.png (device memory per moment), chunks.png (which tier each chunk is in) " +
+                                          "and loss.png from a profile.");
+        command.Arguments.Add(file);
+        command.Options.Add(outDir);
+        command.Options.Add(metrics);
+        command.Options.Add(iterations);
+        command.SetAction(r => CommandErrors.Run(() =>
+        {
+            string profilePath = r.GetValue(file)!.FullName;
+            var profile = Profile.Load(profilePath);
+            IterationRange? range = r.GetValue(iterations) is string text ? IterationRange.Parse(text) : null;
+            ProfilePlots.CheckIterations(profile, range);
+
+            // Read the loss data before writing anything, so a bad metrics file leaves no half set of figures.
+            var (loss, lossSource) = LossFor(profile, profilePath, r.GetValue(metrics)?.FullName);
+
+            string dir = r.GetValue(outDir)?.FullName ?? Path.GetDirectoryName(profilePath)!;
+            Directory.CreateDirectory(dir);
+            Console.WriteLine(ProfilePlots.Memory(profile, Path.Combine(dir, "memory.png"), range));
+            Console.WriteLine(ProfilePlots.Chunks(profile, Path.Combine(dir, "chunks.png"), range));
+            if (loss.Count > 0)
+            {
+                string title = $"Loss: {profile.Run.Model} ({profile.Run.Engine} engine; from {lossSource})";
+                Console.WriteLine(ProfilePlots.Loss(loss, title, Path.Combine(dir, "loss.png")));
+            }
+            else
+            {
+                Console.Error.WriteLine($"note: loss.png not drawn: the profile has no steps and there is no {MetricsBesideProfile} beside it " +
+                                        "(pass one with --metrics).");
+            }
+            return 0;
+        }));
+        return command;
+    }
+
+    private static (List<LossPoint> Points, string Source) LossFor(Profile profile, string profilePath, string? metricsPath)
+    {
+        if (metricsPath is not null) return (LossSeries.FromMetrics(metricsPath), Path.GetFileName(metricsPath));
+        if (profile.Steps.Count > 0) return (LossSeries.FromProfile(profile), "profile steps");
+        string beside = Path.Combine(Path.GetDirectoryName(profilePath)!, MetricsBesideProfile);
+        return File.Exists(beside) ? (LossSeries.FromMetrics(beside), MetricsBesideProfile) : (new List<LossPoint>(), "");
+    }
+}
