@@ -13,6 +13,8 @@ public static class Program
         root.Subcommands.Add(ModelsCommand.Build());
         root.Subcommands.Add(BenchCommand.Build());
         root.Subcommands.Add(ConfigCommand.Build());
+        root.Subcommands.Add(LaunchCommand.Build());
+        root.Subcommands.Add(LaunchCommand.BuildCommCheck());
         return root.Parse(args).Invoke();
     }
 }

@@ -21,7 +21,8 @@ public static class CommandErrors
         }
         catch (Exception e) when (e is ConfigException or DataException or PatrickStar.Profiling.InsufficientMemoryException or TorchLoadException
                                       or TrainingDivergedException or PatrickStar.Memory.TierBudgetExceededException or ArgumentException or FileNotFoundException
-                                      or DirectoryNotFoundException or UnauthorizedAccessException)
+                                      or DirectoryNotFoundException or UnauthorizedAccessException
+                                      or PatrickStar.Distributed.MpiUnavailableException or PatrickStar.Distributed.RankMismatchException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return UserError;
