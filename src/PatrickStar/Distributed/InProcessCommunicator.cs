@@ -247,7 +247,10 @@ public sealed class InProcessCommunicator : ICommunicator
                     var missing = Enumerable.Range(0, Size).Where(r => _slots[r] is null).ToList();
                     var gone = missing.Where(r => _left[r]).ToList();
                     if (gone.Count > 0)
+                    {
                         Fail(gone[0], $"rank {gone[0]} left the group (disposed its communicator) while rank {rank} waited for it in {call}.");
+                        continue;
+                    }
                     var remaining = _timeout - clock.Elapsed;
                     if (remaining <= TimeSpan.Zero)
                         Fail(missing[0], $"rank {rank} waited {_timeout.TotalSeconds:0.#} s in {call} for rank{(missing.Count > 1 ? "s" : "")} " +
