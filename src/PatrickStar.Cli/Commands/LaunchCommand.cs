@@ -135,7 +135,7 @@ public static class LaunchCommand
     public static Command BuildCommCheck()
     {
         var failRank = new Option<int?>("--fail-rank") { Description = "Make this rank fail on purpose after start-up (checks that a failure stops the whole job)." };
-        var bench = new Option<string?>("--bench") { Description = "Also time the fp32 collectives on a buffer of this size (e.g. 64MiB); rank 0 prints the times." };
+        var bench = new Option<string?>("--bench") { Description = "Also time the fp32 collectives on a buffer of this size (e.g. 64MiB; with 2+ ranks); rank 0 prints the times." };
         var command = new Command("comm-check", "Check the collectives of this MPI installation (run it under `pstar launch -n 2 -- comm-check`); " +
                                                 "each rank prints `rank R/N: ok` or what failed.");
         command.Options.Add(failRank);
@@ -168,7 +168,7 @@ public static class LaunchCommand
                 foreach (var failure in failures) Console.Error.WriteLine($"{who}: FAILED: {failure}");
                 if (failures.Count > 0) return CommandErrors.UserError;
                 Console.WriteLine($"{who}: ok ({checks} checks, {comm.Backend})");
-                if (benchBytes is long bytes)
+                if (benchBytes is long bytes && comm.Size > 1)
                 {
                     var times = CommCheck.Measure(comm, bytes);
                     if (comm.Rank == 0)

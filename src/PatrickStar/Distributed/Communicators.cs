@@ -8,7 +8,7 @@ public static class Communicators
     public static int? LauncherSize(Func<string, string?>? environment = null)
     {
         environment ??= Environment.GetEnvironmentVariable;
-        foreach (var name in new[] { "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE" })
+        foreach (var name in new[] { "OMPI_COMM_WORLD_SIZE", "PMI_SIZE" })
             if (int.TryParse(environment(name), out int size) && size >= 1)
                 return size;
         return null;
