@@ -104,6 +104,12 @@ public static class CommCheck
                     $"AllAgree named the wrong ranks: {e.Message}");
             }
         }
+        if (comm is MpiCommunicator mpi)
+        {
+            string error = mpi.ProvokeError();
+            Expect(error.Contains("MPI_Bcast failed on rank") && error.Contains("MPI_ERR_ROOT", StringComparison.OrdinalIgnoreCase),
+                $"an invalid MPI call should throw naming the call and MPI's error text, got: \"{error}\"");
+        }
         comm.Barrier();
         CheckCount = checks;
         return failures;

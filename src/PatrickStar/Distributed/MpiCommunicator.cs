@@ -314,6 +314,29 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         }
     }
 
+    /// <summary>
+    /// For the comm check: one deliberately invalid call (a broadcast from a root that does not exist,
+    /// made by every rank) whose error must come back as an exception naming the call and MPI's own
+    /// text, not kill the job. Returns that message ("" if MPI accepted the call).
+    /// </summary>
+    internal string ProvokeError()
+    {
+        lock (_gate)
+        {
+            ThrowIfDisposed("ProvokeError");
+            int dummy = 0;
+            try
+            {
+                Check(_mpi.Bcast(&dummy, 1, _mpi.Int, Size, _mpi.CommWorld), "MPI_Bcast");
+                return "";
+            }
+            catch (CommunicatorException e)
+            {
+                return e.Message;
+            }
+        }
+    }
+
     /// <summary>A view of the first <paramref name="elements"/> of the reused fp32 scratch buffer (grown as needed).</summary>
     private Tensor Scratch(long elements)
     {
