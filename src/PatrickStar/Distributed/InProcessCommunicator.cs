@@ -115,7 +115,11 @@ public sealed class InProcessCommunicator : ICommunicator
         CollectiveArgs.CheckRoot(root, Size, call);
         var posts = Exchange(call, new Post(buffer, buffer.dtype, buffer.numel(), Root: root));
         if (Rank != root)
-            using (no_grad()) buffer.copy_(posts[root].Buffer!.view(buffer.shape));
+        {
+            using var source = CollectiveArgs.Flat(posts[root].Buffer!);
+            using var target = CollectiveArgs.Flat(buffer);
+            using (no_grad()) target.copy_(source);
+        }
         Exchange(call + " (done reading)", null);
     }
 

@@ -217,6 +217,39 @@ public class InProcessCommunicatorTests
     }
 
     [Fact]
+    public void ManyCollectivesInARowStayInStep()
+    {
+        // Fast ranks must not overtake slow ones between rendezvous: each AllReduce sees exactly its own round's values.
+        var sums = InProcessCommunicator.Run(4, comm =>
+        {
+            var seen = new List<float>();
+            for (int round = 0; round < 200; round++)
+            {
+                using var b = full(3 + round % 5, (float)(round * 10 + comm.Rank));
+                comm.AllReduce(b);
+                using var first = b[0];
+                seen.Add(first.item<float>());
+                if (round % 7 == comm.Rank) Thread.Yield();
+            }
+            return seen;
+        });
+        var expected = Enumerable.Range(0, 200).Select(round => (float)(4 * round * 10 + 0 + 1 + 2 + 3)).ToList();
+        Assert.All(sums, s => Assert.Equal(expected, s));
+    }
+
+    [Fact]
+    public void DifferentCollectivesOnDifferentRanksFailEverywhere()
+    {
+        var ex = Assert.Throws<AggregateException>(() => InProcessCommunicator.Run(2, comm =>
+        {
+            if (comm.Rank == 0) comm.Barrier();
+            else comm.AllReduce(1.0, ReduceOp.Sum);
+        }));
+        Assert.Equal(2, ex.InnerExceptions.Count);
+        Assert.All(ex.InnerExceptions, e => Assert.Contains("the ranks are in different collectives", e.Message));
+    }
+
+    [Fact]
     public void WrongBufferSizesAreRefusedWithTheExpectedSize()
     {
         var comm = InProcessCommunicator.CreateGroup(2)[0]; // arguments are checked before any rendezvous
