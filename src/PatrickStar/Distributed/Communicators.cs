@@ -30,9 +30,10 @@ public static class Communicators
         var comm = MpiCommunicator.Open(names);
         if (LauncherSize() is int expected && comm.Size != expected)
         {
-            string message = $"the launcher announced {expected} ranks but MPI_COMM_WORLD has {comm.Size}: this process was started by one MPI " +
-                             $"implementation's launcher but loaded another's library ({comm.Backend}). Launch with the mpirun of the same MPI " +
-                             "(Open MPI: apt-get install -y openmpi-bin libopenmpi-dev; then `pstar launch`).";
+            string message = $"the environment announces a job of {expected} ranks (OMPI_COMM_WORLD_SIZE or PMI_SIZE) but MPI_COMM_WORLD has " +
+                             $"{comm.Size} ({comm.Backend}). Either this process was not started by mpirun and the variable is stale (unset it), " +
+                             "or the launcher and the loaded library belong to different MPI implementations: launch with the mpirun of the " +
+                             "same MPI (Open MPI: apt-get install -y openmpi-bin libopenmpi-dev; then `pstar launch -n N -- ...`).";
             comm.Dispose();
             throw new MpiUnavailableException(message);
         }
