@@ -17,6 +17,8 @@ public static class Program
         root.Subcommands.Add(EvalCommand.Build());
         root.Subcommands.Add(GenerateCommand.Build());
         root.Subcommands.Add(PlotCommand.Build());
+        root.Subcommands.Add(LaunchCommand.Build());
+        root.Subcommands.Add(LaunchCommand.BuildCommCheck());
         return root.Parse(args).Invoke();
     }
 }

@@ -23,7 +23,8 @@ public static class CommandErrors
                                       or TrainingDivergedException or PatrickStar.Memory.TierBudgetExceededException or ArgumentException or FileNotFoundException
                                       or DirectoryNotFoundException or UnauthorizedAccessException
                                       or PatrickStar.Checkpoints.ModelFileException
-                                      or ProfileFormatException or InvalidDataException)
+                                      or ProfileFormatException or InvalidDataException
+                                      or PatrickStar.Distributed.MpiUnavailableException or PatrickStar.Distributed.RankMismatchException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return UserError;
