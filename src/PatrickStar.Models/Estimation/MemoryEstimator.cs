@@ -204,7 +204,7 @@ public static class MemoryEstimator
                 $"{Bytes.Format(deviceChunks)} of parameter chunks ({(pinned ? "all of them, pinned" : $"the working set of {workingModule}")}) + {Bytes.Format(act.Peak)} activations"),
             // The engine builds every chunk list in host memory first (parameter chunks move to the device after),
             // so the host must hold all the chunks of this rank.
-            new("host", model, r.HostMemory, $"every chunk list of this rank: {perRankChunks} chunks x {Bytes.Format(layout.ChunkSize)} elements in {items.Count} lists"),
+            new("host", model, r.HostMemory, $"every chunk list of this rank: {perRankChunks} chunks x {layout.ChunkSize:N0} elements in {items.Count} lists"),
         };
         return new MemoryEstimate(r, r.Model.ParameterCount, layout, items, act, workingSet, workingModule, tiers);
     }
@@ -326,6 +326,13 @@ public static class MemoryEstimator
             var more = r with { DeviceMemory = RoundUpMiB(device.Needed) };
             if (Try(more) is { Fits: true } deviceFit)
                 knobs.Add(new($"device memory {Bytes.Format(more.DeviceMemory!.Value)} (+{Bytes.Format(device.Short)})", $"--device-memory {more.DeviceMemory.Value / (1 << 20)}MiB", deviceFit));
+        }
+        if (device is not null && host is not null)
+        {
+            var both = r with { DeviceMemory = RoundUpMiB(device.Needed), HostMemory = RoundUpMiB(host.Needed) };
+            if (Try(both) is { Fits: true } bothFit)
+                knobs.Add(new($"device memory {Bytes.Format(both.DeviceMemory!.Value)} (+{Bytes.Format(device.Short)}) and host memory {Bytes.Format(both.HostMemory)} (+{Bytes.Format(host.Short)})",
+                    $"--device-memory {both.DeviceMemory.Value / (1 << 20)}MiB --host-memory {both.HostMemory / (1 << 20)}MiB", bothFit));
         }
         if (!r.Chunked)
         {
