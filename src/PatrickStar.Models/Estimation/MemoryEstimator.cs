@@ -95,7 +95,7 @@ public sealed class MemoryEstimate
         var lines = new List<string> { $"The run does not fit in memory ({run}):" };
         foreach (var t in Tiers.Where(t => t.Short > 0))
             lines.Add(string.Create(CultureInfo.InvariantCulture,
-                $"  {t.Tier} needs {Bytes.Format(t.Needed)} ({t.Needed:N0} bytes: {t.What}) but has {Bytes.Format(t.Available!.Value)} ({t.Available.Value:N0} bytes); short by {Bytes.Format(t.Short)}."));
+                $"  {t.Tier} needs {Bytes.Format(t.Needed)} ({t.Needed:N0} bytes: {t.What}) but only {Bytes.Format(t.Available!.Value)} ({t.Available.Value:N0} bytes) is available; short by {Bytes.Format(t.Short)}."));
         if (Knobs.Count == 0) lines.Add("  No single change tried (checkpointing, micro-batch, sequence, ranks, memory) makes it fit: choose a smaller model.");
         else
         {
@@ -134,6 +134,8 @@ public static class MemoryEstimator
         return estimate;
     }
 
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(GptConfig, long?, int), ChunkLayout> Layouts = new();
+
     private static int ComputeBytes(Precision p) => p == Precision.Bf16 ? 2 : 4;
 
     private static MemoryEstimate EstimatePlain(EstimateRequest r)
@@ -167,7 +169,9 @@ public static class MemoryEstimator
     {
         var specs = GptParameterSpecs.List(r.Model);
         // The engine packs with no padding for one rank; with N ranks every rank owns an equal share of the chunks.
-        var layout = r.ChunkSize is long size ? ChunkLayout.Pack(specs, size, r.Ranks) : ChunkSizeSearch.Best(specs, padToMultipleOf: r.Ranks);
+        // The search takes seconds for the largest presets and the knobs re-run it: keep the layouts found.
+        var layout = Layouts.GetOrAdd((r.Model, r.ChunkSize, r.Ranks), _ =>
+            r.ChunkSize is long size ? ChunkLayout.Pack(specs, size, r.Ranks) : ChunkSizeSearch.Best(specs, padToMultipleOf: r.Ranks));
         long perRankChunks = layout.ChunkCount / r.Ranks;
         long elements = perRankChunks * layout.ChunkSize;
         int e = ComputeBytes(r.Precision);
@@ -305,7 +309,7 @@ public static class MemoryEstimator
             }
 
         if (r.Chunked)
-            for (int n = Math.Max(2, r.Ranks * 2); n <= 1024; n *= 2)
+            for (int n = Math.Max(2, r.Ranks * 2); n <= 64; n *= 2)
                 if (Try(r with { Ranks = n }) is { Fits: true } wider)
                 {
                     knobs.Add(new($"{n} data-parallel ranks (each holds 1/{n} of the chunks)", $"--ranks {n}", wider));
