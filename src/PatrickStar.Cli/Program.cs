@@ -11,6 +11,7 @@ public static class Program
             "PatrickStar.NET: train GPT language models whose model data does not fit in the compute device's memory.");
         root.Subcommands.Add(TrainCommand.Build());
         root.Subcommands.Add(ModelsCommand.Build());
+        root.Subcommands.Add(EstimateCommand.Build());
         root.Subcommands.Add(BenchCommand.Build());
         root.Subcommands.Add(ConfigCommand.Build());
         root.Subcommands.Add(ExportCommand.Build());

@@ -1,6 +1,7 @@
 using PatrickStar.Checkpoints;
 using PatrickStar.Config;
 using PatrickStar.Data;
+using PatrickStar.Models.Estimation;
 using PatrickStar.Profiling;
 using PatrickStar.Runtime;
 using PatrickStar.Training;
@@ -75,8 +76,7 @@ public sealed class GptRun : IDisposable
         var device = TorchRuntime.ResolveDevice(config.Device);
         var modelConfig = ResolveModel(config);
 
-        EngineFactory.EnsureModelFits(config, modelConfig.ParameterCount,
-            $"model '{config.Model.Preset ?? "custom"}' with the {config.Engine} engine", device);
+        EnsureFits(config, modelConfig, device);
 
         data ??= LoadData(config, Gpt2Tokenizer.Instance);
         if (data.VocabSize > modelConfig.VocabSize)
@@ -128,6 +128,35 @@ public sealed class GptRun : IDisposable
             var path = SaveCheckpoint();
             saved?.Invoke(path);
         };
+    }
+
+    /// <summary>
+    /// Refuses, before anything is allocated, a run the estimator says cannot fit: model data in the engine's real
+    /// chunk layout plus the activation peak against the device and host budgets the engine would take (on a CPU
+    /// device the plain engine's budget is device_memory or else the machine's available memory).
+    /// </summary>
+    public static MemoryEstimate EnsureFits(TrainingConfig config, GptConfig modelConfig, Device device)
+    {
+        long? deviceBudget;
+        long hostBudget;
+        if (config.Engine == "chunked")
+        {
+            var options = PatrickStar.Engine.ChunkEngineOptions.From(config, device);
+            deviceBudget = options.DeviceMemory;
+            hostBudget = options.HostMemory;
+        }
+        else
+        {
+            // CUDA memory cannot be queried through TorchSharp: without a configured budget the device is not checked.
+            deviceBudget = config.Chunks.DeviceMemory ?? (device.type == TorchSharp.DeviceType.CPU ? MemoryMeter.AvailableHostMemory() : null);
+            hostBudget = config.Chunks.HostMemory ?? 0;
+        }
+        var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(config, modelConfig, deviceBudget, hostBudget));
+        if (!estimate.Fits)
+            throw new PatrickStar.Profiling.InsufficientMemoryException(
+                $"model '{config.Model.Preset ?? "custom"}' with the {config.Engine} engine cannot be trained in the memory given. " +
+                estimate.Explain() + Environment.NewLine + "  (`pstar estimate` with the same flags shows the full breakdown.)");
+        return estimate;
     }
 
     public void Dispose()

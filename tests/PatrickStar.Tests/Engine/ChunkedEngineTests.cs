@@ -131,8 +131,17 @@ public class ChunkedEngineTests
     public void ABudgetTooSmallForOneModuleFailsAtWarmUpWithTheNumbers()
     {
         var config = Chunked(TrainingHarness.Config(steps: 2), deviceMemory: 1000);
-        using var run = GptRun.Create(config, TrainingHarness.CyclicData());
-        var e = Assert.Throws<TierBudgetExceededException>(() => run.Trainer.Run());
+        // GptRun.Create now refuses this before allocating (the estimator); the engine's own check, reached
+        // through the library entry point, still stops it at the first moment of warm-up.
+        Assert.Throws<PatrickStar.Profiling.InsufficientMemoryException>(() => GptRun.Create(config, TrainingHarness.CyclicData()));
+        var sizes = GptRun.ResolveModel(config);
+        using var sample = zeros(1, 1, dtype: ScalarType.Int64);
+        using var engine = ChunkedEngine.Initialize(() => new GptModel(sizes), config, sample);
+        var e = Assert.Throws<TierBudgetExceededException>(() =>
+        {
+            using var scope = NewDisposeScope();
+            engine.Forward(zeros(2, 8, dtype: ScalarType.Int64));
+        });
         output.WriteLine(e.Message);
         Assert.Contains("transformer.wte", e.Message);   // the module and moment
         Assert.Contains("1,000 bytes", e.Message);         // the budget

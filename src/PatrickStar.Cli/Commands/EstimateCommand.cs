@@ -1,0 +1,146 @@
+using System.CommandLine;
+using System.Text.Json;
+using PatrickStar.Config;
+using PatrickStar.Models.Estimation;
+using PatrickStar.Models.Gpt;
+using PatrickStar.Profiling;
+using Spectre.Console;
+
+namespace PatrickStar.Cli.Commands;
+
+/// <summary>`pstar estimate`: will a run fit, before anything is allocated; and if not, which change makes it fit.</summary>
+public static class EstimateCommand
+{
+    /// <summary>Exit code of a run that does not fit (1 stays "bad input", 70 "internal error").</summary>
+    public const int DoesNotFit = 3;
+
+    public static Command Build()
+    {
+        var model = new Option<string?>("--model") { Description = "Model preset (see `pstar models`)." };
+        var layers = new Option<int?>("--layers") { Description = "Transformer blocks (n_layer), overriding the preset." };
+        var hidden = new Option<int?>("--hidden") { Description = "Hidden size (n_embd), overriding the preset." };
+        var heads = new Option<int?>("--heads") { Description = "Attention heads (n_head), overriding the preset." };
+        var vocab = new Option<int?>("--vocab") { Description = $"Vocabulary size (default GPT-2's {GptConfig.Gpt2VocabSize:N0})." };
+        var context = new Option<int?>("--context") { Description = "Context length (n_positions), overriding the preset." };
+        var deviceMemory = new Option<string>("--device-memory") { Description = "Device budget, e.g. 1GiB.", Required = true };
+        var hostMemory = new Option<string?>("--host-memory") { Description = "Host budget for chunks, e.g. 16GiB (default 0)." };
+        var ranks = new Option<int?>("--ranks") { Description = "Data-parallel ranks; the chunk engine shards model data 1/N per rank (default 1)." };
+        var batch = new Option<int?>("--batch") { Description = "Micro-batch size (default 8)." };
+        var seq = new Option<int?>("--seq") { Description = "Sequence length (default 128, at most the context length)." };
+        var accum = new Option<int?>("--accum") { Description = "Gradient accumulation steps (default 1; above 1 the chunk engine adds fp32 gradient chunks)." };
+        var checkpointing = new Option<bool>("--checkpointing") { Description = "Activation checkpointing of each transformer block." };
+        var precision = new Option<string?>("--precision") { Description = "fp32 (default) or bf16." };
+        precision.AcceptOnlyFromAmong("fp32", "bf16");
+        var engine = new Option<string?>("--engine") { Description = "chunked (default) or plain." };
+        engine.AcceptOnlyFromAmong("plain", "chunked");
+        var placement = new Option<string?>("--placement") { Description = "Chunk engine: dynamic (default) or static." };
+        placement.AcceptOnlyFromAmong("dynamic", "static");
+        var chunkSize = new Option<string?>("--chunk-size") { Description = "Elements per chunk (default: the size that wastes least)." };
+        var json = new Option<bool>("--json") { Description = "Print the estimate as JSON instead of a table." };
+
+        var command = new Command("estimate",
+            "Will it fit? Model data (in the chunk layout the engine would build), the activation peak and where each lives, " +
+            $"against the device and host budgets; exit code 0 when it fits, {DoesNotFit} when it does not (with the changes that would make it fit).");
+        foreach (var o in new Option[] { model, layers, hidden, heads, vocab, context, deviceMemory, hostMemory, ranks, batch, seq, accum,
+                     checkpointing, precision, engine, placement, chunkSize, json })
+            command.Options.Add(o);
+
+        command.SetAction(r => CommandErrors.Run(() =>
+        {
+            var sizes = ModelZoo.Resolve(r.GetValue(model), r.GetValue(vocab), r.GetValue(context), r.GetValue(layers), r.GetValue(hidden), r.GetValue(heads), null);
+            var request = new EstimateRequest(
+                sizes,
+                r.GetValue(precision) == "bf16" ? Precision.Bf16 : Precision.Fp32,
+                r.GetValue(batch) ?? 8,
+                r.GetValue(seq) ?? Math.Min(128, sizes.ContextLength),
+                r.GetValue(checkpointing),
+                r.GetValue(accum) ?? 1,
+                ByteSize.Parse(r.GetValue(deviceMemory)!, "--device-memory"),
+                r.GetValue(hostMemory) is string hm ? ByteSize.Parse(hm, "--host-memory") : 0,
+                r.GetValue(ranks) ?? 1,
+                r.GetValue(engine) ?? "chunked",
+                r.GetValue(placement) == "static" ? ChunkPlacement.Static : ChunkPlacement.Dynamic,
+                r.GetValue(chunkSize) is string cs ? ByteSize.Parse(cs, "--chunk-size") : null);
+            var estimate = MemoryEstimator.Estimate(request);
+            if (r.GetValue(json)) Console.WriteLine(ToJson(estimate));
+            else Print(estimate, r.GetValue(model));
+            return estimate.Fits ? 0 : DoesNotFit;
+        }));
+        return command;
+    }
+
+    private static void Print(MemoryEstimate e, string? preset)
+    {
+        var r = e.Request;
+        var m = r.Model;
+        AnsiConsole.MarkupLine(CommandErrors.Esc(
+            $"{preset ?? "custom"}: {m.Layers} layers, hidden {m.Hidden}, {m.Heads} heads, vocab {m.VocabSize:N0}, context {m.ContextLength} = {e.Parameters:N0} parameters; " +
+            $"{r.Engine}{(r.Chunked ? $" ({r.Placement.ToString().ToLowerInvariant()})" : "")} engine, {r.Precision.ToString().ToLowerInvariant()}, " +
+            $"micro-batch {r.MicroBatch} x {r.Sequence}, accumulation {r.GradientAccumulation}{(r.Checkpointing ? ", checkpointing" : "")}, {r.Ranks} rank{(r.Ranks > 1 ? "s" : "")}"));
+
+        var data = new Table().Border(TableBorder.Rounded).Title("Memory per rank");
+        data.AddColumn("what");
+        data.AddColumn(new TableColumn("bytes").RightAligned());
+        data.AddColumn(new TableColumn("").RightAligned());
+        data.AddColumn("where");
+        foreach (var item in e.ModelData)
+            data.AddRow(CommandErrors.Esc(item.Kind), $"{item.Bytes:N0}", Bytes.Format(item.Bytes), CommandErrors.Esc(item.Placement));
+        data.AddRow("[bold]model data[/]", $"{e.ModelDataBytes:N0}", Bytes.Format(e.ModelDataBytes), "");
+        data.AddRow("activations (peak)", $"{e.Activations.Peak:N0}", Bytes.Format(e.Activations.Peak), CommandErrors.Esc($"device, at {e.Activations.PeakPhase}"));
+        AnsiConsole.Write(data);
+
+        if (e.Layout is { } layout)
+            AnsiConsole.MarkupLine(CommandErrors.Esc(
+                $"Chunks: {layout.ChunkCount} of {layout.ChunkSize:N0} elements, utilisation {layout.Utilisation * 100:0.0}%; " +
+                $"largest working set {Bytes.Format(e.WorkingSetBytes)} ({e.WorkingSetModule})."));
+
+        var tiers = new Table().Border(TableBorder.Rounded).Title("Tiers");
+        foreach (var c in new[] { "tier", "needed", "available", "short", "for" }) tiers.AddColumn(c);
+        foreach (var t in e.Tiers)
+            tiers.AddRow(t.Tier, Bytes.Format(t.Needed), t.Available is long a ? Bytes.Format(a) : "unknown",
+                t.Short > 0 ? $"[red]{Bytes.Format(t.Short)}[/]" : "-", CommandErrors.Esc(t.What));
+        AnsiConsole.Write(tiers);
+
+        if (e.Fits)
+        {
+            AnsiConsole.MarkupLine("[green]Fits.[/]");
+            return;
+        }
+        AnsiConsole.MarkupLine("[red]Does not fit.[/]");
+        if (e.Knobs.Count == 0)
+            AnsiConsole.MarkupLine("No single change tried (checkpointing, micro-batch, sequence, ranks, memory) makes it fit: choose a smaller model.");
+        else
+        {
+            var knobs = new Table().Border(TableBorder.Rounded).Title("Any one of these makes it fit");
+            foreach (var c in new[] { "change", "flags", "device needs", "host needs" }) knobs.AddColumn(c);
+            foreach (var k in e.Knobs)
+                knobs.AddRow(CommandErrors.Esc(k.Change), CommandErrors.Esc(k.Flags),
+                    Bytes.Format(k.Result.Tiers.First(t => t.Tier == "device").Needed),
+                    k.Result.Tiers.FirstOrDefault(t => t.Tier == "host") is { } h ? Bytes.Format(h.Needed) : "-");
+            AnsiConsole.Write(knobs);
+        }
+    }
+
+    private static string ToJson(MemoryEstimate e) => JsonSerializer.Serialize(new
+    {
+        fits = e.Fits,
+        parameters = e.Parameters,
+        engine = e.Request.Engine,
+        placement = e.Request.Placement.ToString().ToLowerInvariant(),
+        precision = e.Request.Precision.ToString().ToLowerInvariant(),
+        micro_batch = e.Request.MicroBatch,
+        sequence = e.Request.Sequence,
+        checkpointing = e.Request.Checkpointing,
+        ranks = e.Request.Ranks,
+        chunk_elements = e.Layout?.ChunkSize,
+        chunks = e.Layout?.ChunkCount,
+        chunk_utilisation = e.Layout?.Utilisation,
+        model_data = e.ModelData.Select(m => new { kind = m.Kind, bytes = m.Bytes, placement = m.Placement }),
+        model_data_bytes = e.ModelDataBytes,
+        activation_peak_bytes = e.Activations.Peak,
+        activation_peak_phase = e.Activations.PeakPhase,
+        working_set_bytes = e.WorkingSetBytes,
+        tiers = e.Tiers.Select(t => new { tier = t.Tier, needed = t.Needed, available = t.Available, @short = t.Short, what = t.What }),
+        knobs = e.Knobs.Select(k => new { change = k.Change, flags = k.Flags }),
+    }, new JsonSerializerOptions { WriteIndented = true });
+}
