@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Runtime.InteropServices;
 using PatrickStar.Config;
 using PatrickStar.Models.Gpt;
+using PatrickStar.Profiling;
 using PatrickStar.Training;
 
 namespace PatrickStar.Cli.Commands;
@@ -52,6 +53,7 @@ public static class TrainCommand
             Description = "Continue from a checkpoint directory, or the latest checkpoint under a save directory (default: --save-dir).",
             Arity = ArgumentArity.ZeroOrOne,
         };
+        var profile = new Option<FileInfo?>("--profile") { Description = "Chunked engine: record memory per moment, chunk events and phase times to this JSON file (see `pstar plot`)." };
         var initFrom = new Option<FileInfo?>("--init-from") { Description = "Start from the weights of a Hugging Face GPT-2 safetensors file (config.json beside it gives the sizes)." };
 
         var command = new Command("train",
@@ -59,7 +61,7 @@ public static class TrainCommand
             GptConfig.FlopsFormula + ", divided by the step's wall time.");
         foreach (var o in new Option[] { config, model, layers, hidden, heads, context, data, steps, batch, accum, seq, precision, lr, warmup,
                      seed, evalInterval, device, threads, engine, deviceMemory, hostMemory, chunkSize, placement, checkpointing, metrics, quiet,
-                     saveDir, saveEvery, keep, resume, initFrom })
+                     saveDir, saveEvery, keep, resume, initFrom, profile })
             command.Options.Add(o);
 
         command.SetAction(r => CommandErrors.Run(() =>
@@ -110,17 +112,31 @@ public static class TrainCommand
                 c.Model.Hidden ??= sizes.Hidden;
                 c.Model.Heads ??= sizes.Heads;
             }
+            string? profilePath = r.GetValue(profile)?.FullName;
+            if (profilePath is not null && c.Engine != "chunked")
+                throw new ConfigException("--profile records the chunk engine's moments and chunk events: add --engine chunked.");
             ConfigLoader.Validate(c, source);
 
-            return Train(c, r.GetValue(metrics)?.FullName, plainOutput: r.GetValue(quiet), init, resumeFrom);
+            return Train(c, r.GetValue(metrics)?.FullName, plainOutput: r.GetValue(quiet), init, resumeFrom, profilePath);
         }));
         return command;
+    }
+
+    private static ProfileRecorder AttachProfiler(GptRun run)
+    {
+        var recorder = new ProfileRecorder();
+        var m = run.ModelConfig;
+        ((PatrickStar.Engine.ChunkedEngine)run.Engine).AttachProfiler(recorder,
+            $"GPT {m.Layers} layers, hidden {m.Hidden}, {m.Heads} heads, vocab {m.VocabSize}, {m.ParameterCount:N0} parameters; " +
+            $"batch {run.Config.MicroBatchSize} x seq {run.Config.SequenceLength}, {run.Config.Precision}");
+        run.Trainer.StepCompleted += s => recorder.Step(s.Step, s.Loss, s.ValidationLoss, s.StepSeconds * 1000, run.Config.TokensPerStep);
+        return recorder;
     }
 
     /// <summary>Where a run stopped by a signal saves when no save directory was given.</summary>
     public const string DefaultSignalSaveDir = "checkpoints";
 
-    private static int Train(TrainingConfig config, string? metricsPath, bool plainOutput, string? initFrom, string? resumeFrom)
+    private static int Train(TrainingConfig config, string? metricsPath, bool plainOutput, string? initFrom, string? resumeFrom, string? profilePath)
     {
         // SIGINT (Ctrl-C) or SIGTERM (a preemptible cluster): finish the step, save, exit cleanly. A second signal exits at once.
         using var cancel = new CancellationTokenSource();
@@ -147,7 +163,21 @@ public static class TrainCommand
         using var metrics = metricsPath is null ? null : new MetricsWriter(metricsPath);
         if (metrics is not null) run.Trainer.StepCompleted += metrics.Write;
         run.SaveCheckpointsPeriodically(path => display.Announce($"Checkpoint saved: {path}"));
-        var summary = display.Run(run, cancel.Token);
+        var recorder = profilePath is null ? null : AttachProfiler(run);
+        TrainingSummary summary;
+        try
+        {
+            summary = display.Run(run, cancel.Token);
+        }
+        finally
+        {
+            // A run that fails still leaves its profile: the moments before the failure are what explains it.
+            if (recorder is not null)
+            {
+                recorder.Save(profilePath!);
+                Console.WriteLine($"Profile written to {profilePath} ({recorder.ToProfile().Moments.Count} moments); draw it with: pstar plot {profilePath}");
+            }
+        }
         display.Summarize(run, summary, metricsPath);
 
         bool interrupted = cancel.IsCancellationRequested;

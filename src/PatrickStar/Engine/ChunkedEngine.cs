@@ -78,6 +78,9 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
     private string momentLabel = "start";
     private long adamStep;
     private bool iterationStarted;
+    private int iterationIndex;
+    private ProfileRecorder? profiler;
+    private ProfileStage? phase;
 
     public ChunkedEngine(Module<Tensor, Tensor> model, TrainingConfig config, Device computeDevice, ChunkEngineOptions options, Tensor? sampleInput = null)
     {
@@ -159,6 +162,56 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
     public bool WarmingUp => warmup;
     public MomentTrace Trace => trace;
     public LossScaler Scaler => scaler;
+
+    /// <summary>
+    /// Records every moment (memory by tier and chunk kind), chunk event and phase into <paramref name="recorder"/>
+    /// from now on; the model description labels the run.
+    /// </summary>
+    public void AttachProfiler(ProfileRecorder recorder, string modelDescription)
+    {
+        profiler = recorder;
+        var perChunk = new KindBytes();
+        foreach (var list in AllChunkLists())
+            if (list.Count > 0) perChunk[list[0].Kind] = list[0].Bytes;
+        recorder.SetRun(modelDescription, Name, options.DeviceMemory, options.HostMemory, layout.ChunkSize, layout.ChunkCount, perChunk);
+        // The chunks that exist already were allocated on the host at construction (or placed on the device since).
+        foreach (var list in AllChunkLists())
+            foreach (var c in list)
+            {
+                recorder.ChunkEvent(ChunkEventType.Allocate, c.Kind, c.Index, null, Tier.Host, c.Bytes);
+                if (c.Tier == device) recorder.ChunkEvent(ChunkEventType.Move, c.Kind, c.Index, Tier.Host, Tier.Device, c.Bytes);
+            }
+    }
+
+    private IEnumerable<List<ChunkRuntime>> AllChunkLists() => [paramChunks, masterChunks, momentumChunks, varianceChunks, gradientChunks];
+
+    /// <summary>Chunk bytes resident in a tier, by kind (what the profile records at each moment).</summary>
+    public KindBytes ChunkBytesIn(Tier tier)
+    {
+        var bytes = new KindBytes();
+        foreach (var list in AllChunkLists())
+            foreach (var c in list)
+                if (c.Payload is not null && c.Tier!.Tier == tier) bytes[c.Kind] += c.Bytes;
+        return bytes;
+    }
+
+    private void EnterPhase(ProfileStage stage)
+    {
+        if (profiler is null || phase == stage) return;
+        if (phase is ProfileStage previous) profiler.EndPhase(previous);
+        profiler.BeginPhase(stage);
+        phase = stage;
+    }
+
+    private void RecordMoment(MomentKind kind, string module, long nonModel)
+    {
+        if (profiler is null) return;
+        var stage = kind switch { MomentKind.PreForward => ProfileStage.Forward, MomentKind.PreBackward => ProfileStage.Backward, _ => ProfileStage.Optimizer };
+        EnterPhase(stage);
+        long? allowance = options.Policy == ChunkPlacement.Static ? null
+            : plan is null ? (long)(options.DeviceMemory * options.WarmupDeviceFraction) : plan.ChunkBytesAllowedAt(Math.Max(0, moment));
+        profiler.Moment(kind, module, stage, ChunkBytesIn(Tier.Device), nonModel, ChunkBytesIn(Tier.Host), baselineBytes, allowance);
+    }
 
     /// <summary>Adam's step count (bias correction); saved and restored by checkpoints.</summary>
     public long OptimizerStepCount { get => adamStep; set => adamStep = value; }
@@ -295,6 +348,7 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         {
             iterationStarted = true;
             iteration.Reset();
+            profiler?.BeginIteration(iterationIndex);
             if (warmup)
             {
                 sampler = new PeakSampler();
@@ -326,6 +380,7 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
                 $"{Bytes.Format(device.UsedBytes)} of chunks that cannot leave exceed the {Bytes.Format(options.DeviceMemory)} device budget " +
                 $"({options.DeviceMemory:N0} bytes). Raise device_memory, or lower the batch or sequence length.");
         ObserveDevice(nonModel);
+        RecordMoment(kind, module, nonModel);
     }
 
     private long lastNonModel;
@@ -407,7 +462,7 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
                 var group = masterChunks.LastOrDefault(c => c.Tier == device);
                 if (group is null) break;
                 foreach (var c in new[] { masterChunks[group.Index], momentumChunks[group.Index], varianceChunks[group.Index] })
-                    Move(c, host, $"optimizer state of chunk {group.Index} leaves for {momentLabel}");
+                    Move(c, host, $"optimizer state of chunk {group.Index} leaves for {momentLabel}", ChunkEventType.Evict);
                 iteration.Evictions++;
                 continue;
             }
@@ -421,7 +476,7 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
             {
                 victim = candidates.OrderBy(c => c.LastUse).First(); // warm-up has no trace yet: least recently used
             }
-            Move(victim, host, $"eviction before {momentLabel}");
+            Move(victim, host, $"eviction before {momentLabel}", ChunkEventType.Evict);
             iteration.Evictions++;
         }
         // Pooled device buffers occupy the device too: keep only what the allowance leaves room for.
@@ -429,7 +484,7 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
     }
 
     /// <summary>A real copy into a buffer owned by the target tier; parameters of the chunk are re-pointed at it.</summary>
-    private void Move(ChunkRuntime chunk, TierMemory target, string purpose)
+    private void Move(ChunkRuntime chunk, TierMemory target, string purpose, ChunkEventType kind = ChunkEventType.Move)
     {
         if (chunk.Tier == target) return;
         if (chunk.HasComputingTensor)
@@ -444,6 +499,7 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         oldTier.Return(old);
         if (target == device) iteration.BytesToDevice += chunk.Bytes; else iteration.BytesToHost += chunk.Bytes;
         iteration.Moves++;
+        profiler?.ChunkEvent(kind, chunk.Kind, chunk.Index, oldTier.Tier, target.Tier, chunk.Bytes);
     }
 
     /// <summary>Points every parameter of a parameter chunk at its slot in the current payload (same Parameter objects).</summary>
@@ -707,6 +763,9 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         }
         moment = -1;
         iterationStarted = false;
+        iterationIndex++;
+        if (phase is ProfileStage last) profiler?.EndPhase(last);
+        phase = null;
         statistics["bytes_to_device"] = iteration.BytesToDevice;
         statistics["bytes_to_host"] = iteration.BytesToHost;
         statistics["chunk_moves"] = iteration.Moves;
@@ -847,6 +906,7 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         foreach (var c in paramChunks.Concat(masterChunks).Concat(momentumChunks).Concat(varianceChunks).Concat(gradientChunks))
         {
             if (c.Payload is null) continue;
+            profiler?.ChunkEvent(ChunkEventType.Release, c.Kind, c.Index, c.Tier!.Tier, null, c.Bytes);
             c.Tier!.Return(c.Payload);
             c.Payload = null;
         }

@@ -72,7 +72,8 @@ public class MpiTests
         var (code, output, took) = Pstar("launch", "-n", "3", "--", "comm-check", "--fail-rank", "1");
         Assert.NotEqual(0, code);
         Assert.Contains("rank 1/3: FAILED: rank 1 failed on purpose", output);
-        Assert.Contains("MPI_ABORT was invoked on rank 1", output);
+        // (Open MPI's own "MPI_ABORT was invoked on rank 1" banner is not asserted: under load the aborting
+        // process can be torn down before its stderr is flushed.)
         Assert.DoesNotContain("rank 0/3: ok", output); // the others were stopped, not left to finish
         Assert.True(took < Bound);
     }
