@@ -226,8 +226,7 @@ public static class MemoryEstimator
     /// saved inputs are held again until the end.
     /// </remarks>
     /// <param name="chunked">The chunk engine disposes each weight gradient once copied into its chunk, but holds the
-    /// tied embedding's fp32 gradient from the LM head's backward to the embedding's; the plain engine's
-    /// autograd keeps every fresh weight gradient's handle until the end of the micro-step.</param>
+    /// tied embedding's fp32 gradient from the LM head's backward to the embedding's.</param>
     public static ActivationEstimate Activations(GptConfig c, Precision precision, long batch, long seq, bool checkpointing, bool chunked)
     {
         long e = ComputeBytes(precision);
@@ -239,43 +238,33 @@ public static class MemoryEstimator
         // the residual sum (ln_2's input), ln_2 output, c_fc output (gelu's input) and gelu output = 17·h per token,
         // plus the attention's fp32 log-sum-exp per head.
         long block = 17 * t * h * e + 4 * batch * a * seq;
-        // Of those, the inputs of ParameterOps functions (ln_1, c_attn, c_proj, ln_2, c_fc, mlp.c_proj: 9·h per
-        // token) are also held through TorchSharp handles once their backward has read them.
-        long blockHeld = 9 * t * h * e;
         if (dropout)
         {
             // Two residual dropout masks (1 byte each); attention dropout leaves the fused kernel for the math path,
             // which keeps the scaled q and k, the softmax, its dropout mask and the dropped probabilities.
             block += 2 * t * h + 2 * t * h * e + batch * a * seq * seq * (2 * e + 1);
         }
-        // Gradients with TorchSharp handles in one block's backward: the output gradients received by the six
-        // ParameterOps functions and the input gradients they return, de-duplicated where one is the other
-        // (mlp.c_proj 1h in, 4h out; c_fc 4h in, 1h out; ln_2 1h out; attn.c_proj 1h in, 1h out; c_attn 3h in,
-        // 1h out; ln_1 1h out) = 18·h per token.
-        long blockGrads = 18 * t * h * e;
         long blockInput = t * h * e;
         // Token ids (input, target, the embedding's copy), the embedding dropout mask, ln_f's input and output.
         long outside = 3 * t * 8 + (dropout ? t * h : 0) + 2 * t * h * e;
         long logits = t * v * e;
         long logSoftmax = t * v * 4; // cross-entropy runs in fp32: log_softmax keeps its output
         long forwardSaved = outside + logits + (checkpointing ? l * blockInput : l * block);
+        // The chunk engine keeps the tied embedding's gradient (fp32) from the LM head's backward to the embedding's.
+        long tiedPending = chunked ? v * h * 4 : 0;
 
-        // Loss backward: nll's gradient, log_softmax's input gradient and one more logits-sized fp32 buffer (measured)
-        // beside everything forward kept.
-        long atLoss = forwardSaved + logSoftmax + 3 * t * v * 4 + (precision == Precision.Bf16 ? t * v * e : 0);
+        // Loss backward: nll's gradient, log_softmax's input gradient and part of one more logits-sized fp32 buffer (measured)
+        // beside everything forward kept, and the LM head's fresh weight gradient.
+        long atLoss = forwardSaved + logSoftmax + 5 * t * v * 4 / 2 + (precision == Precision.Bf16 ? t * v * e : 0) + tiedPending;
 
-        // End of backward: handles kept since forward, plus every gradient handle created on the way: the LM head's
-        // (logits' gradient in, hidden-state gradient out), ln_f's, each block's (with checkpointing, each block's
-        // recomputed ParameterOps inputs too) and the embedding's.
-        long weightGrads = chunked
-            ? v * h * 4 + v * h * e                                  // pending fp32 tied gradient + the embedding's fresh one
-            : (c.ParameterCount + v * h) * e;                         // every fresh weight gradient (the tied one twice)
-        long atEnd = forwardSaved + t * v * e + t * h * e + 2 * t * h * e
-                     + l * (blockGrads + (checkpointing ? blockHeld : 0)) + t * h * e + weightGrads;
+        // Through the blocks (measured): what forward kept, the gradients in flight (about 11 hidden-sized tensors
+        // per token), the largest fresh weight gradient (mlp, 4·h² elements) and, with checkpointing, the block being
+        // recomputed (its saved activations and the temporaries of its re-run forward: about 1.5 blocks).
+        long atBlocks = forwardSaved + 11 * t * h * e + 4 * h * h * e + tiedPending + (checkpointing ? 3 * block / 2 : 0);
 
-        return atLoss > atEnd
+        return atLoss >= atBlocks
             ? new ActivationEstimate(forwardSaved, atLoss, "the loss's backward (logits' gradients)")
-            : new ActivationEstimate(forwardSaved, atEnd, "the end of backward (gradient handles held until the micro-step ends)");
+            : new ActivationEstimate(forwardSaved, atBlocks, checkpointing ? "backward through a recomputed block" : "backward through the blocks");
     }
 
     // ---- Knobs ---------------------------------------------------------------------------------------------

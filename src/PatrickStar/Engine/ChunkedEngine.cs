@@ -567,6 +567,7 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
             using var scaled = loss * scaler.Scale;
             scaled.backward();
         }
+        BackwardHandles.ReleaseReturned();
         ParameterEvents.RethrowCaptured();
         foreach (var mp in ordered)
         {

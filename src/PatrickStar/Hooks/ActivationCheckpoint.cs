@@ -51,9 +51,11 @@ public static class ActivationCheckpoint
                 var module = ((ModuleRef)ctx.get_data("module")).Module;
                 var rng = (RngState)ctx.get_data("rng");
                 var g = ParameterBackward.OutputGradient(ctx, grads);
-                var current = get_rng_state();
+                using var current = get_rng_state();
                 set_rng_state(rng.State);
                 Tensor dx;
+                // The re-run's activations live only as long as this block: that is the memory checkpointing saves.
+                using (var scope = NewDisposeScope())
                 using (enable_grad())
                 {
                     var xd = x.detach().requires_grad_(true);
@@ -62,11 +64,12 @@ public static class ActivationCheckpoint
                     try { y = module.call(xd); }
                     finally { recomputing--; }
                     autograd.backward(new[] { y }, new[] { g });
-                    dx = xd.grad!;
+                    dx = xd.grad!.MoveToOuterDisposeScope();
                 }
                 set_rng_state(current);
                 rng.State.Dispose();
-                return new List<Tensor> { dx, null! };
+                BackwardHandles.Release([x, g, .. grads]);
+                return BackwardHandles.Return(new List<Tensor> { dx, null! });
             }
             catch (Exception e)
             {

@@ -67,7 +67,10 @@ internal static class ParameterBackward
     /// gradient to its handler, and never lets an exception escape into libtorch (it would abort the
     /// process): errors are captured and rethrown by the engine after backward returns.
     /// </summary>
-    public static List<Tensor> Run(string module, Parameter[] parameters, int[] parameterSlots, int inputCount, Func<Tensor?[]> compute)
+    /// <param name="received">The handles this backward was given or unpacked (incoming gradients, saved tensors):
+    /// released as soon as the results are computed (see <see cref="BackwardHandles"/>).</param>
+    public static List<Tensor> Run(string module, Parameter[] parameters, int[] parameterSlots, int inputCount,
+        IEnumerable<Tensor?> received, Func<Tensor?[]> compute)
     {
         var none = new List<Tensor>(new Tensor[inputCount]);
         try
@@ -80,6 +83,7 @@ internal static class ParameterBackward
                 grads = compute();
                 foreach (var g in grads) g?.MoveToOuterDisposeScope();
             }
+            BackwardHandles.Release(received);
             if (handler is not null)
             {
                 for (int i = 0; i < parameters.Length; i++)
@@ -93,7 +97,7 @@ internal static class ParameterBackward
                 }
                 handler.AfterBackward(module, parameters);
             }
-            return grads.ToList()!;
+            return BackwardHandles.Return(grads.ToList()!);
         }
         catch (Exception e)
         {
@@ -124,7 +128,7 @@ internal sealed class AddmmFunction : MultiTensorFunction<AddmmFunction>
         var w = ((ParameterRef)ctx.get_data("w")).Parameter;
         var b = ((ParameterRef)ctx.get_data("b")).Parameter;
         var g = ParameterBackward.OutputGradient(ctx, grads);
-        return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w, b }, new[] { 1, 2 }, 4, () => new Tensor?[]
+        return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w, b }, new[] { 1, 2 }, 4, [x, g, .. grads], () => new Tensor?[]
         {
             g.mm(w.t()),          // dL/dx
             x.t().mm(g),          // dL/dW  [in, out]
@@ -153,7 +157,7 @@ internal sealed class LinearNoBiasFunction : MultiTensorFunction<LinearNoBiasFun
         var x = ctx.get_saved_variables()[0];
         var w = ((ParameterRef)ctx.get_data("w")).Parameter;
         var g = ParameterBackward.OutputGradient(ctx, grads);
-        return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w }, new[] { 1 }, 3, () =>
+        return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w }, new[] { 1 }, 3, [x, g, .. grads], () =>
         {
             long h = x.shape[^1], v = w.shape[0];
             var g2 = g.reshape(-1, v);
@@ -188,7 +192,7 @@ internal sealed class EmbeddingFunction : MultiTensorFunction<EmbeddingFunction>
         var idx = ctx.get_saved_variables()[0];
         var w = ((ParameterRef)ctx.get_data("w")).Parameter;
         var g = ParameterBackward.OutputGradient(ctx, grads);
-        return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w }, new[] { 1 }, 3, () =>
+        return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w }, new[] { 1 }, 3, [idx, g, .. grads], () =>
         {
             long h = w.shape[1];
             // Rows never looked up get zero gradient; repeated indices add up (as embedding_backward does).
@@ -223,7 +227,7 @@ internal sealed class LayerNormFunction : MultiTensorFunction<LayerNormFunction>
         var b = ((ParameterRef)ctx.get_data("b")).Parameter;
         double eps = (double)ctx.get_data("eps");
         var g = ParameterBackward.OutputGradient(ctx, grads);
-        return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w, b }, new[] { 1, 2 }, 5, () =>
+        return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w, b }, new[] { 1, 2 }, 5, [x, g, .. grads], () =>
         {
             // Analytic LayerNorm backward, in fp32 whatever the compute precision:
             // x̂ = (x - μ)·r, dx = r·(ĝ - mean(ĝ) - x̂·mean(ĝ·x̂)) with ĝ = g·w.

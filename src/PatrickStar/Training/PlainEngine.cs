@@ -82,6 +82,7 @@ public sealed class PlainEngine : ITrainingEngine
             using var scaled = loss * scaler.Scale;
             scaled.backward();
         }
+        PatrickStar.Hooks.BackwardHandles.ReleaseReturned();
         if (masterGrads is null) return;
         // Accumulate in fp32: summing micro-batches in bf16 would lose the small ones.
         using var _ = no_grad();
