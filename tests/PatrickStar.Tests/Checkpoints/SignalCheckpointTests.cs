@@ -1,0 +1,91 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using PatrickStar.Checkpoints;
+using Xunit;
+
+namespace PatrickStar.Tests.Checkpoints;
+
+/// <summary>SIGTERM / SIGINT to a real `pstar train` process: finish the step, save, exit cleanly; a second signal exits at once.</summary>
+public class SignalCheckpointTests
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(120);
+
+    [DllImport("libc", SetLastError = true)] private static extern int kill(int pid, int signal);
+    private const int SigInt = 2, SigTerm = 15;
+
+    private sealed record Outcome(int ExitCode, string Output, TimeSpan AfterSignal);
+
+    /// <summary>Starts a long training run, waits for its first step line, then sends the signals.</summary>
+    private static Outcome Interrupt(string saveDir, int[] signals, params string[] model)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.ArgumentList.Add(typeof(PatrickStar.Cli.Program).Assembly.Location);
+        foreach (var a in new[] { "train", "--steps", "100000", "--eval-interval", "0", "--save-dir", saveDir, "--plain-output" }.Concat(model))
+            start.ArgumentList.Add(a);
+        start.Environment["TERM"] = "dumb";
+        using var process = Process.Start(start)!;
+        var output = new System.Text.StringBuilder();
+        var firstStep = new TaskCompletionSource();
+        var stopping = new TaskCompletionSource();
+        process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            lock (output) output.AppendLine(e.Data);
+            if (e.Data.TrimStart().StartsWith("step ")) firstStep.TrySetResult();
+        };
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            lock (output) output.AppendLine(e.Data);
+            if (e.Data.Contains("finishing the current step")) stopping.TrySetResult();
+        };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        try
+        {
+            Assert.True(firstStep.Task.Wait(Bound), "no step line within the bound:\n" + output);
+            var clock = Stopwatch.StartNew();
+            for (int i = 0; i < signals.Length; i++)
+            {
+                // Signals of one kind sent back to back can merge into one: the next goes once the first was handled.
+                if (i > 0) Assert.True(stopping.Task.Wait(Bound), "the first signal was not acknowledged:\n" + output);
+                Assert.Equal(0, kill(process.Id, signals[i]));
+            }
+            Assert.True(process.WaitForExit(Bound), "the process did not exit after the signal:\n" + output);
+            process.WaitForExit(); // flush the asynchronous readers
+            lock (output) return new Outcome(process.ExitCode, output.ToString(), clock.Elapsed);
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+        }
+    }
+
+    [Theory]
+    [InlineData(SigTerm)]
+    [InlineData(SigInt)]
+    public void ASignalFinishesTheStepSavesAndExitsCleanly(int signal)
+    {
+        using var dir = new TempDir();
+        var outcome = Interrupt(dir.Path, [signal], "--model", "gpt2-tiny", "--batch", "2", "--seq", "32");
+        Assert.True(outcome.ExitCode == 0, $"exit code {outcome.ExitCode}:\n{outcome.Output}");
+        Assert.Contains("checkpoint saved to", outcome.Output);
+        var saved = TrainingCheckpoint.List(dir.Path);
+        Assert.Single(saved);
+        Assert.Contains(saved[0].Dir, outcome.Output);
+        var (_, _, state, _) = TrainingCheckpoint.Inspect(dir.Path);
+        Assert.Equal(saved[0].Step, state.StepsDone);
+        Assert.True(state.StepsDone >= 1);
+    }
+
+    [Fact]
+    public void ASecondSignalExitsAtOnceWithoutSaving()
+    {
+        using var dir = new TempDir();
+        // Steps of about a second (the default model), so the second signal lands while the first step still runs.
+        var outcome = Interrupt(dir.Path, [SigTerm, SigTerm]);
+        Assert.Equal(128 + SigTerm, outcome.ExitCode);
+        Assert.Contains("exiting now without saving", outcome.Output);
+        Assert.Empty(TrainingCheckpoint.List(dir.Path));
+    }
+}
