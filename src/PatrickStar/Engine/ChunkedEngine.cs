@@ -752,6 +752,7 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
         {
             statistics["comm_bytes"] = iteration.CommunicatedBytes;
             statistics["comm_calls"] = iteration.Collectives;
+            statistics["held_chunk_bytes"] = ModelDataBytesHeld; // after the update: remote copies are released
         }
     }
 
