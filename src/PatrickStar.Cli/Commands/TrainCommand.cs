@@ -140,8 +140,9 @@ public static class TrainCommand
         }
         catch (Exception e) when (e is not CommunicatorAbortedException)
         {
-            string what = e is ConfigException or RankMismatchException or ArgumentException ? e.Message : e.ToString();
-            Console.Error.WriteLine($"error: rank {comm.Rank} of {comm.Size} failed: {what}");
+            // The message first, so that the job's merged output names the rank and the cause on one line; then where, for bugs.
+            bool userError = e is ConfigException or RankMismatchException or ArgumentException;
+            Console.Error.WriteLine($"error: rank {comm.Rank} of {comm.Size} failed: {e.Message}" + (userError ? "" : $"{Environment.NewLine}{e.GetType().Name}{Environment.NewLine}{e.StackTrace}"));
             Console.Error.Flush();
             comm.Abort(CommandErrors.UserError, $"rank {comm.Rank} failed: {e.Message}"); // MPI_Abort: ends every rank
             throw;
