@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using PatrickStar.Config;
+using PatrickStar.Distributed;
 using PatrickStar.Models.Gpt;
 using PatrickStar.Profiling;
 using PatrickStar.Training;
@@ -42,6 +43,8 @@ public static class TrainCommand
         var chunkSize = new Option<string?>("--chunk-size") { Description = "Chunked engine: elements per chunk, e.g. 4M (default: the size that wastes least)." };
         var placement = new Option<string?>("--placement") { Description = "Chunked engine: dynamic (traced, OPT eviction) or static (parameters pinned on the device)." };
         placement.AcceptOnlyFromAmong("dynamic", "static");
+        var dpMode = new Option<string?>("--dp-mode") { Description = "Data parallelism under `pstar launch`: gather (all-gather chunk groups) or broadcast (one chunk at a time: less memory)." };
+        dpMode.AcceptOnlyFromAmong("gather", "broadcast");
         var checkpointing = new Option<bool>("--checkpointing") { Description = "Recompute each transformer block's activations in backward (less memory, one more forward)." };
         var metrics = new Option<FileInfo?>("--metrics") { Description = "Write one JSON object per step to this file (JSON Lines)." };
         var quiet = new Option<bool>("--plain-output") { Description = "Print plain log lines instead of the live display." };
@@ -60,7 +63,7 @@ public static class TrainCommand
             "Train a GPT language model. Progress shows loss, tokens/s, achieved TFLOPS and memory. TFLOPS counts model FLOPs: " +
             GptConfig.FlopsFormula + ", divided by the step's wall time.");
         foreach (var o in new Option[] { config, model, layers, hidden, heads, context, data, steps, batch, accum, seq, precision, lr, warmup,
-                     seed, evalInterval, device, threads, engine, deviceMemory, hostMemory, chunkSize, placement, checkpointing, metrics, quiet,
+                     seed, evalInterval, device, threads, engine, deviceMemory, hostMemory, chunkSize, placement, dpMode, checkpointing, metrics, quiet,
                      saveDir, saveEvery, keep, resume, initFrom, profile })
             command.Options.Add(o);
 
@@ -93,6 +96,7 @@ public static class TrainCommand
             if (r.GetValue(hostMemory) is string hm) c.Chunks.HostMemory = ByteSize.Parse(hm, "--host-memory");
             if (r.GetValue(chunkSize) is string cs) c.Chunks.ChunkSize = ByteSize.Parse(cs, "--chunk-size");
             if (r.GetValue(placement) is string pl) c.Chunks.Placement = pl == "static" ? ChunkPlacement.Static : ChunkPlacement.Dynamic;
+            if (r.GetValue(dpMode) is string dp) c.Distributed.Mode = dp == "broadcast" ? DataParallelMode.Broadcast : DataParallelMode.Gather;
             if (r.GetValue(saveDir) is string sdir) c.Checkpoint.SaveDir = sdir;
             if (r.GetValue(saveEvery) is int se) c.Checkpoint.SaveEvery = se;
             if (r.GetValue(keep) is int k) c.Checkpoint.KeepLast = k;
@@ -117,7 +121,7 @@ public static class TrainCommand
                 throw new ConfigException("--profile records the chunk engine's moments and chunk events: add --engine chunked.");
             ConfigLoader.Validate(c, source);
 
-            return Train(c, r.GetValue(metrics)?.FullName, plainOutput: r.GetValue(quiet), init, resumeFrom, profilePath);
+            return TrainOnEveryRank(c, r.GetValue(metrics)?.FullName, plainOutput: r.GetValue(quiet), init, resumeFrom, profilePath);
         }));
         return command;
     }
@@ -136,8 +140,34 @@ public static class TrainCommand
     /// <summary>Where a run stopped by a signal saves when no save directory was given.</summary>
     public const string DefaultSignalSaveDir = "checkpoints";
 
-    private static int Train(TrainingConfig config, string? metricsPath, bool plainOutput, string? initFrom, string? resumeFrom, string? profilePath)
+    /// <summary>
+    /// Alone, or as one rank of the MPI job mpirun started. In a job every line a rank prints starts with `[rank R]`,
+    /// and a rank that fails reports why and aborts the job, so that the others stop instead of waiting for it.
+    /// </summary>
+    private static int TrainOnEveryRank(TrainingConfig config, string? metricsPath, bool plainOutput, string? initFrom, string? resumeFrom, string? profilePath)
     {
+        using var comm = Communicators.LauncherSize() is null ? null : Communicators.Create();
+        if (comm is not { Size: > 1 }) return Train(config, metricsPath, plainOutput, initFrom, resumeFrom, profilePath, comm);
+        Console.SetOut(new RankPrefixWriter(Console.Out, comm.Rank));
+        Console.SetError(new RankPrefixWriter(Console.Error, comm.Rank));
+        try
+        {
+            return Train(config, metricsPath, plainOutput, initFrom, resumeFrom, profilePath, comm);
+        }
+        catch (Exception e) when (e is not CommunicatorAbortedException)
+        {
+            // The message first, so that the job's merged output names the rank and the cause on one line; then where, for bugs.
+            bool userError = e is ConfigException or RankMismatchException or ArgumentException;
+            Console.Error.WriteLine($"error: rank {comm.Rank} of {comm.Size} failed: {e.Message}" + (userError ? "" : $"{Environment.NewLine}{e.GetType().Name}{Environment.NewLine}{e.StackTrace}"));
+            Console.Error.Flush();
+            comm.Abort(CommandErrors.UserError, $"rank {comm.Rank} failed: {e.Message}"); // MPI_Abort: ends every rank
+            throw;
+        }
+    }
+
+    private static int Train(TrainingConfig config, string? metricsPath, bool plainOutput, string? initFrom, string? resumeFrom, string? profilePath, ICommunicator? comm)
+    {
+        bool leader = comm is null || comm.Rank == 0;
         // SIGINT (Ctrl-C) or SIGTERM (a preemptible cluster): finish the step, save, exit cleanly. A second signal exits at once.
         using var cancel = new CancellationTokenSource();
         int signals = 0;
@@ -155,19 +185,26 @@ public static class TrainCommand
         using var onInt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
 
-        var display = TrainingDisplay.Create(plainOutput);
+        var display = TrainingDisplay.Create(plainOutput || comm is not null);
         display.Announce("Preparing: tokenizing data and building the model...");
-        using var run = GptRun.Create(config, initFrom: initFrom, resumeFrom: resumeFrom);
+        using var run = GptRun.Create(config, initFrom: initFrom, resumeFrom: resumeFrom, communicator: comm);
         if (run.ResumedFrom is not null)
             display.Announce($"Resumed from {run.ResumedFrom} at step {run.Trainer.StepsDone}.");
-        using var metrics = metricsPath is null ? null : new MetricsWriter(metricsPath);
+        if (comm is not null)
+            display.Announce($"Data parallel: rank {comm.Rank} of {comm.Size} ({comm.Backend}), {config.Distributed.Mode.ToString().ToLowerInvariant()} mode; " +
+                             $"holds {Profiling.Bytes.Format(((PatrickStar.Engine.ChunkedEngine)run.Engine).ModelDataBytesHeld)} of chunks.");
+        // Only rank 0 shows progress and writes metrics; the others train quietly and report only errors.
+        using var metrics = metricsPath is null || !leader ? null : new MetricsWriter(metricsPath);
         if (metrics is not null) run.Trainer.StepCompleted += metrics.Write;
-        run.SaveCheckpointsPeriodically(path => display.Announce($"Checkpoint saved: {path}"));
+        run.SaveCheckpointsPeriodically(path => { if (leader) display.Announce($"Checkpoint saved: {path}"); });
+        // Each rank may record its own profile (its chunks and its memory): rank R writes FILE with ".rankR" before the extension.
+        if (profilePath is not null && comm is not null)
+            profilePath = Path.ChangeExtension(profilePath, $".rank{comm.Rank}{Path.GetExtension(profilePath)}");
         var recorder = profilePath is null ? null : AttachProfiler(run);
         TrainingSummary summary;
         try
         {
-            summary = display.Run(run, cancel.Token);
+            summary = leader ? display.Run(run, cancel.Token) : run.Trainer.Run(cancel.Token);
         }
         finally
         {
@@ -178,17 +215,53 @@ public static class TrainCommand
                 Console.WriteLine($"Profile written to {profilePath} ({recorder.ToProfile().Moments.Count} moments); draw it with: pstar plot {profilePath}");
             }
         }
-        display.Summarize(run, summary, metricsPath);
+        if (leader) display.Summarize(run, summary, metricsPath);
 
         bool interrupted = cancel.IsCancellationRequested;
         if (config.Checkpoint.SaveDir is not null || interrupted)
         {
             string dir = config.Checkpoint.SaveDir ?? DefaultSignalSaveDir;
             string path = run.SaveCheckpoint(dir);
-            Console.WriteLine(interrupted
+            if (leader)
+                Console.WriteLine(interrupted
                 ? $"Stopped at step {run.Trainer.StepsDone}; checkpoint saved to {Path.GetFullPath(path)}. Continue with: pstar train --resume {path} (and the same settings)."
                 : $"Checkpoint saved to {Path.GetFullPath(path)}.");
         }
         return 0;
     }
+}
+
+/// <summary>Starts every line a rank writes with `[rank R] `, so that the merged output of a job says who wrote what.</summary>
+internal sealed class RankPrefixWriter(TextWriter inner, int rank) : TextWriter
+{
+    private readonly string prefix = $"[rank {rank}] ";
+    private bool atLineStart = true;
+
+    public override System.Text.Encoding Encoding => inner.Encoding;
+
+    public override void Write(char value)
+    {
+        lock (inner)
+        {
+            if (atLineStart) inner.Write(prefix);
+            inner.Write(value);
+            atLineStart = value == '\n';
+        }
+    }
+
+    public override void Write(string? value)
+    {
+        if (value is null) return;
+        lock (inner)
+        {
+            foreach (char ch in value)
+            {
+                if (atLineStart) inner.Write(prefix);
+                inner.Write(ch);
+                atLineStart = ch == '\n';
+            }
+        }
+    }
+
+    public override void Flush() => inner.Flush();
 }

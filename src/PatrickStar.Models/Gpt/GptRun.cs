@@ -1,6 +1,7 @@
 using PatrickStar.Checkpoints;
 using PatrickStar.Config;
 using PatrickStar.Data;
+using PatrickStar.Distributed;
 using PatrickStar.Models.Estimation;
 using PatrickStar.Profiling;
 using PatrickStar.Runtime;
@@ -24,7 +25,17 @@ public sealed class GptRun : IDisposable
     public Trainer Trainer { get; }
     public Device Device { get; }
 
-    private GptRun(TrainingConfig config, GptConfig modelConfig, TokenDataset data, GptModel model, ITrainingEngine engine, Device device)
+    /// <summary>The data-parallel job this run is one rank of; null when it trains alone.</summary>
+    public ICommunicator? Communicator { get; }
+
+    /// <summary>This run's rank (0 alone) and the number of ranks (1 alone).</summary>
+    public int Rank => Communicator?.Rank ?? 0;
+    public int Ranks => Communicator?.Size ?? 1;
+
+    private readonly ICommunicator? ownedCommunicator; // opened by Create (mpirun), closed with the run
+
+    private GptRun(TrainingConfig config, GptConfig modelConfig, TokenDataset data, GptModel model, ITrainingEngine engine, Device device,
+        ICommunicator? communicator, ICommunicator? ownedCommunicator)
     {
         Config = config;
         ModelConfig = modelConfig;
@@ -32,8 +43,14 @@ public sealed class GptRun : IDisposable
         Model = model;
         Engine = engine;
         Device = device;
-        Trainer = new Trainer(config, engine, data, modelConfig.TrainingFlops((long)config.MicroBatchSize * config.GradientAccumulationSteps, config.SequenceLength));
+        Communicator = communicator;
+        this.ownedCommunicator = ownedCommunicator;
+        Trainer = new Trainer(config, engine, data, modelConfig.TrainingFlops((long)config.MicroBatchSize * config.GradientAccumulationSteps, config.SequenceLength),
+            communicator);
     }
+
+    /// <summary>The global random generator seeds model construction: ranks built as threads of one process take turns.</summary>
+    private static readonly object ModelConstruction = new();
 
     /// <summary>Sizes of the configured model (preset with overrides), validated against the sequence length.</summary>
     public static GptConfig ResolveModel(TrainingConfig config)
@@ -58,7 +75,29 @@ public sealed class GptRun : IDisposable
 
     /// <param name="initFrom">A Hugging Face GPT-2 safetensors file whose weights the model starts from (fine-tuning).</param>
     /// <param name="resumeFrom">A checkpoint (or a save directory: its latest) to continue exactly where it stopped.</param>
-    public static GptRun Create(TrainingConfig config, TokenDataset? data = null, string? initFrom = null, string? resumeFrom = null)
+    /// <param name="communicator">The data-parallel job this process (or thread) is one rank of. Default: the MPI job when
+    /// mpirun started this process (the run then owns and closes it), else none.</param>
+    public static GptRun Create(TrainingConfig config, TokenDataset? data = null, string? initFrom = null, string? resumeFrom = null,
+        ICommunicator? communicator = null)
+    {
+        bool owns = false;
+        if (communicator is null && Communicators.LauncherSize() is not null)
+        {
+            communicator = Communicators.Create();
+            owns = true;
+        }
+        try
+        {
+            return Create(config, data, initFrom, resumeFrom, communicator is { Size: > 1 } ? communicator : null, owns ? communicator : null);
+        }
+        catch
+        {
+            if (owns) communicator!.Dispose();
+            throw;
+        }
+    }
+
+    private static GptRun Create(TrainingConfig config, TokenDataset? data, string? initFrom, string? resumeFrom, ICommunicator? comm, ICommunicator? owned)
     {
         TrainingCheckpoint.SavedState? resumed = null;
         if (resumeFrom is not null)
@@ -83,16 +122,21 @@ public sealed class GptRun : IDisposable
             throw new ConfigException($"the data's tokenizer has {data.VocabSize:N0} tokens but model.vocab_size = {modelConfig.VocabSize:N0}; use a vocab_size of at least {data.VocabSize:N0}.");
         data.EnsureFits(config.SequenceLength);
 
-        manual_seed(config.Seed);
-        var model = new GptModel(modelConfig);
+        GptModel model;
+        lock (ModelConstruction)
+        {
+            manual_seed(config.Seed);
+            model = new GptModel(modelConfig);
+        }
         model.Transformer.CheckpointBlocks = config.ActivationCheckpointing;
         ITrainingEngine? engine = null;
         try
         {
             if (initFrom is not null) HuggingFaceGpt2.Import(model, initFrom);
             using var sample = zeros(1, 1, dtype: ScalarType.Int64);
-            engine = EngineFactory.Create(model, config, device, sample);
-            var run = new GptRun(config, modelConfig, data, model, engine, device);
+            engine = EngineFactory.Create(model, config, device, sample, comm);
+            if (comm is not null) comm.AllAgree(SetupFingerprint(config, modelConfig, engine), "the hash of (config, model sizes, chunk layout)");
+            var run = new GptRun(config, modelConfig, data, model, engine, device, comm, owned);
             if (resumeFrom is not null) run.ResumedFrom = TrainingCheckpoint.Load(resumeFrom, run.CheckpointSizes, engine, run.Trainer);
             return run;
         }
@@ -102,6 +146,19 @@ public sealed class GptRun : IDisposable
             model.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// What every rank must agree on before training: the whole config, the model sizes and the chunk layout. The config
+    /// is included whole because a rank with another seed or learning rate would silently train another model.
+    /// </summary>
+    public static string SetupFingerprint(TrainingConfig config, GptConfig modelConfig, ITrainingEngine engine)
+    {
+        var text = new System.Text.StringBuilder(ConfigLoader.ToJson(config));
+        text.Append($"|model {modelConfig.VocabSize} {modelConfig.ContextLength} {modelConfig.Layers} {modelConfig.Hidden} {modelConfig.Heads}");
+        if (engine is PatrickStar.Engine.ChunkedEngine chunked)
+            text.Append($"|chunks {chunked.Layout.ChunkSize} x {chunked.ChunkCount}: {string.Join(",", chunked.Layout.UsedPerChunk)}");
+        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(text.ToString())))[..16];
     }
 
     /// <summary>The checkpoint this run continues from, if any.</summary>
@@ -115,7 +172,7 @@ public sealed class GptRun : IDisposable
     public string SaveCheckpoint(string? saveDir = null, TrainingCheckpoint.SaveOptions? options = null) =>
         TrainingCheckpoint.Save(saveDir ?? Config.Checkpoint.SaveDir
                                 ?? throw new InvalidOperationException("no save directory: pass one or set checkpoint.save_dir (--save-dir)."),
-            Config, CheckpointSizes, Engine, Trainer, options ?? new TrainingCheckpoint.SaveOptions(Config.Checkpoint.KeepLast));
+            Config, CheckpointSizes, Engine, Trainer, options ?? new TrainingCheckpoint.SaveOptions(Config.Checkpoint.KeepLast), Communicator);
 
     /// <summary>Saves every checkpoint.save_every steps while the trainer runs; <paramref name="saved"/> hears of each.</summary>
     public void SaveCheckpointsPeriodically(Action<string>? saved = null)
@@ -163,5 +220,6 @@ public sealed class GptRun : IDisposable
     {
         Engine.Dispose();
         Model.Dispose();
+        ownedCommunicator?.Dispose();
     }
 }

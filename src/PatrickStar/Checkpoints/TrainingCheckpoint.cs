@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using PatrickStar.Config;
+using PatrickStar.Distributed;
 using PatrickStar.Optimizer;
 using PatrickStar.Training;
 using static TorchSharp.torch;
@@ -41,29 +42,50 @@ public static class TrainingCheckpoint
 
     public sealed record SaveOptions(int KeepLast = 3, Action<string>? BeforeStage = null);
 
-    /// <summary>Saves the run's state as checkpoint <c>step-NNNNNNNN</c> under <paramref name="saveDir"/>; returns its path.</summary>
+    /// <summary>
+    /// Saves the run's state as checkpoint <c>step-NNNNNNNN</c> under <paramref name="saveDir"/>; returns its path.
+    /// In a data-parallel job every rank calls it: each writes the file of the parameters it owns into rank 0's
+    /// temporary directory, and rank 0, once all have written, adds the state and the manifest and renames.
+    /// </summary>
     public static string Save(string saveDir, TrainingConfig config, CheckpointModelSizes model, ITrainingEngine engine,
-        Trainer trainer, SaveOptions? options = null)
+        Trainer trainer, SaveOptions? options = null, ICommunicator? comm = null)
     {
         options ??= new SaveOptions();
-        Directory.CreateDirectory(saveDir);
+        int rank = comm?.Rank ?? 0, ranks = comm?.Size ?? 1;
         int step = trainer.StepsDone;
         string final = Path.Combine(saveDir, $"step-{step:D8}");
-        string temp = Path.Combine(saveDir, $".step-{step:D8}.partial-{Environment.ProcessId}");
-        RemoveStalePartials(saveDir);
-        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-        Directory.CreateDirectory(temp);
+        // Rank 0's process id names the temporary directory for every rank (ranks as threads share one anyway).
+        int leader = ranks == 1 ? Environment.ProcessId : (int)comm!.AllReduce(rank == 0 ? Environment.ProcessId : 0, ReduceOp.Max);
+        string temp = Path.Combine(saveDir, $".step-{step:D8}.partial-{leader}");
+        if (rank == 0)
+        {
+            Directory.CreateDirectory(saveDir);
+            RemoveStalePartials(saveDir);
+            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+            Directory.CreateDirectory(temp);
+        }
+        comm?.Barrier();
         try
         {
             options.BeforeStage?.Invoke("tensors");
-            string file = RankFile(0, 1);
+            string file = RankFile(rank, ranks);
             WriteTensors(Path.Combine(temp, file), engine);
+            if (comm is not null)
+            {
+                comm.Barrier(); // every rank's file is complete before rank 0 lists them
+                if (rank != 0)
+                {
+                    comm.Barrier(); // rank 0 has renamed the directory into place
+                    return final;
+                }
+            }
 
             options.BeforeStage?.Invoke("state");
             WriteDurably(Path.Combine(temp, StateName), StateJson(config, engine, trainer));
 
             options.BeforeStage?.Invoke("manifest");
-            WriteDurably(Path.Combine(temp, CheckpointParameters.ManifestName), ManifestJson(step, model, temp, [file]));
+            var files = Enumerable.Range(0, ranks).Select(r => RankFile(r, ranks)).ToList();
+            WriteDurably(Path.Combine(temp, CheckpointParameters.ManifestName), ManifestJson(step, model, temp, files));
             FileSystemSync.Directory(temp);
 
             options.BeforeStage?.Invoke("rename");
@@ -83,10 +105,12 @@ public static class TrainingCheckpoint
         }
         catch
         {
-            try { if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true); } catch (IOException) { }
+            // A failed rank ends the whole job (its caller aborts), so no partner is left waiting at a barrier.
+            try { if (rank == 0 && Directory.Exists(temp)) Directory.Delete(temp, recursive: true); } catch (IOException) { }
             throw;
         }
         Prune(saveDir, options.KeepLast);
+        comm?.Barrier();
         return final;
     }
 

@@ -151,6 +151,9 @@ public static class ConfigLoader
             "Keep the newest this many checkpoints (>= 0); 0 keeps all."),
         BoolField("use_hybrid_adam", c => c.Chunks.HybridAdam, (c, v) => c.Chunks.HybridAdam = v,
             "Chunked engine: update optimizer-state chunks on the device when the traced margin has room; false keeps them on the host."),
+        ChoiceField("distributed.mode", c => c.Distributed.Mode, (c, v) => c.Distributed.Mode = v,
+            "Data parallelism (several ranks, chunked engine): \"gather\" (all-gather a group of chunks, reduce-scatter its gradients) or " +
+            "\"broadcast\" (one chunk at a time from its owner: less memory, more collectives)."),
         NumberField("mem_tracer.margin_use_ratio", c => c.Chunks.MarginUseRatio, (c, v) => c.Chunks.MarginUseRatio = v,
             "Chunked engine: fraction of the device margin optimizer-state chunks may take, in [0, 1]."),
     ];

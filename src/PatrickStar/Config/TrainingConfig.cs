@@ -120,6 +120,20 @@ public sealed class ChunkSection
     public bool TensorAdamOnDevice { get; set; }
 }
 
+/// <summary>How data-parallel ranks move parameter chunks (config key distributed.mode).</summary>
+public enum DataParallelMode
+{
+    /// <summary>All-gather a whole group of chunks (one per rank) before use, reduce-scatter its gradients after: fewer, larger collectives.</summary>
+    Gather,
+    /// <summary>Broadcast each chunk from its owner when needed and reduce its gradients to the owner: a buffer of one chunk instead of a group.</summary>
+    Broadcast,
+}
+
+public sealed class DistributedSection
+{
+    public DataParallelMode Mode { get; set; } = DataParallelMode.Gather;
+}
+
 /// <summary>
 /// Everything a training run needs. Loaded from a JSON file (DeepSpeed / PatrickStar style keys, see
 /// <see cref="ConfigLoader"/>) and then overridden by command-line flags; <see cref="Validate"/> is
@@ -143,6 +157,7 @@ public sealed class TrainingConfig
     public EvalSection Eval { get; set; } = new();
     public ChunkSection Chunks { get; set; } = new();
     public CheckpointSection Checkpoint { get; set; } = new();
+    public DistributedSection Distributed { get; set; } = new();
     /// <summary>Recompute each transformer block's activations in backward instead of keeping them.</summary>
     public bool ActivationCheckpointing { get; set; }
     /// <summary>Which engine runs the model: "plain" (everything on the compute device) or "chunked".</summary>

@@ -1,5 +1,6 @@
 using PatrickStar.Chunks;
 using PatrickStar.Config;
+using PatrickStar.Distributed;
 using PatrickStar.Hooks;
 using PatrickStar.Memory;
 using PatrickStar.Optimizer;
@@ -48,7 +49,7 @@ public sealed record ChunkEngineOptions(
 /// placed so that the device holds as many as the non-model data leaves room for, evicting by OPT
 /// (the chunk needed farthest in the future leaves first).
 /// </summary>
-public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
+public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
 {
     private readonly Module<Tensor, Tensor> model;
     private readonly ChunkEngineOptions options;
@@ -82,8 +83,14 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
     private ProfileRecorder? profiler;
     private ProfileStage? phase;
 
-    public ChunkedEngine(Module<Tensor, Tensor> model, TrainingConfig config, Device computeDevice, ChunkEngineOptions options, Tensor? sampleInput = null)
+    /// <param name="communicator">The data-parallel job this rank belongs to; null or one rank trains alone.</param>
+    public ChunkedEngine(Module<Tensor, Tensor> model, TrainingConfig config, Device computeDevice, ChunkEngineOptions options, Tensor? sampleInput = null,
+        ICommunicator? communicator = null)
     {
+        comm = communicator is { Size: > 1 } ? communicator : null;
+        dpMode = config.Distributed.Mode;
+        if (comm is not null && computeDevice.type != DeviceType.CPU)
+            throw new NotSupportedException($"data parallelism moves chunks through CPU buffers (MPI), but the device is {computeDevice}; use --device cpu.");
         this.model = model;
         this.config = config;
         this.options = options;
@@ -101,14 +108,18 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         var order = ExecutionOrder(model, sampleInput);
         var specs = order.Select(p => new TensorSpec(p.Name, p.Parameter.numel())).ToList();
         layout = options.ChunkSize is long size ? ChunkLayout.Pack(specs, size) : ChunkSizeSearch.Best(specs);
+        // Every rank builds the same layout; padding to a multiple of the ranks makes every group complete.
+        chunkCount = (layout.ChunkCount + Ranks - 1) / Ranks * Ranks;
+        fetched = new bool[chunkCount];
+        gradientsReduced = new bool[chunkCount];
         BuildChunks(order);
         InstallHooks();
         if (options.Policy == ChunkPlacement.Static)
-            foreach (var c in paramChunks) Move(c, device, "static placement of parameter chunks");
+            foreach (var c in paramChunks.Where(c => c.Payload is not null)) Move(c, device, "static placement of parameter chunks");
         GC.Collect();
         GC.WaitForPendingFinalizers(); // tensors dropped before now must not be counted as activations later
         baselineBytes = Math.Max(0, MemoryMeter.NativeInUse() - device.UsedBytes - host.UsedBytes);
-        statistics["chunks"] = layout.ChunkCount;
+        statistics["chunks"] = chunkCount;
         statistics["chunk_elements"] = layout.ChunkSize;
         statistics["chunk_utilisation"] = layout.Utilisation;
     }
@@ -136,19 +147,21 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
     public void ZeroGrad()
     {
         using var _ = no_grad();
-        for (int i = 0; i < layout.ChunkCount; i++)
+        for (int i = 0; i < chunkCount; i++)
         {
-            long used = layout.UsedPerChunk[i];
+            if (!HasState(i)) continue;
+            long used = Used(i);
             using var master = masterChunks[i].Payload!.narrow(0, 0, used);
             using var param = paramChunks[i].Payload!.narrow(0, 0, used);
             param.copy_(master);
         }
         ClearGradientState();
+        ReleaseRemoteChunks();
     }
 
     private void ClearGradientState()
     {
-        foreach (var g in gradientChunks) g.Payload!.zero_();
+        foreach (var g in gradientChunks) g.Payload?.zero_();
         foreach (var mp in ordered) mp.GradientInSlot = false;
     }
 
@@ -278,13 +291,16 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
     {
         bool accumulate = config.GradientAccumulationSteps > 1;
         using var _ = no_grad();
-        for (int i = 0; i < layout.ChunkCount; i++)
+        for (int i = 0; i < chunkCount; i++)
         {
-            paramChunks.Add(NewChunk(i, ChunkKind.Param, computeType));
-            masterChunks.Add(NewChunk(i, ChunkKind.Master, ScalarType.Float32));
-            momentumChunks.Add(NewChunk(i, ChunkKind.Momentum, ScalarType.Float32));
-            varianceChunks.Add(NewChunk(i, ChunkKind.Variance, ScalarType.Float32));
-            if (accumulate) gradientChunks.Add(NewChunk(i, ChunkKind.Gradient, ScalarType.Float32));
+            // Only the owner of a chunk keeps its payload and optimizer state; other ranks fetch the payload when they use it.
+            bool state = HasState(i);
+            paramChunks.Add(state ? NewChunk(i, ChunkKind.Param, computeType) : ReleasedChunk(i, ChunkKind.Param, computeType));
+            masterChunks.Add(state ? NewChunk(i, ChunkKind.Master, ScalarType.Float32) : ReleasedChunk(i, ChunkKind.Master, ScalarType.Float32));
+            momentumChunks.Add(state ? NewChunk(i, ChunkKind.Momentum, ScalarType.Float32) : ReleasedChunk(i, ChunkKind.Momentum, ScalarType.Float32));
+            varianceChunks.Add(state ? NewChunk(i, ChunkKind.Variance, ScalarType.Float32) : ReleasedChunk(i, ChunkKind.Variance, ScalarType.Float32));
+            if (accumulate)
+                gradientChunks.Add(state ? NewChunk(i, ChunkKind.Gradient, ScalarType.Float32) : ReleasedChunk(i, ChunkKind.Gradient, ScalarType.Float32));
         }
         foreach (var (name, p) in order)
         {
@@ -294,17 +310,22 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
             managed[p] = mp;
             ordered.Add(mp);
             paramChunks[place.Chunk].Tensors.Add(mp);
+            if (!HasState(place.Chunk)) continue;
             using (var source = p.detach().reshape(-1))
             using (var master = masterChunks[place.Chunk].Slot(place))
                 master.copy_(source);
         }
-        foreach (var c in masterChunks)
+        foreach (var c in masterChunks.Where(c => c.Payload is not null))
         {
-            using var used = c.Payload!.narrow(0, 0, layout.UsedPerChunk[c.Index]);
-            using var target = paramChunks[c.Index].Payload!.narrow(0, 0, layout.UsedPerChunk[c.Index]);
+            using var used = c.Payload!.narrow(0, 0, Used(c.Index));
+            using var target = paramChunks[c.Index].Payload!.narrow(0, 0, Used(c.Index));
             target.copy_(used); // the compute-precision copy of the masters
         }
-        foreach (var c in paramChunks) Rebind(c);
+        foreach (var c in paramChunks)
+        {
+            if (c.Payload is not null) Rebind(c);
+            else BindReleased(c);
+        }
         foreach (var p in ordered) ParameterEvents.Attach(p.Parameter, this);
     }
 
@@ -528,6 +549,7 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         foreach (var mp in parameters)
         {
             var chunk = paramChunks[mp.Place.Chunk];
+            EnsureFetched(chunk);
             Access(chunk, module);
             EnsureResident(chunk, mp);
             chunk.LastUse = ++useClock;
@@ -569,6 +591,7 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         }
         BackwardHandles.ReleaseReturned();
         ParameterEvents.RethrowCaptured();
+        if (comm is not null) ReduceRemainingGradients();
         foreach (var mp in ordered)
         {
             if (mp.BackwardUsesLeft != 0 && mp.BackwardUsesLeft != mp.ForwardUsesAtStart)
@@ -588,6 +611,7 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         {
             var mp = managed[p];
             var chunk = paramChunks[mp.Place.Chunk];
+            EnsureFetched(chunk);
             Access(chunk, module);
             EnsureResident(chunk, mp);
             chunk.LastUse = ++useClock;
@@ -609,8 +633,9 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         }
         var total = gradient;
         if (mp.Pending is not null) total = mp.Pending.add_(gradient);
-        if (gradientChunks.Count > 0)
+        if (gradientChunks.Count > 0 && comm is null)
         {
+            // Data parallelism sends the slot's gradient to the owner, who accumulates it (ReduceGradients).
             using var slot = gradientChunks[mp.Place.Chunk].Slot(mp.Place);
             using var flat = total.reshape(-1);
             using var onHost = flat.to(ScalarType.Float32).to(slot.device);
@@ -631,6 +656,7 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
     {
         foreach (var p in parameters)
             SetState(managed[p], TensorState.HoldAfterBackward);
+        if (comm is not null) ReduceCompletedGradients(parameters);
     }
 
     // ---- Optimizer step ----------------------------------------------------------------------------
@@ -640,15 +666,17 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         EnterMoment(MomentKind.OptimizerStep, "optimizer");
         using var _ = no_grad();
         // Parameters that received no gradient (unused this step) still hold weights in their slot: zero them.
-        foreach (var mp in ordered.Where(m => gradientChunks.Count == 0 && !m.GradientInSlot))
+        foreach (var mp in ordered.Where(m => gradientChunks.Count == 0 && !m.GradientInSlot && HasState(m.Place.Chunk)))
             mp.Parameter.zero_();
 
         var decision = scaler.Decide(GlobalGradientNorm(), config.GradientClipping);
         if (!decision.Skip)
         {
             adamStep++;
-            for (int i = 0; i < layout.ChunkCount; i++) UpdateChunk(i, learningRate, decision.GradientMultiplier);
+            for (int i = 0; i < chunkCount; i++)
+                if (HasState(i)) UpdateChunk(i, learningRate, decision.GradientMultiplier);
             ClearGradientState();
+            ReleaseRemoteChunks(); // copies fetched before this update are stale: every rank fetches again at the next use
         }
         else
         {
@@ -665,19 +693,23 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
     {
         using var scope = NewDisposeScope();
         double sum = 0;
-        for (int i = 0; i < layout.ChunkCount; i++)
+        for (int i = 0; i < chunkCount; i++)
         {
+            if (!HasState(i)) continue;
             var g = GradientOf(i);
             if (g.dtype != ScalarType.Float32) g = g.to(ScalarType.Float32);
             sum += linalg.vector_norm(g).square().to(ScalarType.Float64).item<double>();
         }
+        // Each rank holds the gradients of the chunks it owns: the sum of squares over ranks is the global one, and a
+        // non-finite value on any rank (fp16 overflow) makes the sum non-finite everywhere, so every rank skips alike.
+        if (comm is not null) sum = comm.AllReduce(sum, ReduceOp.Sum);
         return Math.Sqrt(sum);
     }
 
     /// <summary>The fp32 gradients of chunk i's used prefix, on the host (where the optimizer state lives).</summary>
     private Tensor GradientOf(int i)
     {
-        long used = layout.UsedPerChunk[i];
+        long used = Used(i);
         var source = gradientChunks.Count > 0 ? gradientChunks[i].Payload! : paramChunks[i].Payload!;
         var prefix = source.narrow(0, 0, used);
         return prefix.device_type == DeviceType.CPU ? prefix : prefix.to(ScalarType.Float32).to(CPU);
@@ -713,7 +745,7 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
             AdamMath.Update(master.narrow(0, off, n), grad.narrow(0, off, n), m.narrow(0, off, n), v.narrow(0, off, n),
                 lr, adam, adamStep, mp.Decay);
         }
-        long used = layout.UsedPerChunk[i];
+        long used = Used(i);
         paramPayload.narrow(0, 0, used).copy_(master.narrow(0, 0, used));
     }
 
@@ -754,7 +786,7 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
             sampler.Dispose();
             sampler = null;
             trace.Complete();
-            plan = new DeviceBudgetPlan(options.DeviceMemory, trace);
+            plan = new DeviceBudgetPlan(options.DeviceMemory, trace, CommunicationBufferBytes);
             warmup = false;
             PlaceOptimizerChunks();
         }
@@ -776,6 +808,12 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         statistics["peak_device_non_model_bytes"] = iteration.PeakDeviceNonModel;
         statistics["device_chunks_resident"] = paramChunks.Count(c => c.Tier == device);
         statistics["optimizer_chunks_on_device"] = masterChunks.Count(c => c.Tier == device);
+        if (comm is not null)
+        {
+            statistics["comm_bytes"] = iteration.CommunicatedBytes;
+            statistics["comm_calls"] = iteration.Collectives;
+            statistics["held_chunk_bytes"] = ModelDataBytesHeld; // after the update: remote copies are released
+        }
     }
 
     /// <summary>
@@ -792,8 +830,9 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
             ? options.DeviceMemory - trace.PeakNonModel
             : plan.MinimumChunkBytesAllowed;
         long margin = (long)((allowance - paramChunks.Sum(c => c.Bytes)) * options.MarginUseRatio);
-        for (int i = 0; i < layout.ChunkCount; i++)
+        for (int i = 0; i < chunkCount; i++)
         {
+            if (!HasState(i)) continue;
             long group = masterChunks[i].Bytes + momentumChunks[i].Bytes + varianceChunks[i].Bytes;
             if (group > margin) break;
             margin -= group;
@@ -806,20 +845,20 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
     // ---- Optimizer state (checkpoints) ----------------------------------------------------------------
 
     /// <summary>Names of the managed parameters, in chunk order.</summary>
-    public IReadOnlyList<string> ParameterNames => ordered.Select(p => p.Name).ToList();
+    public IReadOnlyList<string> ParameterNames => ordered.Where(p => HasState(p.Place.Chunk)).Select(p => p.Name).ToList();
 
     /// <summary>A host fp32 copy of the used part of one chunk of master weights, momentum or variance.</summary>
     public Tensor ReadChunk(ChunkKind kind, int index)
     {
         using var _ = no_grad();
-        using var used = StateChunk(kind, index).Payload!.narrow(0, 0, layout.UsedPerChunk[index]);
+        using var used = StateChunk(kind, index).Payload!.narrow(0, 0, Used(index));
         return used.to(ScalarType.Float32, CPU, copy: true);
     }
 
     /// <summary>Overwrites the used part of one chunk of master weights, momentum or variance; masters also refresh the parameters.</summary>
     public void WriteChunk(ChunkKind kind, int index, Tensor values)
     {
-        long used = layout.UsedPerChunk[index];
+        long used = Used(index);
         if (values.numel() != used)
             throw new ArgumentException($"{kind} chunk {index} holds {used:N0} elements, but {values.numel():N0} were given.");
         using var _ = no_grad();
@@ -874,9 +913,14 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         }
     }
 
-    private ManagedParameter ManagedByName(string name) =>
-        ordered.FirstOrDefault(p => p.Name == name)
-        ?? throw new ArgumentException($"the engine manages no parameter named '{name}'.");
+    private ManagedParameter ManagedByName(string name)
+    {
+        var mp = ordered.FirstOrDefault(p => p.Name == name)
+                 ?? throw new ArgumentException($"the engine manages no parameter named '{name}'.");
+        if (!HasState(mp.Place.Chunk))
+            throw new ArgumentException($"{name} lives in chunk {mp.Place.Chunk}, which rank {OwnerOf(mp.Place.Chunk)} owns; rank {Rank} holds no state for it.");
+        return mp;
+    }
 
     private ChunkRuntime StateChunk(ChunkKind kind, int index) => kind switch
     {
@@ -913,14 +957,15 @@ public sealed class ChunkedEngine : ITrainingEngine, IParameterHandler
         }
         device.Dispose();
         host.Dispose();
+        releasedPlaceholder?.Dispose();
     }
 
     // ---- Runtime records ---------------------------------------------------------------------------
 
     private sealed class IterationStatistics
     {
-        public long BytesToDevice, BytesToHost, Moves, Evictions, PeakDevice, PeakDeviceModel, PeakDeviceNonModel, PeakNonModel;
-        public void Reset() => BytesToDevice = BytesToHost = Moves = Evictions = PeakDevice = PeakDeviceModel = PeakDeviceNonModel = PeakNonModel = 0;
+        public long BytesToDevice, BytesToHost, Moves, Evictions, PeakDevice, PeakDeviceModel, PeakDeviceNonModel, PeakNonModel, CommunicatedBytes, Collectives;
+        public void Reset() => BytesToDevice = BytesToHost = Moves = Evictions = PeakDevice = PeakDeviceModel = PeakDeviceNonModel = PeakNonModel = CommunicatedBytes = Collectives = 0;
     }
 }
 

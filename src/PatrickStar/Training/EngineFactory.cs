@@ -1,4 +1,5 @@
 using PatrickStar.Config;
+using PatrickStar.Distributed;
 using PatrickStar.Engine;
 using PatrickStar.Profiling;
 using static TorchSharp.torch;
@@ -10,13 +11,20 @@ namespace PatrickStar.Training;
 public static class EngineFactory
 {
     /// <param name="sampleInput">A small input the chunk engine runs once to learn the order in which parameters are used.</param>
-    public static ITrainingEngine Create(Module<Tensor, Tensor> model, TrainingConfig config, Device device, Tensor? sampleInput = null) =>
-        config.Engine switch
+    /// <param name="communicator">The data-parallel job (only the chunked engine shards across ranks).</param>
+    public static ITrainingEngine Create(Module<Tensor, Tensor> model, TrainingConfig config, Device device, Tensor? sampleInput = null,
+        ICommunicator? communicator = null)
+    {
+        if (communicator is { Size: > 1 } && config.Engine != "chunked")
+            throw new ConfigException($"data parallelism needs --engine chunked (engine = \"chunked\"): this job has {communicator.Size} ranks " +
+                                      $"and the {config.Engine} engine trains on one. Add --engine chunked, or launch a single process.");
+        return config.Engine switch
         {
             "plain" => new PlainEngine(model, config, device),
-            "chunked" => new ChunkedEngine(model, config, device, ChunkEngineOptions.From(config, device), sampleInput),
+            "chunked" => new ChunkedEngine(model, config, device, ChunkEngineOptions.From(config, device), sampleInput, communicator),
             _ => throw new ArgumentException($"engine '{config.Engine}' is not known; use one of: {string.Join(", ", ConfigLoader.Engines)}."),
         };
+    }
 
     /// <summary>Refuses, before anything is allocated, a model whose model data cannot fit where the engine keeps it.</summary>
     public static void EnsureModelFits(TrainingConfig config, long parameters, string what, Device device)

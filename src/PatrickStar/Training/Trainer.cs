@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using PatrickStar.Config;
 using PatrickStar.Data;
+using PatrickStar.Distributed;
 using PatrickStar.Optimizer;
 using PatrickStar.Profiling;
 using TorchSharp;
@@ -62,18 +63,26 @@ public sealed class Trainer
     private readonly double flopsPerStep;
     private readonly LearningRateSchedule schedule;
     private readonly SplitMix64 batchRng;
+    private readonly ICommunicator? comm;
+    private readonly int? failAtStep;
 
     /// <param name="flopsPerStep">Model FLOPs of one optimizer step (all micro-batches), for the TFLOPS figure.</param>
-    public Trainer(TrainingConfig config, ITrainingEngine engine, TokenDataset data, double flopsPerStep)
+    /// <param name="communicator">The data-parallel job: each rank trains on its slice of every global batch.</param>
+    public Trainer(TrainingConfig config, ITrainingEngine engine, TokenDataset data, double flopsPerStep, ICommunicator? communicator = null)
     {
         this.config = config;
         this.engine = engine;
         this.data = data;
         this.flopsPerStep = flopsPerStep;
+        comm = communicator is { Size: > 1 } ? communicator : null;
         schedule = LearningRateSchedule.From(config);
         batchRng = new SplitMix64(config.Seed);
         data.EnsureFits(config.SequenceLength);
+        failAtStep = FailureInjection.StepFor(comm?.Rank ?? 0);
     }
+
+    /// <summary>Sequences per optimizer step over all ranks.</summary>
+    public long TokensPerStep => config.TokensPerStep * (comm?.Size ?? 1);
 
     /// <summary>Called after every step (and its validation, when one ran).</summary>
     public event Action<StepMetrics>? StepCompleted;
@@ -104,6 +113,7 @@ public sealed class Trainer
         for (int step = firstStep; step <= config.Steps && !cancel.IsCancellationRequested; step++)
         {
             double lr = schedule.At(step - 1);
+            if (step == failAtStep) FailureInjection.Fail(comm?.Rank ?? 0, step);
             var stepClock = Stopwatch.StartNew();
             double loss = TrainStep();
             var outcome = engine.Step(lr);
@@ -133,18 +143,18 @@ public sealed class Trainer
             double mean = stepTimes.Count > 1 ? stepTimes.Skip(1).Average() : seconds; // the first step includes warm-up
             var remaining = TimeSpan.FromSeconds(mean * (config.Steps - step));
             StepCompleted?.Invoke(new StepMetrics(step, config.Steps, loss, val, lr, outcome.GradNorm, outcome.Skipped, seconds,
-                config.TokensPerStep / seconds, flopsPerStep / seconds / 1e12, clock.Elapsed, remaining, memory,
+                TokensPerStep / seconds, flopsPerStep / seconds / 1e12, clock.Elapsed, remaining, memory,
                 new Dictionary<string, double>(engine.Statistics)));
         }
 
         var steady = stepTimes.Count > 2 ? stepTimes.Skip(1).ToList() : stepTimes;
         double median = PatrickStar.Benchmarks.Measure.Median(steady);
         return new TrainingSummary(done, firstLoss, lastLoss, firstVal, lastVal, median,
-            median > 0 ? config.TokensPerStep / median : 0, median > 0 ? flopsPerStep / median / 1e12 : 0,
+            median > 0 ? TokensPerStep / median : 0, median > 0 ? flopsPerStep / median / 1e12 : 0,
             clock.Elapsed, peakRss, cancel.IsCancellationRequested && done < config.Steps);
     }
 
-    /// <summary>Forward and backward over every micro-batch of one step; returns the step's mean loss.</summary>
+    /// <summary>Forward and backward over every micro-batch of one step; returns the step's mean loss (over all ranks).</summary>
     private double TrainStep()
     {
         double total = 0;
@@ -152,12 +162,26 @@ public sealed class Trainer
         for (int micro = 0; micro < accumulation; micro++)
         {
             using var scope = NewDisposeScope();
-            var (input, target) = data.Batch(Split.Train, config.MicroBatchSize, config.SequenceLength, batchRng, engine.Device);
+            var (input, target) = comm is null
+                ? data.Batch(Split.Train, config.MicroBatchSize, config.SequenceLength, batchRng, engine.Device)
+                : ShardOfGlobalBatch();
             var loss = LanguageModelLoss.CrossEntropy(engine.Model.call(input), target);
             total += loss.item<float>();
             engine.Backward(accumulation == 1 ? loss : loss / accumulation);
         }
-        return total / accumulation;
+        // Every rank's micro-batches are the same size, so the mean of the ranks' means is the global mean.
+        return comm is null ? total / accumulation : comm.AllReduce(total / accumulation, ReduceOp.Average);
+    }
+
+    /// <summary>
+    /// Every rank draws the same global micro-batch (ranks × micro-batch sequences, from the same seed) and keeps
+    /// rows [rank × b, (rank + 1) × b): N ranks see exactly the sequences one rank with micro-batch N × b would.
+    /// </summary>
+    private (Tensor Input, Tensor Target) ShardOfGlobalBatch()
+    {
+        int b = config.MicroBatchSize;
+        var (input, target) = data.Batch(Split.Train, b * comm!.Size, config.SequenceLength, batchRng, engine.Device);
+        return (input.narrow(0, (long)comm.Rank * b, b), target.narrow(0, (long)comm.Rank * b, b));
     }
 
     /// <summary>Mean loss over a fixed set of validation windows (the same ones every time, so values compare).</summary>
@@ -196,4 +220,18 @@ public static class LanguageModelLoss
         if (flat.dtype != ScalarType.Float32) flat = flat.to(ScalarType.Float32);
         return F.cross_entropy(flat, targets.reshape(-1)).MoveToOuterDisposeScope();
     }
+}
+
+/// <summary>
+/// For tests of failure handling in data-parallel jobs: PSTAR_FAIL_RANK=R and PSTAR_FAIL_STEP=S make rank R
+/// throw at the start of step S. Read only by the trainer; unset, nothing happens.
+/// </summary>
+public static class FailureInjection
+{
+    public static int? StepFor(int rank) =>
+        int.TryParse(Environment.GetEnvironmentVariable("PSTAR_FAIL_RANK"), out int r) && r == rank
+        && int.TryParse(Environment.GetEnvironmentVariable("PSTAR_FAIL_STEP"), out int s) ? s : null;
+
+    public static void Fail(int rank, int step) =>
+        throw new InvalidOperationException($"rank {rank} failed on purpose at step {step} (PSTAR_FAIL_RANK={rank}, PSTAR_FAIL_STEP={step}).");
 }
