@@ -259,8 +259,8 @@ public static class MemoryEstimator
 
         // Through the blocks (measured): what forward kept, the gradients in flight (about 11 hidden-sized tensors
         // per token), the largest fresh weight gradient (mlp, 4·h² elements) and, with checkpointing, the block being
-        // recomputed (its saved activations and the temporaries of its re-run forward: about 1.5 blocks).
-        long atBlocks = forwardSaved + 11 * t * h * e + 4 * h * h * e + tiedPending + (checkpointing ? 3 * block / 2 : 0);
+        // recomputed (its saved activations and the temporaries of its re-run forward: about 1.25 blocks).
+        long atBlocks = forwardSaved + 11 * t * h * e + 4 * h * h * e + tiedPending + (checkpointing ? 5 * block / 4 : 0);
 
         return atLoss >= atBlocks
             ? new ActivationEstimate(forwardSaved, atLoss, "the loss's backward (logits' gradients)")

@@ -245,7 +245,8 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
     /// <summary>Parameters in the order of their first use, found by one forward pass with recording hooks.</summary>
     private static List<OrderedParameter> ExecutionOrder(Module<Tensor, Tensor> model, Tensor? sampleInput)
     {
-        var names = model.named_parameters().ToDictionary(p => p.parameter, p => p.name, ReferenceEqualityComparer.Instance);
+        var names = new Dictionary<Parameter, string>(ReferenceEqualityComparer.Instance);
+        foreach (var (name, p) in model.named_parameters()) names[p] = name;
         var order = new List<OrderedParameter>();
         var seen = new HashSet<Parameter>(ReferenceEqualityComparer.Instance);
         if (sampleInput is not null)
@@ -291,17 +292,6 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
     {
         bool accumulate = config.GradientAccumulationSteps > 1;
         using var _ = no_grad();
-        for (int i = 0; i < chunkCount; i++)
-        {
-            // Only the owner of a chunk keeps its payload and optimizer state; other ranks fetch the payload when they use it.
-            bool state = HasState(i);
-            paramChunks.Add(state ? NewChunk(i, ChunkKind.Param, computeType) : ReleasedChunk(i, ChunkKind.Param, computeType));
-            masterChunks.Add(state ? NewChunk(i, ChunkKind.Master, ScalarType.Float32) : ReleasedChunk(i, ChunkKind.Master, ScalarType.Float32));
-            momentumChunks.Add(state ? NewChunk(i, ChunkKind.Momentum, ScalarType.Float32) : ReleasedChunk(i, ChunkKind.Momentum, ScalarType.Float32));
-            varianceChunks.Add(state ? NewChunk(i, ChunkKind.Variance, ScalarType.Float32) : ReleasedChunk(i, ChunkKind.Variance, ScalarType.Float32));
-            if (accumulate)
-                gradientChunks.Add(state ? NewChunk(i, ChunkKind.Gradient, ScalarType.Float32) : ReleasedChunk(i, ChunkKind.Gradient, ScalarType.Float32));
-        }
         foreach (var (name, p) in order)
         {
             var place = layout[name];
@@ -309,22 +299,38 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
                 decay: !config.Optimizer.NoDecayOnBiasAndNorm || p.dim() >= 2);
             managed[p] = mp;
             ordered.Add(mp);
-            paramChunks[place.Chunk].Tensors.Add(mp);
-            if (!HasState(place.Chunk)) continue;
-            using (var source = p.detach().reshape(-1))
-            using (var master = masterChunks[place.Chunk].Slot(place))
-                master.copy_(source);
         }
-        foreach (var c in masterChunks.Where(c => c.Payload is not null))
+        var byChunk = ordered.ToLookup(mp => mp.Place.Chunk);
+        // Chunk by chunk: its parameters move into it and their own storage is freed at once (Rebind), so building
+        // never holds the model twice: the peak is the chunks plus the parameters not yet moved, not 20 B/param.
+        for (int i = 0; i < chunkCount; i++)
         {
-            using var used = c.Payload!.narrow(0, 0, Used(c.Index));
-            using var target = paramChunks[c.Index].Payload!.narrow(0, 0, Used(c.Index));
-            target.copy_(used); // the compute-precision copy of the masters
-        }
-        foreach (var c in paramChunks)
-        {
-            if (c.Payload is not null) Rebind(c);
-            else BindReleased(c);
+            // Only the owner of a chunk keeps its payload and optimizer state; other ranks fetch the payload when they use it.
+            bool state = HasState(i);
+            var param = state ? NewChunk(i, ChunkKind.Param, computeType) : ReleasedChunk(i, ChunkKind.Param, computeType);
+            var master = state ? NewChunk(i, ChunkKind.Master, ScalarType.Float32) : ReleasedChunk(i, ChunkKind.Master, ScalarType.Float32);
+            paramChunks.Add(param);
+            masterChunks.Add(master);
+            momentumChunks.Add(state ? NewChunk(i, ChunkKind.Momentum, ScalarType.Float32) : ReleasedChunk(i, ChunkKind.Momentum, ScalarType.Float32));
+            varianceChunks.Add(state ? NewChunk(i, ChunkKind.Variance, ScalarType.Float32) : ReleasedChunk(i, ChunkKind.Variance, ScalarType.Float32));
+            if (accumulate)
+                gradientChunks.Add(state ? NewChunk(i, ChunkKind.Gradient, ScalarType.Float32) : ReleasedChunk(i, ChunkKind.Gradient, ScalarType.Float32));
+            param.Tensors.AddRange(byChunk[i]);
+            if (!state)
+            {
+                BindReleased(param);
+                continue;
+            }
+            foreach (var mp in param.Tensors)
+            {
+                using var source = mp.Parameter.detach().reshape(-1);
+                using var slot = master.Slot(mp.Place);
+                slot.copy_(source);
+            }
+            using (var used = master.Payload!.narrow(0, 0, Used(i)))
+            using (var target = param.Payload!.narrow(0, 0, Used(i)))
+                target.copy_(used); // the compute-precision copy of the masters
+            Rebind(param);
         }
         foreach (var p in ordered) ParameterEvents.Attach(p.Parameter, this);
     }
