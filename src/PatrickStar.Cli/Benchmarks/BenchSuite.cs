@@ -29,6 +29,8 @@ public sealed record BenchSettings
     public long? HostMemory { get; init; }
     /// <summary>The extra dynamic run's budget: null = automatic (half the parameter chunks + the non-model peak), 0 = no such run.</summary>
     public long? TightMemory { get; init; }
+    /// <summary>Elements per chunk of every chunked run; null: the engine's search (the tight run: the largest tensor's size).</summary>
+    public long? ChunkSize { get; init; }
 
     // matmul
     public int MatmulSize { get; init; } = 2048;

@@ -24,8 +24,8 @@ public sealed class MatmulPart : IBenchPart
         foreach (var r in new[] { context.Bf16Matmul, context.Fp32Matmul })
             table.Row(r.DType, $"{r.N}", $"{r.Seconds.Count}", $"{PatrickStar.Benchmarks.Measure.Median(r.Seconds):0.0000}",
                 $"{r.Gflops:N1}", $"{r.Gflops / context.Fp32Matmul.Gflops:0.00}x");
-        if (context.Bf16Matmul.N < s.MatmulSize || context.Fp32Matmul.N < s.MatmulSize)
-            table.Notes.Add($"n below {s.MatmulSize}: one {s.MatmulSize}³ product would not fit the time budget ({s.MatmulBudgetSeconds:0} s) in that dtype here.");
+        foreach (var r in new[] { context.Bf16Matmul, context.Fp32Matmul }.Where(r => r.N < s.MatmulSize))
+            table.Notes.Add($"{r.DType}: n = {r.N}, not {s.MatmulSize}: one {s.MatmulSize}³ product would not fit the {s.MatmulBudgetSeconds:0} s budget here.");
         context.Report.Add(Name, table);
 
         context.Report.Json[Name] = new JsonObject

@@ -24,7 +24,7 @@ public sealed class ScalePart : IBenchPart
         var table = new ReportTable($"largest trainable GPT under {Bytes.Format(device)} device + {Bytes.Format(host)} host")
             .Column("engine", right: false).Column("layers").Column("parameters").Column("of (device+host)/14").Column("vs static");
         foreach (var o in outcomes)
-            table.Row(o.Policy, $"{o.Layers}", $"{o.Parameters:N0}", $"{(double)o.Parameters / limit:P1}",
+            table.Row(o.Policy, $"{o.Layers}", $"{o.Parameters:N0}", $"{100.0 * o.Parameters / limit:0.0}%",
                 staticParams > 0 ? $"{(double)o.Parameters / staticParams:0.00}x" : "-");
         table.Notes.Add($"memory limit (device + host) / 14 B per parameter = {limit:N0} parameters; each size trains 3 steps to count.");
         context.Report.Add(Name, table);

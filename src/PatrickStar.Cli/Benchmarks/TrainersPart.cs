@@ -4,6 +4,7 @@ using PatrickStar.Config;
 using PatrickStar.Data;
 using PatrickStar.Engine;
 using PatrickStar.Memory;
+using PatrickStar.Models.Estimation;
 using PatrickStar.Models.Gpt;
 using PatrickStar.Profiling;
 using TorchSharp;
@@ -44,6 +45,8 @@ public sealed class TrainersPart : IBenchPart
         public long? PeakDeviceNonModel { get; set; }
         public long? PeakHost { get; set; }
         public long? DeviceTierPeakInUse { get; set; }
+        public int? Chunks { get; set; }
+        public long? ChunkElements { get; set; }
 
         /// <summary>Median over the measured iterations of one engine statistic; null when the engine does not report it.</summary>
         public double? Stat(string key)
@@ -68,7 +71,7 @@ public sealed class TrainersPart : IBenchPart
         long host = s.HostMemory ?? Math.Max(available - (context.Device.type == DeviceType.CPU ? ample : 0), 0);
         string budgetWord = s.DeviceMemory is null ? "ample" : "given";
 
-        BenchContext.Progress($"trainers: GPT hidden {s.Hidden}, {s.Layers} layers, {s.Heads} heads, seq {s.Seq}, batch {s.Batch}, {precision}, " +
+        BenchContext.Progress($"trainers: GPT hidden {s.Hidden}, {s.Layers} layers, {s.Heads} heads, seq {s.Seq}, batch {s.Batch}, {precision.ToString().ToLowerInvariant()}, " +
                               $"{gpt.ParameterCount / 1e6:N1}M parameters; {s.WarmupSteps} warm-up + {s.Steps} measured steps per run...");
         // One dataset for every run: same tokens, same batches (the trainer's order comes from the seed).
         var data = GptRun.LoadData(config, Gpt2Tokenizer.Instance);
@@ -78,14 +81,17 @@ public sealed class TrainersPart : IBenchPart
         runs.Add(MeasureChunked(config, data, s, $"chunked static ({budgetWord} budget)", ChunkPlacement.Static, ample, host));
         var dynamic = MeasureChunked(config, data, s, $"chunked dynamic ({budgetWord} budget)", ChunkPlacement.Dynamic, ample, host);
         runs.Add(dynamic);
+        // The tight run uses the finest layout (chunks the size of the largest tensor) unless --chunk-size says otherwise:
+        // the engine's default search often packs a small model into one or two chunks, leaving nothing to evict.
+        long tightChunk = s.ChunkSize ?? LargestTensor(config, gpt);
         long? tight = s.TightMemory switch
         {
             0 => null,
             long given => given,
-            null => AutoTightBudget(dynamic, precision),
+            null => AutoTightBudget(config, gpt, dynamic, tightChunk, host),
         };
         if (tight is long t)
-            runs.Add(MeasureChunked(config, data, s, "chunked dynamic (tight budget)", ChunkPlacement.Dynamic, t, host));
+            runs.Add(MeasureChunked(config, data, s, "chunked dynamic (tight budget)", ChunkPlacement.Dynamic, t, host, tightChunk));
         else if (s.TightMemory is null)
             BenchContext.Progress("no tight-budget run: the dynamic run did not train, so there is no non-model peak to size it from.");
 
@@ -98,20 +104,34 @@ public sealed class TrainersPart : IBenchPart
         bool bf16 = context.Bf16Matmul is { } b && context.Fp32Matmul is { } f ? b.Gflops >= f.Gflops : context.Machine.Bf16LikelyFast;
         var chosen = bf16 ? Precision.Bf16 : Precision.Fp32;
         BenchContext.Progress(context.Bf16Matmul is { } b2 && context.Fp32Matmul is { } f2
-            ? $"auto precision: {chosen} (bf16 {b2.Gflops:N1} vs fp32 {f2.Gflops:N1} GFLOPS matmul here)"
-            : $"auto precision: {chosen} (no matmul part: chosen by {(bf16 ? "the device's bf16 units" : "the absence of AVX-512 BF16/AMX")})");
+            ? $"auto precision: {chosen.ToString().ToLowerInvariant()} (bf16 {b2.Gflops:N1} vs fp32 {f2.Gflops:N1} GFLOPS matmul here)"
+            : $"auto precision: {chosen.ToString().ToLowerInvariant()} (no matmul part: chosen by {(bf16 ? "the device's bf16 units" : "the absence of AVX-512 BF16/AMX")})");
         return chosen;
     }
 
-    /// <summary>⌈half the parameter chunks⌉ plus the dynamic run's non-model peak and a tenth more for noise.</summary>
-    private static long? AutoTightBudget(RunResult dynamic, Precision precision)
+    /// <summary>Elements of the model's largest parameter tensor: the smallest chunk size that can hold every tensor.</summary>
+    private static long LargestTensor(TrainingConfig config, GptConfig gpt)
     {
-        if (dynamic.Error is not null || dynamic.MeasuredStatistics.Count == 0) return null;
-        var last = dynamic.MeasuredStatistics[^1];
-        long chunks = (long)last.GetValueOrDefault("chunks"), chunkElements = (long)last.GetValueOrDefault("chunk_elements");
-        long chunkBytes = chunkElements * (precision == Precision.Bf16 ? 2 : 4);
-        long nonModel = dynamic.PeakDeviceNonModel ?? 0;
-        return (chunks + 1) / 2 * chunkBytes + nonModel + nonModel / 10;
+        var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(WithEngine(config, "chunked"), gpt, null, 0), suggestKnobs: false);
+        return estimate.Layout!.Placements.Max(p => p.Numel);
+    }
+
+    /// <summary>
+    /// ⌈half the parameter chunks⌉ (in the tight run's layout) plus the dynamic run's measured non-model peak and a tenth more
+    /// for noise; raised to what the estimator asks for when that is more, since the run is refused below it before it starts.
+    /// </summary>
+    private static long? AutoTightBudget(TrainingConfig config, GptConfig gpt, RunResult dynamic, long chunkSize, long host)
+    {
+        if (dynamic.Error is not null || dynamic.PeakDeviceNonModel is not long nonModel) return null;
+        var tightConfig = WithEngine(config, "chunked", new ChunkSection { ChunkSize = chunkSize, Placement = ChunkPlacement.Dynamic });
+        var layout = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(tightConfig, gpt, null, host), suggestKnobs: false).Layout!;
+        long chunkBytes = layout.ChunkSize * (config.Precision == Precision.Bf16 ? 2 : 4);
+        // Two chunks at least: in backward the LM head's chunk (the tied embedding) is still computing when ln_f's is fetched.
+        long budget = Math.Max(2, (layout.ChunkCount + 1) / 2) * chunkBytes + nonModel + nonModel / 10;
+        // The estimator's device need at this budget (activations estimated, not measured, hence often higher).
+        var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(tightConfig, gpt, budget, host), suggestKnobs: false);
+        long estimatorNeed = estimate.Tiers.FirstOrDefault(t => t.Tier == "device")?.Needed ?? 0;
+        return Math.Max(budget, estimatorNeed);
     }
 
     private static TrainingConfig Config(BenchSettings s, Precision precision) => new()
@@ -162,8 +182,10 @@ public sealed class TrainersPart : IBenchPart
         return result;
     }
 
-    private static RunResult MeasureChunked(TrainingConfig config, TokenDataset data, BenchSettings s, string label, ChunkPlacement placement, long device, long host)
+    private static RunResult MeasureChunked(TrainingConfig config, TokenDataset data, BenchSettings s, string label, ChunkPlacement placement,
+        long device, long host, long? chunkSize = null)
     {
+        chunkSize ??= s.ChunkSize;
         var result = new RunResult
         {
             Label = label, Engine = "chunked", Placement = placement.ToString().ToLowerInvariant(), DeviceBudget = device, HostBudget = host,
@@ -172,7 +194,7 @@ public sealed class TrainersPart : IBenchPart
         Collect();
         try
         {
-            var chunks = new ChunkSection { Placement = placement, DeviceMemory = device, HostMemory = host };
+            var chunks = new ChunkSection { Placement = placement, DeviceMemory = device, HostMemory = host, ChunkSize = chunkSize };
             using var run = GptRun.Create(WithEngine(config, "chunked", chunks), data);
             var engine = (ChunkedEngine)run.Engine;
             run.Trainer.StepCompleted += m => Record(result, m, s);
@@ -186,6 +208,8 @@ public sealed class TrainersPart : IBenchPart
             result.PeakDeviceNonModel = (long)last.GetValueOrDefault("peak_device_non_model_bytes");
             result.PeakHost = engine.HostTier.PeakInUseBytes;
             result.DeviceTierPeakInUse = engine.DeviceTier.PeakInUseBytes;
+            result.Chunks = engine.Layout.ChunkCount;
+            result.ChunkElements = engine.Layout.ChunkSize;
         }
         catch (Exception e) when (e is TierBudgetExceededException or PatrickStar.Profiling.InsufficientMemoryException)
         {
@@ -220,7 +244,7 @@ public sealed class TrainersPart : IBenchPart
         long tokens = (long)s.Batch * s.Seq;
 
         var speed = new ReportTable($"trainers: speed ({gpt.ParameterCount / 1e6:N1}M parameters, {dtype}, batch {s.Batch} × seq {s.Seq})")
-            .Column("run", right: false).Column("device budget").Column("s/iter").Column("x plain").Column("tokens/s").Column("TFLOPS")
+            .Column("run", right: false).Column("device budget").Column("chunks").Column("s/iter").Column("x plain").Column("tokens/s").Column("TFLOPS")
             .Column($"of {dtype} matmul peak").Column("loss first → last");
         var memory = new ReportTable("trainers: traffic and memory per iteration")
             .Column("run", right: false).Column("device<-host").Column("host<-device").Column("chunk moves").Column("evictions")
@@ -230,13 +254,14 @@ public sealed class TrainersPart : IBenchPart
             string budget = r.DeviceBudget is long b ? Bytes.Format(b) : "-";
             if (r.Error is not null)
             {
-                speed.Row(r.Label, budget, "does not fit", "-", "-", "-", "-", "-");
+                speed.Row(r.Label, budget, "-", "does not fit", "-", "-", "-", "-", "-");
                 memory.Row(r.Label, "-", "-", "-", "-", "-", "-", "-", "-");
                 continue;
             }
             double median = r.Median;
-            speed.Row(r.Label, budget, $"{median:0.000}", $"{median / plain.Median:0.00}x", $"{tokens / median:N0}", $"{flops / median / 1e12:0.0000}",
-                peak is null ? "-" : $"{flops / median / 1e9 / peak.Gflops:P1}", $"{r.FirstLoss:0.000} → {r.LastLoss:0.000}");
+            string chunks = r.Chunks is int n ? $"{n} × {Bytes.Format(r.ChunkElements!.Value * (precision == Precision.Bf16 ? 2 : 4))}" : "-";
+            speed.Row(r.Label, budget, chunks, $"{median:0.000}", $"{median / plain.Median:0.00}x", $"{tokens / median:N0}", $"{flops / median / 1e12:0.0000}",
+                peak is null ? "-" : $"{flops / median / 1e9 / peak.Gflops * 100:0.0}%", $"{r.FirstLoss:0.000} → {r.LastLoss:0.000}");
             string peakDevice = r.PeakDeviceModel is long model && r.PeakDeviceNonModel is long nonModel
                 ? $"{Bytes.Format(r.PeakDevice)} ({Bytes.Format(model)} + {Bytes.Format(nonModel)})"
                 : $"{Bytes.Format(r.PeakDevice)} (measured)";
@@ -253,8 +278,13 @@ public sealed class TrainersPart : IBenchPart
             : "given budget: --device-memory.");
         if (tight is long t)
             speed.Notes.Add(s.TightMemory is null
-                ? $"tight budget {Bytes.Format(t)}: half the parameter chunks (rounded up) + the non-model peak of the dynamic run + 10%, so that chunks are evicted and fetched every iteration."
+                ? $"tight budget {Bytes.Format(t)}: half the parameter chunks (rounded up, two at least) + the non-model peak of the dynamic run + 10% " +
+                  "(or the estimator's device need, when higher: below it the run is refused before it starts), in chunks the size of the largest tensor, " +
+                  "so that chunks are evicted and fetched every iteration."
                 : $"tight budget {Bytes.Format(t)}: --tight-memory.");
+        if (tight is not null && runs[^1] is { Error: null, Chunks: <= 2 } tightRun)
+            speed.Notes.Add($"{tightRun.Label}: the layout has only {tightRun.Chunks} chunk(s), all in one module's working set at some moment, so nothing can be evicted; " +
+                            "more layers give more chunks.");
         foreach (var r in runs.Where(r => r.Error is not null)) speed.Notes.Add($"{r.Label}: {r.Error}");
         memory.Notes.Add("Traffic and chunk counts: medians over the measured iterations of the engine's per-iteration statistics. " +
                          "Peak device: for the chunk engine its accounting (chunk bytes on the device + the non-model bytes it measured) in the last iteration; " +
@@ -317,6 +347,8 @@ public sealed class TrainersPart : IBenchPart
         o["peak_device_vs_plain"] = plain.PeakDevice > 0 ? (double)r.PeakDevice / plain.PeakDevice : null;
         o["peak_host_bytes"] = r.PeakHost;
         o["device_tier_peak_in_use_bytes"] = r.DeviceTierPeakInUse;
+        o["parameter_chunks"] = r.Chunks;
+        o["chunk_elements"] = r.ChunkElements;
         o["engine_statistics_per_measured_step"] = new JsonArray(r.MeasuredStatistics.Select(d =>
             (JsonNode)new JsonObject(d.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value)))).ToArray());
         return o;

@@ -19,7 +19,7 @@ public static class BenchCommand
         var parts = new Option<string?>("--parts") { Description = $"Comma-separated parts to run, in this order: {string.Join(",", BenchSuite.AllParts)} or all (default {string.Join(",", BenchSuite.DefaultParts)})." };
         var quick = new Option<bool>("--quick") { Description = "A small model, fewer steps and repetitions, 16M Adam elements: a few minutes." };
         var hidden = new Option<int?>("--hidden") { Description = "trainers: hidden size of the benchmark GPT (default 1024; quick 512). scale: the fixed width (default 1024)." };
-        var layers = new Option<int?>("--layers") { Description = "trainers: transformer blocks (default 8; quick 4)." };
+        var layers = new Option<int?>("--layers") { Description = "trainers: transformer blocks (default 8; quick 12)." };
         var heads = new Option<int?>("--heads") { Description = "Attention heads (default 16; quick 8)." };
         var seq = new Option<int?>("--seq") { Description = "trainers: sequence length, also the model's context (default 512; quick 256)." };
         var batch = new Option<int?>("--batch") { Description = "trainers: micro-batch size (default 2; quick 4)." };
@@ -34,9 +34,10 @@ public static class BenchCommand
         var hostMemory = new Option<string?>("--host-memory") { Description = "trainers: host budget of the chunked runs (default: the rest of the available memory). scale: the host budget (default 16GiB)." };
         var tightMemory = new Option<string>("--tight-memory")
         {
-            Description = "trainers: device budget of the extra dynamic run: auto (half the parameter chunks + the measured non-model peak + 10%), a size, or off.",
+            Description = "trainers: device budget of the extra dynamic run: auto (half the parameter chunks, two at least, + the measured non-model peak + 10%), a size, or off.",
             DefaultValueFactory = _ => "auto",
         };
+        var chunkSize = new Option<long?>("--chunk-size") { Description = "trainers: elements per chunk of every chunked run (default: the engine's choice; the tight run: the largest tensor's size, the finest layout)." };
         var report = new Option<DirectoryInfo?>("--report") { Description = $"Folder for report.md and report.json (default ./{DefaultReportDirectory})." };
         var json = new Option<FileInfo?>("--json") { Description = "Also write report.json's content to this file." };
         var scale = new Option<bool>("--scale") { Description = "Same as --parts scale." };
@@ -49,7 +50,7 @@ public static class BenchCommand
             "(speed, TFLOPS, traffic between the tiers, memory peaks, ratios to plain); the Adam step four ways against the memory-bandwidth bound; " +
             $"and, with --parts scale, the largest GPT each engine trains under budgets. Medians after warm-up. Model FLOPs: {GptConfig.FlopsFormula}. " +
             $"Tables on the console; report.md and report.json in --report (default ./{DefaultReportDirectory}).");
-        foreach (var o in new Option[] { parts, quick, hidden, layers, heads, seq, batch, steps, precision, deviceMemory, hostMemory, tightMemory, report, json, scale, adamElements, matmulSize })
+        foreach (var o in new Option[] { parts, quick, hidden, layers, heads, seq, batch, steps, precision, deviceMemory, hostMemory, tightMemory, chunkSize, report, json, scale, adamElements, matmulSize })
             command.Options.Add(o);
         command.SetAction(r => CommandErrors.Run(() =>
         {
@@ -65,7 +66,8 @@ public static class BenchCommand
                 Parts = partList,
                 Quick = q,
                 Hidden = Positive(r.GetValue(hidden) ?? (q ? 512 : 1024), "--hidden"),
-                Layers = Positive(r.GetValue(layers) ?? (q ? 4 : 8), "--layers"),
+                // Quick: 12 layers so that the tight run's layout has three chunks beside the 50257-token embedding, and something to evict.
+                Layers = Positive(r.GetValue(layers) ?? (q ? 12 : 8), "--layers"),
                 Heads = Positive(r.GetValue(heads) ?? (q ? 8 : 16), "--heads"),
                 Seq = Positive(r.GetValue(seq) ?? (q ? 256 : 512), "--seq"),
                 Batch = Positive(r.GetValue(batch) ?? (q ? 4 : 2), "--batch"),
@@ -76,6 +78,7 @@ public static class BenchCommand
                 TightMemory = tight.Equals("auto", StringComparison.OrdinalIgnoreCase) ? null
                     : tight.Equals("off", StringComparison.OrdinalIgnoreCase) ? 0
                     : ByteSize.Parse(tight, "--tight-memory"),
+                ChunkSize = r.GetValue(chunkSize) is long cs ? Positive(cs, "--chunk-size") : null,
                 MatmulSize = Positive(r.GetValue(matmulSize) ?? 2048, "--matmul-size"),
                 MatmulReps = q ? 5 : 9,
                 MatmulBudgetSeconds = q ? 10 : 20,
