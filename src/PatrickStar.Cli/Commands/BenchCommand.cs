@@ -21,8 +21,8 @@ public static class BenchCommand
         var hidden = new Option<int?>("--hidden") { Description = "trainers: hidden size of the benchmark GPT (default 1024; quick 512). scale: the fixed width (default 1024)." };
         var layers = new Option<int?>("--layers") { Description = "trainers: transformer blocks (default 8; quick 12)." };
         var heads = new Option<int?>("--heads") { Description = "Attention heads (default 16; quick 8)." };
-        var seq = new Option<int?>("--seq") { Description = "trainers: sequence length, also the model's context (default 512; quick 256)." };
-        var batch = new Option<int?>("--batch") { Description = "trainers: micro-batch size (default 2; quick 4)." };
+        var seq = new Option<int?>("--seq") { Description = "trainers: sequence length, also the model's context (default 512; quick 128)." };
+        var batch = new Option<int?>("--batch") { Description = "trainers: micro-batch size (default 2)." };
         var steps = new Option<int?>("--steps") { Description = "trainers: measured steps per run after 2 warm-up steps (default 5; quick 3)." };
         var precision = new Option<string>("--precision")
         {
@@ -69,8 +69,8 @@ public static class BenchCommand
                 // Quick: 12 layers so that the tight run's layout has three chunks beside the 50257-token embedding, and something to evict.
                 Layers = Positive(r.GetValue(layers) ?? (q ? 12 : 8), "--layers"),
                 Heads = Positive(r.GetValue(heads) ?? (q ? 8 : 16), "--heads"),
-                Seq = Positive(r.GetValue(seq) ?? (q ? 256 : 512), "--seq"),
-                Batch = Positive(r.GetValue(batch) ?? (q ? 4 : 2), "--batch"),
+                Seq = Positive(r.GetValue(seq) ?? (q ? 128 : 512), "--seq"),
+                Batch = Positive(r.GetValue(batch) ?? 2, "--batch"),
                 Steps = Positive(r.GetValue(steps) ?? (q ? 3 : 5), "--steps"),
                 Precision = r.GetValue(precision) switch { "fp32" => Precision.Fp32, "bf16" => Precision.Bf16, _ => null },
                 DeviceMemory = device,

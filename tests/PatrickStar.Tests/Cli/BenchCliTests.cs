@@ -93,7 +93,7 @@ public class BenchCliTests
         Assert.Equal(0, (double)ample["evictions_per_iteration"]!);
         Assert.NotNull(ample["peak_device_model_bytes"]);
         Assert.NotNull(ample["peak_host_bytes"]);
-        Assert.Equal(1, ample["engine_statistics_per_measured_step"]!.AsArray().Count);
+        Assert.Single(ample["engine_statistics_per_measured_step"]!.AsArray());
     }
 
     [Fact]
