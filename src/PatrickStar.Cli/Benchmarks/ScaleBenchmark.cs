@@ -1,3 +1,4 @@
+using PatrickStar.Cli.Commands;
 using PatrickStar.Config;
 using PatrickStar.Memory;
 using PatrickStar.Models.Gpt;
@@ -6,7 +7,7 @@ using PatrickStar.Training;
 using Spectre.Console;
 using TorchSharp;
 
-namespace PatrickStar.Cli.Commands;
+namespace PatrickStar.Cli.Benchmarks;
 
 /// <summary>
 /// The largest GPT (by layer count at a fixed width) that each engine trains for a few steps under given

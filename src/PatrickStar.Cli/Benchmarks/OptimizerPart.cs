@@ -1,0 +1,62 @@
+using System.Text.Json.Nodes;
+using PatrickStar.Benchmarks;
+using PatrickStar.Profiling;
+
+namespace PatrickStar.Cli.Benchmarks;
+
+/// <summary>
+/// Part `optimizer`: the Adam step over the same elements four ways (torch.optim.AdamW, tensor ops, the fused kernel
+/// with fp32 gradients and with bf16 gradients → bf16 parameters), and the STREAM bandwidth that bounds them all.
+/// </summary>
+public sealed class OptimizerPart : IBenchPart
+{
+    public string Name => "optimizer";
+
+    public void Run(BenchContext context)
+    {
+        long elements = context.Settings.AdamElements;
+        BenchContext.Progress($"optimizer step over {elements:N0} fp32 elements: torch.optim.AdamW, tensor ops, the fused kernel; then STREAM bandwidth...");
+        var report = OptimizerBenchmark.Run(elements, warmup: 1, reps: context.Settings.AdamReps);
+        double torchRate = report.Timings[0].ElementsPerSecond;
+        double bound = report.BoundElementsPerSecond;
+
+        var table = new ReportTable($"Adam step, {Count(elements)} elements")
+            .Column("implementation", right: false).Column("median s").Column("G elem/s").Column("x torch").Column("of bound");
+        foreach (var t in report.Timings)
+            table.Row(t.Name, $"{t.MedianSeconds:0.0000}", $"{t.ElementsPerSecond / 1e9:0.000}",
+                $"{t.ElementsPerSecond / torchRate:0.00}x", Percent(t.ElementsPerSecond / bound));
+        table.Notes.Add($"bound = STREAM triad {Bytes.Format(report.Bandwidth.TriadBytesPerSecond)}/s / {OptimizerReport.BytesPerElement} B per element " +
+                        $"= {bound / 1e9:0.000} G elem/s (an Adam step reads gradient, master, momentum, variance and writes the last three).");
+        context.Report.Add(Name, table);
+
+        var bandwidth = new ReportTable("memory bandwidth (STREAM-style, bytes read + written, all cores)")
+            .Column("kernel", right: false).Column("GiB/s");
+        bandwidth.Row("copy  a = b", $"{report.Bandwidth.CopyBytesPerSecond / (1L << 30):0.0}");
+        bandwidth.Row("triad a = b + s·c", $"{report.Bandwidth.TriadBytesPerSecond / (1L << 30):0.0}");
+        bandwidth.Notes.Add($"measured over three arrays of {Count(elements)} fp32 elements ({Bytes.Format(elements * 4.0)} each).");
+        context.Report.Add(Name, bandwidth);
+
+        context.Report.Json[Name] = new JsonObject
+        {
+            ["elements"] = elements,
+            ["stream_copy_bytes_per_second"] = report.Bandwidth.CopyBytesPerSecond,
+            ["stream_triad_bytes_per_second"] = report.Bandwidth.TriadBytesPerSecond,
+            ["bytes_per_element_moved_by_adam"] = OptimizerReport.BytesPerElement,
+            ["bandwidth_bound_elements_per_second"] = bound,
+            ["timings"] = new JsonArray(report.Timings.Select(t => (JsonNode)new JsonObject
+            {
+                ["name"] = t.Name,
+                ["median_seconds"] = t.MedianSeconds,
+                ["elements_per_second"] = t.ElementsPerSecond,
+                ["times_torch"] = t.ElementsPerSecond / torchRate,
+                ["fraction_of_bound"] = t.ElementsPerSecond / bound,
+                ["seconds"] = BenchReport.Array(t.Seconds),
+            }).ToArray()),
+        };
+    }
+
+    // Invariant "P0" puts a space before the sign; "87%" reads better in a table.
+    private static string Percent(double fraction) => $"{fraction * 100:N0}%";
+
+    private static string Count(long n) => n >= 1 << 20 && n % (1 << 20) == 0 ? $"{n >> 20}M (2^20)" : $"{n:N0}";
+}

@@ -1,0 +1,46 @@
+using System.Text.Json.Nodes;
+using PatrickStar.Profiling;
+
+namespace PatrickStar.Cli.Benchmarks;
+
+/// <summary>Part `scale`: the largest GPT (layers at a fixed width) the plain trainer, static and dynamic placement each train under the budgets.</summary>
+public sealed class ScalePart : IBenchPart
+{
+    private const int Seq = 64;
+    private const int MaxLayers = 512;
+
+    public string Name => "scale";
+
+    public void Run(BenchContext context)
+    {
+        var s = context.Settings;
+        long device = s.ScaleDeviceMemory, host = s.ScaleHostMemory;
+        BenchContext.Progress($"largest GPT (hidden {s.ScaleHidden}, seq {Seq}, batch 1, layers searched) per engine under " +
+                              $"{Bytes.Format(device)} device / {Bytes.Format(host)} host...");
+        var outcomes = ScaleBenchmark.Run(device, host, s.ScaleHidden, s.ScaleHeads, Seq, MaxLayers);
+        long limit = (device + host) / 14;
+        long staticParams = outcomes.First(o => o.Policy == "static").Parameters;
+
+        var table = new ReportTable($"largest trainable GPT under {Bytes.Format(device)} device + {Bytes.Format(host)} host")
+            .Column("engine", right: false).Column("layers").Column("parameters").Column("of (device+host)/14").Column("vs static");
+        foreach (var o in outcomes)
+            table.Row(o.Policy, $"{o.Layers}", $"{o.Parameters:N0}", $"{100.0 * o.Parameters / limit:0.0}%",
+                staticParams > 0 ? $"{(double)o.Parameters / staticParams:0.00}x" : "-");
+        table.Notes.Add($"memory limit (device + host) / 14 B per parameter = {limit:N0} parameters; each size trains 3 steps to count.");
+        context.Report.Add(Name, table);
+
+        context.Report.Json[Name] = new JsonObject
+        {
+            ["device_bytes"] = device,
+            ["host_bytes"] = host,
+            ["hidden"] = s.ScaleHidden,
+            ["heads"] = s.ScaleHeads,
+            ["seq"] = Seq,
+            ["limit_parameters"] = limit,
+            ["results"] = new JsonArray(outcomes.Select(o => (JsonNode)new JsonObject
+            {
+                ["engine"] = o.Policy, ["layers"] = o.Layers, ["parameters"] = o.Parameters,
+            }).ToArray()),
+        };
+    }
+}

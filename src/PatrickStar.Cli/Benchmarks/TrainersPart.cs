@@ -1,0 +1,359 @@
+using System.Text.Json.Nodes;
+using PatrickStar.Benchmarks;
+using PatrickStar.Config;
+using PatrickStar.Data;
+using PatrickStar.Engine;
+using PatrickStar.Memory;
+using PatrickStar.Models.Estimation;
+using PatrickStar.Models.Gpt;
+using PatrickStar.Profiling;
+using TorchSharp;
+
+namespace PatrickStar.Cli.Benchmarks;
+
+/// <summary>
+/// Part `trainers`: the plain trainer and the chunk engine (static placement, dynamic placement, and dynamic under a
+/// tight device budget) on the same model, seed and data, side by side: speed, traffic between the tiers, memory peaks.
+/// </summary>
+/// <remarks>
+/// Budgets: without --device-memory the static and dynamic runs get half the machine's available memory (every chunk fits:
+/// the figures are the engine's pure overhead). The tight run, unless --tight-memory off, is dynamic placement under
+/// ⌈half the parameter chunks⌉ plus the non-model peak the first dynamic run measured (+10% for run-to-run noise), so that
+/// eviction traffic shows; --tight-memory SIZE sets that budget instead.
+/// </remarks>
+public sealed class TrainersPart : IBenchPart
+{
+    public string Name => "trainers";
+
+    /// <summary>One trainer run: its settings, and its figures when it trained (Error set when it did not fit).</summary>
+    private sealed class RunResult
+    {
+        public required string Label { get; init; }
+        public required string Engine { get; init; }
+        public string? Placement { get; init; }
+        public long? DeviceBudget { get; init; }
+        public long? HostBudget { get; init; }
+        public string? Error { get; set; }
+        public List<double> AllSeconds { get; } = new();
+        public List<double> MeasuredSeconds { get; } = new();
+        public List<Dictionary<string, double>> MeasuredStatistics { get; } = new();
+        public double Median => Measure.Median(MeasuredSeconds);
+        public double FirstLoss { get; set; }
+        public double LastLoss { get; set; }
+        public long PeakDevice { get; set; }
+        public long? PeakDeviceModel { get; set; }
+        public long? PeakDeviceNonModel { get; set; }
+        public long? PeakHost { get; set; }
+        public long? DeviceTierPeakInUse { get; set; }
+        public int? Chunks { get; set; }
+        public long? ChunkElements { get; set; }
+
+        /// <summary>Median over the measured iterations of one engine statistic; null when the engine does not report it.</summary>
+        public double? Stat(string key)
+        {
+            var values = MeasuredStatistics.Where(s => s.ContainsKey(key)).Select(s => s[key]).ToList();
+            return values.Count == 0 ? null : Measure.Median(values);
+        }
+    }
+
+    public void Run(BenchContext context)
+    {
+        var s = context.Settings;
+        var precision = s.Precision ?? ChoosePrecision(context);
+        var config = Config(s, precision);
+        var gpt = GptRun.ResolveModel(config);
+        double flops = gpt.TrainingFlops(s.Batch, s.Seq);
+        var peak = precision == Precision.Bf16 ? context.Bf16Matmul : context.Fp32Matmul;
+        long available = MemoryMeter.AvailableHostMemory() ?? 0;
+        long ample = s.DeviceMemory ?? (context.Device.type == DeviceType.CPU && available > 0
+            ? available / 2
+            : throw new ArgumentException("--device-memory is needed for the trainers part on this device (its memory cannot be queried): e.g. --device-memory 20GiB."));
+        long host = s.HostMemory ?? Math.Max(available - (context.Device.type == DeviceType.CPU ? ample : 0), 0);
+        string budgetWord = s.DeviceMemory is null ? "ample" : "given";
+
+        BenchContext.Progress($"trainers: GPT hidden {s.Hidden}, {s.Layers} layers, {s.Heads} heads, seq {s.Seq}, batch {s.Batch}, {precision.ToString().ToLowerInvariant()}, " +
+                              $"{gpt.ParameterCount / 1e6:N1}M parameters; {s.WarmupSteps} warm-up + {s.Steps} measured steps per run...");
+        // One dataset for every run: same tokens, same batches (the trainer's order comes from the seed).
+        var data = GptRun.LoadData(config, Gpt2Tokenizer.Instance);
+
+        var plain = MeasurePlain(config, data, s);
+        var runs = new List<RunResult> { plain };
+        runs.Add(MeasureChunked(config, data, s, $"chunked static ({budgetWord} budget)", ChunkPlacement.Static, ample, host));
+        var dynamic = MeasureChunked(config, data, s, $"chunked dynamic ({budgetWord} budget)", ChunkPlacement.Dynamic, ample, host);
+        runs.Add(dynamic);
+        // The tight run uses the finest layout (chunks the size of the largest tensor) unless --chunk-size says otherwise:
+        // the engine's default search often packs a small model into one or two chunks, leaving nothing to evict.
+        long tightChunk = s.ChunkSize ?? LargestTensor(config, gpt);
+        long? tight = s.TightMemory switch
+        {
+            0 => null,
+            long given => given,
+            null => AutoTightBudget(config, gpt, dynamic, tightChunk, host),
+        };
+        if (tight is long t)
+            runs.Add(MeasureChunked(config, data, s, "chunked dynamic (tight budget)", ChunkPlacement.Dynamic, t, host, tightChunk));
+        else if (s.TightMemory is null)
+            BenchContext.Progress("no tight-budget run: the dynamic run did not train, so there is no non-model peak to size it from.");
+
+        Report(context, s, gpt, precision, flops, peak, runs, tight);
+    }
+
+    /// <summary>bf16 when its measured matmul peak is higher; without the matmul part, when the hardware has bf16 units.</summary>
+    private static Precision ChoosePrecision(BenchContext context)
+    {
+        bool bf16 = context.Bf16Matmul is { } b && context.Fp32Matmul is { } f ? b.Gflops >= f.Gflops : context.Machine.Bf16LikelyFast;
+        var chosen = bf16 ? Precision.Bf16 : Precision.Fp32;
+        BenchContext.Progress(context.Bf16Matmul is { } b2 && context.Fp32Matmul is { } f2
+            ? $"auto precision: {chosen.ToString().ToLowerInvariant()} (bf16 {b2.Gflops:N1} vs fp32 {f2.Gflops:N1} GFLOPS matmul here)"
+            : $"auto precision: {chosen.ToString().ToLowerInvariant()} (no matmul part: chosen by {(bf16 ? "the device's bf16 units" : "the absence of AVX-512 BF16/AMX")})");
+        return chosen;
+    }
+
+    /// <summary>Elements of the model's largest parameter tensor: the smallest chunk size that can hold every tensor.</summary>
+    private static long LargestTensor(TrainingConfig config, GptConfig gpt)
+    {
+        var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(WithEngine(config, "chunked"), gpt, null, 0), suggestKnobs: false);
+        return estimate.Layout!.Placements.Max(p => p.Numel);
+    }
+
+    /// <summary>
+    /// ⌈half the parameter chunks⌉ (in the tight run's layout) plus the dynamic run's measured non-model peak and a tenth more
+    /// for noise; raised to what the estimator asks for when that is more, since the run is refused below it before it starts.
+    /// </summary>
+    private static long? AutoTightBudget(TrainingConfig config, GptConfig gpt, RunResult dynamic, long chunkSize, long host)
+    {
+        if (dynamic.Error is not null || dynamic.PeakDeviceNonModel is not long nonModel) return null;
+        var tightConfig = WithEngine(config, "chunked", new ChunkSection { ChunkSize = chunkSize, Placement = ChunkPlacement.Dynamic });
+        var layout = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(tightConfig, gpt, null, host), suggestKnobs: false).Layout!;
+        long chunkBytes = layout.ChunkSize * (config.Precision == Precision.Bf16 ? 2 : 4);
+        // Two chunks at least: in backward the LM head's chunk (the tied embedding) is still computing when ln_f's is fetched.
+        long budget = Math.Max(2, (layout.ChunkCount + 1) / 2) * chunkBytes + nonModel + nonModel / 10;
+        // The estimator's device need at this budget (activations estimated, not measured, hence often higher).
+        var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(tightConfig, gpt, budget, host), suggestKnobs: false);
+        long estimatorNeed = estimate.Tiers.FirstOrDefault(t => t.Tier == "device")?.Needed ?? 0;
+        return Math.Max(budget, estimatorNeed);
+    }
+
+    private static TrainingConfig Config(BenchSettings s, Precision precision) => new()
+    {
+        Model = new ModelSection { Preset = null, VocabSize = GptConfig.Gpt2VocabSize, ContextLength = s.Seq, Layers = s.Layers, Hidden = s.Hidden, Heads = s.Heads, Dropout = 0 },
+        MicroBatchSize = s.Batch,
+        SequenceLength = s.Seq,
+        Steps = s.WarmupSteps + s.Steps,
+        Precision = precision,
+        Eval = new EvalSection { Interval = 0 },
+    };
+
+    private static TrainingConfig WithEngine(TrainingConfig c, string engine, ChunkSection? chunks = null) => new()
+    {
+        Model = c.Model, MicroBatchSize = c.MicroBatchSize, SequenceLength = c.SequenceLength, Steps = c.Steps,
+        Precision = c.Precision, Eval = c.Eval, Engine = engine, Chunks = chunks ?? new ChunkSection(),
+    };
+
+    /// <summary>
+    /// The plain trainer. Its memory is measured: glibc's in-use bytes sampled in the background during the warm-up
+    /// steps (Adam's state appears at the first step) minus the reading before the model was built; the sampler stops
+    /// before the measured steps so that it costs them nothing.
+    /// </summary>
+    private static RunResult MeasurePlain(TrainingConfig config, TokenDataset data, BenchSettings s)
+    {
+        var result = new RunResult { Label = "plain", Engine = "plain" };
+        BenchContext.Progress("  plain trainer...");
+        Collect();
+        long baseline = MemoryMeter.NativeInUse();
+        using var sampler = new PeakSampler();
+        using var run = GptRun.Create(WithEngine(config, "plain"), data);
+        sampler.Start();
+        long peak = 0;
+        run.Trainer.StepCompleted += m =>
+        {
+            Record(result, m, s);
+            if (m.Step == s.WarmupSteps)
+            {
+                peak = sampler.TakePeak();
+                sampler.Stop();
+            }
+        };
+        var summary = run.Trainer.Run();
+        if (sampler.IsRunning) peak = sampler.TakePeak(); // fewer steps than warm-up: the whole run was sampled
+        result.FirstLoss = summary.FirstLoss;
+        result.LastLoss = summary.LastLoss;
+        result.PeakDevice = Math.Max(0, peak - baseline);
+        return result;
+    }
+
+    private static RunResult MeasureChunked(TrainingConfig config, TokenDataset data, BenchSettings s, string label, ChunkPlacement placement,
+        long device, long host, long? chunkSize = null)
+    {
+        chunkSize ??= s.ChunkSize;
+        var result = new RunResult
+        {
+            Label = label, Engine = "chunked", Placement = placement.ToString().ToLowerInvariant(), DeviceBudget = device, HostBudget = host,
+        };
+        BenchContext.Progress($"  {label}: device budget {Bytes.Format(device)}, host budget {Bytes.Format(host)}...");
+        Collect();
+        try
+        {
+            var chunks = new ChunkSection { Placement = placement, DeviceMemory = device, HostMemory = host, ChunkSize = chunkSize };
+            using var run = GptRun.Create(WithEngine(config, "chunked", chunks), data);
+            var engine = (ChunkedEngine)run.Engine;
+            run.Trainer.StepCompleted += m => Record(result, m, s);
+            var summary = run.Trainer.Run();
+            result.FirstLoss = summary.FirstLoss;
+            result.LastLoss = summary.LastLoss;
+            // The engine's own accounting, of the last iteration: chunk bytes plus the non-model bytes it measured.
+            var last = result.MeasuredStatistics.Count > 0 ? result.MeasuredStatistics[^1] : new Dictionary<string, double>(engine.Statistics);
+            result.PeakDevice = (long)last.GetValueOrDefault("peak_device_bytes");
+            result.PeakDeviceModel = (long)last.GetValueOrDefault("peak_device_model_bytes");
+            result.PeakDeviceNonModel = (long)last.GetValueOrDefault("peak_device_non_model_bytes");
+            result.PeakHost = engine.HostTier.PeakInUseBytes;
+            result.DeviceTierPeakInUse = engine.DeviceTier.PeakInUseBytes;
+            result.Chunks = engine.Layout.ChunkCount;
+            result.ChunkElements = engine.Layout.ChunkSize;
+        }
+        catch (Exception e) when (e is TierBudgetExceededException or PatrickStar.Profiling.InsufficientMemoryException)
+        {
+            // A budget the engine cannot train under is a result of the benchmark, not a failure of it.
+            result.Error = e.Message;
+            BenchContext.Progress($"  {label} does not train under this budget: {e.Message}");
+        }
+        return result;
+    }
+
+    private static void Record(RunResult result, PatrickStar.Training.StepMetrics m, BenchSettings s)
+    {
+        result.AllSeconds.Add(m.StepSeconds);
+        if (m.Step <= s.WarmupSteps) return;
+        result.MeasuredSeconds.Add(m.StepSeconds);
+        // The engine reuses its dictionary: copy this step's figures.
+        result.MeasuredStatistics.Add(new Dictionary<string, double>(m.EngineStatistics));
+    }
+
+    private static void Collect()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+    }
+
+    private void Report(BenchContext context, BenchSettings s, GptConfig gpt, Precision precision, double flops, MatmulResult? peak,
+        List<RunResult> runs, long? tight)
+    {
+        var plain = runs[0];
+        string dtype = precision == Precision.Bf16 ? "bf16" : "fp32";
+        long tokens = (long)s.Batch * s.Seq;
+
+        var speed = new ReportTable($"trainers: speed ({gpt.ParameterCount / 1e6:N1}M parameters, {dtype}, batch {s.Batch} × seq {s.Seq})")
+            .Column("run", right: false).Column("device budget").Column("chunks").Column("s/iter").Column("x plain").Column("tokens/s").Column("TFLOPS")
+            .Column($"of {dtype} matmul peak").Column("loss first → last");
+        var memory = new ReportTable("trainers: traffic and memory per iteration")
+            .Column("run", right: false).Column("device<-host").Column("host<-device").Column("chunk moves").Column("evictions")
+            .Column("peak device (model + non-model)").Column("x plain").Column("peak host").Column("Adam chunks on device");
+        foreach (var r in runs)
+        {
+            string budget = r.DeviceBudget is long b ? Bytes.Format(b) : "-";
+            if (r.Error is not null)
+            {
+                speed.Row(r.Label, budget, "-", "does not fit", "-", "-", "-", "-", "-");
+                memory.Row(r.Label, "-", "-", "-", "-", "-", "-", "-", "-");
+                continue;
+            }
+            double median = r.Median;
+            string chunks = r.Chunks is int n ? $"{n} × {Bytes.Format(r.ChunkElements!.Value * (precision == Precision.Bf16 ? 2 : 4))}" : "-";
+            speed.Row(r.Label, budget, chunks, $"{median:0.000}", $"{median / plain.Median:0.00}x", $"{tokens / median:N0}", $"{flops / median / 1e12:0.0000}",
+                peak is null ? "-" : $"{flops / median / 1e9 / peak.Gflops * 100:0.0}%", $"{r.FirstLoss:0.000} → {r.LastLoss:0.000}");
+            string peakDevice = r.PeakDeviceModel is long model && r.PeakDeviceNonModel is long nonModel
+                ? $"{Bytes.Format(r.PeakDevice)} ({Bytes.Format(model)} + {Bytes.Format(nonModel)})"
+                : $"{Bytes.Format(r.PeakDevice)} (measured)";
+            string host = r.Engine == "plain"
+                ? context.Device.type == DeviceType.CPU ? "= device (one memory)" : "-"
+                : Bytes.Format(r.PeakHost ?? 0);
+            memory.Row(r.Label, Traffic(r.Stat("bytes_to_device")), Traffic(r.Stat("bytes_to_host")), Count(r.Stat("chunk_moves")), Count(r.Stat("evictions")),
+                peakDevice, plain.PeakDevice > 0 ? $"{(double)r.PeakDevice / plain.PeakDevice:0.00}x" : "-", host, Count(r.Stat("optimizer_chunks_on_device")));
+        }
+        speed.Notes.Add($"s/iter: median of {s.Steps} steps after {s.WarmupSteps} warm-up steps (the chunk engine's first step is its tracing warm-up). " +
+                        $"TFLOPS: model FLOPs {GptConfig.FlopsFormula} = {flops / 1e12:0.000} TFLOP per step, divided by s/iter.");
+        speed.Notes.Add(s.DeviceMemory is null
+            ? "ample budget: half the machine's available memory, every chunk fits: the chunk engine's pure overhead over the plain trainer."
+            : "given budget: --device-memory.");
+        if (tight is long t)
+            speed.Notes.Add(s.TightMemory is null
+                ? $"tight budget {Bytes.Format(t)}: half the parameter chunks (rounded up, two at least) + the non-model peak of the dynamic run + 10% " +
+                  "(or the estimator's device need, when higher: below it the run is refused before it starts), in chunks the size of the largest tensor, " +
+                  "so that chunks are evicted and fetched every iteration."
+                : $"tight budget {Bytes.Format(t)}: --tight-memory.");
+        if (tight is not null && runs[^1] is { Error: null, Chunks: <= 2 } tightRun)
+            speed.Notes.Add($"{tightRun.Label}: the layout has only {tightRun.Chunks} chunk(s), all in one module's working set at some moment, so nothing can be evicted; " +
+                            "more layers give more chunks.");
+        foreach (var r in runs.Where(r => r.Error is not null)) speed.Notes.Add($"{r.Label}: {r.Error}");
+        memory.Notes.Add("Traffic and chunk counts: medians over the measured iterations of the engine's per-iteration statistics. " +
+                         "Peak device: for the chunk engine its accounting (chunk bytes on the device + the non-model bytes it measured) in the last iteration; " +
+                         "for plain, the process's native in-use peak (glibc, sampled in the background during the warm-up steps) minus the reading before the model was built. " +
+                         "Peak host: the host tier's peak bytes in use (chunk buffers).");
+        if (plain.Engine == "plain" && context.Device.type == DeviceType.CPU)
+            memory.Notes.Add("On a CPU device the plain trainer's device and host are the same memory: its one measured peak is in the device column.");
+        context.Report.Add(Name, speed);
+        context.Report.Add(Name, memory);
+
+        context.Report.Json[Name] = new JsonObject
+        {
+            ["model"] = new JsonObject
+            {
+                ["hidden"] = s.Hidden, ["layers"] = s.Layers, ["heads"] = s.Heads, ["seq"] = s.Seq, ["batch"] = s.Batch,
+                ["vocab"] = gpt.VocabSize, ["parameters"] = gpt.ParameterCount,
+                ["precision"] = dtype, ["precision_chosen_automatically"] = s.Precision is null,
+                ["flops_per_step"] = flops, ["flops_formula"] = GptConfig.FlopsFormula,
+            },
+            ["warmup_steps"] = s.WarmupSteps,
+            ["measured_steps"] = s.Steps,
+            ["matmul_peak_gflops"] = peak?.Gflops,
+            ["tight_budget_bytes"] = tight,
+            ["tight_budget_automatic"] = tight is not null && s.TightMemory is null,
+            ["runs"] = new JsonArray(runs.Select(r => (JsonNode)Json(r, plain, flops, tokens, peak)).ToArray()),
+        };
+    }
+
+    private static JsonObject Json(RunResult r, RunResult plain, double flops, long tokens, MatmulResult? peak)
+    {
+        var o = new JsonObject
+        {
+            ["label"] = r.Label,
+            ["engine"] = r.Engine,
+            ["placement"] = r.Placement,
+            ["device_budget_bytes"] = r.DeviceBudget,
+            ["host_budget_bytes"] = r.HostBudget,
+            ["error"] = r.Error,
+        };
+        if (r.Error is not null) return o;
+        double median = r.Median;
+        o["step_seconds_all"] = BenchReport.Array(r.AllSeconds);
+        o["step_seconds_measured"] = BenchReport.Array(r.MeasuredSeconds);
+        o["median_step_seconds"] = median;
+        o["step_time_vs_plain"] = median / plain.Median;
+        o["tokens_per_second"] = tokens / median;
+        o["tflops"] = flops / median / 1e12;
+        o["fraction_of_matmul_peak"] = peak is null ? null : flops / median / 1e9 / peak.Gflops;
+        o["loss_first"] = r.FirstLoss;
+        o["loss_last"] = r.LastLoss;
+        o["bytes_to_device_per_iteration"] = r.Stat("bytes_to_device");
+        o["bytes_to_host_per_iteration"] = r.Stat("bytes_to_host");
+        o["chunk_moves_per_iteration"] = r.Stat("chunk_moves");
+        o["evictions_per_iteration"] = r.Stat("evictions");
+        o["optimizer_chunks_on_device"] = r.Stat("optimizer_chunks_on_device");
+        o["peak_device_bytes"] = r.PeakDevice;
+        o["peak_device_measured"] = r.Engine == "plain";
+        o["peak_device_model_bytes"] = r.PeakDeviceModel;
+        o["peak_device_non_model_bytes"] = r.PeakDeviceNonModel;
+        o["peak_device_vs_plain"] = plain.PeakDevice > 0 ? (double)r.PeakDevice / plain.PeakDevice : null;
+        o["peak_host_bytes"] = r.PeakHost;
+        o["device_tier_peak_in_use_bytes"] = r.DeviceTierPeakInUse;
+        o["parameter_chunks"] = r.Chunks;
+        o["chunk_elements"] = r.ChunkElements;
+        o["engine_statistics_per_measured_step"] = new JsonArray(r.MeasuredStatistics.Select(d =>
+            (JsonNode)new JsonObject(d.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value)))).ToArray());
+        return o;
+    }
+
+    private static string Traffic(double? bytes) => bytes is double b ? Bytes.Format(b) : "-";
+    private static string Count(double? n) => n is double v ? $"{v:0.#}" : "-";
+}

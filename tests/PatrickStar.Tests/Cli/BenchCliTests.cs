@@ -1,0 +1,117 @@
+using System.Text.Json.Nodes;
+using Xunit;
+using static PatrickStar.Tests.Cli.CliTests;
+
+namespace PatrickStar.Tests.Cli;
+
+/// <summary>
+/// `pstar bench` run in-process at tiny sizes: the report files exist and hold the expected tables and keys.
+/// No figure is checked against a speed: benchmarks are commands, never timed tests.
+/// </summary>
+public class BenchCliTests
+{
+    private static JsonObject ReadJson(string path) => JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+
+    [Fact]
+    public void OptimizerPartWritesBothReportFiles()
+    {
+        using var dir = new TempDir();
+        string reportDir = Path.Combine(dir.Path, "report");
+        string extraJson = Path.Combine(dir.Path, "alias.json");
+        var (code, output, err) = Pstar("bench", "--quick", "--parts", "optimizer", "--adam-elements", "4096", "--report", reportDir, "--json", extraJson);
+        Assert.True(code == 0, err + output);
+
+        string md = File.ReadAllText(Path.Combine(reportDir, "report.md"));
+        foreach (var expected in new[] { "# pstar bench report", "- command: `pstar bench --quick --parts optimizer", "- date (UTC): ",
+                     "logical processors, torch threads", "AVX-512 ", "## optimizer", "| implementation | median s | G elem/s | x torch | of bound |",
+                     "torch.optim.AdamW", "fused kernel, bf16 grads -> bf16 params", "| triad a = b + s·c |" })
+            Assert.Contains(expected, md);
+        Assert.DoesNotContain("## trainers", md);
+
+        var json = ReadJson(Path.Combine(reportDir, "report.json"));
+        Assert.Equal("pstar-bench", (string?)json["format"]);
+        Assert.Equal(1, (int)json["version"]!);
+        Assert.Equal(new[] { "optimizer" }, json["parts"]!.AsArray().Select(p => (string)p!).ToArray());
+        foreach (var key in new[] { "processor_count", "torch_threads", "cpu_model", "avx512", "fused_adam_kernel" })
+            Assert.True(json["machine"]!.AsObject().ContainsKey(key), key);
+        var optimizer = json["optimizer"]!.AsObject();
+        Assert.Equal(4096, (long)optimizer["elements"]!);
+        foreach (var key in new[] { "stream_copy_bytes_per_second", "stream_triad_bytes_per_second", "bandwidth_bound_elements_per_second" })
+            Assert.True((double)optimizer[key]! > 0, key);
+        var timings = optimizer["timings"]!.AsArray();
+        Assert.Equal(4, timings.Count);
+        foreach (var t in timings.Select(t => t!.AsObject()))
+        {
+            foreach (var key in new[] { "name", "median_seconds", "elements_per_second", "times_torch", "fraction_of_bound", "seconds" })
+                Assert.True(t.ContainsKey(key), key);
+            Assert.Equal(3, t["seconds"]!.AsArray().Count); // --quick: 3 timed repetitions
+        }
+        Assert.False(json.ContainsKey("trainers"));
+        // --json writes the same report.
+        Assert.Equal(File.ReadAllText(Path.Combine(reportDir, "report.json")), File.ReadAllText(extraJson));
+    }
+
+    [Fact]
+    public void MatmulAndTrainersPartsReportEveryRun()
+    {
+        using var dir = new TempDir();
+        string reportDir = Path.Combine(dir.Path, "report");
+        var (code, output, err) = Pstar("bench", "--parts", "trainers,matmul", "--matmul-size", "64",
+            "--hidden", "32", "--layers", "1", "--heads", "2", "--seq", "16", "--batch", "1", "--steps", "1", "--precision", "fp32", "--report", reportDir);
+        Assert.True(code == 0, err + output);
+
+        string md = File.ReadAllText(Path.Combine(reportDir, "report.md"));
+        foreach (var expected in new[] { "## matmul", "## trainers", "trainers: speed", "trainers: traffic and memory per iteration",
+                     "| plain |", "| chunked static (ample budget) |", "| chunked dynamic (ample budget) |", "chunked dynamic (tight budget)", "72·B·s·l·h²" })
+            Assert.Contains(expected, md);
+        // The matmul part runs first whatever the order given.
+        Assert.True(md.IndexOf("## matmul", StringComparison.Ordinal) < md.IndexOf("## trainers", StringComparison.Ordinal));
+
+        var json = ReadJson(Path.Combine(reportDir, "report.json"));
+        Assert.Equal(new[] { "matmul", "trainers" }, json["parts"]!.AsArray().Select(p => (string)p!).ToArray());
+        Assert.Equal(64, (int)json["matmul"]!["fp32"]!["n"]!);
+        var trainers = json["trainers"]!.AsObject();
+        Assert.Equal("fp32", (string?)trainers["model"]!["precision"]);
+        Assert.NotNull(trainers["model"]!["flops_formula"]);
+        Assert.True((long)trainers["tight_budget_bytes"]! > 0);
+        var runs = trainers["runs"]!.AsArray().Select(r => r!.AsObject()).ToList();
+        Assert.Equal(new[] { "plain", "chunked static (ample budget)", "chunked dynamic (ample budget)", "chunked dynamic (tight budget)" },
+            runs.Select(r => (string)r["label"]!).ToArray());
+        foreach (var run in runs.Where(r => r["error"] is null))
+        {
+            foreach (var key in new[] { "median_step_seconds", "step_time_vs_plain", "tokens_per_second", "tflops", "fraction_of_matmul_peak",
+                         "loss_first", "loss_last", "peak_device_bytes", "step_seconds_all", "step_seconds_measured" })
+                Assert.True(run[key] is not null, $"{run["label"]}: {key}");
+            Assert.Equal(3, run["step_seconds_all"]!.AsArray().Count); // 2 warm-up + 1 measured
+        }
+        // Same model, seed and data: the engines start from the same loss.
+        double plainLoss = (double)runs[0]["loss_first"]!;
+        foreach (var run in runs.Skip(1).Where(r => r["error"] is null))
+            Assert.Equal(plainLoss, (double)run["loss_first"]!, 3);
+        // The ample chunked runs report the engine's traffic; nothing needs to move when every chunk fits.
+        var ample = runs[2];
+        Assert.Equal(0, (double)ample["evictions_per_iteration"]!);
+        Assert.NotNull(ample["peak_device_model_bytes"]);
+        Assert.NotNull(ample["peak_host_bytes"]);
+        Assert.Single(ample["engine_statistics_per_measured_step"]!.AsArray());
+    }
+
+    [Fact]
+    public void UnknownPartIsRefused()
+    {
+        using var dir = new TempDir();
+        string reportDir = Path.Combine(dir.Path, "report");
+        var (code, _, err) = Pstar("bench", "--parts", "matmul,warp", "--report", reportDir);
+        Assert.Equal(1, code);
+        Assert.Contains("unknown bench part 'warp'", err);
+        Assert.False(Directory.Exists(reportDir), "nothing may be written for a refused run");
+    }
+
+    [Fact]
+    public void ScaleAliasConflictsWithParts()
+    {
+        var (code, _, err) = Pstar("bench", "--scale", "--parts", "optimizer");
+        Assert.Equal(1, code);
+        Assert.Contains("--scale is --parts scale", err);
+    }
+}
