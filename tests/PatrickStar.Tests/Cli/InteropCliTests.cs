@@ -6,6 +6,7 @@ using PatrickStar.Runtime;
 using PatrickStar.Tests.Checkpoints;
 using TorchSharp;
 using Xunit;
+using static PatrickStar.Tests.Cli.CliTests;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -18,25 +19,6 @@ public class InteropCliTests
 
     // GPT-2's vocabulary (the CLI tokenizes with it), everything else tiny.
     private static readonly GptConfig Tiny = new(VocabSize: GptConfig.Gpt2VocabSize, ContextLength: 64, Layers: 1, Hidden: 32, Heads: 2);
-
-    private static (int Code, string Out, string Err) Pstar(params string[] args)
-    {
-        var (oldOut, oldErr) = (Console.Out, Console.Error);
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        Console.SetOut(output);
-        Console.SetError(error);
-        try
-        {
-            int code = Program.Main(args);
-            return (code, output.ToString(), error.ToString());
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-            Console.SetError(oldErr);
-        }
-    }
 
     private static GptModel TinyModel()
     {

@@ -24,32 +24,8 @@ public class DataParallelMpiTests(ITestOutputHelper output)
         "--threads", "1", "--plain-output", "--lr", "3e-3",
     ];
 
-    private static (int Code, string Output, TimeSpan Took) Pstar(string workDir, IDictionary<string, string>? env, params string[] args)
-    {
-        var start = new ProcessStartInfo(LaunchCommand.FindOnPath("dotnet") ?? "dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = workDir,
-        };
-        start.ArgumentList.Add(typeof(PatrickStar.Cli.Program).Assembly.Location);
-        foreach (var a in args) start.ArgumentList.Add(a);
-        start.Environment["TERM"] = "dumb";
-        foreach (var (k, v) in env ?? new Dictionary<string, string>()) start.Environment[k] = v;
-        var clock = Stopwatch.StartNew();
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(Bound))
-        {
-            process.Kill(entireProcessTree: true);
-            process.WaitForExit();
-            Assert.Fail($"pstar {string.Join(" ", args)} did not finish within {Bound.TotalSeconds} s (killed). Output:\n{stdout.Result}{stderr.Result}");
-        }
-        process.WaitForExit();
-        return (process.ExitCode, stdout.Result + stderr.Result, clock.Elapsed);
-    }
+    private static (int Code, string Output, TimeSpan Took) Pstar(string workDir, IDictionary<string, string>? env, params string[] args) =>
+        MpiTests.RunPstar(workDir, env, args);
 
     private static List<double> Losses(string metrics) =>
         File.ReadAllLines(metrics).Where(l => l.Length > 0).Select(l => JsonDocument.Parse(l).RootElement.GetProperty("loss").GetDouble()).ToList();

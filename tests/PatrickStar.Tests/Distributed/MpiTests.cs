@@ -25,7 +25,10 @@ public class MpiTests
     // Generous: the development machines are 2 shared cores; a passing job takes a few seconds.
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(120);
 
-    private static (int Code, string Output, TimeSpan Took) Pstar(params string[] args)
+    private static (int Code, string Output, TimeSpan Took) Pstar(params string[] args) => RunPstar(null, null, args);
+
+    /// <summary>Runs the built pstar as a child process (in <paramref name="workDir"/>, with extra environment), killing its tree past the bound.</summary>
+    internal static (int Code, string Output, TimeSpan Took) RunPstar(string? workDir, IDictionary<string, string>? env, params string[] args)
     {
         var start = new ProcessStartInfo(LaunchCommand.FindOnPath("dotnet") ?? "dotnet")
         {
@@ -33,9 +36,11 @@ public class MpiTests
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        if (workDir is not null) start.WorkingDirectory = workDir;
         start.ArgumentList.Add(typeof(PatrickStar.Cli.Program).Assembly.Location);
         foreach (var a in args) start.ArgumentList.Add(a);
         start.Environment["TERM"] = "dumb";
+        foreach (var (k, v) in env ?? new Dictionary<string, string>()) start.Environment[k] = v;
         var clock = Stopwatch.StartNew();
         using var process = Process.Start(start)!;
         var output = process.StandardOutput.ReadToEndAsync();

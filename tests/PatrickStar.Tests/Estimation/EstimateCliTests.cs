@@ -1,36 +1,13 @@
 using PatrickStar.Cli;
 using PatrickStar.Cli.Commands;
 using Xunit;
+using static PatrickStar.Tests.Cli.CliTests;
 
 namespace PatrickStar.Tests.Estimation;
 
 /// <summary>`pstar estimate` and `pstar train` refusing, in-process.</summary>
 public class EstimateCliTests
 {
-    private static (int Code, string Out, string Err) Pstar(params string[] args)
-    {
-        var (oldOut, oldErr) = (Console.Out, Console.Error);
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        Console.SetOut(output);
-        Console.SetError(error);
-        Spectre.Console.AnsiConsole.Console = Spectre.Console.AnsiConsole.Create(new Spectre.Console.AnsiConsoleSettings
-        {
-            Out = new Spectre.Console.AnsiConsoleOutput(output),
-            Interactive = Spectre.Console.InteractionSupport.No,
-        });
-        Spectre.Console.AnsiConsole.Console.Profile.Width = 200;
-        try
-        {
-            return (Program.Main(args), output.ToString(), error.ToString());
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-            Console.SetError(oldErr);
-        }
-    }
-
     [Fact]
     public void AFittingRunExitsZero()
     {
