@@ -11,7 +11,7 @@ namespace PatrickStar.Models.Estimation;
 /// <param name="DeviceMemory">Device budget in bytes; null when unknown (nothing is then checked on the device).</param>
 /// <param name="Ranks">Data-parallel ranks; the chunk engine shards every chunk list 1/N per rank (ZeRO-3 at chunk granularity).
 /// The plain engine replicates everything, so ranks do not change its per-rank memory.</param>
-/// <param name="ChunkSize">Elements per chunk; null: the size <see cref="ChunkSizeSearch.Best"/> picks, as the engine does.</param>
+/// <param name="ChunkSize">Elements per chunk; null: the size <see cref="ChunkSizeSearch.ForDevice"/> picks, as the engine does.</param>
 public sealed record EstimateRequest(
     GptConfig Model,
     Precision Precision,
@@ -134,7 +134,7 @@ public static class MemoryEstimator
         return estimate;
     }
 
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(GptConfig, long?, int), ChunkLayout> Layouts = new();
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(GptConfig, long?, int, long?, int), ChunkLayout> Layouts = new();
 
     private static int ComputeBytes(Precision p) => p == Precision.Bf16 ? 2 : 4;
 
@@ -170,11 +170,11 @@ public static class MemoryEstimator
         var specs = GptParameterSpecs.List(r.Model);
         // The engine packs with no padding for one rank; with N ranks every rank owns an equal share of the chunks.
         // The search takes seconds for the largest presets and the knobs re-run it: keep the layouts found.
-        var layout = Layouts.GetOrAdd((r.Model, r.ChunkSize, r.Ranks), _ =>
-            r.ChunkSize is long size ? ChunkLayout.Pack(specs, size, r.Ranks) : ChunkSizeSearch.Best(specs, padToMultipleOf: r.Ranks));
+        int e = ComputeBytes(r.Precision);
+        var layout = Layouts.GetOrAdd((r.Model, r.ChunkSize, r.Ranks, r.DeviceMemory, e), _ =>
+            r.ChunkSize is long size ? ChunkLayout.Pack(specs, size, r.Ranks) : ChunkSizeSearch.ForDevice(specs, r.DeviceMemory, e, r.Ranks));
         long perRankChunks = layout.ChunkCount / r.Ranks;
         long elements = perRankChunks * layout.ChunkSize;
-        int e = ComputeBytes(r.Precision);
         long paramChunk = layout.ChunkSize * e;
         bool pinned = r.Placement == ChunkPlacement.Static;
         var items = new List<ModelDataItem>
@@ -316,16 +316,18 @@ public static class MemoryEstimator
         }
         if (device is not null)
         {
-            var more = r with { DeviceMemory = RoundUpMiB(device.Needed) };
-            if (Try(more) is { Fits: true } deviceFit)
-                knobs.Add(new($"device memory {Bytes.Format(more.DeviceMemory!.Value)} (+{Bytes.Format(device.Short)})", $"--device-memory {more.DeviceMemory.Value / (1 << 20)}MiB", deviceFit));
+            var more = GrowUntilFits(r, device.Needed, null, Try);
+            if (more is not null)
+                knobs.Add(new($"device memory {Bytes.Format(more.Request.DeviceMemory!.Value)} (+{Bytes.Format(more.Request.DeviceMemory!.Value - (r.DeviceMemory ?? 0))})",
+                    $"--device-memory {more.Request.DeviceMemory.Value / (1 << 20)}MiB", more));
         }
         if (device is not null && host is not null)
         {
-            var both = r with { DeviceMemory = RoundUpMiB(device.Needed), HostMemory = RoundUpMiB(host.Needed) };
-            if (Try(both) is { Fits: true } bothFit)
-                knobs.Add(new($"device memory {Bytes.Format(both.DeviceMemory!.Value)} (+{Bytes.Format(device.Short)}) and host memory {Bytes.Format(both.HostMemory)} (+{Bytes.Format(host.Short)})",
-                    $"--device-memory {both.DeviceMemory.Value / (1 << 20)}MiB --host-memory {both.HostMemory / (1 << 20)}MiB", bothFit));
+            var both = GrowUntilFits(r, device.Needed, host.Needed, Try);
+            if (both is not null)
+                knobs.Add(new($"device memory {Bytes.Format(both.Request.DeviceMemory!.Value)} and host memory {Bytes.Format(both.Request.HostMemory)} " +
+                              $"(+{Bytes.Format(both.Request.HostMemory - r.HostMemory)})",
+                    $"--device-memory {both.Request.DeviceMemory!.Value / (1 << 20)}MiB --host-memory {both.Request.HostMemory / (1 << 20)}MiB", both));
         }
         if (!r.Chunked)
         {
@@ -337,6 +339,30 @@ public static class MemoryEstimator
         else if (r.Placement == ChunkPlacement.Static && Try(r with { Placement = ChunkPlacement.Dynamic }) is { Fits: true } dynamic)
             knobs.Add(new("dynamic placement (parameter chunks moved per module)", "--placement dynamic", dynamic));
         return knobs;
+    }
+
+    /// <summary>
+    /// Raises the budgets to what the estimate says is needed, a few times over: the automatic chunk size grows with
+    /// the device budget (<see cref="ChunkSizeSearch.ForDevice"/>), so a bigger budget can need a little more again.
+    /// </summary>
+    private static MemoryEstimate? GrowUntilFits(EstimateRequest r, long deviceNeeded, long? hostNeeded, Func<EstimateRequest, MemoryEstimate> estimate)
+    {
+        var request = r with { DeviceMemory = RoundUpMiB(deviceNeeded), HostMemory = hostNeeded is long h ? RoundUpMiB(h) : r.HostMemory };
+        for (int attempt = 0; attempt < 4; attempt++)
+        {
+            var e = estimate(request);
+            if (e.Fits) return e;
+            var d = e.Tiers.FirstOrDefault(t => t.Tier == "device" && t.Short > 0);
+            var hst = e.Tiers.FirstOrDefault(t => t.Tier == "host" && t.Short > 0);
+            if (d is null && hst is null) return null;
+            if (hst is not null && hostNeeded is null) return null; // this knob only changes the device budget
+            request = request with
+            {
+                DeviceMemory = d is null ? request.DeviceMemory : RoundUpMiB(d.Needed),
+                HostMemory = hst is null ? request.HostMemory : RoundUpMiB(hst.Needed),
+            };
+        }
+        return null;
     }
 
     private static long RoundUpMiB(long bytes) => (bytes + (1 << 20) - 1) / (1 << 20) * (1 << 20);

@@ -161,6 +161,25 @@ public sealed class ChunkLayout
 public static class ChunkSizeSearch
 {
     /// <summary>
+    /// The chunk size the engine picks when none is configured: <see cref="Best"/> (least waste, up to twice the
+    /// largest tensor), but never more elements than a fifth of the device budget holds. Without that cap a small
+    /// model lands in one or two huge chunks, and a module whose parameters straddle two of them needs both on the
+    /// device at once, which leaves nothing for the activations or for moving chunks in and out.
+    /// </summary>
+    /// <param name="deviceBudgetBytes">The device budget; null when unknown (no cap).</param>
+    /// <param name="elementBytes">Bytes per element of the compute-precision parameter chunks.</param>
+    public static ChunkLayout ForDevice(IReadOnlyList<TensorSpec> tensors, long? deviceBudgetBytes, int elementBytes, int padToMultipleOf = 1)
+    {
+        ChunkLayout.Validate(tensors);
+        long largest = tensors.Count == 0 ? 1 : Math.Max(1, tensors.Max(t => t.Numel));
+        long smallest = RoundUp(largest, 1024);
+        long max = 2 * smallest;
+        if (deviceBudgetBytes is long budget)
+            max = Math.Max(smallest, Math.Min(max, budget / 5 / elementBytes));
+        return Best(tensors, max, padToMultipleOf: padToMultipleOf);
+    }
+
+    /// <summary>
     /// Tries every candidate chunk size and returns the layout with the
     /// least waste (<c>ChunkCount × ChunkSize − TotalElements</c>); on a tie, the smaller chunk size wins
     /// (smaller chunks move and evict at a finer grain).

@@ -97,9 +97,8 @@ public sealed partial class ChunkedEngine
                 var own = paramChunks[group * Ranks + Rank];
                 if (own.Payload is null) mine.zero_(); // a padding chunk
                 else mine.copy_(own.Payload);
-                comm!.AllGather(mine, buffer);
+                Timed(() => comm!.AllGather(mine, buffer), buffer);
             }
-            Count(buffer);
             for (int r = 0; r < Ranks; r++)
             {
                 var chunk = paramChunks[group * Ranks + r];
@@ -120,13 +119,16 @@ public sealed partial class ChunkedEngine
     {
         int owner = OwnerOf(chunk.Index);
         if (owner != Rank) AttachRemotePayload(chunk);
-        comm!.Broadcast(chunk.Payload!, owner); // straight into the payload: no buffer at all
-        Count(chunk.Payload!);
+        Timed(() => comm!.Broadcast(chunk.Payload!, owner), chunk.Payload!); // straight into the payload: no buffer at all
         fetched[chunk.Index] = true;
     }
 
-    private void Count(Tensor buffer)
+    /// <summary>Runs one collective and counts its buffer's bytes and its wall time (comm_bytes, comm_seconds).</summary>
+    private void Timed(Action collective, Tensor buffer)
     {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        collective();
+        iteration.CommunicationSeconds += System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
         iteration.CommunicatedBytes += TierMemory.Bytes(buffer.dtype, buffer.numel());
         iteration.Collectives++;
     }
@@ -195,8 +197,7 @@ public sealed partial class ChunkedEngine
                 if (chunk.Payload is null) slice.zero_();
                 else slice.copy_(chunk.Payload);
             }
-            comm!.ReduceScatter(buffer, averaged, ReduceOp.Average);
-            Count(buffer);
+            Timed(() => comm!.ReduceScatter(buffer, averaged, ReduceOp.Average), buffer);
             TakeAveragedGradients(paramChunks[group * Ranks + Rank], averaged);
         }
         finally
@@ -217,8 +218,7 @@ public sealed partial class ChunkedEngine
         {
             ZeroSlotsWithoutGradient(chunk);
             Tensor send = chunk.Payload ?? buffer.zero_();
-            comm!.Reduce(send, owner == Rank ? buffer : null, owner, ReduceOp.Average);
-            Count(send);
+            Timed(() => comm!.Reduce(send, owner == Rank ? buffer : null, owner, ReduceOp.Average), send);
             if (owner == Rank) TakeAveragedGradients(chunk, buffer);
         }
         finally

@@ -107,7 +107,9 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
 
         var order = ExecutionOrder(model, sampleInput);
         var specs = order.Select(p => new TensorSpec(p.Name, p.Parameter.numel())).ToList();
-        layout = options.ChunkSize is long size ? ChunkLayout.Pack(specs, size) : ChunkSizeSearch.Best(specs);
+        layout = options.ChunkSize is long size
+            ? ChunkLayout.Pack(specs, size)
+            : ChunkSizeSearch.ForDevice(specs, options.DeviceMemory, Runtime.TensorMemory.ElementSize(computeType));
         // Every rank builds the same layout; padding to a multiple of the ranks makes every group complete.
         chunkCount = (layout.ChunkCount + Ranks - 1) / Ranks * Ranks;
         fetched = new bool[chunkCount];
@@ -818,6 +820,7 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
         {
             statistics["comm_bytes"] = iteration.CommunicatedBytes;
             statistics["comm_calls"] = iteration.Collectives;
+            statistics["comm_seconds"] = iteration.CommunicationSeconds;
             statistics["held_chunk_bytes"] = ModelDataBytesHeld; // after the update: remote copies are released
         }
     }
@@ -971,7 +974,12 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
     private sealed class IterationStatistics
     {
         public long BytesToDevice, BytesToHost, Moves, Evictions, PeakDevice, PeakDeviceModel, PeakDeviceNonModel, PeakNonModel, CommunicatedBytes, Collectives;
-        public void Reset() => BytesToDevice = BytesToHost = Moves = Evictions = PeakDevice = PeakDeviceModel = PeakDeviceNonModel = PeakNonModel = CommunicatedBytes = Collectives = 0;
+        public double CommunicationSeconds;
+        public void Reset()
+        {
+            BytesToDevice = BytesToHost = Moves = Evictions = PeakDevice = PeakDeviceModel = PeakDeviceNonModel = PeakNonModel = CommunicatedBytes = Collectives = 0;
+            CommunicationSeconds = 0;
+        }
     }
 }
 

@@ -16,8 +16,10 @@ namespace PatrickStar.Hooks;
 /// </summary>
 public static class BackwardHandles
 {
-    private static readonly object Gate = new();
-    private static List<Tensor> pending = new();
+    // Per thread: libtorch runs a CPU graph's backward on the thread that called backward(), and ranks trained as
+    // threads (the in-process communicator) run their backward passes at the same time: one thread's results must
+    // never be released by another's.
+    [ThreadStatic] private static List<Tensor>? pending;
 
     /// <summary>Releases what a backward received (its incoming gradients and unpacked saved tensors).</summary>
     public static void Release(IEnumerable<Tensor?> handles)
@@ -28,31 +30,25 @@ public static class BackwardHandles
     /// <summary>Hands a backward's results to libtorch: the previous backward's results are released now.</summary>
     public static List<Tensor> Return(List<Tensor> results)
     {
-        List<Tensor> previous;
-        lock (Gate)
+        var previous = pending;
+        pending = new List<Tensor>(results.Count);
+        foreach (var r in results)
         {
-            previous = pending;
-            pending = new List<Tensor>(results.Count);
-            foreach (var r in results)
-            {
-                if (r is null) continue;
-                r.DetachFromDisposeScope();
-                pending.Add(r);
-            }
+            if (r is null) continue;
+            r.DetachFromDisposeScope();
+            pending.Add(r);
         }
-        foreach (var t in previous) t.Dispose();
+        if (previous is not null)
+            foreach (var t in previous) t.Dispose();
         return results;
     }
 
     /// <summary>After backward has returned: nothing of it needs the last results any more.</summary>
     public static void ReleaseReturned()
     {
-        List<Tensor> previous;
-        lock (Gate)
-        {
-            previous = pending;
-            pending = new List<Tensor>();
-        }
-        foreach (var t in previous) t.Dispose();
+        var previous = pending;
+        pending = null;
+        if (previous is not null)
+            foreach (var t in previous) t.Dispose();
     }
 }
