@@ -234,34 +234,53 @@ public static class TrainCommand
 /// <summary>Starts every line a rank writes with `[rank R] `, so that the merged output of a job says who wrote what.</summary>
 internal sealed class RankPrefixWriter(TextWriter inner, int rank) : TextWriter
 {
+    // Whole lines go out in one write: the ranks share mpirun's output, and a line written piecemeal would be
+    // interleaved with another rank's.
     private readonly string prefix = $"[rank {rank}] ";
-    private bool atLineStart = true;
+    private readonly System.Text.StringBuilder line = new();
+    private bool continuing; // part of this line was already flushed (with its prefix)
 
     public override System.Text.Encoding Encoding => inner.Encoding;
 
     public override void Write(char value)
     {
-        lock (inner)
+        lock (line)
         {
-            if (atLineStart) inner.Write(prefix);
-            inner.Write(value);
-            atLineStart = value == '\n';
+            line.Append(value);
+            if (value == '\n') Emit();
         }
     }
 
     public override void Write(string? value)
     {
         if (value is null) return;
-        lock (inner)
-        {
+        lock (line)
             foreach (char ch in value)
             {
-                if (atLineStart) inner.Write(prefix);
-                inner.Write(ch);
-                atLineStart = ch == '\n';
+                line.Append(ch);
+                if (ch == '\n') Emit();
             }
-        }
     }
 
-    public override void Flush() => inner.Flush();
+    private void Emit()
+    {
+        inner.Write((continuing ? "" : prefix) + line);
+        inner.Flush();
+        line.Clear();
+        continuing = false;
+    }
+
+    public override void Flush()
+    {
+        lock (line)
+        {
+            if (line.Length > 0)
+            {
+                inner.Write((continuing ? "" : prefix) + line);
+                line.Clear();
+                continuing = true;
+            }
+            inner.Flush();
+        }
+    }
 }
