@@ -120,7 +120,8 @@ public static class ProfilePlots
             line.LegendText = $"device budget ({Bytes.Format(budget)})";
         }
 
-        plot.Title($"Device memory per moment: {profile.Run.Model} ({profile.Run.Engine} engine{Describe(iterations)})");
+        // Two lines: the model description alone is often wider than the figure.
+        plot.Title($"Device memory per moment ({profile.Run.Engine} engine{Describe(iterations)})\n{profile.Run.Model}");
         plot.XLabel($"time since recording started ({time.Unit})");
         plot.YLabel($"device memory ({bytes.Unit})");
         plot.Axes.SetLimits(fromMs / time.Divisor, toMs / time.Divisor, 0, Math.Max(maxBytes, 1) * 1.08 / bytes.Divisor);
@@ -219,7 +220,7 @@ public static class ProfilePlots
         plot.Legend.ManualItems.Add(new LegendItem { LabelText = "iteration start", LineColor = Color.FromHex("#333333"), LinePattern = LinePattern.Dotted, LineWidth = 1 });
 
         if (rows == 0) plot.Add.Annotation("No chunk events were recorded in this profile.");
-        plot.Title($"Chunk residency: {profile.Run.Model} ({profile.Run.Engine} engine, {profile.Run.ChunkCount} chunks per kind, {profile.Run.ChunkSizeElements:N0} elements each{Describe(iterations)})");
+        plot.Title($"Chunk residency ({profile.Run.Engine} engine, {profile.Run.ChunkCount} chunks per kind, {profile.Run.ChunkSizeElements:N0} elements each{Describe(iterations)})\n{profile.Run.Model}");
         plot.XLabel($"time since recording started ({time.Unit})");
         plot.YLabel("chunk (kind, index)");
         plot.Axes.SetLimits(fromMs / time.Divisor, toMs / time.Divisor, y + every - 0.5, stripY + stripHalf + 0.5);
