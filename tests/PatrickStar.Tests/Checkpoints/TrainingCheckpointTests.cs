@@ -207,3 +207,38 @@ public sealed class TrainingCheckpointTests : IDisposable
         AssertBitEqual(trained.Parameters, loaded);
     }
 }
+
+public sealed class InitFromTests
+{
+    public InitFromTests() => TorchRuntime.EnsureLoaded();
+
+    [Fact]
+    public void TrainingStartsFromTheImportedWeightsWithTheSizesOfItsConfigJson()
+    {
+        using var dir = new TempDir();
+        string file = Path.Combine(dir.Path, "model.safetensors");
+        var sizes = new GptConfig(VocabSize: GptConfig.Gpt2VocabSize, ContextLength: 32, Layers: 1, Hidden: 32, Heads: 2);
+        torch.manual_seed(99);
+        using (var source = new GptModel(sizes)) HuggingFaceGpt2.Export(source, file, ScalarType.Float32);
+
+        // Library: the run's parameters are the file's before any step, whatever the seed would have drawn.
+        var config = TrainingHarness.Config(steps: 1);
+        config.Model = new ModelSection { Preset = null, VocabSize = sizes.VocabSize, ContextLength = 32, Layers = 1, Hidden = 32, Heads = 2 };
+        using (var run = GptRun.Create(config, TrainingHarness.CyclicData(), initFrom: file))
+        using (var expected = HuggingFaceGpt2.Load(file))
+        {
+            var ours = run.Model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+            foreach (var (name, p) in expected.named_parameters())
+                Assert.True(ours[name].detach().eq(p.detach()).all().item<bool>(), name);
+        }
+
+        // CLI: sizes come from config.json beside the file; a wrong size given on the command line is listed.
+        var (code, output, err) = PatrickStar.Tests.Cli.CliTests.Pstar("train", "--init-from", file, "--steps", "1", "--batch", "2", "--seq", "16",
+            "--eval-interval", "0", "--plain-output");
+        Assert.True(code == 0, err + output);
+        (code, _, err) = PatrickStar.Tests.Cli.CliTests.Pstar("train", "--init-from", file, "--hidden", "64", "--heads", "2", "--steps", "1",
+            "--batch", "2", "--seq", "16", "--plain-output");
+        Assert.NotEqual(0, code);
+        Assert.Contains("transformer.wte.weight", err);
+    }
+}
