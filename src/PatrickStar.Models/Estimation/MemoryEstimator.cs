@@ -225,8 +225,7 @@ public static class MemoryEstimator
     /// vocabularies), and activation checkpointing saves less than the textbook figure: each recomputed block's
     /// saved inputs are held again until the end.
     /// </remarks>
-    /// <param name="chunked">The chunk engine disposes each weight gradient once copied into its chunk, but holds the
-    /// tied embedding's fp32 gradient from the LM head's backward to the embedding's.</param>
+    /// <param name="chunked">The chunk engine disposes each weight gradient once copied into its chunk slot.</param>
     public static ActivationEstimate Activations(GptConfig c, Precision precision, long batch, long seq, bool checkpointing, bool chunked)
     {
         long e = ComputeBytes(precision);
@@ -250,17 +249,18 @@ public static class MemoryEstimator
         long logits = t * v * e;
         long logSoftmax = t * v * 4; // cross-entropy runs in fp32: log_softmax keeps its output
         long forwardSaved = outside + logits + (checkpointing ? l * blockInput : l * block);
-        // The chunk engine keeps the tied embedding's gradient (fp32) from the LM head's backward to the embedding's.
-        long tiedPending = chunked ? v * h * 4 : 0;
+        // The LM head's fresh weight gradient (the tied embedding's size) exists while the chunk engine copies it into
+        // the weight's slot; later contributions add into that slot, so nothing of that size is held across backward.
+        long lmHeadGradient = chunked ? v * h * e : 0;
 
         // Loss backward: nll's gradient, log_softmax's input gradient and part of one more logits-sized fp32 buffer (measured)
         // beside everything forward kept, and the LM head's fresh weight gradient.
-        long atLoss = forwardSaved + logSoftmax + 5 * t * v * 4 / 2 + (precision == Precision.Bf16 ? t * v * e : 0) + tiedPending;
+        long atLoss = forwardSaved + logSoftmax + 5 * t * v * 4 / 2 + (precision == Precision.Bf16 ? t * v * e : 0) + lmHeadGradient;
 
         // Through the blocks (measured): what forward kept, the gradients in flight (about 11 hidden-sized tensors
         // per token), the largest fresh weight gradient (mlp, 4·h² elements) and, with checkpointing, the block being
         // recomputed (its saved activations and the temporaries of its re-run forward: about 1.25 blocks).
-        long atBlocks = forwardSaved + 11 * t * h * e + 4 * h * h * e + tiedPending + (checkpointing ? 5 * block / 4 : 0);
+        long atBlocks = forwardSaved + 11 * t * h * e + 4 * h * h * e + (checkpointing ? 5 * block / 4 : 0);
 
         return atLoss >= atBlocks
             ? new ActivationEstimate(forwardSaved, atLoss, "the loss's backward (logits' gradients)")

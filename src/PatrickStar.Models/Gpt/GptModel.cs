@@ -63,7 +63,7 @@ public sealed class GptLayerNorm : Module<Tensor, Tensor>, INamedLayer
 }
 
 /// <summary>An embedding table (HF's wte / wpe): rows picked by token or position ids.</summary>
-public sealed class GptEmbedding : Module<Tensor, Tensor>, INamedLayer
+public sealed class GptEmbedding : Module<Tensor, Tensor>, INamedLayer, IValueFreeBackward
 {
     private readonly Parameter weight;
 

@@ -356,6 +356,7 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
                 throw new NotSupportedException($"module '{path}' ({module.GetType().Name}) owns parameters but is not a Module<Tensor, Tensor>; the chunk engine hooks only those.");
             string label = module is INamedLayer named ? named.Path : path;
             // Forward hooks run on the caller's stack (unlike backward callbacks), so their exceptions propagate normally.
+            if (module is IValueFreeBackward) valueFreeModules.Add(label);
             var pre = m.register_forward_pre_hook((_, x) => { BeforeForward(label, own); return x; });
             var post = m.register_forward_hook((_, _, y) => { AfterForward(label, own); return y; });
             unhooks.Add(() => pre.remove());
@@ -551,9 +552,13 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
 
     // ---- Forward hooks ------------------------------------------------------------------------------
 
+    private readonly HashSet<string> valueFreeModules = new(StringComparer.Ordinal);
+    private bool backwardReadsValues = true; // of the module whose backward is running now
+
     private void BeforeForward(string module, List<ManagedParameter> parameters)
     {
         EnterMoment(MomentKind.PreForward, module);
+        bool readsValues = !valueFreeModules.Contains(module);
         foreach (var mp in parameters)
         {
             var chunk = paramChunks[mp.Place.Chunk];
@@ -562,7 +567,11 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
             EnsureResident(chunk, mp);
             chunk.LastUse = ++useClock;
             SetState(mp, TensorState.Compute);
-            if (Training && !ActivationCheckpoint.IsRecomputing) mp.ForwardUses++;
+            if (Training && !ActivationCheckpoint.IsRecomputing)
+            {
+                mp.ForwardUses++;
+                if (readsValues) mp.ValueUses++;
+            }
         }
     }
 
@@ -589,6 +598,8 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
         {
             mp.ForwardUsesAtStart = mp.ForwardUses;
             mp.BackwardUsesLeft = mp.ForwardUses;
+            mp.ValueUsesLeft = mp.ValueUses;
+            mp.ValueUses = 0;
             mp.ForwardUses = 0;
         }
         if (scaler.Scale == 1) loss.backward();
@@ -615,6 +626,7 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
     void IParameterHandler.BeforeBackward(string module, IReadOnlyList<Parameter> parameters)
     {
         EnterMoment(MomentKind.PreBackward, module);
+        backwardReadsValues = !valueFreeModules.Contains(module);
         foreach (var p in parameters)
         {
             var mp = managed[p];
@@ -631,32 +643,39 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
     {
         var mp = managed[p];
         using var _ = no_grad();
-        if (mp.BackwardUsesLeft > 1)
-        {
-            // A shared weight (the tied embedding): keep contributions until the last one arrives.
-            if (mp.Pending is null) mp.Pending = gradient.to(ScalarType.Float32, copy: true).DetachFromDisposeScope();
-            else mp.Pending.add_(gradient);
-            mp.BackwardUsesLeft--;
-            return true;
-        }
-        var total = gradient;
-        if (mp.Pending is not null) total = mp.Pending.add_(gradient);
+        if (backwardReadsValues) mp.ValueUsesLeft--;
+        bool last = mp.BackwardUsesLeft <= 1;
+        mp.BackwardUsesLeft--;
         if (gradientChunks.Count > 0 && comm is null)
         {
-            // Data parallelism sends the slot's gradient to the owner, who accumulates it (ReduceGradients).
+            // Accumulating: every contribution adds into the fp32 gradient chunk as it arrives.
+            // (Data parallelism sends the slot's gradient to the owner instead, who accumulates it: ReduceGradients.)
             using var slot = gradientChunks[mp.Place.Chunk].Slot(mp.Place);
-            using var flat = total.reshape(-1);
+            using var flat = gradient.reshape(-1);
             using var onHost = flat.to(ScalarType.Float32).to(slot.device);
             slot.add_(onHost);
+            return true;
         }
-        else
+        if (!last && mp.ValueUsesLeft > 0)
         {
-            // PatrickStar's reuse: the value is no longer needed in this backward, so the gradient takes
-            // its slot in the compute-precision chunk (the fp32 master still holds the weight).
-            mp.Parameter.copy_(total);
-            mp.GradientInSlot = true;
+            // A shared weight whose value a later backward still reads: keep contributions apart until then.
+            if (mp.Pending is null) mp.Pending = gradient.to(ScalarType.Float32, copy: true).DetachFromDisposeScope();
+            else mp.Pending.add_(gradient);
+            return true;
         }
-        mp.BackwardUsesLeft--;
+        // PatrickStar's reuse: no backward left reads the value, so the gradient takes its slot in the
+        // compute-precision chunk (the fp32 master still holds the weight); later contributions (the tied
+        // embedding's lookup) add into it, with no fp32 copy of the weight's size held across backward.
+        var total = gradient;
+        if (mp.Pending is not null) total = mp.Pending.add_(gradient);
+        if (mp.GradientInSlot) mp.Parameter.add_(total);
+        else mp.Parameter.copy_(total);
+        mp.GradientInSlot = true;
+        if (mp.Pending is not null)
+        {
+            mp.Pending.Dispose();
+            mp.Pending = null;
+        }
         return true;
     }
 
@@ -1032,6 +1051,9 @@ internal sealed class ManagedParameter
     public TensorState State { get; set; } = TensorState.Hold;
     public int ForwardUses { get; set; }
     public int ForwardUsesAtStart { get; set; }
+    /// <summary>Forward uses by modules whose backward reads the parameter's value (not an embedding lookup).</summary>
+    public int ValueUses { get; set; }
+    public int ValueUsesLeft { get; set; }
     public int BackwardUsesLeft { get; set; }
     public Tensor? Pending { get; set; }
     public bool GradientInSlot { get; set; }

@@ -65,6 +65,13 @@ public interface INamedLayer
     string Path { get; set; }
 }
 
+/// <summary>
+/// A layer whose backward needs its parameters' shapes but not their values (an embedding lookup: the weight's
+/// gradient is a scatter of the output gradient). The chunk engine can then take a shared weight's earlier
+/// gradient contributions straight into the weight's slot instead of holding them apart until this one arrives.
+/// </summary>
+public interface IValueFreeBackward;
+
 /// <summary>A layer that uses parameters registered elsewhere (a tied LM head uses the token embedding's weight).</summary>
 public interface ISharedParameterUser
 {
