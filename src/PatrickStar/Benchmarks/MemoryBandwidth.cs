@@ -3,8 +3,12 @@ using System.Runtime.Intrinsics;
 
 namespace PatrickStar.Benchmarks;
 
-/// <summary>STREAM-style bandwidth: bytes read plus bytes written per second (write-allocate traffic not counted).</summary>
-public sealed record BandwidthResult(double CopyBytesPerSecond, double TriadBytesPerSecond);
+/// <summary>
+/// STREAM-style bandwidth: bytes read plus bytes written per second (write-allocate traffic not counted).
+/// <paramref name="UpdateBytesPerSecond"/> is the in-place update a += s·b (read two arrays, write one of them back):
+/// the access pattern of an optimizer step, which writes only what it read and so pays no write-allocate reads.
+/// </summary>
+public sealed record BandwidthResult(double CopyBytesPerSecond, double TriadBytesPerSecond, double UpdateBytesPerSecond);
 
 /// <summary>
 /// This machine's memory bandwidth, measured the way STREAM does (copy: a = b; triad: a = b + s·c) over
@@ -25,9 +29,11 @@ public static unsafe class MemoryBandwidth
             Fill(c, elements, 2f);
             var copy = Benchmarks.Measure.Repeat(warmup, reps, () => ForTiles(elements, (from, to) => Copy(a, b, from, to)));
             var triad = Benchmarks.Measure.Repeat(warmup, reps, () => ForTiles(elements, (from, to) => Triad(a, b, c, 3f, from, to)));
+            var update = Benchmarks.Measure.Repeat(warmup, reps, () => ForTiles(elements, (from, to) => Triad(a, a, c, 1e-3f, from, to)));
             return new BandwidthResult(
                 2.0 * 4 * elements / Benchmarks.Measure.Median(copy),
-                3.0 * 4 * elements / Benchmarks.Measure.Median(triad));
+                3.0 * 4 * elements / Benchmarks.Measure.Median(triad),
+                3.0 * 4 * elements / Benchmarks.Measure.Median(update));
         }
         finally
         {

@@ -17,8 +17,8 @@ public sealed record OptimizerReport(List<OptimizerTiming> Timings, BandwidthRes
     /// (fp32 gradients, no low-precision copy), or bf16 gradient in and bf16 parameter out: 28 either way.</summary>
     public const int BytesPerElement = 28;
 
-    /// <summary>Elements per second the memory system allows: triad bandwidth / bytes per element.</summary>
-    public double BoundElementsPerSecond => Bandwidth.TriadBytesPerSecond / BytesPerElement;
+    /// <summary>Elements per second the memory system allows: in-place update bandwidth (Adam's access pattern) / bytes per element.</summary>
+    public double BoundElementsPerSecond => Bandwidth.UpdateBytesPerSecond / BytesPerElement;
 }
 
 /// <summary>
