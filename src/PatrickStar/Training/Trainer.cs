@@ -224,7 +224,7 @@ public static class LanguageModelLoss
 
 /// <summary>
 /// For tests of failure handling in data-parallel jobs: PSTAR_FAIL_RANK=R and PSTAR_FAIL_STEP=S make rank R
-/// throw at the start of step S. Read only by the trainer; unset, nothing happens.
+/// throw at the start of step S (PSTAR_FAIL_MODE=kill: die by SIGKILL instead). Read only by the trainer; unset, nothing happens.
 /// </summary>
 public static class FailureInjection
 {
@@ -232,6 +232,18 @@ public static class FailureInjection
         int.TryParse(Environment.GetEnvironmentVariable("PSTAR_FAIL_RANK"), out int r) && r == rank
         && int.TryParse(Environment.GetEnvironmentVariable("PSTAR_FAIL_STEP"), out int s) ? s : null;
 
-    public static void Fail(int rank, int step) =>
+    public static void Fail(int rank, int step)
+    {
+        // PSTAR_FAIL_MODE=kill: the process dies at once (SIGKILL), with no exception, no clean-up and no MPI_Abort,
+        // as when the machine or the out-of-memory killer takes a rank.
+        if (Environment.GetEnvironmentVariable("PSTAR_FAIL_MODE") == "kill")
+        {
+            Console.Out.Flush();
+            kill(Environment.ProcessId, 9);
+        }
         throw new InvalidOperationException($"rank {rank} failed on purpose at step {step} (PSTAR_FAIL_RANK={rank}, PSTAR_FAIL_STEP={step}).");
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc")]
+    private static extern int kill(int pid, int signal);
 }

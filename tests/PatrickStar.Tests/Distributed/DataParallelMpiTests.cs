@@ -98,4 +98,18 @@ public class DataParallelMpiTests(ITestOutputHelper output)
         Assert.DoesNotContain("steps                │ 3 of 3", text); // rank 0 was stopped, not left to finish
         Assert.True(took < Bound);
     }
+
+    [MpiFact]
+    public void ARankKilledMidTrainingEndsTheJobAndIsNamed()
+    {
+        using var dir = new TempDir();
+        var env = new Dictionary<string, string> { ["PSTAR_FAIL_RANK"] = "1", ["PSTAR_FAIL_STEP"] = "2", ["PSTAR_FAIL_MODE"] = "kill" };
+        var (code, text, took) = Pstar(dir.Path, env, ["launch", "-n", "2", "--", "train", .. Common, "--batch", "2"]);
+        output.WriteLine($"exit {code} after {took.TotalSeconds:0.0} s");
+        Assert.NotEqual(0, code);
+        // Killed, the rank says nothing: mpirun notices the process's death, names the rank and ends the job.
+        Assert.Matches(@"rank 1 .*(exited on signal 9|Killed)", text);
+        Assert.DoesNotContain("steps                │ 3 of 3", text);
+        Assert.True(took < Bound);
+    }
 }
