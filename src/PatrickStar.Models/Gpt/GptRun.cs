@@ -138,6 +138,10 @@ public sealed class GptRun : IDisposable
             if (comm is not null) comm.AllAgree(SetupFingerprint(config, modelConfig, engine), "the hash of (config, model sizes, chunk layout)");
             var run = new GptRun(config, modelConfig, data, model, engine, device, comm, owned);
             if (resumeFrom is not null) run.ResumedFrom = TrainingCheckpoint.Load(resumeFrom, run.CheckpointSizes, engine, run.Trainer);
+            // Every rank built the same model from the same seed; from here each rank of an MPI job draws its own dropout
+            // masks (rank 0 keeps the run's stream, so its checkpoints hold the state a one-process run would have).
+            if (comm is { Size: > 1, Rank: > 0 } && comm.Backend.StartsWith("mpi", StringComparison.Ordinal))
+                manual_seed((long)(new SplitMix64(config.Seed ^ (31L * run.Trainer.StepsDone + comm.Rank) * 0x5851F42D4C957F2DL).Next() >> 1));
             return run;
         }
         catch
