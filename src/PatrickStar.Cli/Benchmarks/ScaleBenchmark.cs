@@ -18,7 +18,9 @@ public static class ScaleBenchmark
 {
     public sealed record Outcome(string Policy, int Layers, long Parameters);
 
-    public static List<Outcome> Run(long deviceBudget, long hostBudget, int hidden, int heads, int seq, int maxLayers)
+    /// <param name="precision">The training precision of every trial (fp32 unless asked; bf16-fp32 stores 14 B/param at fp32 speed).</param>
+    public static List<Outcome> Run(long deviceBudget, long hostBudget, int hidden, int heads, int seq, int maxLayers,
+        Precision precision = Precision.Fp32)
     {
         var outcomes = new List<Outcome>();
         foreach (var policy in new[] { "plain", "static", "dynamic" })
@@ -26,15 +28,15 @@ public static class ScaleBenchmark
             int best = 0;
             int lo = 0, hi = 1;
             // Doubling until a size fails (or the ceiling), then bisection between the last success and the failure.
-            while (hi <= maxLayers && Trial(policy, hi, deviceBudget, hostBudget, hidden, heads, seq)) { lo = hi; hi *= 2; }
+            while (hi <= maxLayers && Trial(policy, hi, deviceBudget, hostBudget, hidden, heads, seq, precision)) { lo = hi; hi *= 2; }
             hi = Math.Min(hi, maxLayers + 1);
             while (hi - lo > 1)
             {
                 int mid = (lo + hi) / 2;
-                if (Trial(policy, mid, deviceBudget, hostBudget, hidden, heads, seq)) lo = mid; else hi = mid;
+                if (Trial(policy, mid, deviceBudget, hostBudget, hidden, heads, seq, precision)) lo = mid; else hi = mid;
             }
             best = lo;
-            long parameters = best == 0 ? 0 : Config(policy, best, deviceBudget, hostBudget, hidden, heads, seq).ParameterCountFor();
+            long parameters = best == 0 ? 0 : Config(policy, best, deviceBudget, hostBudget, hidden, heads, seq, precision).ParameterCountFor();
             outcomes.Add(new Outcome(policy, best, parameters));
         }
         return outcomes;
@@ -42,8 +44,9 @@ public static class ScaleBenchmark
 
     private static long ParameterCountFor(this TrainingConfig c) => GptRun.ResolveModel(c).ParameterCount;
 
-    private static TrainingConfig Config(string policy, int layers, long device, long host, int hidden, int heads, int seq) => new()
+    private static TrainingConfig Config(string policy, int layers, long device, long host, int hidden, int heads, int seq, Precision precision) => new()
     {
+        Precision = precision,
         Model = new ModelSection { Preset = null, VocabSize = GptConfig.Gpt2VocabSize, ContextLength = seq, Layers = layers, Hidden = hidden, Heads = heads, Dropout = 0 },
         MicroBatchSize = 1,
         SequenceLength = seq,
@@ -59,9 +62,9 @@ public static class ScaleBenchmark
     };
 
     /// <summary>Does this size train three steps within the budgets? Sizes the machine itself cannot hold count as failures.</summary>
-    private static bool Trial(string policy, int layers, long device, long host, int hidden, int heads, int seq)
+    private static bool Trial(string policy, int layers, long device, long host, int hidden, int heads, int seq, Precision precision)
     {
-        var config = Config(policy, layers, device, host, hidden, heads, seq);
+        var config = Config(policy, layers, device, host, hidden, heads, seq, precision);
         long parameters = config.ParameterCountFor();
         // What the machine has free, plus what this process's allocator holds from earlier trials without using it
         // (freed memory is kept for reuse, not returned to the system: see NativeAllocator).
@@ -69,15 +72,17 @@ public static class ScaleBenchmark
         GC.WaitForPendingFinalizers();
         var now = MemoryMeter.Snapshot();
         long machine = (MemoryMeter.AvailableHostMemory() ?? long.MaxValue / 2) + Math.Max(0, now.Resident - now.NativeInUse);
-        // 16 B/param of chunks; the fp32 model moves into them chunk by chunk; with activations, pools and the heap's
-        // fragmentation after earlier trials, 18 B/param within 80% of it (a 1.0B trial at 17 B/param within 85% was
-        // killed for memory on a 23.5 GiB machine, taking the whole sitting with it).
-        if (parameters * 18 > machine * 0.8)
+        // The chunks' model data per parameter (16 B in fp32, 14 B with bf16 parameters); the model moves into them
+        // chunk by chunk; with activations, pools and the heap's fragmentation after earlier trials, 2 B/param more
+        // within 80% of it (a 1.0B fp32 trial at 17 B/param within 85% was killed for memory on a 23.5 GiB machine,
+        // taking the whole sitting with it).
+        long perParameter = PatrickStar.Engine.ChunkEngineOptions.HostBytesPerParameter(config) + 2;
+        if (parameters * perParameter > machine * 0.8)
         {
             Report(policy, layers, parameters, "beyond this machine's memory");
             return false;
         }
-        if (policy == "plain" && parameters * 16 > device)
+        if (policy == "plain" && parameters * PlainEngine.BytesPerParameter(precision) > device)
         {
             Report(policy, layers, parameters, "model data alone exceeds the device budget");
             return false;

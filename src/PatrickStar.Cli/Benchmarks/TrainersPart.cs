@@ -125,7 +125,7 @@ public sealed class TrainersPart : IBenchPart
         if (dynamic.Error is not null || dynamic.PeakDeviceNonModel is not long nonModel) return null;
         var tightConfig = WithEngine(config, "chunked", new ChunkSection { ChunkSize = chunkSize, Placement = ChunkPlacement.Dynamic });
         var layout = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(tightConfig, gpt, null, host), suggestKnobs: false).Layout!;
-        long chunkBytes = layout.ChunkSize * (config.Precision == Precision.Bf16 ? 2 : 4);
+        long chunkBytes = layout.ChunkSize * PatrickStar.Runtime.TensorMemory.ElementSize(PatrickStar.Training.PlainEngine.ComputeType(config.Precision));
         // Two chunks at least: in backward the LM head's chunk (the tied embedding) is still computing when ln_f's is fetched.
         long budget = Math.Max(2, (layout.ChunkCount + 1) / 2) * chunkBytes + nonModel + nonModel / 10;
         // The estimator's device need at this budget (activations estimated, not measured, hence often higher).
@@ -240,7 +240,7 @@ public sealed class TrainersPart : IBenchPart
         List<RunResult> runs, long? tight)
     {
         var plain = runs[0];
-        string dtype = precision == Precision.Bf16 ? "bf16" : "fp32";
+        string dtype = PatrickStar.Cli.Commands.PrecisionNames.Name(precision);
         long tokens = (long)s.Batch * s.Seq;
 
         var speed = new ReportTable($"trainers: speed ({gpt.ParameterCount / 1e6:N1}M parameters, {dtype}, batch {s.Batch} × seq {s.Seq})")
@@ -259,7 +259,7 @@ public sealed class TrainersPart : IBenchPart
                 continue;
             }
             double median = r.Median;
-            string chunks = r.Chunks is int n ? $"{n} × {Bytes.Format(r.ChunkElements!.Value * (precision == Precision.Bf16 ? 2 : 4))}" : "-";
+            string chunks = r.Chunks is int n ? $"{n} × {Bytes.Format(r.ChunkElements!.Value * PatrickStar.Runtime.TensorMemory.ElementSize(PatrickStar.Training.PlainEngine.ComputeType(precision)))}" : "-";
             speed.Row(r.Label, budget, chunks, $"{median:0.000}", $"{median / plain.Median:0.00}x", $"{tokens / median:N0}", $"{flops / median / 1e12:0.0000}",
                 peak is null ? "-" : $"{flops / median / 1e9 / peak.Gflops * 100:0.0}%", $"{r.FirstLoss:0.000} → {r.LastLoss:0.000}");
             string peakDevice = r.PeakDeviceModel is long model && r.PeakDeviceNonModel is long nonModel

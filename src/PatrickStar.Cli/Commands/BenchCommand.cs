@@ -26,10 +26,10 @@ public static class BenchCommand
         var steps = new Option<int?>("--steps") { Description = "trainers: measured steps per run after 2 warm-up steps (default 5; quick 3)." };
         var precision = new Option<string>("--precision")
         {
-            Description = "trainers: fp32, bf16, or auto (default: the dtype whose matmul peak is higher here; without the matmul part, bf16 where the hardware has bf16 units).",
+            Description = "trainers: fp32, bf16, bf16-fp32 (bf16 parameters, fp32 compute) or auto (default: the dtype whose matmul peak is higher here; without the matmul part, bf16 where the hardware has bf16 units). scale: the precision of the search (auto: fp32).",
             DefaultValueFactory = _ => "auto",
         };
-        precision.AcceptOnlyFromAmong("auto", "fp32", "bf16");
+        precision.AcceptOnlyFromAmong("auto", "fp32", "bf16", "bf16-fp32");
         var deviceMemory = new Option<string?>("--device-memory") { Description = "trainers: device budget of the static and dynamic runs (default: half the available memory, every chunk fits). scale: the device budget (default 1GiB)." };
         var hostMemory = new Option<string?>("--host-memory") { Description = "trainers: host budget of the chunked runs (default: the rest of the available memory). scale: the host budget (default 16GiB)." };
         var tightMemory = new Option<string>("--tight-memory")
@@ -72,7 +72,7 @@ public static class BenchCommand
                 Seq = Positive(r.GetValue(seq) ?? (q ? 128 : 512), "--seq"),
                 Batch = Positive(r.GetValue(batch) ?? 2, "--batch"),
                 Steps = Positive(r.GetValue(steps) ?? (q ? 3 : 5), "--steps"),
-                Precision = r.GetValue(precision) switch { "fp32" => Precision.Fp32, "bf16" => Precision.Bf16, _ => null },
+                Precision = r.GetValue(precision) is "auto" or null ? null : PrecisionNames.Parse(r.GetValue(precision)!),
                 DeviceMemory = device,
                 HostMemory = host,
                 TightMemory = tight.Equals("auto", StringComparison.OrdinalIgnoreCase) ? null

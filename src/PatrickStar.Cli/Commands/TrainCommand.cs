@@ -28,8 +28,8 @@ public static class TrainCommand
         var batch = new Option<int?>("--batch") { Description = "Micro-batch size (sequences per forward pass)." };
         var accum = new Option<int?>("--accum") { Description = "Gradient accumulation steps (micro-batches per optimizer step)." };
         var seq = new Option<int?>("--seq") { Description = "Sequence length in tokens (at most the model's context length)." };
-        var precision = new Option<string?>("--precision") { Description = "fp32, bf16 (bf16 compute, fp32 master weights) or fp16 (fp16 compute with loss scaling: for GPUs)." };
-        precision.AcceptOnlyFromAmong("fp32", "bf16", "fp16");
+        var precision = new Option<string?>("--precision") { Description = "fp32, bf16 (bf16 compute, fp32 master weights), bf16-fp32 (bf16 parameters and gradients, fp32 activations and matmuls: 14 B/param at fp32 speed on CPUs without fast bf16) or fp16 (fp16 compute with loss scaling: for GPUs)." };
+        precision.AcceptOnlyFromAmong(PrecisionNames.All);
         var lr = new Option<double?>("--lr") { Description = "Peak learning rate." };
         var warmup = new Option<int?>("--warmup") { Description = "Warmup steps of the learning-rate schedule." };
         var seed = new Option<long?>("--seed") { Description = "Seed for initialisation, dropout and batch sampling." };
@@ -83,7 +83,7 @@ public static class TrainCommand
             if (r.GetValue(batch) is int b) c.MicroBatchSize = b;
             if (r.GetValue(accum) is int a) c.GradientAccumulationSteps = a;
             if (r.GetValue(seq) is int q) c.SequenceLength = q;
-            if (r.GetValue(precision) is string p) c.Precision = p switch { "bf16" => Precision.Bf16, "fp16" => Precision.Fp16, _ => Precision.Fp32 };
+            if (r.GetValue(precision) is string p) c.Precision = PrecisionNames.Parse(p);
             if (r.GetValue(lr) is double rate) c.Optimizer.LearningRate = rate;
             if (r.GetValue(warmup) is int w) c.Scheduler.WarmupSteps = w;
             if (r.GetValue(seed) is long sd) c.Seed = sd;
@@ -132,7 +132,7 @@ public static class TrainCommand
         var m = run.ModelConfig;
         ((PatrickStar.Engine.ChunkedEngine)run.Engine).AttachProfiler(recorder,
             $"GPT {m.Layers} layers, hidden {m.Hidden}, {m.Heads} heads, vocab {m.VocabSize}, {m.ParameterCount:N0} parameters; " +
-            $"batch {run.Config.MicroBatchSize} x seq {run.Config.SequenceLength}, {run.Config.Precision.ToString().ToLowerInvariant()}");
+            $"batch {run.Config.MicroBatchSize} x seq {run.Config.SequenceLength}, {PrecisionNames.Name(run.Config.Precision)}");
         run.Trainer.StepCompleted += s => recorder.Step(s.Step, s.Loss, s.ValidationLoss, s.StepSeconds * 1000, run.Config.TokensPerStep);
         return recorder;
     }

@@ -27,7 +27,7 @@ public sealed class TrainingDisplay
         AnsiConsole.MarkupLine(
             $"[bold]Training[/] {CommandErrors.Esc(c.Model.Preset ?? "custom GPT")}: {m.ParameterCount:N0} parameters " +
             $"({m.Layers} layers, hidden {m.Hidden}, {m.Heads} heads, context {m.ContextLength}) on {run.Device}, " +
-            $"{c.Precision.ToString().ToLowerInvariant()}, {run.Engine.Name} engine");
+            $"{PrecisionNames.Name(c.Precision)}, {run.Engine.Name} engine");
         AnsiConsole.MarkupLine(
             $"Data: {CommandErrors.Esc(run.Data.Description)}: {run.Data.TrainTokens:N0} training / {run.Data.ValidationTokens:N0} validation tokens. " +
             $"Batch {c.MicroBatchSize} x {c.GradientAccumulationSteps} accumulation x {c.SequenceLength} tokens = {c.TokensPerStep:N0} tokens/step, {c.Steps} steps.");

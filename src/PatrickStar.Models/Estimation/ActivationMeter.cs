@@ -28,7 +28,9 @@ public static class ActivationMeter
     {
         manual_seed(seed);
         using var model = new GptModel(config);
-        if (precision == Precision.Bf16) model.to(ScalarType.BFloat16);
+        var stored = PatrickStar.Training.PlainEngine.ComputeType(precision);
+        if (stored != ScalarType.Float32) model.to(stored);
+        model.ActivationType = PatrickStar.Training.PlainEngine.ActivationType(precision);
         model.train();
         model.Transformer.CheckpointBlocks = checkpointing;
         using var input = randint(config.VocabSize, new long[] { batch, seq }, dtype: ScalarType.Int64);

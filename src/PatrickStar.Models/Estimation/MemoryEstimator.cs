@@ -136,20 +136,24 @@ public static class MemoryEstimator
 
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<(GptConfig, long?, int, long?, int), ChunkLayout> Layouts = new();
 
-    private static int ComputeBytes(Precision p) => p == Precision.Bf16 ? 2 : 4;
+    /// <summary>Bytes of one stored parameter (and of its gradient in the parameter's dtype): bf16 for both bf16 modes.</summary>
+    private static int ParameterBytes(Precision p) => p is Precision.Bf16 or Precision.Bf16Fp32 ? 2 : 4;
+
+    /// <summary>Bytes of one activation element: bf16 with fp32 compute keeps its activations in fp32.</summary>
+    private static int ActivationBytes(Precision p) => p == Precision.Bf16 ? 2 : 4;
 
     private static MemoryEstimate EstimatePlain(EstimateRequest r)
     {
         // PlainEngine: the parameters and their autograd gradients in the compute precision; bf16 adds fp32
         // masters and fp32 gradient accumulators; Adam's moments are fp32. Data parallel would replicate all of it.
         long p = r.Model.ParameterCount;
-        int e = ComputeBytes(r.Precision);
+        int e = ParameterBytes(r.Precision);
         var items = new List<ModelDataItem>
         {
             new("param", p * e, "device"),
             new("gradient", p * e, "device"),
         };
-        if (r.Precision == Precision.Bf16)
+        if (r.Precision is Precision.Bf16 or Precision.Bf16Fp32)
         {
             items.Add(new("master (fp32)", p * 4, "device"));
             items.Add(new("gradient accumulator (fp32)", p * 4, "device"));
@@ -170,7 +174,7 @@ public static class MemoryEstimator
         var specs = GptParameterSpecs.List(r.Model);
         // The engine packs with no padding for one rank; with N ranks every rank owns an equal share of the chunks.
         // The search takes seconds for the largest presets and the knobs re-run it: keep the layouts found.
-        int e = ComputeBytes(r.Precision);
+        int e = ParameterBytes(r.Precision);
         var layout = Layouts.GetOrAdd((r.Model, r.ChunkSize, r.Ranks, r.DeviceMemory, e), _ =>
             r.ChunkSize is long size ? ChunkLayout.Pack(specs, size, r.Ranks) : ChunkSizeSearch.ForDevice(specs, r.DeviceMemory, e, r.Ranks));
         long perRankChunks = layout.ChunkCount / r.Ranks;
@@ -228,7 +232,7 @@ public static class MemoryEstimator
     /// <param name="chunked">The chunk engine disposes each weight gradient once copied into its chunk slot.</param>
     public static ActivationEstimate Activations(GptConfig c, Precision precision, long batch, long seq, bool checkpointing, bool chunked)
     {
-        long e = ComputeBytes(precision);
+        long e = ActivationBytes(precision);
         long t = batch * seq, h = c.Hidden, v = c.VocabSize, a = c.Heads, l = c.Layers;
         bool dropout = c.Dropout > 0;
 

@@ -76,7 +76,10 @@ public sealed class GptEmbedding : Module<Tensor, Tensor>, INamedLayer, IValueFr
     public Parameter Weight => weight;
     public string Path { get; set; } = nameof(GptEmbedding);
 
-    public override Tensor forward(Tensor ids) => ParameterOps.Embedding(ids, weight, Path);
+    /// <summary>The dtype of the looked-up rows; null: the weight's. Every later op follows the activations' dtype.</summary>
+    public ScalarType? OutputType { get; set; }
+
+    public override Tensor forward(Tensor ids) => ParameterOps.Embedding(ids, weight, Path, OutputType);
 }
 
 /// <summary>The LM head, tied to the token embedding: logits = h·wteᵀ. It registers no parameter of its own.</summary>
@@ -246,6 +249,20 @@ public sealed class GptModel : Module<Tensor, Tensor>
     }
 
     public GptTransformer Transformer => transformer;
+
+    /// <summary>
+    /// The dtype activations (and so every matmul) run in; null: the parameters' dtype. Set to Float32 over bf16
+    /// parameters for bf16 storage with fp32 compute: the embeddings emit fp32 and each op upcasts its weight.
+    /// </summary>
+    public ScalarType? ActivationType
+    {
+        get => transformer.TokenEmbedding.OutputType;
+        set
+        {
+            transformer.TokenEmbedding.OutputType = value;
+            transformer.PositionEmbedding.OutputType = value;
+        }
+    }
 
     public override Tensor forward(Tensor idx)
     {

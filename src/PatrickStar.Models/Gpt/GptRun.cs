@@ -129,6 +129,8 @@ public sealed class GptRun : IDisposable
             model = new GptModel(modelConfig);
         }
         model.Transformer.CheckpointBlocks = config.ActivationCheckpointing;
+        // Before the engine: the chunk engine runs the model once to learn the parameter order.
+        model.ActivationType = PlainEngine.ActivationType(config.Precision);
         ITrainingEngine? engine = null;
         try
         {

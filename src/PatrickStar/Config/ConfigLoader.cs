@@ -107,6 +107,7 @@ public static class ConfigLoader
             "bf16 compute with fp32 master weights, no loss scaling; false trains in fp32."),
         PrecisionFlag("fp16.enabled", Precision.Fp16, Precision.Bf16, "bf16.enabled",
             "fp16 compute with fp32 master weights and loss scaling (for GPUs: fp16 is very slow on CPUs)."),
+        Bf16Fp32ComputeFlag(),
         NumberField("fp16.loss_scale", c => c.Fp16.LossScale, (c, v) => c.Fp16.LossScale = v,
             "A fixed loss scale (> 0), or 0 for the dynamic scaler."),
         IntField("fp16.initial_scale_power", c => c.Fp16.InitialScalePower, (c, v) => c.Fp16.InitialScalePower = v,
@@ -275,6 +276,7 @@ public static class ConfigLoader
 
             ApplyObject(state, root, "", config);
             CheckTrainBatchSize(state, config);
+            ResolveFp32Compute(state, config);
 
             if (state.Errors.Count > 0)
                 throw new ConfigException(FormatErrors(sourceName, state.Errors));
@@ -508,6 +510,9 @@ public static class ConfigLoader
         public HashSet<string> FailedKeys { get; } = new(StringComparer.Ordinal);
 
         public long? DeclaredTrainBatchSize { get; set; }
+
+        /// <summary>bf16.fp32_compute as read; resolved once every key is in, since bf16.enabled may come after it.</summary>
+        public bool? Fp32Compute { get; set; }
 
         public void Error(string key, string message)
         {
@@ -744,14 +749,41 @@ public static class ConfigLoader
 
     /// <summary>bf16.enabled / fp16.enabled: each selects its precision; both true is an error, since one run has one precision.</summary>
     private static Field PrecisionFlag(string key, Precision mine, Precision other, string otherKey, string meaning) =>
-        new(key, "bool", c => Show(c.Precision == mine), meaning, (state, value, c) =>
+        new(key, "bool", c => Show(IsFamily(c.Precision, mine)), meaning, (state, value, c) =>
         {
             if (!state.ReadBool(value, key, out bool v)) return;
-            if (v && c.Precision == other)
+            if (v && IsFamily(c.Precision, other))
                 state.Error(key, $"{key} and {otherKey} are both true, but a run has one precision; set one of them to false.");
-            else if (v) c.Precision = mine;
-            else if (c.Precision == mine) c.Precision = Precision.Fp32;
-        }) { Value = c => JsonValue.Create(c.Precision == mine) };
+            else if (v && !IsFamily(c.Precision, mine)) c.Precision = mine;
+            else if (!v && IsFamily(c.Precision, mine)) c.Precision = Precision.Fp32;
+        }) { Value = c => JsonValue.Create(IsFamily(c.Precision, mine)) };
+
+    /// <summary>Whether a precision is selected by a flag: bf16.enabled covers bf16 with fp32 compute too.</summary>
+    private static bool IsFamily(Precision p, Precision flag) =>
+        p == flag || (flag == Precision.Bf16 && p == Precision.Bf16Fp32);
+
+    /// <summary>
+    /// bf16.fp32_compute: refines bf16.enabled (bf16 parameters, fp32 activations and matmuls: <see cref="Precision.Bf16Fp32"/>).
+    /// Only recorded here: keys may come in any order, so <see cref="ResolveFp32Compute"/> applies it after all are read.
+    /// </summary>
+    private static Field Bf16Fp32ComputeFlag() =>
+        new("bf16.fp32_compute", "bool", c => Show(c.Precision == Precision.Bf16Fp32),
+            "With bf16.enabled: bf16 parameters and gradients in memory, fp32 activations and matmuls (14 B/param at fp32 speed on CPUs without fast bf16).",
+            (state, value, c) =>
+            {
+                if (state.ReadBool(value, "bf16.fp32_compute", out bool v)) state.Fp32Compute = v;
+            }) { Value = c => JsonValue.Create(c.Precision == Precision.Bf16Fp32) };
+
+    /// <summary>Turns bf16 into bf16-with-fp32-compute when bf16.fp32_compute is true, and refuses the flag without bf16.</summary>
+    private static void ResolveFp32Compute(ParseState state, TrainingConfig c)
+    {
+        if (state.Fp32Compute is not bool v || state.FailedKeys.Contains("bf16.enabled")) return;
+        if (v && c.Precision is Precision.Bf16 or Precision.Bf16Fp32) c.Precision = Precision.Bf16Fp32;
+        else if (v)
+            state.Error("bf16.fp32_compute", "bf16.fp32_compute is true but bf16.enabled is not: fp32 compute is a variant of bf16 " +
+                                             "(bf16 parameters, fp32 activations); add \"bf16\": { \"enabled\": true } or remove bf16.fp32_compute.");
+        else if (c.Precision == Precision.Bf16Fp32) c.Precision = Precision.Bf16;
+    }
 
     /// <summary>An enum chosen by name, case-insensitively. Numbers are refused: "1" says nothing to a reader.</summary>
     private static Field ChoiceField<T>(string key, Func<TrainingConfig, T> get, Action<TrainingConfig, T> set,

@@ -36,9 +36,9 @@ public sealed record ChunkEngineOptions(
         return new ChunkEngineOptions(deviceBudget, hostBudget, c.ChunkSize, c.Placement, c.WarmupDeviceRatio, c.HybridAdam, c.MarginUseRatio, c.TensorAdamOnDevice);
     }
 
-    /// <summary>Host bytes of model data per parameter: compute-precision copy, fp32 master, momentum, variance (+ fp32 gradients when accumulating).</summary>
+    /// <summary>Host bytes of model data per parameter: storage-precision copy (bf16 for both bf16 modes), fp32 master, momentum, variance (+ fp32 gradients when accumulating).</summary>
     public static int HostBytesPerParameter(TrainingConfig config) =>
-        (config.Precision == Precision.Fp32 ? 4 : 2) + 12 + (config.GradientAccumulationSteps > 1 ? 4 : 0);
+        Runtime.TensorMemory.ElementSize(PlainEngine.ComputeType(config.Precision)) + 12 + (config.GradientAccumulationSteps > 1 ? 4 : 0);
 }
 
 /// <summary>

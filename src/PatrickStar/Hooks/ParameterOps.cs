@@ -12,6 +12,11 @@ namespace PatrickStar.Hooks;
 // save only the activations; in backward they read the parameter as it is *then* (after the engine
 // has brought it back to the compute device), and hand each gradient to the parameter's handler.
 // With no handler attached (the plain engine) gradients flow to .grad as usual, with the same math.
+//
+// Mixed storage (Precision.Bf16Fp32): a parameter may be stored in a narrower dtype than the activations.
+// Each function then computes with an upcast copy of the parameter (a temporary of this call) and returns
+// the parameter's gradient in the parameter's own dtype, so .grad accumulation and the chunk slots see
+// the dtype they store; input gradients stay in the activation dtype.
 
 /// <summary>Entry points used by the model's layers.</summary>
 public static class ParameterOps
@@ -24,9 +29,10 @@ public static class ParameterOps
     public static Tensor LinearNoBias(Tensor x, Parameter weight, string module) =>
         LinearNoBiasFunction.apply(x, weight, module)[0];
 
-    /// <summary>Rows of <paramref name="weight"/> picked by integer <paramref name="indices"/>.</summary>
-    public static Tensor Embedding(Tensor indices, Parameter weight, string module) =>
-        EmbeddingFunction.apply(indices, weight, module)[0];
+    /// <summary>Rows of <paramref name="weight"/> picked by integer <paramref name="indices"/>, in <paramref name="outputType"/>
+    /// (null: the weight's dtype). The embedding is where activations are born, so it fixes their dtype for the model.</summary>
+    public static Tensor Embedding(Tensor indices, Parameter weight, string module, ScalarType? outputType = null) =>
+        EmbeddingFunction.apply(indices, weight, module, outputType ?? weight.dtype)[0];
 
     /// <summary>LayerNorm over the last dimension.</summary>
     public static Tensor LayerNorm(Tensor x, Parameter weight, Parameter bias, double eps, string module) =>
@@ -35,6 +41,18 @@ public static class ParameterOps
 
 /// <summary>A parameter kept in an autograd context without being saved as a tensor (no version check, no copy).</summary>
 internal sealed record ParameterRef(Parameter Parameter);
+
+/// <summary>Dtype bridging between stored parameters and the activations they meet (see the note at the top).</summary>
+internal static class Mixed
+{
+    /// <summary>The parameter itself when its dtype is the activation's; otherwise an upcast copy owned by the current dispose scope.</summary>
+    public static Tensor Compute(Tensor parameter, ScalarType activation) =>
+        parameter.dtype == activation ? parameter : parameter.to(activation);
+
+    /// <summary>A computed parameter gradient in the parameter's storage dtype (the gradient itself when they agree).</summary>
+    public static Tensor Stored(Tensor gradient, Tensor parameter) =>
+        gradient.dtype == parameter.dtype ? gradient : gradient.to(parameter.dtype);
+}
 
 /// <summary>The backward protocol shared by the parameterised functions.</summary>
 internal static class ParameterBackward
@@ -119,7 +137,9 @@ internal sealed class AddmmFunction : MultiTensorFunction<AddmmFunction>
         ctx.save_data("b", new ParameterRef(b));
         ctx.save_data("module", vars[3]);
         using var _ = no_grad();
-        return ParameterBackward.Outputs(ctx, addmm(b, x, w, beta: 1, alpha: 1));
+        using var scope = NewDisposeScope(); // frees the upcast weight and bias, if any
+        var y = addmm(Mixed.Compute(b, x.dtype), x, Mixed.Compute(w, x.dtype), beta: 1, alpha: 1);
+        return ParameterBackward.Outputs(ctx, y.MoveToOuterDisposeScope());
     }
 
     public override List<Tensor> backward(AutogradContext ctx, List<Tensor> grads)
@@ -130,9 +150,9 @@ internal sealed class AddmmFunction : MultiTensorFunction<AddmmFunction>
         var g = ParameterBackward.OutputGradient(ctx, grads);
         return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w, b }, new[] { 1, 2 }, 4, [x, g, .. grads], () => new Tensor?[]
         {
-            g.mm(w.t()),          // dL/dx
-            x.t().mm(g),          // dL/dW  [in, out]
-            g.sum(dim: 0),             // dL/db
+            g.mm(Mixed.Compute(w, g.dtype).t()),         // dL/dx
+            Mixed.Stored(x.t().mm(g), w),                // dL/dW  [in, out]
+            Mixed.Stored(g.sum(dim: 0), b),              // dL/db
             null,
         });
     }
@@ -149,7 +169,9 @@ internal sealed class LinearNoBiasFunction : MultiTensorFunction<LinearNoBiasFun
         ctx.save_data("w", new ParameterRef(w));
         ctx.save_data("module", vars[2]);
         using var _ = no_grad();
-        return ParameterBackward.Outputs(ctx, nn.functional.linear(x, w));
+        using var scope = NewDisposeScope(); // frees the upcast weight, if any
+        var y = nn.functional.linear(x, Mixed.Compute(w, x.dtype));
+        return ParameterBackward.Outputs(ctx, y.MoveToOuterDisposeScope());
     }
 
     public override List<Tensor> backward(AutogradContext ctx, List<Tensor> grads)
@@ -163,8 +185,8 @@ internal sealed class LinearNoBiasFunction : MultiTensorFunction<LinearNoBiasFun
             var g2 = g.reshape(-1, v);
             return new Tensor?[]
             {
-                g.matmul(w),                       // dL/dx  [..., h]
-                g2.t().mm(x.reshape(-1, h)),       // dL/dW  [vocab, h]
+                g.matmul(Mixed.Compute(w, g.dtype)),               // dL/dx  [..., h]
+                Mixed.Stored(g2.t().mm(x.reshape(-1, h)), w),      // dL/dW  [vocab, h]
                 null,
             };
         });
@@ -181,10 +203,14 @@ internal sealed class EmbeddingFunction : MultiTensorFunction<EmbeddingFunction>
         ctx.save_for_backward(new List<Tensor> { idx });
         ctx.save_data("w", new ParameterRef(w));
         ctx.save_data("module", vars[2]);
+        var outputType = (ScalarType)vars[3];
         using var _ = no_grad();
-        using var rows = w.index_select(0, idx.reshape(-1));
+        using var scope = NewDisposeScope();
+        // Only the looked-up rows are converted (never the whole table).
+        var rows = w.index_select(0, idx.reshape(-1));
         var shape = idx.shape.Append(w.shape[1]).ToArray();
-        return ParameterBackward.Outputs(ctx, rows.reshape(shape));
+        var y = rows.to(outputType).reshape(shape);
+        return ParameterBackward.Outputs(ctx, y.MoveToOuterDisposeScope());
     }
 
     public override List<Tensor> backward(AutogradContext ctx, List<Tensor> grads)
@@ -192,13 +218,14 @@ internal sealed class EmbeddingFunction : MultiTensorFunction<EmbeddingFunction>
         var idx = ctx.get_saved_variables()[0];
         var w = ((ParameterRef)ctx.get_data("w")).Parameter;
         var g = ParameterBackward.OutputGradient(ctx, grads);
-        return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w }, new[] { 1 }, 3, [idx, g, .. grads], () =>
+        return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w }, new[] { 1 }, 4, [idx, g, .. grads], () =>
         {
             long h = w.shape[1];
             // Rows never looked up get zero gradient; repeated indices add up (as embedding_backward does).
+            // Summed in the activation dtype (fp32 under bf16 storage), stored in the weight's.
             var dw = zeros(w.shape, dtype: g.dtype, device: g.device);
             dw.index_add_(0, idx.reshape(-1), g.reshape(-1, h), 1);
-            return new Tensor?[] { null, dw, null };
+            return new Tensor?[] { null, Mixed.Stored(dw, w), null, null };
         });
     }
 }
@@ -217,7 +244,9 @@ internal sealed class LayerNormFunction : MultiTensorFunction<LayerNormFunction>
         ctx.save_data("module", vars[3]);
         ctx.save_data("eps", eps);
         using var _ = no_grad();
-        return ParameterBackward.Outputs(ctx, nn.functional.layer_norm(x, new[] { x.shape[^1] }, w, b, eps));
+        using var scope = NewDisposeScope(); // frees the upcast weight and bias, if any
+        var y = nn.functional.layer_norm(x, new[] { x.shape[^1] }, Mixed.Compute(w, x.dtype), Mixed.Compute(b, x.dtype), eps);
+        return ParameterBackward.Outputs(ctx, y.MoveToOuterDisposeScope());
     }
 
     public override List<Tensor> backward(AutogradContext ctx, List<Tensor> grads)

@@ -12,6 +12,7 @@ namespace PatrickStar.Training;
 /// fp32: the model's parameters are the weights the optimizer updates.
 /// bf16 / fp16: the model runs in low precision; fp32 master weights and fp32 gradient accumulators live
 /// beside it, the optimizer updates the masters and the low-precision parameters are refreshed from them.
+/// bf16 with fp32 compute stores the parameters (and their .grad) in bf16 like bf16, but the model's ops upcast them.
 /// fp16 scales the loss (<see cref="LossScaler"/>); an overflowing step is skipped.
 /// </summary>
 public sealed class PlainEngine : ITrainingEngine
@@ -26,7 +27,7 @@ public sealed class PlainEngine : ITrainingEngine
     private readonly Precision precision;
     private readonly Dictionary<string, double> statistics = new();
 
-    /// <summary>Model data per parameter: fp32 = weight + grad + m + v; bf16/fp16: 2 + 2 + fp32 master, its grad, m, v.</summary>
+    /// <summary>Model data per parameter: fp32 = weight + grad + m + v; bf16 (either compute)/fp16: 2 + 2 + fp32 master, its grad, m, v.</summary>
     public static int BytesPerParameter(Precision p) => p == Precision.Fp32 ? 16 : 20;
 
     public PlainEngine(Module<Tensor, Tensor> model, TrainingConfig config, Device device)
@@ -66,13 +67,19 @@ public sealed class PlainEngine : ITrainingEngine
     public IReadOnlyDictionary<string, double> Statistics => statistics;
     public LossScaler Scaler => scaler;
 
-    /// <summary>The dtype parameters compute in for a precision.</summary>
+    /// <summary>The dtype parameters are stored in (and, except for <see cref="Precision.Bf16Fp32"/>, compute in) for a precision.</summary>
     public static ScalarType ComputeType(Precision p) => p switch
     {
-        Precision.Bf16 => ScalarType.BFloat16,
+        Precision.Bf16 or Precision.Bf16Fp32 => ScalarType.BFloat16,
         Precision.Fp16 => ScalarType.Float16,
         _ => ScalarType.Float32,
     };
+
+    /// <summary>
+    /// The dtype activations flow in: the parameters' dtype, except for <see cref="Precision.Bf16Fp32"/> whose bf16
+    /// parameters are upcast by each op so that activations and matmuls stay fp32.
+    /// </summary>
+    public static ScalarType ActivationType(Precision p) => p == Precision.Bf16Fp32 ? ScalarType.Float32 : ComputeType(p);
 
     public void Backward(Tensor loss)
     {

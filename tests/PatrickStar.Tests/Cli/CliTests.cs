@@ -137,4 +137,19 @@ public class CliTests
         using var second = JsonDocument.Parse(lines[1]);
         Assert.True(second.RootElement.TryGetProperty("val_loss", out _));
     }
+
+    [Fact]
+    public void TrainAcceptsBf16StorageWithFp32Compute()
+    {
+        using var dir = new TempDir();
+        string data = dir.File("story.txt", string.Concat(Enumerable.Range(0, 200).Select(i => $"Line {i}: the cat sat on the mat.\n")));
+        string metrics = Path.Combine(dir.Path, "m.jsonl");
+        var (code, output, err) = Pstar("train", "--model", "gpt2-tiny", "--data", data, "--steps", "1", "--batch", "2", "--seq", "32",
+            "--precision", "bf16-fp32", "--metrics", metrics, "--plain-output");
+        Assert.True(code == 0, err);
+        Assert.Contains("Done", output);
+        Assert.Contains("bf16-fp32", output);
+        using var json = JsonDocument.Parse(File.ReadAllLines(metrics).Single());
+        Assert.True(double.IsFinite(json.RootElement.GetProperty("loss").GetDouble()));
+    }
 }

@@ -1,0 +1,20 @@
+using PatrickStar.Config;
+
+namespace PatrickStar.Cli.Commands;
+
+/// <summary>The command-line spelling of each <see cref="Precision"/>, shared by the commands that take --precision.</summary>
+public static class PrecisionNames
+{
+    private static readonly (string Name, Precision Precision)[] Table =
+    {
+        ("fp32", Precision.Fp32), ("bf16", Precision.Bf16), ("bf16-fp32", Precision.Bf16Fp32), ("fp16", Precision.Fp16),
+    };
+
+    public static string[] All => Table.Select(t => t.Name).ToArray();
+
+    public static Precision Parse(string name) =>
+        Table.FirstOrDefault(t => t.Name == name) is { Name: not null } hit ? hit.Precision
+            : throw new ArgumentException($"--precision {name} is not known; use one of: {string.Join(", ", All)}.");
+
+    public static string Name(Precision p) => Table.First(t => t.Precision == p).Name;
+}
