@@ -1,3 +1,4 @@
+using PatrickStar.Config;
 using System.Text.Json.Nodes;
 using PatrickStar.Profiling;
 
@@ -15,7 +16,7 @@ public sealed class ScalePart : IBenchPart
     {
         var s = context.Settings;
         long device = s.ScaleDeviceMemory, host = s.ScaleHostMemory;
-        BenchContext.Progress($"largest GPT (hidden {s.ScaleHidden}, seq {Seq}, batch 1, layers searched, {Cli.Commands.PrecisionNames.Name(s.Precision ?? PatrickStar.Config.Precision.Fp32)}) per engine under " +
+        BenchContext.Progress($"largest GPT (hidden {s.ScaleHidden}, seq {Seq}, batch 1, layers searched, {PrecisionNames.Name(s.Precision ?? PatrickStar.Config.Precision.Fp32)}) per engine under " +
                               $"{Bytes.Format(device)} device / {Bytes.Format(host)} host...");
         var precision = s.Precision ?? PatrickStar.Config.Precision.Fp32; // the search is about memory: auto means fp32 here
         var outcomes = ScaleBenchmark.Run(device, host, s.ScaleHidden, s.ScaleHeads, Seq, MaxLayers, precision);
@@ -37,7 +38,7 @@ public sealed class ScalePart : IBenchPart
             ["hidden"] = s.ScaleHidden,
             ["heads"] = s.ScaleHeads,
             ["seq"] = Seq,
-            ["precision"] = Cli.Commands.PrecisionNames.Name(precision),
+            ["precision"] = PrecisionNames.Name(precision),
             ["limit_parameters"] = limit,
             ["results"] = new JsonArray(outcomes.Select(o => (JsonNode)new JsonObject
             {

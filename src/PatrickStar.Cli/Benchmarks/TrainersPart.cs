@@ -240,7 +240,7 @@ public sealed class TrainersPart : IBenchPart
         List<RunResult> runs, long? tight)
     {
         var plain = runs[0];
-        string dtype = PatrickStar.Cli.Commands.PrecisionNames.Name(precision);
+        string dtype = PrecisionNames.Name(precision);
         long tokens = (long)s.Batch * s.Seq;
 
         var speed = new ReportTable($"trainers: speed ({gpt.ParameterCount / 1e6:N1}M parameters, {dtype}, batch {s.Batch} × seq {s.Seq})")

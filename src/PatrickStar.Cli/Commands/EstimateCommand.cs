@@ -29,8 +29,8 @@ public static class EstimateCommand
         var seq = new Option<int?>("--seq") { Description = "Sequence length (default 128, at most the context length)." };
         var accum = new Option<int?>("--accum") { Description = "Gradient accumulation steps (default 1; above 1 the chunk engine adds fp32 gradient chunks)." };
         var checkpointing = new Option<bool>("--checkpointing") { Description = "Activation checkpointing of each transformer block." };
-        var precision = new Option<string?>("--precision") { Description = "fp32 (default) or bf16." };
-        precision.AcceptOnlyFromAmong("fp32", "bf16");
+        var precision = new Option<string?>("--precision") { Description = "fp32 (default), bf16, bf16-fp32 (bf16 storage, fp32 compute) or fp16." };
+        precision.AcceptOnlyFromAmong(PrecisionNames.All);
         var engine = new Option<string?>("--engine") { Description = "chunked (default) or plain." };
         engine.AcceptOnlyFromAmong("plain", "chunked");
         var placement = new Option<string?>("--placement") { Description = "Chunk engine: dynamic (default) or static." };
@@ -50,7 +50,7 @@ public static class EstimateCommand
             var sizes = ModelZoo.Resolve(r.GetValue(model), r.GetValue(vocab), r.GetValue(context), r.GetValue(layers), r.GetValue(hidden), r.GetValue(heads), null);
             var request = new EstimateRequest(
                 sizes,
-                r.GetValue(precision) == "bf16" ? Precision.Bf16 : Precision.Fp32,
+                PrecisionNames.Parse(r.GetValue(precision) ?? "fp32"),
                 r.GetValue(batch) ?? 8,
                 r.GetValue(seq) ?? Math.Min(128, sizes.ContextLength),
                 r.GetValue(checkpointing),
@@ -75,7 +75,7 @@ public static class EstimateCommand
         var m = r.Model;
         AnsiConsole.MarkupLine(CommandErrors.Esc(
             $"{preset ?? "custom"}: {m.Layers} layers, hidden {m.Hidden}, {m.Heads} heads, vocab {m.VocabSize:N0}, context {m.ContextLength} = {e.Parameters:N0} parameters; " +
-            $"{r.Engine}{(r.Chunked ? $" ({r.Placement.ToString().ToLowerInvariant()})" : "")} engine, {r.Precision.ToString().ToLowerInvariant()}, " +
+            $"{r.Engine}{(r.Chunked ? $" ({r.Placement.ToString().ToLowerInvariant()})" : "")} engine, {PrecisionNames.Name(r.Precision)}, " +
             $"micro-batch {r.MicroBatch} x {r.Sequence}, accumulation {r.GradientAccumulation}{(r.Checkpointing ? ", checkpointing" : "")}, {r.Ranks} rank{(r.Ranks > 1 ? "s" : "")}"));
 
         var data = new Table().Border(TableBorder.Rounded).Title("Memory per rank");
@@ -127,7 +127,7 @@ public static class EstimateCommand
         parameters = e.Parameters,
         engine = e.Request.Engine,
         placement = e.Request.Placement.ToString().ToLowerInvariant(),
-        precision = e.Request.Precision.ToString().ToLowerInvariant(),
+        precision = PrecisionNames.Name(e.Request.Precision),
         micro_batch = e.Request.MicroBatch,
         sequence = e.Request.Sequence,
         checkpointing = e.Request.Checkpointing,

@@ -1,3 +1,4 @@
+using PatrickStar.Config;
 using PatrickStar.Models.Gpt;
 using PatrickStar.Profiling;
 using PatrickStar.Training;

@@ -89,7 +89,7 @@ public sealed class MemoryEstimate
     {
         var r = Request;
         string run = string.Create(CultureInfo.InvariantCulture,
-            $"{Parameters:N0} parameters, {r.Engine}{(r.Chunked ? $" ({r.Placement.ToString().ToLowerInvariant()})" : "")} engine, {r.Precision.ToString().ToLowerInvariant()}, " +
+            $"{Parameters:N0} parameters, {r.Engine}{(r.Chunked ? $" ({r.Placement.ToString().ToLowerInvariant()})" : "")} engine, {PrecisionNames.Name(r.Precision)}, " +
             $"micro-batch {r.MicroBatch} x {r.Sequence} tokens{(r.Checkpointing ? ", activation checkpointing" : "")}{(r.Ranks > 1 ? $", {r.Ranks} ranks" : "")}");
         if (Fits) return $"The run fits: {run}.";
         var lines = new List<string> { $"The run does not fit in memory ({run}):" };

@@ -38,12 +38,12 @@ public static class EngineFactory
             if (needed > budget)
                 throw new PatrickStar.Profiling.InsufficientMemoryException(
                     $"{what} needs {Bytes.Format(needed)} ({needed:N0} bytes: {parameters:N0} parameters x {perParam} B of chunked model data " +
-                    $"in {config.Precision}) on the host tier, but host_memory is {Bytes.Format(budget)} ({budget:N0} bytes). " +
+                    $"in {PrecisionNames.Name(config.Precision)}) on the host tier, but host_memory is {Bytes.Format(budget)} ({budget:N0} bytes). " +
                     "Raise host_memory (--host-memory), or choose a smaller model.");
             return;
         }
         int bytesPerParam = PlainEngine.BytesPerParameter(config.Precision);
         MemoryCheck.EnsureFits(what, parameters * bytesPerParam,
-            $"{parameters:N0} parameters x {bytesPerParam} B of model data in {config.Precision}", device);
+            $"{parameters:N0} parameters x {bytesPerParam} B of model data in {PrecisionNames.Name(config.Precision)}", device);
     }
 }

@@ -1,6 +1,6 @@
-using PatrickStar.Config;
+using System.Linq;
 
-namespace PatrickStar.Cli.Commands;
+namespace PatrickStar.Config;
 
 /// <summary>The command-line spelling of each <see cref="Precision"/>, shared by the commands that take --precision.</summary>
 public static class PrecisionNames
