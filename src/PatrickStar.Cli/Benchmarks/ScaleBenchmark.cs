@@ -66,25 +66,30 @@ public static class ScaleBenchmark
     {
         var config = Config(policy, layers, device, host, hidden, heads, seq, precision);
         long parameters = config.ParameterCountFor();
-        // What the machine has free, plus what this process's allocator holds from earlier trials without using it
-        // (freed memory is kept for reuse, not returned to the system: see NativeAllocator).
         GC.Collect();
         GC.WaitForPendingFinalizers();
         var now = MemoryMeter.Snapshot();
+        // What the machine has free, plus what this process's allocator holds from earlier trials without using it.
         long machine = (MemoryMeter.AvailableHostMemory() ?? long.MaxValue / 2) + Math.Max(0, now.Resident - now.NativeInUse);
-        // The chunks' model data per parameter (16 B in fp32, 14 B with bf16 parameters); the model moves into them
-        // chunk by chunk; with activations, pools and the heap's fragmentation after earlier trials, 2 B/param more
-        // within 80% of it (a 1.0B fp32 trial at 17 B/param within 85% was killed for memory on a 23.5 GiB machine,
-        // taking the whole sitting with it).
+        // The chunks' model data per parameter (16 B in fp32, 14 B with bf16 parameters), 2 B/param more for the model
+        // moving into them, activations and pools, within 85% of the machine.
         long perParameter = PatrickStar.Engine.ChunkEngineOptions.HostBytesPerParameter(config) + 2;
-        if (parameters * perParameter > machine * 0.8)
+        if (parameters * perParameter > machine * 0.85)
         {
             Report(policy, layers, parameters, "beyond this machine's memory");
             return false;
         }
-        if (policy == "plain" && parameters * PlainEngine.BytesPerParameter(precision) > device)
+        if (policy == "plain")
+            return PlainTrial(config, layers, parameters, device, precision);
+        return ChunkedTrial(config, policy, layers, parameters);
+    }
+
+    /// <summary>The plain trainer in this process, with its peak measured against the device budget.</summary>
+    private static bool PlainTrial(TrainingConfig config, int layers, long parameters, long device, Precision precision)
+    {
+        if (parameters * PlainEngine.BytesPerParameter(precision) > device)
         {
-            Report(policy, layers, parameters, "model data alone exceeds the device budget");
+            Report("plain", layers, parameters, "model data alone exceeds the device budget");
             return false;
         }
         GC.Collect();
@@ -97,18 +102,59 @@ public static class ScaleBenchmark
             using var run = GptRun.Create(config);
             run.Trainer.Run();
             long peak = sampler.TakePeak() - baseline;
-            if (policy == "plain" && peak > device)
+            if (peak > device)
             {
-                Report(policy, layers, parameters, $"measured {Bytes.Format(peak)} > device budget");
+                Report("plain", layers, parameters, $"measured {Bytes.Format(peak)} > device budget");
                 return false;
             }
-            Report(policy, layers, parameters, null);
+            Report("plain", layers, parameters, null);
             return true;
         }
         catch (Exception e) when (e is TierBudgetExceededException or PatrickStar.Profiling.InsufficientMemoryException)
         {
-            Report(policy, layers, parameters, e.Message.Split(':')[0]);
+            Report("plain", layers, parameters, e.Message.Split(':')[0]);
             return false;
+        }
+    }
+
+    /// <summary>
+    /// A chunk-engine trial in its own `pstar train` process: models of many GB, one after another, would otherwise
+    /// leave the sitting's heap fragmented, and a trial the kernel kills for memory would take the whole sitting with it.
+    /// </summary>
+    private static bool ChunkedTrial(TrainingConfig config, string policy, int layers, long parameters)
+    {
+        string file = Path.Combine(Path.GetTempPath(), $"pstar-scale-{Environment.ProcessId}-{policy}-{layers}.json");
+        File.WriteAllText(file, ConfigLoader.ToJson(config));
+        try
+        {
+            var start = new System.Diagnostics.ProcessStartInfo(LaunchCommand.SelfCommand()[0])
+            {
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            };
+            foreach (var a in LaunchCommand.SelfCommand().Skip(1)) start.ArgumentList.Add(a);
+            foreach (var a in new[] { "train", "--config", file, "--plain-output" }) start.ArgumentList.Add(a);
+            start.Environment["TERM"] = "dumb";
+            using var process = System.Diagnostics.Process.Start(start)!;
+            var output = process.StandardOutput.ReadToEndAsync();
+            var error = process.StandardError.ReadToEndAsync();
+            process.WaitForExit();
+            if (process.ExitCode == 0)
+            {
+                Report(policy, layers, parameters, null);
+                return true;
+            }
+            string reason = process.ExitCode == 137
+                ? "killed by the system (out of memory)"
+                : error.Result.Split('\n').FirstOrDefault(l => l.StartsWith("error: ", StringComparison.Ordinal))?["error: ".Length..].Split(':')[0]
+                  ?? $"exit code {process.ExitCode}";
+            Report(policy, layers, parameters, reason);
+            return false;
+        }
+        finally
+        {
+            File.Delete(file);
         }
     }
 
