@@ -65,6 +65,7 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
     private readonly List<ChunkRuntime> gradientChunks = new(); // only with gradient accumulation
     private readonly Dictionary<Parameter, ManagedParameter> managed = new(ReferenceEqualityComparer.Instance);
     private readonly List<ManagedParameter> ordered = new();
+    private readonly Dictionary<string, ManagedParameter> managedByName = new(StringComparer.Ordinal);
     private readonly List<Action> unhooks = new();
     private readonly AdamSettings adam;
     private readonly LossScaler scaler;
@@ -300,6 +301,7 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
             var mp = new ManagedParameter(name, p, p.shape.ToArray(), place,
                 decay: !config.Optimizer.NoDecayOnBiasAndNorm || p.dim() >= 2);
             managed[p] = mp;
+            managedByName[name] = mp;
             ordered.Add(mp);
         }
         var byChunk = ordered.ToLookup(mp => mp.Place.Chunk);
@@ -902,10 +904,6 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
         }
     }
 
-    public Tensor ReadState(string name, StateKind kind) => ReadParameterState(name, ChunkOf(kind));
-
-    public void WriteState(string name, StateKind kind, Tensor value) => WriteParameterState(name, ChunkOf(kind), value);
-
     private static ChunkKind ChunkOf(StateKind kind) => kind switch
     {
         StateKind.Master => ChunkKind.Master,
@@ -914,26 +912,26 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
     };
 
     /// <summary>A host fp32 copy of one parameter's master weight, momentum or variance, in the parameter's shape.</summary>
-    public Tensor ReadParameterState(string name, ChunkKind kind)
+    public Tensor ReadState(string name, StateKind kind)
     {
         var mp = ManagedByName(name);
         using var _ = no_grad();
-        using var slot = StateChunk(kind, mp.Place.Chunk).Slot(mp.Place);
+        using var slot = StateChunk(ChunkOf(kind), mp.Place.Chunk).Slot(mp.Place);
         using var shaped = slot.view(mp.Shape);
         return shaped.to(ScalarType.Float32, CPU, copy: true);
     }
 
     /// <summary>Overwrites one parameter's master weight (and its compute-precision copy), momentum or variance.</summary>
-    public void WriteParameterState(string name, ChunkKind kind, Tensor value)
+    public void WriteState(string name, StateKind kind, Tensor value)
     {
         var mp = ManagedByName(name);
         if (!value.shape.SequenceEqual(mp.Shape))
             throw new ArgumentException($"{name}: {kind} has shape [{string.Join(", ", mp.Shape)}], but [{string.Join(", ", value.shape)}] was given.");
         using var _ = no_grad();
-        using var slot = StateChunk(kind, mp.Place.Chunk).Slot(mp.Place);
+        using var slot = StateChunk(ChunkOf(kind), mp.Place.Chunk).Slot(mp.Place);
         using var flat = value.reshape(-1);
         slot.copy_(flat);
-        if (kind == ChunkKind.Master)
+        if (kind == StateKind.Master)
         {
             using var param = paramChunks[mp.Place.Chunk].Slot(mp.Place);
             param.copy_(slot);
@@ -943,8 +941,8 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
 
     private ManagedParameter ManagedByName(string name)
     {
-        var mp = ordered.FirstOrDefault(p => p.Name == name)
-                 ?? throw new ArgumentException($"the engine manages no parameter named '{name}'.");
+        if (!managedByName.TryGetValue(name, out var mp))
+            throw new ArgumentException($"the engine manages no parameter named '{name}'.");
         if (!HasState(mp.Place.Chunk))
             throw new ArgumentException($"{name} lives in chunk {mp.Place.Chunk}, which rank {OwnerOf(mp.Place.Chunk)} owns; rank {Rank} holds no state for it.");
         return mp;

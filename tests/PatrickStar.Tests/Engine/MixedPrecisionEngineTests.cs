@@ -161,7 +161,7 @@ public class MixedPrecisionEngineTests
         Assert.Equal(2, engine.OptimizerStepCount);
 
         string name = engine.ParameterNames[0];
-        using var m = engine.ReadParameterState(name, ChunkKind.Momentum);
+        using var m = engine.ReadState(name, StateKind.Momentum);
         Assert.True(m.abs().max().item<float>() > 0, "momentum is non-zero after two steps");
 
         // Write a chunk of masters: the model's parameters show the new values.
@@ -171,11 +171,11 @@ public class MixedPrecisionEngineTests
         using var readBack = engine.ReadChunk(ChunkKind.Master, 0);
         Assert.True(readBack.eq(doubled).all().item<bool>());
         var p = run.Model.named_parameters().First(n => n.name == name).parameter;
-        using var expected = engine.ReadParameterState(name, ChunkKind.Master);
+        using var expected = engine.ReadState(name, StateKind.Master);
         Assert.True(p.detach().eq(expected).all().item<bool>());
 
         using var wrong = zeros(3);
-        var e = Assert.Throws<ArgumentException>(() => engine.WriteParameterState(name, ChunkKind.Variance, wrong));
+        var e = Assert.Throws<ArgumentException>(() => engine.WriteState(name, StateKind.Variance, wrong));
         Assert.Contains(name, e.Message);
     }
 }
