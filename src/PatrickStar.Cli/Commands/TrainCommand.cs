@@ -176,7 +176,7 @@ public static class TrainCommand
             if (Interlocked.Increment(ref signals) > 1)
             {
                 Console.Error.WriteLine($"{context.Signal} again: exiting now without saving.");
-                Environment.Exit(128 + (context.Signal == PosixSignal.SIGTERM ? 15 : 2));
+                PatrickStar.Runtime.ImmediateExit.Now(128 + (context.Signal == PosixSignal.SIGTERM ? 15 : 2));
             }
             context.Cancel = true;
             cancel.Cancel();
