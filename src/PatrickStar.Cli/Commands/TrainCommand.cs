@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
+using PatrickStar.Checkpoints;
 using PatrickStar.Config;
 using PatrickStar.Distributed;
 using PatrickStar.Models.Gpt;
@@ -56,6 +57,11 @@ public static class TrainCommand
             Description = "Continue from a checkpoint directory, or the latest checkpoint under a save directory (default: --save-dir).",
             Arity = ArgumentArity.ZeroOrOne,
         };
+        var noResume = new Option<bool>("--no-resume")
+        {
+            Description = "Start fresh even if --save-dir holds checkpoints of this config (they are moved to SAVE_DIR/earlier-UTC/, never deleted). " +
+                          "Without it, such a save directory is resumed from its newest checkpoint.",
+        };
         var profile = new Option<FileInfo?>("--profile") { Description = "Chunked engine: record memory per moment, chunk events and phase times to this JSON file (see `pstar plot`)." };
         var initFrom = new Option<FileInfo?>("--init-from") { Description = "Start from the weights of a Hugging Face GPT-2 safetensors file (config.json beside it gives the sizes)." };
 
@@ -64,7 +70,7 @@ public static class TrainCommand
             GptConfig.FlopsFormula + ", divided by the step's wall time.");
         foreach (var o in new Option[] { config, model, layers, hidden, heads, context, data, steps, batch, accum, seq, precision, lr, warmup,
                      seed, evalInterval, device, threads, engine, deviceMemory, hostMemory, chunkSize, placement, dpMode, checkpointing, metrics, quiet,
-                     saveDir, saveEvery, keep, resume, initFrom, profile })
+                     saveDir, saveEvery, keep, resume, noResume, initFrom, profile })
             command.Options.Add(o);
 
         command.SetAction(r => CommandErrors.Run(() =>
@@ -100,6 +106,7 @@ public static class TrainCommand
             if (r.GetValue(saveDir) is string sdir) c.Checkpoint.SaveDir = sdir;
             if (r.GetValue(saveEvery) is int se) c.Checkpoint.SaveEvery = se;
             if (r.GetValue(keep) is int k) c.Checkpoint.KeepLast = k;
+            if (r.GetValue(noResume)) c.Checkpoint.AutoResume = false;
             string? resumeFrom = null;
             if (r.GetResult(resume) is not null)
                 resumeFrom = r.GetValue(resume) ?? c.Checkpoint.SaveDir
@@ -186,8 +193,15 @@ public static class TrainCommand
         using var onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
 
         var display = TrainingDisplay.Create(plainOutput || comm is not null);
+        var (saveDirLock, startFrom) = TakeSaveDir(config, resumeFrom, display, comm);
+        using var _ = saveDirLock;
+        if (startFrom is not null && resumeFrom is null && initFrom is not null)
+        {
+            display.Announce($"--init-from {initFrom} is not used: the run continues from its checkpoint.");
+            initFrom = null;
+        }
         display.Announce("Preparing: tokenizing data and building the model...");
-        using var run = GptRun.Create(config, initFrom: initFrom, resumeFrom: resumeFrom, communicator: comm);
+        using var run = GptRun.Create(config, initFrom: initFrom, resumeFrom: startFrom, communicator: comm);
         if (run.ResumedFrom is not null)
             display.Announce($"Resumed from {run.ResumedFrom} at step {run.Trainer.StepsDone}.");
         if (comm is not null)
@@ -217,17 +231,58 @@ public static class TrainCommand
         }
         if (leader) display.Summarize(run, summary, metricsPath);
 
-        bool interrupted = cancel.IsCancellationRequested;
-        if (config.Checkpoint.SaveDir is not null || interrupted)
+        SaveAtEnd(run, interrupted: cancel.IsCancellationRequested, leader);
+        return 0;
+    }
+
+    /// <summary>
+    /// Before any data or model work: the save directory is locked (which also proves it writable) and where the run
+    /// starts is decided (<see cref="ResumePlanner"/>). Rank 0 decides first; the other ranks after it, quietly.
+    /// </summary>
+    private static (SaveDirLock? Lock, string? StartFrom) TakeSaveDir(TrainingConfig config, string? resumeFrom, TrainingDisplay display, ICommunicator? comm)
+    {
+        if (comm is { Rank: > 0 })
         {
-            string dir = config.Checkpoint.SaveDir ?? DefaultSignalSaveDir;
-            string path = run.SaveCheckpoint(dir);
+            comm.Barrier();
+            return (null, ResumePlanner.Decide(config, resumeFrom, leader: false, _ => { }));
+        }
+        SaveDirLock? dirLock = null;
+        try
+        {
+            // An explicit --resume without --save-dir saves beside its checkpoint: that folder is known once decided.
+            if (config.Checkpoint.SaveDir is not null) dirLock = SaveDirLock.Acquire(config.Checkpoint.SaveDir, display.Announce);
+            string? startFrom = ResumePlanner.Decide(config, resumeFrom, leader: true, display.Announce);
+            if (dirLock is null && config.Checkpoint.SaveDir is not null) dirLock = SaveDirLock.Acquire(config.Checkpoint.SaveDir, display.Announce);
+            comm?.Barrier();
+            return (dirLock, startFrom);
+        }
+        catch
+        {
+            dirLock?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The save at the end of a run (or on a signal); nothing when no step completed since the start or the resume.</summary>
+    private static void SaveAtEnd(GptRun run, bool interrupted, bool leader)
+    {
+        var config = run.Config;
+        if (config.Checkpoint.SaveDir is null && !interrupted) return;
+        if (!run.HasUnsavedSteps)
+        {
             if (leader)
-                Console.WriteLine(interrupted
+                Console.WriteLine(run.ResumedFrom is null
+                    ? "Stopped before the first step completed: nothing to save."
+                    : $"No step completed since resuming: {Path.GetFullPath(run.ResumedFrom)} already holds this state; nothing saved.");
+            return;
+        }
+        // Without --save-dir a signalled run saves under checkpoints/ (or checkpoints-2, ... if that holds another run's).
+        string dir = config.Checkpoint.SaveDir ?? SaveDirectory.FirstUnused(DefaultSignalSaveDir);
+        string path = run.SaveCheckpoint(dir);
+        if (leader)
+            Console.WriteLine(interrupted
                 ? $"Stopped at step {run.Trainer.StepsDone}; checkpoint saved to {Path.GetFullPath(path)}. Continue with: pstar train --resume {path} (and the same settings)."
                 : $"Checkpoint saved to {Path.GetFullPath(path)}.");
-        }
-        return 0;
     }
 }
 

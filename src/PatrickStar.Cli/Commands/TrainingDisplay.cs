@@ -103,11 +103,15 @@ public sealed class TrainingDisplay
         table.AddColumn("");
         table.AddColumn("");
         table.AddRow("steps", $"{s.StepsDone} of {run.Config.Steps}");
-        table.AddRow("training loss", $"{s.FirstLoss:0.0000} -> {s.LastLoss:0.0000}");
+        bool stepped = !double.IsNaN(s.FirstLoss); // a run stopped before its first step has no loss or timing
+        table.AddRow("training loss", stepped ? $"{s.FirstLoss:0.0000} -> {s.LastLoss:0.0000}" : "none: no step completed");
         if (s.FirstValidationLoss is double v0 && s.LastValidationLoss is double v1)
             table.AddRow("validation loss", $"{v0:0.0000} -> {v1:0.0000}");
-        table.AddRow("median step", $"{s.MedianStepSeconds * 1000:N0} ms");
-        table.AddRow("median throughput", $"{s.MedianTokensPerSecond:N0} tokens/s, {s.MedianTflops:0.000} TFLOPS");
+        if (stepped)
+        {
+            table.AddRow("median step", $"{s.MedianStepSeconds * 1000:N0} ms");
+            table.AddRow("median throughput", $"{s.MedianTokensPerSecond:N0} tokens/s, {s.MedianTflops:0.000} TFLOPS");
+        }
         table.AddRow("peak resident memory", Bytes.Format(s.PeakResidentBytes));
         table.AddRow("elapsed", Clock(s.Elapsed));
         if (run.Engine.Statistics.ContainsKey("chunks")) table.AddRow("chunks (last step)", CommandErrors.Esc(ChunkLine(run.Engine.Statistics)));

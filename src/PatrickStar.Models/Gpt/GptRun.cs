@@ -99,7 +99,9 @@ public sealed class GptRun : IDisposable
 
     private static GptRun Create(TrainingConfig config, TokenDataset? data, string? initFrom, string? resumeFrom, ICommunicator? comm, ICommunicator? owned)
     {
-        TrainingCheckpoint.SavedState? resumed = null;
+        if (resumeFrom is not null && initFrom is not null)
+            throw new ConfigException($"--resume {resumeFrom} continues a checkpoint's weights and --init-from {initFrom} starts from other weights: give only one.");
+        SavedState? resumed = null;
         if (resumeFrom is not null)
         {
             resumed = TrainingCheckpoint.Inspect(resumeFrom).State;
@@ -139,7 +141,11 @@ public sealed class GptRun : IDisposable
             engine = EngineFactory.Create(model, config, device, sample, comm);
             if (comm is not null) comm.AllAgree(SetupFingerprint(config, modelConfig, engine), "the hash of (config, model sizes, chunk layout)");
             var run = new GptRun(config, modelConfig, data, model, engine, device, comm, owned);
-            if (resumeFrom is not null) run.ResumedFrom = TrainingCheckpoint.Load(resumeFrom, run.CheckpointSizes, engine, run.Trainer);
+            if (resumeFrom is not null)
+            {
+                run.ResumedFrom = TrainingCheckpoint.Load(resumeFrom, run.CheckpointSizes, engine, run.Trainer);
+                run.ResumedAtStep = run.Trainer.StepsDone;
+            }
             // Every rank built the same model from the same seed; from here each rank of an MPI job draws its own dropout
             // masks (rank 0 keeps the run's stream, so its checkpoints hold the state a one-process run would have).
             if (comm is { Size: > 1, Rank: > 0 } && comm.Backend.StartsWith("mpi", StringComparison.Ordinal))
@@ -170,15 +176,29 @@ public sealed class GptRun : IDisposable
     /// <summary>The checkpoint this run continues from, if any.</summary>
     public string? ResumedFrom { get; private set; }
 
+    /// <summary>The step the run was resumed at (0 for a fresh run): a save at this step would only repeat what exists.</summary>
+    public int ResumedAtStep { get; private set; }
+
+    /// <summary>Whether a step has completed since the run started or was resumed, i.e. whether a save would hold anything new.</summary>
+    public bool HasUnsavedSteps => Trainer.StepsDone > ResumedAtStep;
+
     /// <summary>The model sizes as checkpoints record them.</summary>
     public CheckpointModelSizes CheckpointSizes =>
         new(ModelConfig.VocabSize, ModelConfig.ContextLength, ModelConfig.Layers, ModelConfig.Hidden, ModelConfig.Heads);
 
-    /// <summary>Saves a checkpoint of the run as it stands now into <paramref name="saveDir"/> (default: checkpoint.save_dir).</summary>
-    public string SaveCheckpoint(string? saveDir = null, TrainingCheckpoint.SaveOptions? options = null) =>
-        TrainingCheckpoint.Save(saveDir ?? Config.Checkpoint.SaveDir
-                                ?? throw new InvalidOperationException("no save directory: pass one or set checkpoint.save_dir (--save-dir)."),
-            Config, CheckpointSizes, Engine, Trainer, options ?? new TrainingCheckpoint.SaveOptions(Config.Checkpoint.KeepLast), Communicator);
+    /// <summary>
+    /// Saves a checkpoint of the run as it stands now into <paramref name="saveDir"/> (default: checkpoint.save_dir). Right
+    /// after resuming, the checkpoint resumed from already holds this state: saving onto it again is skipped (its path is returned).
+    /// </summary>
+    public string SaveCheckpoint(string? saveDir = null, TrainingCheckpoint.SaveOptions? options = null)
+    {
+        string dir = saveDir ?? Config.Checkpoint.SaveDir
+                     ?? throw new InvalidOperationException("no save directory: pass one or set checkpoint.save_dir (--save-dir).");
+        string target = Path.GetFullPath(Path.Combine(dir, SaveDirectory.StepDirName(Trainer.StepsDone)));
+        if (ResumedFrom is not null && !HasUnsavedSteps && target == Path.GetFullPath(ResumedFrom)) return ResumedFrom;
+        return TrainingCheckpoint.Save(dir, Config, CheckpointSizes, Engine, Trainer,
+            options ?? new TrainingCheckpoint.SaveOptions(Config.Checkpoint.KeepLast), Communicator);
+    }
 
     /// <summary>Saves every checkpoint.save_every steps while the trainer runs; <paramref name="saved"/> hears of each.</summary>
     public void SaveCheckpointsPeriodically(Action<string>? saved = null)

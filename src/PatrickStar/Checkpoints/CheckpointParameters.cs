@@ -10,15 +10,14 @@ public sealed record CheckpointModelSizes(int VocabSize, int ContextLength, int 
 /// <summary>
 /// The fp32 master parameters of a training checkpoint, read through its manifest, tensor by tensor.
 /// The contract read here: a directory with manifest.json
-/// <c>{"format": "patrickstar-checkpoint", "version": 1, "model": {vocab_size, context_length, layers, hidden, heads}, "files": [...]}</c>
+/// <c>{"format": "patrickstar-checkpoint", "version": 2, "model": {...}, "files": [...], "file_checks": [...]}</c> (see <see cref="CheckpointManifest"/>)
 /// whose safetensors files hold <c>param/&lt;parameter name&gt;</c> (each parameter in exactly one file) plus
 /// optimizer state (<c>exp_avg/…</c>, <c>exp_avg_sq/…</c>), which is ignored here.
 /// </summary>
 public sealed class CheckpointParameters : IDisposable
 {
     public const string Format = "patrickstar-checkpoint";
-    public const int SupportedVersion = 1;
-    public const string ManifestName = "manifest.json";
+        public const string ManifestName = "manifest.json";
     public const string ParamPrefix = "param/";
 
     private readonly List<SafetensorsReader> readers;
@@ -62,12 +61,13 @@ public sealed class CheckpointParameters : IDisposable
             "Point at a checkpoint directory or at the folder training saved its checkpoints in.");
     }
 
-    /// <summary>Opens a checkpoint (or the latest one under a parent directory) and validates its manifest and files.</summary>
+    /// <summary>Opens a checkpoint (or the latest one under a parent directory), validates its manifest and verifies its files.</summary>
     public static CheckpointParameters Open(string path)
     {
         string dir = ResolveDirectory(path);
-        string manifestPath = System.IO.Path.Combine(dir, ManifestName);
-        var (model, files) = ReadManifest(manifestPath);
+        var manifest = CheckpointManifest.Read(dir);
+        manifest.Verify(); // every load checks sizes and SHA-256 before trusting a byte
+        var (model, files, manifestPath) = (manifest.Model, manifest.Files, manifest.Path);
 
         var readers = new List<SafetensorsReader>();
         try
@@ -101,51 +101,6 @@ public sealed class CheckpointParameters : IDisposable
         {
             foreach (var r in readers) r.Dispose();
             throw;
-        }
-    }
-
-    private static (CheckpointModelSizes, List<string>) ReadManifest(string manifestPath)
-    {
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(File.ReadAllBytes(manifestPath));
-        }
-        catch (JsonException e)
-        {
-            throw new ModelFileException($"checkpoint manifest '{manifestPath}' is not valid JSON ({e.Message}).", e);
-        }
-        using (doc)
-        {
-            var root = doc.RootElement;
-            ModelFileException Bad(string key, string problem) => new($"checkpoint manifest '{manifestPath}': \"{key}\" {problem}");
-            if (root.ValueKind != JsonValueKind.Object) throw Bad("(root)", "must be a JSON object.");
-            string? format = root.TryGetProperty("format", out var f) && f.ValueKind == JsonValueKind.String ? f.GetString() : null;
-            if (format != Format) throw Bad("format", $"is {(format is null ? "missing" : $"'{format}'")}; expected '{Format}'. This is not a PatrickStar checkpoint.");
-            if (!root.TryGetProperty("version", out var v) || !v.TryGetInt32(out int version))
-                throw Bad("version", "is missing or not an integer.");
-            if (version != SupportedVersion)
-                throw Bad("version", $"is {version}; this pstar reads version {SupportedVersion}. Use the pstar that wrote the checkpoint.");
-            if (!root.TryGetProperty("model", out var m) || m.ValueKind != JsonValueKind.Object) throw Bad("model", "is missing or not an object.");
-            int Size(string key)
-            {
-                if (!m.TryGetProperty(key, out var el) || !el.TryGetInt32(out int value) || value < 1)
-                    throw Bad($"model.{key}", "is missing or not a positive integer.");
-                return value;
-            }
-            var sizes = new CheckpointModelSizes(Size("vocab_size"), Size("context_length"), Size("layers"), Size("hidden"), Size("heads"));
-            if (!root.TryGetProperty("files", out var fl) || fl.ValueKind != JsonValueKind.Array || fl.GetArrayLength() == 0)
-                throw Bad("files", "is missing or empty; it must list the checkpoint's safetensors files.");
-            var files = new List<string>();
-            foreach (var el in fl.EnumerateArray())
-            {
-                string? name = el.ValueKind == JsonValueKind.String ? el.GetString() : null;
-                // Names stay inside the checkpoint directory: no absolute paths, no "..".
-                if (string.IsNullOrEmpty(name) || System.IO.Path.IsPathRooted(name) || name.Split('/', '\\').Contains(".."))
-                    throw Bad("files", $"holds {el.GetRawText()}; entries must be file names relative to the checkpoint directory.");
-                files.Add(name);
-            }
-            return (sizes, files);
         }
     }
 

@@ -1,8 +1,4 @@
-using System.Diagnostics;
 using System.Runtime.InteropServices;
-using System.Security.Cryptography;
-using System.Text.Json;
-using System.Text.Json.Nodes;
 using PatrickStar.Config;
 using PatrickStar.Distributed;
 using PatrickStar.Optimizer;
@@ -35,10 +31,13 @@ public sealed class CheckpointException : ModelFileException
 /// </summary>
 public static class TrainingCheckpoint
 {
-    public const string StateName = "trainer-state.json";
+    public const string StateName = TrainerStateFile.Name;
 
     /// <summary>Stages of a save, named for fault-injection tests (<see cref="SaveOptions.BeforeStage"/>).</summary>
     public static readonly string[] Stages = ["tensors", "state", "manifest", "rename"];
+
+    /// <summary>Between the two renames of a re-save of the same step (step-N moved aside, the new copy not yet in place).</summary>
+    public const string ResaveStage = "resave";
 
     public sealed record SaveOptions(int KeepLast = 3, Action<string>? BeforeStage = null);
 
@@ -53,14 +52,16 @@ public static class TrainingCheckpoint
         options ??= new SaveOptions();
         int rank = comm?.Rank ?? 0, ranks = comm?.Size ?? 1;
         int step = trainer.StepsDone;
-        string final = Path.Combine(saveDir, $"step-{step:D8}");
+        string final = Path.Combine(saveDir, SaveDirectory.StepDirName(step));
         // Rank 0's process id names the temporary directory for every rank (ranks as threads share one anyway).
         int leader = ranks == 1 ? Environment.ProcessId : (int)comm!.AllReduce(rank == 0 ? Environment.ProcessId : 0, ReduceOp.Max);
         string temp = Path.Combine(saveDir, $".step-{step:D8}.partial-{leader}");
+        string? old = null;
         if (rank == 0)
         {
             Directory.CreateDirectory(saveDir);
-            RemoveStalePartials(saveDir);
+            SaveDirectory.RecoverInterruptedResave(saveDir); // before the stale partials go: one may be the only complete copy
+            SaveDirectory.RemoveStalePartials(saveDir);
             if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
             Directory.CreateDirectory(temp);
         }
@@ -81,19 +82,21 @@ public static class TrainingCheckpoint
             }
 
             options.BeforeStage?.Invoke("state");
-            WriteDurably(Path.Combine(temp, StateName), StateJson(config, engine, trainer));
+            WriteDurably(Path.Combine(temp, StateName), TrainerStateFile.Json(config, engine, trainer));
 
             options.BeforeStage?.Invoke("manifest");
             var files = Enumerable.Range(0, ranks).Select(r => RankFile(r, ranks)).ToList();
-            WriteDurably(Path.Combine(temp, CheckpointParameters.ManifestName), ManifestJson(step, model, temp, files));
+            WriteDurably(Path.Combine(temp, CheckpointParameters.ManifestName), CheckpointManifest.Json(step, model, temp, files, StateName));
             FileSystemSync.Directory(temp);
 
             options.BeforeStage?.Invoke("rename");
             if (Directory.Exists(final))
             {
-                // Saving the same step again: the old copy leaves only once the new one is complete.
-                string old = final + $".old-{Environment.ProcessId}";
+                // Saving the same step again: the old copy leaves only once the new one is in place. A crash between the
+                // two renames is finished by SaveDirectory.RecoverInterruptedResave (the complete new copy goes into place).
+                old = final + $".old-{Environment.ProcessId}";
                 Directory.Move(final, old);
+                options.BeforeStage?.Invoke(ResaveStage);
                 Directory.Move(temp, final);
                 Directory.Delete(old, recursive: true);
             }
@@ -106,10 +109,15 @@ public static class TrainingCheckpoint
         catch
         {
             // A failed rank ends the whole job (its caller aborts), so no partner is left waiting at a barrier.
-            try { if (rank == 0 && Directory.Exists(temp)) Directory.Delete(temp, recursive: true); } catch (IOException) { }
+            try
+            {
+                if (old is not null && Directory.Exists(old) && !Directory.Exists(final)) Directory.Move(old, final);
+                if (rank == 0 && Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+            }
+            catch (IOException) { }
             throw;
         }
-        Prune(saveDir, options.KeepLast);
+        SaveDirectory.Prune(saveDir, options.KeepLast, step, config);
         comm?.Barrier();
         return final;
     }
@@ -136,60 +144,6 @@ public static class TrainingCheckpoint
         writer.Commit();
     }
 
-    private static string StateJson(TrainingConfig config, ITrainingEngine engine, Trainer trainer)
-    {
-        using var rng = TorchSharp.torch.Generator.Default.get_state();
-        var scaler = engine.Scaler.State;
-        var state = new JsonObject
-        {
-            ["steps_done"] = trainer.StepsDone,
-            ["batch_rng_state"] = trainer.Position.BatchRngState.ToString(),
-            ["optimizer_step"] = engine.OptimizerStepCount,
-            ["loss_scaler"] = new JsonObject
-            {
-                ["scale"] = scaler.Scale, ["clean_steps"] = scaler.CleanSteps, ["hysteresis_left"] = scaler.HysteresisLeft,
-                ["dynamic"] = engine.Scaler.IsDynamic,
-            },
-            ["torch_rng_state"] = Convert.ToBase64String(rng.bytes.ToArray()),
-            ["lr_schedule_horizon"] = config.Scheduler.TotalSteps ?? config.Steps,
-            ["engine"] = engine.Name,
-            ["saved_utc"] = DateTime.UtcNow.ToString("O"),
-            ["config"] = JsonNode.Parse(ConfigLoader.ToJson(config)),
-        };
-        return state.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
-    }
-
-    private static string ManifestJson(int step, CheckpointModelSizes model, string dir, IEnumerable<string> files)
-    {
-        var fileInfo = new JsonArray();
-        foreach (var f in files)
-        {
-            string full = Path.Combine(dir, f);
-            fileInfo.Add(new JsonObject { ["name"] = f, ["bytes"] = new FileInfo(full).Length, ["sha256"] = Sha256(full) });
-        }
-        var manifest = new JsonObject
-        {
-            ["format"] = CheckpointParameters.Format,
-            ["version"] = CheckpointParameters.SupportedVersion,
-            ["step"] = step,
-            ["model"] = new JsonObject
-            {
-                ["vocab_size"] = model.VocabSize, ["context_length"] = model.ContextLength, ["layers"] = model.Layers,
-                ["hidden"] = model.Hidden, ["heads"] = model.Heads,
-            },
-            ["files"] = new JsonArray(files.Select(f => (JsonNode)JsonValue.Create(f)!).ToArray()),
-            ["file_checks"] = fileInfo,
-            ["state"] = StateName,
-        };
-        return manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
-    }
-
-    private static string Sha256(string path)
-    {
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
-        return Convert.ToHexStringLower(SHA256.HashData(stream));
-    }
-
     private static void WriteDurably(string path, string text)
     {
         using var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write);
@@ -197,103 +151,20 @@ public static class TrainingCheckpoint
         stream.Flush(flushToDisk: true);
     }
 
-    /// <summary>Partial directories left by saves that crashed (their process is gone).</summary>
-    private static void RemoveStalePartials(string saveDir)
-    {
-        foreach (var dir in Directory.EnumerateDirectories(saveDir, ".step-*.partial-*"))
-        {
-            string pid = dir[(dir.LastIndexOf('-') + 1)..];
-            if (int.TryParse(pid, out int id) && id != Environment.ProcessId && !ProcessAlive(id))
-                try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
-        }
-    }
-
-    private static bool ProcessAlive(int pid)
-    {
-        try { using var p = Process.GetProcessById(pid); return !p.HasExited; }
-        catch (ArgumentException) { return false; }
-    }
-
-    /// <summary>Keeps the newest <paramref name="keepLast"/> checkpoints (0 keeps all).</summary>
-    private static void Prune(string saveDir, int keepLast)
-    {
-        if (keepLast <= 0) return;
-        var complete = List(saveDir);
-        foreach (var (dir, _) in complete.SkipLast(keepLast))
-            Directory.Delete(dir, recursive: true);
-    }
-
     /// <summary>Complete checkpoints under a save directory, oldest first.</summary>
-    public static List<(string Dir, long Step)> List(string saveDir) =>
-        Directory.EnumerateDirectories(saveDir, "step-*")
-            .Select(d => (Dir: d, Name: Path.GetFileName(d)))
-            .Where(x => long.TryParse(x.Name["step-".Length..], out _) && File.Exists(Path.Combine(x.Dir, CheckpointParameters.ManifestName)))
-            .Select(x => (x.Dir, long.Parse(x.Name["step-".Length..])))
-            .OrderBy(x => x.Item2)
-            .ToList();
+    public static List<(string Dir, long Step)> List(string saveDir) => SaveDirectory.List(saveDir);
 
     // ---- Loading ------------------------------------------------------------------------------------------
 
-    /// <summary>What a checkpoint's trainer-state.json holds.</summary>
-    public sealed record SavedState(int StepsDone, ulong BatchRngState, long OptimizerStep, LossScalerState Scaler,
-        byte[] TorchRngState, int ScheduleHorizon, string ConfigJson);
-
-    /// <summary>Reads and checks a checkpoint's manifest, files and state without loading any tensor.</summary>
+    /// <summary>Reads a checkpoint's manifest and state and verifies every file's size and SHA-256, without loading any tensor.</summary>
     public static (string Dir, CheckpointModelSizes Model, SavedState State, List<string> Files) Inspect(string path)
     {
         string dir = CheckpointParameters.ResolveDirectory(path);
-        string manifestPath = Path.Combine(dir, CheckpointParameters.ManifestName);
-        JsonNode manifest;
-        try { manifest = JsonNode.Parse(File.ReadAllText(manifestPath)) ?? throw new JsonException("empty"); }
-        catch (JsonException e) { throw new CheckpointException($"{manifestPath} is not valid JSON ({e.Message}); the checkpoint is damaged: resume from an earlier one.", e); }
-        string? format = manifest["format"]?.GetValue<string>();
-        if (format != CheckpointParameters.Format)
-            throw new CheckpointException($"{manifestPath}: format is '{format}', expected '{CheckpointParameters.Format}'.");
-        if (manifest["file_checks"] is JsonArray checks)
-        {
-            foreach (var check in checks)
-            {
-                string name = check!["name"]!.GetValue<string>();
-                string full = Path.Combine(dir, name);
-                if (!File.Exists(full))
-                    throw new CheckpointException($"{full} is missing: the checkpoint lists it in {manifestPath}. Resume from an earlier checkpoint.");
-                long expected = check["bytes"]!.GetValue<long>();
-                long actual = new FileInfo(full).Length;
-                if (actual != expected)
-                    throw new CheckpointException($"{full} has {actual:N0} bytes but the manifest says {expected:N0}: the file is truncated or was replaced. Resume from an earlier checkpoint.");
-                string hash = Sha256(full);
-                if (hash != check["sha256"]!.GetValue<string>())
-                    throw new CheckpointException($"{full} is corrupted: its SHA-256 {hash} differs from the manifest's {check["sha256"]}. Resume from an earlier checkpoint.");
-            }
-        }
-        var model = manifest["model"] ?? throw new CheckpointException($"{manifestPath} has no \"model\" section.");
-        var sizes = new CheckpointModelSizes(model["vocab_size"]!.GetValue<int>(), model["context_length"]!.GetValue<int>(),
-            model["layers"]!.GetValue<int>(), model["hidden"]!.GetValue<int>(), model["heads"]!.GetValue<int>());
-        var files = (manifest["files"] as JsonArray ?? throw new CheckpointException($"{manifestPath} has no \"files\" list."))
-            .Select(f => f!.GetValue<string>()).ToList();
-        return (dir, sizes, ReadState(Path.Combine(dir, StateName)), files);
-    }
-
-    private static SavedState ReadState(string path)
-    {
-        if (!File.Exists(path)) throw new CheckpointException($"{path} is missing: the checkpoint has no trainer state. Resume from an earlier checkpoint.");
-        try
-        {
-            var s = JsonNode.Parse(File.ReadAllText(path))!;
-            var sc = s["loss_scaler"]!;
-            return new SavedState(
-                s["steps_done"]!.GetValue<int>(),
-                ulong.Parse(s["batch_rng_state"]!.GetValue<string>()),
-                s["optimizer_step"]!.GetValue<long>(),
-                new LossScalerState(sc["scale"]!.GetValue<double>(), sc["clean_steps"]!.GetValue<int>(), sc["hysteresis_left"]!.GetValue<int>()),
-                Convert.FromBase64String(s["torch_rng_state"]!.GetValue<string>()),
-                s["lr_schedule_horizon"]!.GetValue<int>(),
-                s["config"]!.ToJsonString());
-        }
-        catch (Exception e) when (e is JsonException or NullReferenceException or FormatException or InvalidOperationException)
-        {
-            throw new CheckpointException($"{path} is damaged or incomplete ({e.Message}). Resume from an earlier checkpoint.", e);
-        }
+        var manifest = CheckpointManifest.Read(dir);
+        if (manifest.StateName is null)
+            throw new CheckpointException($"{manifest.Path} names no trainer state: {dir} holds weights only (pstar export, eval and generate read it), not a run to resume.");
+        manifest.Verify();
+        return (dir, manifest.Model, TrainerStateFile.Read(Path.Combine(dir, manifest.StateName), manifest.Step), manifest.Files.ToList());
     }
 
     /// <summary>
@@ -307,6 +178,11 @@ public static class TrainingCheckpoint
         if (model != expectedModel)
             throw new CheckpointException($"{dir} holds a model with {Describe(model)}, but this run builds {Describe(expectedModel)}. " +
                                           "Resume with the same model settings (the checkpoint's config is in trainer-state.json).");
+        // libtorch aborts the process on a generator state of the wrong size: check it first.
+        using (var current = TorchSharp.torch.Generator.Default.get_state())
+            if (current.numel() != state.TorchRngState.Length)
+                throw new CheckpointException($"{Path.Combine(dir, StateName)}: \"torch_rng_state\" holds {state.TorchRngState.Length:N0} bytes, but torch's " +
+                                              $"generator state has {current.numel():N0}; the checkpoint is damaged or from another torch: use an earlier one.");
         var readers = files.Select(f => SafetensorsReader.Open(Path.Combine(dir, f))).ToList();
         try
         {

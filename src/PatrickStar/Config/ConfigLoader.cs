@@ -150,6 +150,8 @@ public static class ConfigLoader
             "Save every this many steps (>= 0); checkpoints are also saved at the end and on SIGINT/SIGTERM. 0: only then."),
         IntField("checkpoint.keep_last", c => c.Checkpoint.KeepLast, (c, v) => c.Checkpoint.KeepLast = v,
             "Keep the newest this many checkpoints (>= 0); 0 keeps all."),
+        BoolField("checkpoint.auto_resume", c => c.Checkpoint.AutoResume, (c, v) => c.Checkpoint.AutoResume = v,
+            "Continue from the newest checkpoint in save_dir if it holds checkpoints of this config; false starts fresh and moves them to save_dir/earlier-UTC/."),
         BoolField("use_hybrid_adam", c => c.Chunks.HybridAdam, (c, v) => c.Chunks.HybridAdam = v,
             "Chunked engine: update optimizer-state chunks on the device when the traced margin has room; false keeps them on the host."),
         ChoiceField("distributed.mode", c => c.Distributed.Mode, (c, v) => c.Distributed.Mode = v,

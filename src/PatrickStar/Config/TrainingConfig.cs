@@ -97,6 +97,11 @@ public sealed class CheckpointSection
     public int SaveEvery { get; set; }
     /// <summary>Keep the newest this many checkpoints; 0 keeps all.</summary>
     public int KeepLast { get; set; } = 3;
+    /// <summary>
+    /// Continue from the newest checkpoint in save_dir when it holds checkpoints of this config. False (--no-resume):
+    /// start fresh, after moving the checkpoints already there into save_dir/earlier-UTC/.
+    /// </summary>
+    public bool AutoResume { get; set; } = true;
 }
 
 /// <summary>Where parameter chunks may live: placed by the warm-up trace, or pinned on the device (ZeRO-Offload's layout).</summary>

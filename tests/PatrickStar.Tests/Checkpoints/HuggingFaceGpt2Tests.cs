@@ -217,9 +217,10 @@ public class HuggingFaceGpt2Tests
         var c = model.Config;
         var manifest = new
         {
-            format = "patrickstar-checkpoint", version = 1,
+            format = "patrickstar-checkpoint", version = 2,
             model = new { vocab_size = c.VocabSize, context_length = c.ContextLength, layers = c.Layers, hidden = c.Hidden, heads = c.Heads },
             files,
+            file_checks = files.Select(f => new { name = f, bytes = new FileInfo(Path.Combine(dir, f)).Length, sha256 = CheckpointManifest.Sha256(Path.Combine(dir, f)) }),
             step = 100,
         };
         File.WriteAllText(Path.Combine(dir, "manifest.json"), JsonSerializer.Serialize(manifest));
@@ -260,26 +261,25 @@ public class HuggingFaceGpt2Tests
     public void BadCheckpointsAreRefusedClearly()
     {
         using var dir = new TempDir();
-        var none = Assert.Throws<ModelFileException>(() => CheckpointParameters.Open(dir.Path));
+        var none = Assert.ThrowsAny<ModelFileException>(() => CheckpointParameters.Open(dir.Path));
         Assert.Contains("no manifest.json", none.Message);
 
         using var model = NewModel(14);
         string ck = WriteCheckpoint(Path.Combine(dir.Path, "c"), model);
         string manifest = Path.Combine(ck, "manifest.json");
         string text = File.ReadAllText(manifest);
-        File.WriteAllText(manifest, text.Replace("\"version\":1", "\"version\":7"));
-        Assert.Contains("\"version\" is 7", Assert.Throws<ModelFileException>(() => CheckpointParameters.Open(ck)).Message);
-        // The same file listed twice puts every parameter in two files.
+        File.WriteAllText(manifest, text.Replace("\"version\":2", "\"version\":7"));
+        Assert.Contains("\"version\" is 7", Assert.ThrowsAny<ModelFileException>(() => CheckpointParameters.Open(ck)).Message);
         File.WriteAllText(manifest, text.Replace("\"rank-00001-of-00002.safetensors\"", "\"rank-00000-of-00002.safetensors\""));
-        Assert.Contains("is in both", Assert.Throws<ModelFileException>(() => CheckpointParameters.Open(ck)).Message);
+        Assert.Contains("lists 'rank-00000-of-00002.safetensors' twice", Assert.ThrowsAny<ModelFileException>(() => CheckpointParameters.Open(ck)).Message);
         File.WriteAllText(manifest, text.Replace("rank-00001-of-00002.safetensors", "../x.safetensors"));
-        Assert.Contains("must be file names relative to the checkpoint directory", Assert.Throws<ModelFileException>(() => CheckpointParameters.Open(ck)).Message);
+        Assert.Contains("must be file names relative to the checkpoint directory", Assert.ThrowsAny<ModelFileException>(() => CheckpointParameters.Open(ck)).Message);
         File.WriteAllText(manifest, text);
         File.Delete(Path.Combine(ck, "rank-00001-of-00002.safetensors"));
-        Assert.Contains("rank-00001-of-00002.safetensors', which does not exist", Assert.Throws<ModelFileException>(() => CheckpointParameters.Open(ck)).Message);
+        Assert.Contains("rank-00001-of-00002.safetensors is missing", Assert.ThrowsAny<ModelFileException>(() => CheckpointParameters.Open(ck)).Message);
         // With half the parameters gone, export lists what is missing.
         File.WriteAllText(manifest, text.Replace(",\"rank-00001-of-00002.safetensors\"", ""));
-        var e = Assert.Throws<ModelFileException>(() => GptCheckpoints.Export(ck, Path.Combine(dir.Path, "out.safetensors"), ScalarType.Float32));
+        var e = Assert.ThrowsAny<ModelFileException>(() => GptCheckpoints.Export(ck, Path.Combine(dir.Path, "out.safetensors"), ScalarType.Float32));
         Assert.Contains("missing 'transformer.wpe.weight'", e.Message);
         Assert.False(File.Exists(Path.Combine(dir.Path, "out.safetensors")));
     }
