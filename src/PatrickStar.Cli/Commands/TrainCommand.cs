@@ -112,6 +112,7 @@ public static class TrainCommand
                 resumeFrom = r.GetValue(resume) ?? c.Checkpoint.SaveDir
                     ?? throw new ConfigException("--resume needs a checkpoint directory, or --save-dir to take the latest checkpoint from.");
             string? init = r.GetValue(initFrom)?.FullName;
+            GptRun.EnsureOneStartingPoint(resumeFrom, init);
             if (init is not null)
             {
                 // Sizes come from the file's config.json unless the user gave them.

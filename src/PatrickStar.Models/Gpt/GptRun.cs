@@ -99,8 +99,7 @@ public sealed class GptRun : IDisposable
 
     private static GptRun Create(TrainingConfig config, TokenDataset? data, string? initFrom, string? resumeFrom, ICommunicator? comm, ICommunicator? owned)
     {
-        if (resumeFrom is not null && initFrom is not null)
-            throw new ConfigException($"--resume {resumeFrom} continues a checkpoint's weights and --init-from {initFrom} starts from other weights: give only one.");
+        EnsureOneStartingPoint(resumeFrom, initFrom);
         SavedState? resumed = null;
         if (resumeFrom is not null)
         {
@@ -158,6 +157,13 @@ public sealed class GptRun : IDisposable
             model.Dispose();
             throw;
         }
+    }
+
+    /// <summary>A run continues a checkpoint or starts from a weights file, not both (the file would be silently ignored).</summary>
+    public static void EnsureOneStartingPoint(string? resumeFrom, string? initFrom)
+    {
+        if (resumeFrom is not null && initFrom is not null)
+            throw new ConfigException($"--resume {resumeFrom} continues a checkpoint's weights and --init-from {initFrom} starts from other weights: give only one.");
     }
 
     /// <summary>

@@ -23,6 +23,9 @@ public static class ResumePlanner
         {
             if (!ck.AutoResume)
                 throw new ConfigException("--resume continues a checkpoint and --no-resume (checkpoint.auto_resume = false) starts fresh: give only one.");
+            // A save directory whose newest checkpoint a crash left mid-re-save is repaired first (only dead processes' leftovers).
+            if (leader && Directory.Exists(explicitResume) && !File.Exists(Path.Combine(explicitResume, CheckpointParameters.ManifestName)))
+                SaveDirectory.RecoverInterruptedResave(explicitResume, report);
             string dir = CheckpointParameters.ResolveDirectory(explicitResume);
             long step = StepOf(dir);
             if (ck.SaveDir is null)

@@ -15,8 +15,10 @@ public class SignalCheckpointTests
 
     private sealed record Outcome(int ExitCode, string Output, TimeSpan AfterSignal);
 
-    /// <summary>Starts a long training run, waits for its first step line, then sends the signals.</summary>
-    private static Outcome Interrupt(string saveDir, int[] signals, params string[] model)
+    /// <summary>Starts a long training run, waits for its first step line (or another that starts with <paramref name="trigger"/>), then sends the signals.</summary>
+    private static Outcome Interrupt(string saveDir, int[] signals, params string[] model) => Interrupt(saveDir, "step ", signals, model);
+
+    private static Outcome Interrupt(string saveDir, string trigger, int[] signals, params string[] model)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         start.ArgumentList.Add(typeof(PatrickStar.Cli.Program).Assembly.Location);
@@ -31,7 +33,7 @@ public class SignalCheckpointTests
         {
             if (e.Data is null) return;
             lock (output) output.AppendLine(e.Data);
-            if (e.Data.TrimStart().StartsWith("step ")) firstStep.TrySetResult();
+            if (e.Data.TrimStart().StartsWith(trigger)) firstStep.TrySetResult();
         };
         process.ErrorDataReceived += (_, e) =>
         {
@@ -76,6 +78,17 @@ public class SignalCheckpointTests
         var (_, _, state, _) = TrainingCheckpoint.Inspect(dir.Path);
         Assert.Equal(saved[0].Step, state.StepsDone);
         Assert.True(state.StepsDone >= 1);
+    }
+
+    [Fact]
+    public void ASignalBeforeTheFirstStepSavesNothingAndSaysSo()
+    {
+        using var dir = new TempDir();
+        var outcome = Interrupt(dir.Path, "Preparing", [SigTerm], "--model", "gpt2-tiny", "--batch", "2", "--seq", "32");
+        Assert.True(outcome.ExitCode == 0, $"exit code {outcome.ExitCode}:\n{outcome.Output}");
+        Assert.Contains("Stopped before the first step completed: nothing to save.", outcome.Output);
+        Assert.DoesNotContain("NaN", outcome.Output);
+        Assert.Empty(TrainingCheckpoint.List(dir.Path));
     }
 
     [Fact]
