@@ -49,9 +49,10 @@ public static class TrainCommand
         var checkpointing = new Option<bool>("--checkpointing") { Description = "Recompute each transformer block's activations in backward (less memory, one more forward)." };
         var metrics = new Option<FileInfo?>("--metrics") { Description = "Write one JSON object per step to this file (JSON Lines)." };
         var quiet = new Option<bool>("--plain-output") { Description = "Print plain log lines instead of the live display." };
-        var saveDir = new Option<string?>("--save-dir") { Description = "Save training checkpoints (step-NNNNNNNN) here: at the end, every --save-every steps and on SIGINT/SIGTERM." };
+        var saveDir = new Option<string?>("--save-dir") { Description = "Save training checkpoints (step-NNNNNNNN) here: at the end, every --save-every steps and on SIGINT/SIGTERM. " +
+                                                            "Locked for this run; if it holds checkpoints of this config, the run continues from the newest." };
         var saveEvery = new Option<int?>("--save-every") { Description = "Save a checkpoint every N steps (0: only at the end and on a signal)." };
-        var keep = new Option<int?>("--keep") { Description = "Keep the newest N checkpoints (0: all; default 3)." };
+        var keep = new Option<int?>("--keep") { Description = "Keep the newest N checkpoints of this run (0: all; default 3); newer ones and other configs' are never pruned." };
         var resume = new Option<string?>("--resume")
         {
             Description = "Continue from a checkpoint directory, or the latest checkpoint under a save directory (default: --save-dir).",
@@ -165,7 +166,7 @@ public static class TrainCommand
         catch (Exception e) when (e is not CommunicatorAbortedException)
         {
             // The message first, so that the job's merged output names the rank and the cause on one line; then where, for bugs.
-            bool userError = e is ConfigException or RankMismatchException or ArgumentException;
+            bool userError = e is ConfigException or RankMismatchException or ArgumentException or PatrickStar.Checkpoints.ModelFileException;
             Console.Error.WriteLine($"error: rank {comm.Rank} of {comm.Size} failed: {e.Message}" + (userError ? "" : $"{Environment.NewLine}{e.GetType().Name}{Environment.NewLine}{e.StackTrace}"));
             Console.Error.Flush();
             comm.Abort(CommandErrors.UserError, $"rank {comm.Rank} failed: {e.Message}"); // MPI_Abort: ends every rank
