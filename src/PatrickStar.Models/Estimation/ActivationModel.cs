@@ -88,7 +88,8 @@ public static class ActivationModel
     /// holds, beside what forward kept, four fp32 buffers of the logits' size (log-softmax, its gradient, nll's gradient
     /// and one more); the head's own backward holds two of them plus the tied weight's fresh gradient; the embedding's
     /// backward one of them plus its dense gradient. With bf16 storage and fp32 compute every weight is upcast to fp32
-    /// while it is used and its gradient is made in fp32 before the bf16 copy.
+    /// while it is used and its gradient is made in fp32 before the bf16 copy. The runtime's own buffers come on top
+    /// (<see cref="MemoryEstimator.RuntimeBuffers"/>).
     /// </remarks>
     public static IReadOnlyList<NonModelPhase> Phases(GptConfig c, Precision precision, long batch, long seq, bool checkpointing)
     {
@@ -101,7 +102,8 @@ public static class ActivationModel
         // A fresh weight gradient in the storage dtype; with upcasting also the fp32 weight and fp32 gradient it came from.
         long WeightGradient(long elements) => upcast ? elements * (e + e + ep) : elements * ep;
 
-        long loss = saved + 4 * logits32 + (precision == Precision.Bf16 ? t * v * e : 0) + (upcast ? table * e : 0);
+        // (The head's upcast weight is a temporary of its forward, gone before the loss's backward peaks.)
+        long loss = saved + 4 * logits32 + (precision == Precision.Bf16 ? t * v * e : 0);
         long head = saved + 2 * logits32 + WeightGradient(table);
         long embedding = saved + logits32 + table * e + (upcast ? table * ep : 0);
         // Through the blocks: about 11 hidden-sized gradients per token in flight, the largest fresh weight gradient
