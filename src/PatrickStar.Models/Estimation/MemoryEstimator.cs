@@ -54,7 +54,7 @@ public static class MemoryEstimator
     public static ActivationEstimate Activations(GptConfig c, Precision precision, long batch, long seq, bool checkpointing, bool chunked) =>
         ActivationModel.Activations(c, precision, batch, seq, checkpointing, chunked);
 
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(GptConfig, long?, int, long?, int), ChunkLayout> Layouts = new();
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(GptConfig, long?, long?, int), ChunkLayout> Layouts = new();
 
     private static MemoryEstimate EstimatePlain(EstimateRequest r)
     {
@@ -86,12 +86,13 @@ public static class MemoryEstimator
     private static MemoryEstimate EstimateChunked(EstimateRequest r)
     {
         var specs = GptParameterSpecs.List(r.Model);
-        // The engine packs with no padding for one rank; with N ranks every rank owns an equal share of the chunks.
+        // As the engine does: the layout is searched (or packed) for one rank, then padded with empty chunks to a
+        // multiple of the ranks, each of which owns an equal share of the chunk indices.
         // The search takes seconds for the largest presets and the knobs re-run it: keep the layouts found.
         int e = ActivationModel.ParameterBytes(r.Precision);
-        var layout = Layouts.GetOrAdd((r.Model, r.ChunkSize, r.Ranks, r.DeviceMemory, e), _ =>
-            r.ChunkSize is long size ? ChunkLayout.Pack(specs, size, r.Ranks) : ChunkSizeSearch.ForDevice(specs, r.DeviceMemory, e, r.Ranks));
-        long perRankChunks = layout.ChunkCount / r.Ranks;
+        var layout = Layouts.GetOrAdd((r.Model, r.ChunkSize, r.DeviceMemory, e), _ =>
+            r.ChunkSize is long size ? ChunkLayout.Pack(specs, size) : ChunkSizeSearch.ForDevice(specs, r.DeviceMemory, e));
+        long perRankChunks = (layout.ChunkCount + r.Ranks - 1) / r.Ranks;
         long elements = perRankChunks * layout.ChunkSize;
         long paramChunk = layout.ChunkSize * e;
         bool pinned = r.Placement == ChunkPlacement.Static;
@@ -104,10 +105,11 @@ public static class MemoryEstimator
         };
         if (r.GradientAccumulation > 1) items.Add(new("gradient (fp32, accumulation)", elements * 4, "host"));
 
-        // Each module's working set: the chunks holding its parameters (with N ranks, every such chunk's whole
-        // communication group is gathered on the device).
+        // Each module's working set: the chunks holding its parameters (with N ranks gathering, every such chunk's whole
+        // communication group comes to the device; broadcasting brings the chunk alone).
+        int group = r.DataParallel == DataParallelMode.Gather ? r.Ranks : 1;
         var workingSets = GptParameterSpecs.Modules(r.Model).ToDictionary(m => m.Name,
-            m => m.Parameters.Select(n => layout[n].Chunk / r.Ranks).Distinct().Count() * r.Ranks * paramChunk);
+            m => m.Parameters.Select(n => layout[n].Chunk / group).Distinct().Count() * group * paramChunk);
         var (workingModule, workingSet) = workingSets.MaxBy(kv => kv.Value);
 
         long paramBytes = items[0].Bytes;
