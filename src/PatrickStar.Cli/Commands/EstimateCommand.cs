@@ -4,6 +4,7 @@ using PatrickStar.Config;
 using PatrickStar.Models.Estimation;
 using PatrickStar.Models.Gpt;
 using PatrickStar.Profiling;
+using PatrickStar.Runtime;
 using Spectre.Console;
 
 namespace PatrickStar.Cli.Commands;
@@ -16,14 +17,16 @@ public static class EstimateCommand
 
     public static Command Build()
     {
-        var model = new Option<string?>("--model") { Description = "Model preset (see `pstar models`)." };
+        var config = new Option<FileInfo?>("--config") { Description = "A JSON config file, as for `pstar train`; flags override it." };
+        var model = new Option<string?>("--model") { Description = "Model preset (see `pstar models`; default gpt2-mini, as for train)." };
         var layers = new Option<int?>("--layers") { Description = "Transformer blocks (n_layer), overriding the preset." };
         var hidden = new Option<int?>("--hidden") { Description = "Hidden size (n_embd), overriding the preset." };
         var heads = new Option<int?>("--heads") { Description = "Attention heads (n_head), overriding the preset." };
         var vocab = new Option<int?>("--vocab") { Description = $"Vocabulary size (default GPT-2's {GptConfig.Gpt2VocabSize:N0})." };
         var context = new Option<int?>("--context") { Description = "Context length (n_positions), overriding the preset." };
-        var deviceMemory = new Option<string>("--device-memory") { Description = "Device budget, e.g. 1GiB.", Required = true };
-        var hostMemory = new Option<string?>("--host-memory") { Description = "Host budget for chunks, e.g. 16GiB (default 0)." };
+        var device = new Option<string?>("--device") { Description = "auto (default), cpu, cuda or cuda:N: the device whose budgets apply." };
+        var deviceMemory = new Option<string?>("--device-memory") { Description = "Device budget, e.g. 1GiB (default as for train: on a CPU device, chunked: a quarter of the available memory; plain: all of it)." };
+        var hostMemory = new Option<string?>("--host-memory") { Description = "Host budget for chunks, e.g. 16GiB (default as for train: the available memory less the device budget on a CPU device)." };
         var ranks = new Option<int?>("--ranks") { Description = "Data-parallel ranks; the chunk engine shards model data 1/N per rank (default 1)." };
         var batch = new Option<int?>("--batch") { Description = "Micro-batch size (default 8)." };
         var seq = new Option<int?>("--seq") { Description = "Sequence length (default 128, at most the context length)." };
@@ -31,39 +34,58 @@ public static class EstimateCommand
         var checkpointing = new Option<bool>("--checkpointing") { Description = "Activation checkpointing of each transformer block." };
         var precision = new Option<string?>("--precision") { Description = "fp32 (default), bf16, bf16-fp32 (bf16 storage, fp32 compute) or fp16." };
         precision.AcceptOnlyFromAmong(PrecisionNames.All);
-        var engine = new Option<string?>("--engine") { Description = "chunked (default) or plain." };
+        var engine = new Option<string?>("--engine") { Description = "plain (default, as for train) or chunked." };
         engine.AcceptOnlyFromAmong("plain", "chunked");
         var placement = new Option<string?>("--placement") { Description = "Chunk engine: dynamic (default) or static." };
         placement.AcceptOnlyFromAmong("dynamic", "static");
+        var dpMode = new Option<string?>("--dp-mode") { Description = "Data parallelism: gather (default) or broadcast (the collectives' device buffer: a chunk group or one chunk)." };
+        dpMode.AcceptOnlyFromAmong("gather", "broadcast");
         var chunkSize = new Option<string?>("--chunk-size") { Description = "Elements per chunk (default: the size that wastes least)." };
         var json = new Option<bool>("--json") { Description = "Print the estimate as JSON instead of a table." };
 
         var command = new Command("estimate",
-            "Will it fit? Model data (in the chunk layout the engine would build), the activation peak and where each lives, " +
-            $"against the device and host budgets; exit code 0 when it fits, {DoesNotFit} when it does not (with the changes that would make it fit).");
-        foreach (var o in new Option[] { model, layers, hidden, heads, vocab, context, deviceMemory, hostMemory, ranks, batch, seq, accum,
-                     checkpointing, precision, engine, placement, chunkSize, json })
+            "Will it fit? Model data (in the chunk layout the engine would build), the non-model peaks and where each lives, " +
+            "against the device and host budgets `pstar train` would take with the same flags; " +
+            $"exit code 0 when it fits, {DoesNotFit} when it does not (with the changes that would make it fit).");
+        foreach (var o in new Option[] { config, model, layers, hidden, heads, vocab, context, device, deviceMemory, hostMemory, ranks, batch, seq, accum,
+                     checkpointing, precision, engine, placement, dpMode, chunkSize, json })
             command.Options.Add(o);
 
         command.SetAction(r => CommandErrors.Run(() =>
         {
-            var sizes = ModelZoo.Resolve(r.GetValue(model), r.GetValue(vocab), r.GetValue(context), r.GetValue(layers), r.GetValue(hidden), r.GetValue(heads), null);
-            var request = new EstimateRequest(
-                sizes,
-                PrecisionNames.Parse(r.GetValue(precision) ?? "fp32"),
-                r.GetValue(batch) ?? 8,
-                r.GetValue(seq) ?? Math.Min(128, sizes.ContextLength),
-                r.GetValue(checkpointing),
-                r.GetValue(accum) ?? 1,
-                ByteSize.Parse(r.GetValue(deviceMemory)!, "--device-memory"),
-                r.GetValue(hostMemory) is string hm ? ByteSize.Parse(hm, "--host-memory") : 0,
-                r.GetValue(ranks) ?? 1,
-                r.GetValue(engine) ?? "chunked",
-                r.GetValue(placement) == "static" ? ChunkPlacement.Static : ChunkPlacement.Dynamic,
-                r.GetValue(chunkSize) is string cs ? ByteSize.Parse(cs, "--chunk-size") : null);
-            var estimate = MemoryEstimator.Estimate(request);
+            var cfgFile = r.GetValue(config);
+            var c = cfgFile is null ? new TrainingConfig() : ConfigLoader.Load(cfgFile.FullName);
+            if (r.GetValue(model) is string m) c.Model.Preset = m;
+            if (r.GetValue(vocab) is int v) c.Model.VocabSize = v;
+            if (r.GetValue(context) is int ctx) c.Model.ContextLength = ctx;
+            if (r.GetValue(layers) is int l) c.Model.Layers = l;
+            if (r.GetValue(hidden) is int h) c.Model.Hidden = h;
+            if (r.GetValue(heads) is int hd) c.Model.Heads = hd;
+            if (r.GetValue(batch) is int b) c.MicroBatchSize = b;
+            if (r.GetValue(accum) is int a) c.GradientAccumulationSteps = a;
+            if (r.GetValue(precision) is string p) c.Precision = PrecisionNames.Parse(p);
+            if (r.GetValue(checkpointing)) c.ActivationCheckpointing = true;
+            if (r.GetValue(device) is string dev) c.Device = dev;
+            if (r.GetValue(engine) is string en) c.Engine = en;
+            if (r.GetValue(deviceMemory) is string dm) c.Chunks.DeviceMemory = ByteSize.Parse(dm, "--device-memory");
+            if (r.GetValue(hostMemory) is string hm) c.Chunks.HostMemory = ByteSize.Parse(hm, "--host-memory");
+            if (r.GetValue(chunkSize) is string cs) c.Chunks.ChunkSize = ByteSize.Parse(cs, "--chunk-size");
+            if (r.GetValue(placement) is string pl) c.Chunks.Placement = pl == "static" ? ChunkPlacement.Static : ChunkPlacement.Dynamic;
+            if (r.GetValue(dpMode) is string dp) c.Distributed.Mode = dp == "broadcast" ? DataParallelMode.Broadcast : DataParallelMode.Gather;
+            // The preset's context caps the default sequence, as an explicit --seq is checked against it.
+            var sizes = ModelZoo.Resolve(c.Model.Preset, c.Model.VocabSize, c.Model.ContextLength, c.Model.Layers, c.Model.Hidden, c.Model.Heads, null);
+            c.SequenceLength = r.GetValue(seq) ?? (cfgFile is null ? Math.Min(c.SequenceLength, sizes.ContextLength) : c.SequenceLength);
+            ConfigLoader.Validate(c);
+            sizes = GptRun.ResolveModel(c);
+
+            var target = TorchRuntime.ResolveDevice(c.Device);
+            var (deviceBudget, hostBudget) = EstimateBudgets.For(c, target);
+            if (EstimateBudgets.BeyondPhysicalMemory(deviceBudget, hostBudget, target.type == TorchSharp.DeviceType.CPU, c.Engine == "chunked",
+                    MemoryMeter.PhysicalMemory()) is string impossible)
+                throw new ConfigException(impossible);
+            var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(c, sizes, deviceBudget, hostBudget, r.GetValue(ranks) ?? 1));
             if (r.GetValue(json)) Console.WriteLine(ToJson(estimate));
-            else Print(estimate, r.GetValue(model));
+            else Print(estimate, c.Model.Preset);
             return estimate.Fits ? 0 : DoesNotFit;
         }));
         return command;
@@ -108,7 +130,7 @@ public static class EstimateCommand
         }
         AnsiConsole.MarkupLine("[red]Does not fit.[/]");
         if (e.Knobs.Count == 0)
-            AnsiConsole.MarkupLine("No single change tried (checkpointing, micro-batch, sequence, ranks, memory) makes it fit: choose a smaller model.");
+            AnsiConsole.MarkupLine("No change tried (bf16-fp32, checkpointing, micro-batch, sequence, ranks, memory, and combinations) makes it fit: choose a smaller model.");
         else
         {
             var knobs = new Table().Border(TableBorder.Rounded).Title("Any one of these makes it fit");

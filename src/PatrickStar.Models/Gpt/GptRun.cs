@@ -116,7 +116,7 @@ public sealed class GptRun : IDisposable
         var device = TorchRuntime.ResolveDevice(config.Device);
         var modelConfig = ResolveModel(config);
 
-        EnsureFits(config, modelConfig, device);
+        EnsureFits(config, modelConfig, device, comm?.Size ?? 1);
 
         data ??= LoadData(config, Gpt2Tokenizer.Instance);
         if (data.VocabSize > modelConfig.VocabSize)
@@ -221,26 +221,13 @@ public sealed class GptRun : IDisposable
 
     /// <summary>
     /// Refuses, before anything is allocated, a run the estimator says cannot fit: model data in the engine's real
-    /// chunk layout plus the activation peak against the device and host budgets the engine would take (on a CPU
-    /// device the plain engine's budget is device_memory or else the machine's available memory).
+    /// chunk layout (sharded over <paramref name="ranks"/>) plus the non-model peaks against the device and host budgets
+    /// the engine would take (<see cref="EstimateBudgets.For"/>, the same defaults as `pstar estimate`).
     /// </summary>
-    public static MemoryEstimate EnsureFits(TrainingConfig config, GptConfig modelConfig, Device device)
+    public static MemoryEstimate EnsureFits(TrainingConfig config, GptConfig modelConfig, Device device, int ranks = 1)
     {
-        long? deviceBudget;
-        long hostBudget;
-        if (config.Engine == "chunked")
-        {
-            var options = PatrickStar.Engine.ChunkEngineOptions.From(config, device);
-            deviceBudget = options.DeviceMemory;
-            hostBudget = options.HostMemory;
-        }
-        else
-        {
-            // CUDA memory cannot be queried through TorchSharp: without a configured budget the device is not checked.
-            deviceBudget = config.Chunks.DeviceMemory ?? (device.type == TorchSharp.DeviceType.CPU ? MemoryMeter.AvailableHostMemory() : null);
-            hostBudget = config.Chunks.HostMemory ?? 0;
-        }
-        var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(config, modelConfig, deviceBudget, hostBudget));
+        var (deviceBudget, hostBudget) = EstimateBudgets.For(config, device);
+        var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(config, modelConfig, deviceBudget, hostBudget, ranks));
         if (!estimate.Fits)
             throw new PatrickStar.Profiling.InsufficientMemoryException(
                 $"model '{config.Model.Preset ?? "custom"}' with the {config.Engine} engine cannot be trained in the memory given. " +

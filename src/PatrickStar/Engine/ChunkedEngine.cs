@@ -406,9 +406,10 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
         long allowed = options.DeviceMemory - nonModel;
         if (!warmup && options.Policy == ChunkPlacement.Dynamic) allowed = Math.Min(allowed, plan!.ChunkBytesAllowedAt(moment));
         MakeRoom(allowed, needed: null);
+        ObserveNeed(nonModel, paramChunks.Where(c => c.Tier == device && c.HasComputingTensor).Sum(c => c.Bytes));
         if (device.UsedBytes + nonModel > options.DeviceMemory)
             throw new TierBudgetExceededException(
-                $"at moment {moment} ({momentLabel}) {Bytes.Format(nonModel)} of non-model data ({nonModel:N0} bytes) and " +
+                $"at moment {moment} ({momentLabel}) {Bytes.Format(nonModel)} of non-model data ({nonModel:N0} bytes, {NonModelSource}) and " +
                 $"{Bytes.Format(device.UsedBytes)} of chunks that cannot leave exceed the {Bytes.Format(options.DeviceMemory)} device budget " +
                 $"({options.DeviceMemory:N0} bytes). Raise device_memory, or lower the batch or sequence length.");
         ObserveDevice(nonModel);
@@ -416,6 +417,18 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
     }
 
     private long lastNonModel;
+
+    /// <summary>How the non-model figure of the current moment was read (error messages name it).</summary>
+    private string NonModelSource => warmup ? "the peak sampled since the previous moment" : "measured at this moment";
+
+    /// <summary>
+    /// The smallest device budget the checks so far would have accepted: per moment, the non-model bytes the check
+    /// compares (the sampled peak during warm-up) plus the parameter-chunk bytes that must be on the device together.
+    /// What the estimator's device need is tested against.
+    /// </summary>
+    public long DeviceNeedObserved { get; private set; }
+
+    private void ObserveNeed(long nonModel, long chunkBytes) => DeviceNeedObserved = Math.Max(DeviceNeedObserved, nonModel + chunkBytes);
 
     /// <summary>
     /// Non-model memory = what the allocator has handed out minus every chunk buffer (both tiers, pools included),
@@ -455,6 +468,8 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
     private void Access(ChunkRuntime chunk, string module)
     {
         if (warmup && Training) trace.RecordAccess(chunk.Index);
+        // A resident chunk passes unchecked only because it fitted beside this moment's non-model bytes: count it too.
+        ObserveNeed(lastNonModel, paramChunks.Where(c => c == chunk || (c.Tier == device && c.HasComputingTensor)).Sum(c => c.Bytes));
         if (chunk.Tier == device) return;
         long workingSet = WorkingSetBytes(chunk);
         long room = options.DeviceMemory - lastNonModel;
@@ -473,12 +488,14 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
     private Exception WorkingSetError(string module, ChunkRuntime chunk, long allowed)
     {
         long computing = paramChunks.Where(c => c.Tier == device && c.HasComputingTensor).Sum(c => c.Bytes);
-        long nonModel = plan is null ? NonModelBytes(MemoryMeter.NativeInUse()) : trace.PeakNonModelAround(Math.Max(0, moment));
+        // The figure the check compared: the non-model bytes of this moment (during warm-up the sampled peak since the last moment).
         return new TierBudgetExceededException(
             $"the device budget cannot hold the working set of module '{module}' at moment {moment} ({momentLabel}): it needs " +
-            $"{computing + chunk.Bytes:N0} bytes of parameter chunks ({Bytes.Format(computing + chunk.Bytes)}) while {Bytes.Format(nonModel)} of non-model data " +
+            $"{computing + chunk.Bytes:N0} bytes of parameter chunks ({Bytes.Format(computing + chunk.Bytes)}) while {Bytes.Format(lastNonModel)} of non-model data " +
+            $"({lastNonModel:N0} bytes, {NonModelSource}) " +
             $"leaves {Bytes.Format(Math.Min(allowed, options.DeviceMemory))} ({Math.Min(allowed, options.DeviceMemory):N0} bytes) of the " +
-            $"{Bytes.Format(options.DeviceMemory)} device budget. Raise device_memory, lower the batch or sequence length, or use a smaller chunk_size.");
+            $"{Bytes.Format(options.DeviceMemory)} device budget. Raise device_memory to at least {Bytes.Format(lastNonModel + computing + chunk.Bytes)}, " +
+            "lower the batch or sequence length, or use a smaller chunk_size.");
     }
 
     /// <summary>Evicts chunks (OPT order after warm-up) until the device holds at most <paramref name="allowed"/> bytes of chunks plus <paramref name="needed"/>.</summary>
@@ -835,6 +852,7 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
         statistics["peak_device_bytes"] = iteration.PeakDevice;
         statistics["peak_device_model_bytes"] = iteration.PeakDeviceModel;
         statistics["peak_device_non_model_bytes"] = iteration.PeakDeviceNonModel;
+        statistics["device_need_bytes"] = DeviceNeedObserved;
         statistics["device_chunks_resident"] = paramChunks.Count(c => c.Tier == device);
         statistics["optimizer_chunks_on_device"] = masterChunks.Count(c => c.Tier == device);
         if (comm is not null)

@@ -69,6 +69,15 @@ public static class MemoryMeter
         return null;
     }
 
+    /// <summary>The machine's physical memory (MemTotal), or null when unknown.</summary>
+    public static long? PhysicalMemory()
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        foreach (var line in File.ReadLines("/proc/meminfo"))
+            if (line.StartsWith("MemTotal:")) return ParseKb(line);
+        return null;
+    }
+
     /// <summary>Bytes from a /proc line such as "VmRSS:\t 1234 kB".</summary>
     public static long ParseKb(string line)
     {

@@ -54,7 +54,15 @@ public class ChunkedEngineTests
         return c;
     }
 
-    private sealed record RunResult(List<double> Losses, List<Tensor> Parameters, List<IReadOnlyDictionary<string, double>> Stats, long PeakDevice, long Budget);
+    /// <param name="MeasuredDevicePeak">Chunked runs: the device's peak measured apart from the engine's accounting (<see cref="Run"/>).</param>
+    private sealed record RunResult(List<double> Losses, List<Tensor> Parameters, List<IReadOnlyDictionary<string, double>> Stats, long MeasuredDevicePeak, long Budget);
+
+    /// <summary>
+    /// What a device budget may be exceeded by in <see cref="RunResult.MeasuredDevicePeak"/>: allocations of the runtime
+    /// after the baseline reading that are neither chunks nor the model's non-model data (the trainer's batches and
+    /// metrics, handles awaiting the GC), and readings that race a chunk moving between tiers.
+    /// </summary>
+    private const long RuntimeTolerance = 4L << 20;
 
     private static RunResult Run(TrainingConfig config)
     {
@@ -62,10 +70,24 @@ public class ChunkedEngineTests
         var losses = new List<double>();
         var stats = new List<IReadOnlyDictionary<string, double>>();
         run.Trainer.StepCompleted += m => { losses.Add(m.Loss); stats.Add(m.EngineStatistics); };
-        run.Trainer.Run();
+        // The device's footprint measured by the test's own sampler, not the engine's moment-by-moment accounting: on a CPU
+        // device both tiers are the process's memory, so it is glibc's in-use bytes less the host tier's buffers and less
+        // what the process held before training (libtorch, the model's shell, the data), sampled every ~0.3 ms.
+        long measuredPeak = 0;
+        if (run.Engine is ChunkedEngine engine)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            long baseline = PatrickStar.Profiling.MemoryMeter.NativeInUse() - engine.HostTier.UsedBytes - engine.DeviceTier.UsedBytes;
+            using var sampler = new PeakSampler(() => PatrickStar.Profiling.MemoryMeter.NativeInUse() - engine.HostTier.UsedBytes - baseline);
+            sampler.Start();
+            run.Trainer.Run();
+            measuredPeak = sampler.TakePeak();
+            sampler.Stop();
+        }
+        else run.Trainer.Run();
         var parameters = run.Model.parameters().Select(p => p.detach().to(ScalarType.Float32).clone()).ToList();
-        long peak = run.Engine is ChunkedEngine ce ? ce.PeakDeviceBytes : 0;
-        return new RunResult(losses, parameters, stats, peak, config.Chunks.DeviceMemory ?? 0);
+        return new RunResult(losses, parameters, stats, measuredPeak, config.Chunks.DeviceMemory ?? 0);
     }
 
     /// <summary>A device budget that leaves room for about three chunks beyond the measured non-model peak.</summary>
@@ -78,8 +100,12 @@ public class ChunkedEngineTests
         long peakNonModel = Math.Max(engine.Trace.PeakNonModel, engine.PeakNonModelObserved);
         long chunkBytes = (config.Chunks.ChunkSize ?? ChunkElements) * (config.Precision == Precision.Bf16 ? 2 : 4);
         // Non-model memory varies between runs (transient peaks caught or not, handles waiting for the GC).
-        long budget = 2 * peakNonModel + 2 * chunkBytes;
-        output.WriteLine($"peak non-model {peakNonModel:N0} B, {engine.Layout.Describe()}, budget {budget:N0} B");
+        // Never below the estimator's device need: below it GptRun.Create refuses the run before it starts.
+        long estimated = PatrickStar.Models.Estimation.MemoryEstimator.Estimate(
+            PatrickStar.Models.Estimation.MemoryEstimator.RequestFor(config, run.ModelConfig, 1L << 30, 1L << 30), suggestKnobs: false)
+            .Tiers.Single(t => t.Tier == "device").Needed;
+        long budget = Math.Max(2 * peakNonModel + 2 * chunkBytes, estimated);
+        output.WriteLine($"peak non-model {peakNonModel:N0} B, {engine.Layout.Describe()}, budget {budget:N0} B (estimated need {estimated:N0} B)");
         return budget;
     }
 
@@ -103,7 +129,8 @@ public class ChunkedEngineTests
         foreach (var s in chunked.Stats)
             output.WriteLine($"{s.Count} statistics: " + string.Join("; ", s.OrderBy(kv => kv.Key).Select(kv => kv.Key + "=" + kv.Value.ToString("G6"))));
         foreach (var s in chunked.Stats) Assert.True(s["evictions"] > 0, "every iteration must evict under this budget");
-        Assert.True(chunked.PeakDevice <= budget, $"peak device bytes {chunked.PeakDevice:N0} exceed the budget {budget:N0}");
+        output.WriteLine($"measured device peak {chunked.MeasuredDevicePeak:N0} B, budget {budget:N0} B");
+        Assert.True(chunked.MeasuredDevicePeak <= budget + RuntimeTolerance, $"the device peak measured, {chunked.MeasuredDevicePeak:N0} bytes, exceeds the budget {budget:N0}");
     }
 
     [Fact]
@@ -162,9 +189,9 @@ public class ChunkedEngineTests
         config.Steps = 8;
         config.Optimizer.LearningRate = 3e-4; // a deep narrow-batch model: a gentler rate trains steadily
         var result = Run(Chunked(config, budget));
-        output.WriteLine($"losses {string.Join(", ", result.Losses)}; peak device {result.PeakDevice:N0}");
+        output.WriteLine($"losses {string.Join(", ", result.Losses)}; measured device peak {result.MeasuredDevicePeak:N0}");
         Assert.True(result.Losses.TakeLast(3).Average() < result.Losses[0] - 0.3, "the loss must fall");
-        Assert.True(result.PeakDevice <= budget, $"peak device bytes {result.PeakDevice:N0} exceed the budget {budget:N0}");
+        Assert.True(result.MeasuredDevicePeak <= budget + RuntimeTolerance, $"the device peak measured, {result.MeasuredDevicePeak:N0} bytes, exceeds the budget {budget:N0}");
     }
 
     [Fact]

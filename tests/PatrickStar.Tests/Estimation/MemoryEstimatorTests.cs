@@ -61,10 +61,12 @@ public class MemoryEstimatorTests
     public void RanksShardTheChunks()
     {
         var model = ModelZoo.Get("gpt2").Config;
-        var one = MemoryEstimator.Estimate(new EstimateRequest(model, Precision.Fp32, 1, 128, false, 1, 8L << 30, 8L << 30));
-        var four = MemoryEstimator.Estimate(new EstimateRequest(model, Precision.Fp32, 1, 128, false, 1, 8L << 30, 8L << 30, Ranks: 4));
-        Assert.Equal(0, four.Layout!.ChunkCount % 4);
-        Assert.True(four.ModelDataBytes < one.ModelDataBytes / 2, $"{four.ModelDataBytes:N0} vs {one.ModelDataBytes:N0}");
+        // As the engine: the layout is the one-rank layout, padded with empty chunks to a multiple of the ranks.
+        var one = MemoryEstimator.Estimate(new EstimateRequest(model, Precision.Fp32, 1, 128, false, 1, 8L << 30, 8L << 30, ChunkSize: 40_000_000));
+        var four = MemoryEstimator.Estimate(new EstimateRequest(model, Precision.Fp32, 1, 128, false, 1, 8L << 30, 8L << 30, Ranks: 4, ChunkSize: 40_000_000));
+        int chunks = one.Layout!.ChunkCount;
+        Assert.True(chunks >= 3, one.Layout.Describe());
+        Assert.Equal(one.ModelDataBytes / chunks * ((chunks + 3) / 4), four.ModelDataBytes);
     }
 
     [Fact]
@@ -80,6 +82,41 @@ public class MemoryEstimatorTests
         Assert.True(knob.Result.Fits);
         Assert.Contains(e.Knobs, k => k.Flags.StartsWith("--ranks"));
         Assert.Contains("host needs", e.Explain());
+    }
+
+    [Fact]
+    public void TheStartUpCheckCountsRanks()
+    {
+        // gpt2 in four chunks of 40M elements: 2.4 GiB of chunked model data; a 1 GiB host holds one rank's share of four.
+        var config = TrainingHarness.Config(steps: 1);
+        config.Model = new ModelSection { Preset = "gpt2" };
+        config.Engine = "chunked";
+        config.MicroBatchSize = 1;
+        config.Chunks = new ChunkSection { ChunkSize = 40_000_000, DeviceMemory = 8L << 30, HostMemory = 1L << 30 };
+        var sizes = GptRun.ResolveModel(config);
+        Assert.Throws<PatrickStar.Profiling.InsufficientMemoryException>(() => GptRun.EnsureFits(config, sizes, CPU, ranks: 1));
+        var four = GptRun.EnsureFits(config, sizes, CPU, ranks: 4);
+        Assert.Equal(4, four.Request.Ranks);
+    }
+
+    [Fact]
+    public void ACombinationOfKnobsIsSuggestedWhenNoSingleOneFitsAndIsReChecked()
+    {
+        var model = ModelZoo.Get("gpt2").Config;
+        EstimateRequest At(long? device, Precision p = Precision.Fp32, bool ckpt = false) =>
+            new(model, p, 1, 1024, ckpt, 1, device, 8L << 30);
+        long Need(EstimateRequest r) => MemoryEstimator.Estimate(r, suggestKnobs: false).Tiers.Single(t => t.Tier == "device").Needed;
+        long both = Need(At(4L << 30, Precision.Bf16Fp32, ckpt: true));
+        // The premise: neither change alone is enough at the budget both together need.
+        Assert.True(both < Need(At(both, Precision.Bf16Fp32)) && both < Need(At(both, ckpt: true)));
+
+        var e = MemoryEstimator.Estimate(At(both));
+        output.WriteLine(e.Explain());
+        Assert.False(e.Fits);
+        var combined = Assert.Single(e.Knobs, k => k.Flags.Contains("--precision bf16-fp32") && k.Flags.Contains("--checkpointing"));
+        Assert.True(combined.Result.Fits);
+        Assert.Contains(" + ", combined.Change);
+        Assert.DoesNotContain(e.Knobs, k => k.Flags is "--precision bf16-fp32" or "--checkpointing");
     }
 
     [Fact]

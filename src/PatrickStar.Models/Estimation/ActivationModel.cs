@@ -1,0 +1,121 @@
+using PatrickStar.Config;
+using PatrickStar.Models.Gpt;
+
+namespace PatrickStar.Models.Estimation;
+
+/// <summary>
+/// Non-model memory of one training iteration of <see cref="GptModel"/>, from the sizes: the whole pass's peak
+/// (<see cref="Activations"/>, the plain engine's view) and, for the chunk engine, the peak of each stretch between
+/// its moments (<see cref="Phases"/>), which is what its warm-up check adds to the parameter chunks it needs next.
+/// </summary>
+public static class ActivationModel
+{
+    /// <summary>Bytes of one activation element: bf16 with fp32 compute keeps its activations in fp32.</summary>
+    public static int ActivationBytes(Precision p) => p == Precision.Bf16 ? 2 : 4;
+
+    /// <summary>Bytes of one stored parameter (and of its gradient in the parameter's dtype): bf16 for both bf16 modes.</summary>
+    public static int ParameterBytes(Precision p) => p is Precision.Bf16 or Precision.Bf16Fp32 ? 2 : 4;
+
+    /// <summary>
+    /// Peak bytes of non-model data in one training forward+backward of <see cref="GptModel"/>. Gradients of the
+    /// parameters that live in allocated <c>.grad</c> tensors or chunks are model data and not counted here.
+    /// </summary>
+    /// <remarks>
+    /// Measured behaviour this follows (see <see cref="ActivationMeter"/>): the custom autograd functions of
+    /// ParameterOps receive and return gradients as TorchSharp tensors, and those handles (and the handles to
+    /// saved inputs) belong to the trainer's per-micro-step dispose scope, so they stay alive until backward has
+    /// finished. Memory therefore grows through backward and peaks at its end (or at the loss, for large
+    /// vocabularies), and activation checkpointing saves less than the textbook figure: each recomputed block's
+    /// saved inputs are held again until the end.
+    /// </remarks>
+    /// <param name="chunked">The chunk engine disposes each weight gradient once copied into its chunk slot.</param>
+    public static ActivationEstimate Activations(GptConfig c, Precision precision, long batch, long seq, bool checkpointing, bool chunked)
+    {
+        long e = ActivationBytes(precision);
+        long t = batch * seq, h = c.Hidden, v = c.VocabSize, l = c.Layers;
+        bool dropout = c.Dropout > 0;
+        long block = BlockBytes(c, precision, batch, seq);
+        long blockInput = t * h * e;
+        // Token ids (input, target, the embedding's copy), the embedding dropout mask, ln_f's input and output.
+        long outside = 3 * t * 8 + (dropout ? t * h : 0) + 2 * t * h * e;
+        long logits = t * v * e;
+        long logSoftmax = t * v * 4; // cross-entropy runs in fp32: log_softmax keeps its output
+        long forwardSaved = outside + logits + (checkpointing ? l * blockInput : l * block);
+        // The LM head's fresh weight gradient (the tied embedding's size) exists while the chunk engine copies it into
+        // the weight's slot; later contributions add into that slot, so nothing of that size is held across backward.
+        long lmHeadGradient = chunked ? v * h * e : 0;
+
+        // Loss backward: nll's gradient, log_softmax's input gradient and part of one more logits-sized fp32 buffer (measured)
+        // beside everything forward kept, and the LM head's fresh weight gradient.
+        long atLoss = forwardSaved + logSoftmax + 5 * t * v * 4 / 2 + (precision == Precision.Bf16 ? t * v * e : 0) + lmHeadGradient;
+
+        // Through the blocks (measured): what forward kept, the gradients in flight (about 11 hidden-sized tensors
+        // per token), the largest fresh weight gradient (mlp, 4·h² elements) and, with checkpointing, the block being
+        // recomputed (its saved activations and the temporaries of its re-run forward: about 1.25 blocks).
+        long atBlocks = forwardSaved + 11 * t * h * e + 4 * h * h * e + (checkpointing ? 5 * block / 4 : 0);
+
+        return atLoss >= atBlocks
+            ? new ActivationEstimate(forwardSaved, atLoss, "the loss's backward (logits' gradients)")
+            : new ActivationEstimate(forwardSaved, atBlocks, checkpointing ? "backward through a recomputed block" : "backward through the blocks");
+    }
+
+    /// <summary>
+    /// Kept by one block for backward, per the ops in GptModel (elements x e): ln_1 input, ln_1 output (c_attn's input),
+    /// qkv (3h: q, k, v are views), attention output and its contiguous copy (c_proj's input), the residual sum (ln_2's
+    /// input), ln_2 output, c_fc output (gelu's input) and gelu output = 17·h per token, plus the attention's fp32
+    /// log-sum-exp per head.
+    /// </summary>
+    private static long BlockBytes(GptConfig c, Precision precision, long batch, long seq)
+    {
+        long e = ActivationBytes(precision);
+        long t = batch * seq, h = c.Hidden, a = c.Heads;
+        long block = 17 * t * h * e + 4 * batch * a * seq;
+        if (c.Dropout > 0)
+        {
+            // Two residual dropout masks (1 byte each); attention dropout leaves the fused kernel for the math path,
+            // which keeps the scaled q and k, the softmax, its dropout mask and the dropped probabilities.
+            block += 2 * t * h + 2 * t * h * e + batch * a * seq * seq * (2 * e + 1);
+        }
+        return block;
+    }
+
+    /// <summary>
+    /// The chunk engine's stretches of non-model memory that can decide its device need, each with the module whose
+    /// pre-backward hook ends it (measured with the engine's own sampler: tests/PatrickStar.Tests/Estimation).
+    /// </summary>
+    /// <remarks>
+    /// In fp32 the stretch from the LM head's forward to its pre-backward (the head, the loss and the loss's backward)
+    /// holds, beside what forward kept, four fp32 buffers of the logits' size (log-softmax, its gradient, nll's gradient
+    /// and one more); the head's own backward holds two of them plus the tied weight's fresh gradient; the embedding's
+    /// backward one of them plus its dense gradient. With bf16 storage and fp32 compute every weight is upcast to fp32
+    /// while it is used and its gradient is made in fp32 before the bf16 copy. The runtime's own buffers come on top
+    /// (<see cref="MemoryEstimator.RuntimeBuffers"/>).
+    /// </remarks>
+    public static IReadOnlyList<NonModelPhase> Phases(GptConfig c, Precision precision, long batch, long seq, bool checkpointing)
+    {
+        long e = ActivationBytes(precision), ep = ParameterBytes(precision);
+        long t = batch * seq, h = c.Hidden, v = c.VocabSize;
+        bool upcast = ep != e;
+        long saved = Activations(c, precision, batch, seq, checkpointing, chunked: true).Saved;
+        long logits32 = t * v * 4;
+        long table = v * h; // the tied embedding / LM head weight, in elements
+        // A fresh weight gradient in the storage dtype; with upcasting also the fp32 weight and fp32 gradient it came from.
+        long WeightGradient(long elements) => upcast ? elements * (e + e + ep) : elements * ep;
+
+        // (The head's upcast weight is a temporary of its forward, gone before the loss's backward peaks.)
+        long loss = saved + 4 * logits32 + (precision == Precision.Bf16 ? t * v * e : 0);
+        long head = saved + 2 * logits32 + WeightGradient(table);
+        long embedding = saved + logits32 + table * e + (upcast ? table * ep : 0);
+        // Through the blocks: about 11 hidden-sized gradients per token in flight, the largest fresh weight gradient
+        // (mlp, 4·h² elements) and, with checkpointing, the block being recomputed.
+        long recomputed = checkpointing ? BlockBytes(c, precision, batch, seq) : 0;
+        long blocks = saved + 11 * t * h * e + WeightGradient(4 * h * h) + recomputed;
+        return new NonModelPhase[]
+        {
+            new("the loss and its backward (logits' gradients)", loss, "lm_head"),
+            new("the LM head's backward (the tied weight's gradient)", head, "transformer.ln_f"),
+            new(checkpointing ? "backward through a recomputed block" : "backward through the blocks", blocks, null),
+            new("the embedding's backward (its dense gradient)", embedding, "transformer.wte"),
+        };
+    }
+}
