@@ -156,12 +156,13 @@ public static class TrainCommand
         }
         catch (Exception e) when (e is not CommunicatorAbortedException)
         {
-            // The message first, so that the job's merged output names the rank and the cause on one line; then where, for bugs.
-            bool userError = e is ConfigException or RankMismatchException or ArgumentException;
-            Console.Error.WriteLine($"error: rank {comm.Rank} of {comm.Size} failed: {e.Message}" + (userError ? "" : $"{Environment.NewLine}{e.GetType().Name}{Environment.NewLine}{e.StackTrace}"));
+            // One line naming the rank and the cause in the job's merged output; a bug's full report goes to a crash log.
+            var (line, _) = CommandErrors.Describe(e);
+            string cause = line[(line.IndexOf(": ", StringComparison.Ordinal) + 2)..];
+            Console.Error.WriteLine($"error: rank {comm.Rank} of {comm.Size} failed: {cause}");
             Console.Error.Flush();
-            comm.Abort(CommandErrors.UserError, $"rank {comm.Rank} failed: {e.Message}"); // MPI_Abort: ends every rank
-            throw;
+            comm.Abort(CommandErrors.UserError, $"rank {comm.Rank} failed: {cause}"); // MPI_Abort: ends every rank
+            return CommandErrors.UserError;
         }
     }
 
