@@ -10,7 +10,7 @@ namespace PatrickStar.Cli.Commands;
 /// rank process on this machine at once: each finishes its step and they save together, then exit, and mpirun with
 /// them. A second signal ends the job at once (SIGKILL to the ranks, SIGTERM to mpirun).
 /// </summary>
-internal sealed class JobSignals : IDisposable
+public sealed class JobSignals : IDisposable
 {
     private const int SIGKILL = 9, SIGTERM = 15;
     private readonly Process mpirun;
@@ -64,7 +64,7 @@ internal sealed class JobSignals : IDisposable
     }
 
     /// <summary>Every process below <paramref name="root"/> (from /proc; empty where there is none).</summary>
-    internal static List<int> Descendants(int root)
+    public static List<int> Descendants(int root)
     {
         var children = new Dictionary<int, List<int>>();
         try
