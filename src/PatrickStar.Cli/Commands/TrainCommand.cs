@@ -4,6 +4,7 @@ using PatrickStar.Config;
 using PatrickStar.Distributed;
 using PatrickStar.Models.Gpt;
 using PatrickStar.Profiling;
+using PatrickStar.Runtime;
 using PatrickStar.Training;
 
 namespace PatrickStar.Cli.Commands;
@@ -57,7 +58,7 @@ public static class TrainCommand
             Arity = ArgumentArity.ZeroOrOne,
         };
         var profile = new Option<FileInfo?>("--profile") { Description = "Chunked engine: record memory per moment, chunk events and phase times to this JSON file (see `pstar plot`)." };
-        var initFrom = new Option<FileInfo?>("--init-from") { Description = "Start from the weights of a Hugging Face GPT-2 safetensors file (config.json beside it gives the sizes)." };
+        var initFrom = new Option<FileInfo?>("--init-from") { Description = "Start from the weights of a Hugging Face GPT-2 safetensors file (config.json beside it gives the sizes, else --layers/--hidden/--heads/--context and the file's vocabulary); not with --model." };
 
         var command = new Command("train",
             "Train a GPT language model. Progress shows loss, tokens/s, achieved TFLOPS and memory. TFLOPS counts model FLOPs: " +
@@ -107,21 +108,20 @@ public static class TrainCommand
             string? init = r.GetValue(initFrom)?.FullName;
             if (init is not null)
             {
-                // Sizes come from the file's config.json unless the user gave them.
-                var sizes = HuggingFaceGpt2.ReadConfigJson(HuggingFaceGpt2.ConfigPathBeside(init));
-                c.Model.Preset = null;
-                c.Model.VocabSize ??= sizes.VocabSize;
-                c.Model.ContextLength ??= sizes.ContextLength;
-                c.Model.Layers ??= sizes.Layers;
-                c.Model.Hidden ??= sizes.Hidden;
-                c.Model.Heads ??= sizes.Heads;
+                string? presetSource = r.GetValue(model) is not null ? "--model"
+                    : cfgFile is not null && c.Model.Preset != new TrainingConfig().Model.Preset ? $"model.preset in {cfgFile.Name}" : null;
+                InitFromSizes.Apply(c, init, presetSource);
             }
             string? profilePath = r.GetValue(profile)?.FullName;
             if (profilePath is not null && c.Engine != "chunked")
                 throw new ConfigException("--profile records the chunk engine's moments and chunk events: add --engine chunked.");
             ConfigLoader.Validate(c, source);
+            string? metricsPath = r.GetValue(metrics)?.FullName;
+            // Before any work: a run must not fail at its end (or after its first step) for an output it cannot write.
+            if (metricsPath is not null) OutputPaths.EnsureWritableFile(metricsPath, "--metrics file");
+            if (profilePath is not null) OutputPaths.EnsureWritableFile(profilePath, "--profile file");
 
-            return TrainOnEveryRank(c, r.GetValue(metrics)?.FullName, plainOutput: r.GetValue(quiet), init, resumeFrom, profilePath);
+            return TrainOnEveryRank(c, metricsPath, plainOutput: r.GetValue(quiet), init, resumeFrom, profilePath);
         }));
         return command;
     }
