@@ -6,7 +6,7 @@ namespace PatrickStar.Cli.Commands;
 /// <summary>
 /// "No space left on device" (ENOSPC) anywhere in an exception chain, as one line: the folder, the bytes needed
 /// and the bytes available. Whoever writes may record the bytes it needed in <c>Exception.Data[BytesNeededKey]</c>;
-/// otherwise the size of the newest sibling of the folder being written (the previous checkpoint) stands for it.
+/// otherwise, for a checkpoint, the size of the newest complete checkpoint beside the one being written stands for it.
 /// </summary>
 public static partial class DiskFull
 {
@@ -25,7 +25,7 @@ public static partial class DiskFull
         string dir = file is null ? Environment.CurrentDirectory : Path.GetDirectoryName(Path.GetFullPath(file)) ?? "/";
         string available = Available(dir) is long free ? Bytes.Format(free) : "an unknown amount";
         string needed = (full.Data[BytesNeededKey] ?? e.Data[BytesNeededKey]) is long n ? Bytes.Format(n)
-            : PreviousSiblingBytes(dir) is long s ? $"about {Bytes.Format(s)} (the size of the previous one beside it)"
+            : PreviousSiblingBytes(dir) is long s ? $"about {Bytes.Format(s)} (the size of the previous checkpoint)"
             : $"more than the {available} available";
         return $"no space left on the device while writing {(file is null ? $"in '{dir}'" : $"'{file}'")}: needs {needed}, " +
                $"{available} available in '{dir}'. Free space there or write to another disk (e.g. another --save-dir); earlier files were left intact.";
@@ -48,7 +48,7 @@ public static partial class DiskFull
         }
     }
 
-    // A checkpoint is written into a fresh folder beside the previous ones: the newest complete sibling's size is the need.
+    // A checkpoint (step-NNNNNNNN with a manifest) is written into a fresh folder beside the previous ones: the newest one's size is the need.
     private static long? PreviousSiblingBytes(string dir)
     {
         try
@@ -56,7 +56,7 @@ public static partial class DiskFull
             string? parent = Path.GetDirectoryName(dir);
             if (parent is null || !Directory.Exists(parent)) return null;
             var sibling = new DirectoryInfo(parent).GetDirectories()
-                .Where(d => d.FullName != dir && !d.Name.StartsWith('.') && !d.Name.EndsWith(".tmp", StringComparison.Ordinal))
+                .Where(d => d.FullName != dir && d.Name.StartsWith("step-", StringComparison.Ordinal) && File.Exists(Path.Combine(d.FullName, "manifest.json")))
                 .OrderByDescending(d => d.LastWriteTimeUtc).FirstOrDefault();
             long bytes = sibling?.EnumerateFiles("*", SearchOption.AllDirectories).Sum(f => f.Length) ?? 0;
             return bytes > 0 ? bytes : null;
