@@ -65,6 +65,25 @@ public class NoStackTraceTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void AFullDiskDuringASaveNamesTheFolderAndTheBytesNeededAndAvailable()
+    {
+        using var dir = new TempDir();
+        string previous = Path.Combine(dir.Path, "step-00000002");
+        Directory.CreateDirectory(previous);
+        File.WriteAllBytes(Path.Combine(previous, "rank-00000-of-00001.safetensors"), new byte[3 << 20]);
+        File.WriteAllText(Path.Combine(previous, "manifest.json"), "{}");
+        string partial = Path.Combine(dir.Path, ".step-00000004.partial-0");
+        Directory.CreateDirectory(partial);
+        // What .NET throws for ENOSPC (HResult is the errno on Unix), wrapped as a save might wrap it.
+        var full = new IOException($"No space left on device : '{Path.Combine(partial, "rank-00000-of-00001.safetensors")}'", 28);
+        var (line, user) = CommandErrors.Describe(new InvalidOperationException("save failed", full));
+        Assert.True(user);
+        Assert.DoesNotContain('\n', line);
+        Assert.Matches(@"^error: no space left on the device while writing '.*\.step-00000004\.partial-0/rank-00000-of-00001\.safetensors': " +
+                       @"needs about 3\.0 MiB \(the size of the previous checkpoint\), [0-9.]+ [KMGT]?i?B available in '.*\.step-00000004\.partial-0'\.", line);
+    }
+
+    [Fact]
     public void AnUnparsableNumberNamesTheFlagTheValueAndTheForm() =>
         AssertOneLine(["train", "--lr", "abc"], "--lr 'abc' is not valid: --lr takes a number, e.g. 3e-4", "pstar train --help");
 
