@@ -53,8 +53,17 @@ public class LaunchSignalTests(ITestOutputHelper output)
             Thread.Sleep(100);
         }
         var ranks = JobSignals.Descendants(launcher.Id).Where(p => RankCommandLine(p) is var c && c.Contains(" train ") && !c.Contains("mpirun")).ToList();
+        if (ranks.Count != 2) EndJob(launcher, ranks);
         Assert.Equal(2, ranks.Count);
         return (launcher, ranks, text);
+    }
+
+    /// <summary>Kills the launcher's whole tree and the ranks (which mpirun's own session keeps apart): nothing may outlive a failed test.</summary>
+    private static void EndJob(Process launcher, List<int> ranks)
+    {
+        foreach (int pid in ranks.Concat(JobSignals.Descendants(launcher.Id)).Distinct().Where(p => Alive(p) && RankCommandLine(p).Contains(" train ")))
+            Kill(pid, 9);
+        if (!launcher.HasExited) launcher.Kill(entireProcessTree: true);
     }
 
     private static string RankCommandLine(int pid)
@@ -63,7 +72,11 @@ public class LaunchSignalTests(ITestOutputHelper output)
         catch (IOException) { return ""; }
     }
 
-    private static bool Alive(int pid) => Directory.Exists($"/proc/{pid}") && !File.ReadAllText($"/proc/{pid}/stat").Contains(") Z ");
+    private static bool Alive(int pid)
+    {
+        try { return !File.ReadAllText($"/proc/{pid}/stat").Contains(") Z "); }
+        catch (IOException) { return false; } // gone
+    }
 
     private static void WaitForExit(Process launcher, StringWriter text)
     {
@@ -81,17 +94,24 @@ public class LaunchSignalTests(ITestOutputHelper output)
         using var dir = new TempDir();
         var (launcher, ranks, text) = StartTraining(dir.Path);
         using var _ = launcher;
-        var clock = Stopwatch.StartNew();
-        Assert.Equal(0, Kill(launcher.Id, SIGTERM));
-        WaitForExit(launcher, text);
-        output.WriteLine($"exit {launcher.ExitCode} {clock.Elapsed.TotalSeconds:0.0} s after SIGTERM:\n{text}");
-        Assert.True(launcher.ExitCode == 0, $"exit code {launcher.ExitCode}:\n{text}");
-        var saved = Directory.GetDirectories(Path.Combine(dir.Path, "ck"), "step-*");
-        Assert.Single(saved);
-        Assert.True(File.Exists(Path.Combine(saved[0], "manifest.json")) && File.Exists(Path.Combine(saved[0], "rank-00001-of-00002.safetensors")),
-            $"incomplete checkpoint {saved[0]}:\n{text}");
-        Assert.Contains("Stopped at step", text.ToString());
-        Assert.DoesNotContain(ranks, Alive);
+        try
+        {
+            var clock = Stopwatch.StartNew();
+            Assert.Equal(0, Kill(launcher.Id, SIGTERM));
+            WaitForExit(launcher, text);
+            output.WriteLine($"exit {launcher.ExitCode} {clock.Elapsed.TotalSeconds:0.0} s after SIGTERM:\n{text}");
+            Assert.True(launcher.ExitCode == 0, $"exit code {launcher.ExitCode}:\n{text}");
+            var saved = Directory.GetDirectories(Path.Combine(dir.Path, "ck"), "step-*");
+            Assert.Single(saved);
+            Assert.True(File.Exists(Path.Combine(saved[0], "manifest.json")) && File.Exists(Path.Combine(saved[0], "rank-00001-of-00002.safetensors")),
+                $"incomplete checkpoint {saved[0]}:\n{text}");
+            Assert.Contains("Stopped at step", text.ToString());
+            Assert.DoesNotContain(ranks, Alive);
+        }
+        finally
+        {
+            EndJob(launcher, ranks);
+        }
     }
 
     [MpiFact]
@@ -100,15 +120,22 @@ public class LaunchSignalTests(ITestOutputHelper output)
         using var dir = new TempDir();
         var (launcher, ranks, text) = StartTraining(dir.Path);
         using var _ = launcher;
-        Assert.Equal(0, Kill(launcher.Id, SIGTERM));
-        Thread.Sleep(50);
-        var clock = Stopwatch.StartNew();
-        Assert.Equal(0, Kill(launcher.Id, SIGTERM));
-        WaitForExit(launcher, text);
-        output.WriteLine($"exit {launcher.ExitCode} {clock.Elapsed.TotalSeconds:0.0} s after the second SIGTERM:\n{text}");
-        Assert.NotEqual(0, launcher.ExitCode);
-        Assert.Contains("ending the job now", text.ToString());
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"took {clock.Elapsed.TotalSeconds:0.0} s");
-        Assert.DoesNotContain(ranks, Alive);
+        try
+        {
+            Assert.Equal(0, Kill(launcher.Id, SIGTERM));
+            Thread.Sleep(50);
+            var clock = Stopwatch.StartNew();
+            Assert.Equal(0, Kill(launcher.Id, SIGTERM));
+            WaitForExit(launcher, text);
+            output.WriteLine($"exit {launcher.ExitCode} {clock.Elapsed.TotalSeconds:0.0} s after the second SIGTERM:\n{text}");
+            Assert.NotEqual(0, launcher.ExitCode);
+            Assert.Contains("ending the job now", text.ToString());
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"took {clock.Elapsed.TotalSeconds:0.0} s");
+            Assert.DoesNotContain(ranks, Alive);
+        }
+        finally
+        {
+            EndJob(launcher, ranks);
+        }
     }
 }
