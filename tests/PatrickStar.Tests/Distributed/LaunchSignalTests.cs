@@ -85,7 +85,8 @@ public class LaunchSignalTests(ITestOutputHelper output)
             launcher.Kill(entireProcessTree: true);
             Assert.Fail($"the launcher did not exit within {Bound.TotalSeconds} s after the signal:\n{text}");
         }
-        launcher.WaitForExit(); // drains the output
+        // Drains the output, bounded: a rank left behind would hold the pipes open for ever.
+        Task.Run(() => launcher.WaitForExit()).Wait(TimeSpan.FromSeconds(10));
     }
 
     [MpiFact]
