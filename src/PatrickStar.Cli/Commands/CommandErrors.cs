@@ -45,7 +45,8 @@ public static partial class CommandErrors
             or DirectoryNotFoundException or UnauthorizedAccessException or OutputPathException
             or PatrickStar.Checkpoints.ModelFileException
             or ProfileFormatException or InvalidDataException
-            or PatrickStar.Distributed.MpiUnavailableException or PatrickStar.Distributed.RankMismatchException;
+            or PatrickStar.Distributed.MpiUnavailableException or PatrickStar.Distributed.RankMismatchException
+            or PatrickStar.Distributed.CommunicatorAbortedException; // another rank failed and said why
 
     /// <summary>The message without .NET's " (Parameter 'name')" suffix, which names a code parameter the user never saw.</summary>
     public static string UserMessage(Exception e) => ParameterSuffix().Replace(e.Message, "");

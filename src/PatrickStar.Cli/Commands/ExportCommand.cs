@@ -23,7 +23,7 @@ public static class ExportCommand
         command.SetAction(r => CommandErrors.Run(() =>
         {
             var outFile = r.GetValue(output)!;
-            OutputPaths.EnsureWritableFile(outFile.FullName, "--out file");
+            OutputPaths.EnsureWritableFile(outFile.FullName, "--out file", viaTempFile: true);
             OutputPaths.EnsureWritableFile(HuggingFaceGpt2.ConfigPathBeside(outFile.FullName), "config.json beside the --out file");
             TorchRuntime.EnsureLoaded();
             var type = SafetensorsDTypes.ParsePrecision(r.GetValue(dtype)!);

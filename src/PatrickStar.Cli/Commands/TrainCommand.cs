@@ -119,7 +119,7 @@ public static class TrainCommand
             string? metricsPath = r.GetValue(metrics)?.FullName;
             // Before any work: a run must not fail at its end (or after its first step) for an output it cannot write.
             if (metricsPath is not null) OutputPaths.EnsureWritableFile(metricsPath, "--metrics file");
-            if (profilePath is not null) OutputPaths.EnsureWritableFile(profilePath, "--profile file");
+            if (profilePath is not null) OutputPaths.EnsureWritableFile(profilePath, "--profile file", viaTempFile: true);
 
             return TrainOnEveryRank(c, metricsPath, plainOutput: r.GetValue(quiet), init, resumeFrom, profilePath);
         }));

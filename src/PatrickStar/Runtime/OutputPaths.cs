@@ -12,12 +12,13 @@ public static class OutputPaths
 {
     /// <summary>Throws <see cref="OutputPathException"/> unless <paramref name="path"/> can be created or overwritten.</summary>
     /// <param name="what">What the file is for, as the user named it (e.g. "--metrics file").</param>
-    public static void EnsureWritableFile(string path, string what)
+    /// <param name="viaTempFile">The writer writes a temporary file beside it and renames it into place, so its folder must be writable too.</param>
+    public static void EnsureWritableFile(string path, string what, bool viaTempFile = false)
     {
         string full = Path.GetFullPath(path);
         if (Directory.Exists(full))
             throw new OutputPathException($"the {what} '{full}' is a folder; give a file path.");
-        if (File.Exists(full))
+        if (File.Exists(full) && !viaTempFile)
         {
             try
             {
