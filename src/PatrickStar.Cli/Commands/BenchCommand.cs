@@ -2,6 +2,7 @@ using System.CommandLine;
 using PatrickStar.Cli.Benchmarks;
 using PatrickStar.Config;
 using PatrickStar.Models.Gpt;
+using PatrickStar.Runtime;
 
 namespace PatrickStar.Cli.Commands;
 
@@ -90,6 +91,8 @@ public static class BenchCommand
                 ScaleHeads = Positive(r.GetValue(heads) ?? 16, "--heads"),
             };
             string reportDir = r.GetValue(report)?.FullName ?? Path.GetFullPath(DefaultReportDirectory);
+            OutputPaths.EnsureWritableDirectory(reportDir, "--report folder");
+            if (r.GetValue(json) is FileInfo jsonFile) OutputPaths.EnsureWritableFile(jsonFile.FullName, "--json file");
             return BenchSuite.Run(settings, CommandLine(r), reportDir, r.GetValue(json)?.FullName);
         }));
         return command;

@@ -22,9 +22,11 @@ public static class ExportCommand
         command.Options.Add(dtype);
         command.SetAction(r => CommandErrors.Run(() =>
         {
+            var outFile = r.GetValue(output)!;
+            OutputPaths.EnsureWritableFile(outFile.FullName, "--out file", viaTempFile: true);
+            OutputPaths.EnsureWritableFile(HuggingFaceGpt2.ConfigPathBeside(outFile.FullName), "config.json beside the --out file");
             TorchRuntime.EnsureLoaded();
             var type = SafetensorsDTypes.ParsePrecision(r.GetValue(dtype)!);
-            var outFile = r.GetValue(output)!;
             string dir = GptCheckpoints.Export(r.GetValue(checkpoint)!, outFile.FullName, type);
             Console.WriteLine($"Exported {dir} to {outFile.FullName} ({r.GetValue(dtype)}) with {HuggingFaceGpt2.ConfigPathBeside(outFile.FullName)}.");
             return 0;

@@ -38,6 +38,9 @@ public static class LaunchCommand
             var args = r.GetValue(program) ?? Array.Empty<string>();
             if (args.Length == 0)
                 throw new ArgumentException("nothing to launch: give the pstar command after `--`, e.g. `pstar launch -n 2 -- train --steps 50`.");
+            // The ranks' command line is checked here, once, instead of by every rank after mpirun has started them all.
+            var parsed = PstarCommandLine.Parse(args);
+            if (parsed.Errors.Count > 0) return PstarCommandLine.ReportErrors(parsed);
             var hosts = r.GetValue(hostfile);
             if (hosts is not null && !hosts.Exists) throw new FileNotFoundException($"the hostfile '{hosts.FullName}' does not exist.");
             string? mpirun = FindOnPath("mpirun");
@@ -52,20 +55,13 @@ public static class LaunchCommand
                 Console.Error.WriteLine($"error: mpirun was not found on PATH. Install Open MPI with `{InstallHint}` and run again.");
                 return CommandErrors.UserError;
             }
-            var start = new ProcessStartInfo(mpirun) { UseShellExecute = false };
-            foreach (var a in line) start.ArgumentList.Add(a);
+            var (file, prefix) = JobSignals.InOwnSession(mpirun);
+            var start = new ProcessStartInfo(file) { UseShellExecute = false };
+            foreach (var a in prefix.Concat(line)) start.ArgumentList.Add(a);
             using var process = Process.Start(start) ?? throw new InvalidOperationException("mpirun could not be started.");
-            // Ctrl+C reaches mpirun too (same process group); wait for it to stop its ranks and report.
-            ConsoleCancelEventHandler keep = (_, e) => e.Cancel = true;
-            Console.CancelKeyPress += keep;
-            try
-            {
-                process.WaitForExit();
-            }
-            finally
-            {
-                Console.CancelKeyPress -= keep;
-            }
+            using var signals = new JobSignals(process);
+            process.WaitForExit();
+            if (signals.Forced) return process.ExitCode != 0 ? process.ExitCode : 128 + signals.FirstSignal;
             return process.ExitCode;
         }));
         return command;

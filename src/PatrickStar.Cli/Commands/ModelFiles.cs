@@ -28,8 +28,31 @@ internal static class ModelFiles
         TorchRuntime.EnsureLoaded();
         var dev = TorchRuntime.ResolveDevice(device ?? "auto");
         GptModel model = initFrom is not null ? HuggingFaceGpt2.Load(initFrom.FullName, heads) : GptCheckpoints.LoadModel(checkpoint!);
+        string source = initFrom?.FullName ?? checkpoint!;
+        try
+        {
+            RefuseNonFinite(model, source);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
         if (dev.type != DeviceType.CPU) model.to(dev);
         model.eval();
-        return (model, dev, initFrom?.FullName ?? checkpoint!);
+        return (model, dev, source);
+    }
+
+    /// <summary>A model holding NaN or infinity would print nothing or a meaningless loss: refuse it, naming the tensor.</summary>
+    private static void RefuseNonFinite(GptModel model, string source)
+    {
+        foreach (var (name, p) in model.named_parameters())
+        {
+            using var scope = torch.NewDisposeScope();
+            long bad = torch.isfinite(p).logical_not().sum().item<long>();
+            if (bad > 0)
+                throw new PatrickStar.Checkpoints.ModelFileException($"'{source}' holds {bad:N0} NaN or infinite value(s) in tensor '{name}'; " +
+                                                                     "the weights are damaged (a diverged run?): use an earlier checkpoint or re-export.");
+        }
     }
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using PatrickStar.Cli.Plotting;
 using PatrickStar.Profiling;
+using PatrickStar.Runtime;
 
 namespace PatrickStar.Cli.Commands;
 
@@ -31,6 +32,8 @@ public static class PlotCommand
         command.SetAction(r => CommandErrors.Run(() =>
         {
             string profilePath = r.GetValue(file)!.FullName;
+            string dir = r.GetValue(outDir)?.FullName ?? Path.GetDirectoryName(profilePath)!;
+            OutputPaths.EnsureWritableDirectory(dir, r.GetValue(outDir) is null ? "folder of the profile (where the figures go; choose another with --out)" : "--out folder");
             var profile = Profile.Load(profilePath);
             IterationRange? range = r.GetValue(iterations) is string text ? IterationRange.Parse(text) : null;
             ProfilePlots.CheckIterations(profile, range);
@@ -38,7 +41,6 @@ public static class PlotCommand
             // Read the loss data before writing anything, so a bad metrics file leaves no half set of figures.
             var (loss, lossSource) = LossFor(profile, profilePath, r.GetValue(metrics)?.FullName);
 
-            string dir = r.GetValue(outDir)?.FullName ?? Path.GetDirectoryName(profilePath)!;
             Directory.CreateDirectory(dir);
             Console.WriteLine(ProfilePlots.Memory(profile, Path.Combine(dir, "memory.png"), range));
             Console.WriteLine(ProfilePlots.Chunks(profile, Path.Combine(dir, "chunks.png"), range));

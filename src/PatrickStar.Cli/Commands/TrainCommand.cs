@@ -5,6 +5,7 @@ using PatrickStar.Config;
 using PatrickStar.Distributed;
 using PatrickStar.Models.Gpt;
 using PatrickStar.Profiling;
+using PatrickStar.Runtime;
 using PatrickStar.Training;
 
 namespace PatrickStar.Cli.Commands;
@@ -64,7 +65,7 @@ public static class TrainCommand
                           "Without it, such a save directory is resumed from its newest checkpoint.",
         };
         var profile = new Option<FileInfo?>("--profile") { Description = "Chunked engine: record memory per moment, chunk events and phase times to this JSON file (see `pstar plot`)." };
-        var initFrom = new Option<FileInfo?>("--init-from") { Description = "Start from the weights of a Hugging Face GPT-2 safetensors file (config.json beside it gives the sizes)." };
+        var initFrom = new Option<FileInfo?>("--init-from") { Description = "Start from the weights of a Hugging Face GPT-2 safetensors file (config.json beside it gives the sizes, else --layers/--hidden/--heads/--context and the file's vocabulary); not with --model." };
 
         var command = new Command("train",
             "Train a GPT language model. Progress shows loss, tokens/s, achieved TFLOPS and memory. TFLOPS counts model FLOPs: " +
@@ -116,21 +117,20 @@ public static class TrainCommand
             GptRun.EnsureOneStartingPoint(resumeFrom, init);
             if (init is not null)
             {
-                // Sizes come from the file's config.json unless the user gave them.
-                var sizes = HuggingFaceGpt2.ReadConfigJson(HuggingFaceGpt2.ConfigPathBeside(init));
-                c.Model.Preset = null;
-                c.Model.VocabSize ??= sizes.VocabSize;
-                c.Model.ContextLength ??= sizes.ContextLength;
-                c.Model.Layers ??= sizes.Layers;
-                c.Model.Hidden ??= sizes.Hidden;
-                c.Model.Heads ??= sizes.Heads;
+                string? presetSource = r.GetValue(model) is not null ? "--model"
+                    : cfgFile is not null && c.Model.Preset != new TrainingConfig().Model.Preset ? $"model.preset in {cfgFile.Name}" : null;
+                InitFromSizes.Apply(c, init, presetSource);
             }
             string? profilePath = r.GetValue(profile)?.FullName;
             if (profilePath is not null && c.Engine != "chunked")
                 throw new ConfigException("--profile records the chunk engine's moments and chunk events: add --engine chunked.");
             ConfigLoader.Validate(c, source);
+            string? metricsPath = r.GetValue(metrics)?.FullName;
+            // Before any work: a run must not fail at its end (or after its first step) for an output it cannot write.
+            if (metricsPath is not null) OutputPaths.EnsureWritableFile(metricsPath, "--metrics file");
+            if (profilePath is not null) OutputPaths.EnsureWritableFile(profilePath, "--profile file", viaTempFile: true);
 
-            return TrainOnEveryRank(c, r.GetValue(metrics)?.FullName, plainOutput: r.GetValue(quiet), init, resumeFrom, profilePath);
+            return TrainOnEveryRank(c, metricsPath, plainOutput: r.GetValue(quiet), init, resumeFrom, profilePath);
         }));
         return command;
     }
@@ -165,12 +165,13 @@ public static class TrainCommand
         }
         catch (Exception e) when (e is not CommunicatorAbortedException)
         {
-            // The message first, so that the job's merged output names the rank and the cause on one line; then where, for bugs.
-            bool userError = e is ConfigException or RankMismatchException or ArgumentException or PatrickStar.Checkpoints.ModelFileException;
-            Console.Error.WriteLine($"error: rank {comm.Rank} of {comm.Size} failed: {e.Message}" + (userError ? "" : $"{Environment.NewLine}{e.GetType().Name}{Environment.NewLine}{e.StackTrace}"));
+            // One line naming the rank and the cause in the job's merged output; a bug's full report goes to a crash log.
+            var (line, _) = CommandErrors.Describe(e);
+            string cause = line[(line.IndexOf(": ", StringComparison.Ordinal) + 2)..];
+            Console.Error.WriteLine($"error: rank {comm.Rank} of {comm.Size} failed: {cause}");
             Console.Error.Flush();
-            comm.Abort(CommandErrors.UserError, $"rank {comm.Rank} failed: {e.Message}"); // MPI_Abort: ends every rank
-            throw;
+            comm.Abort(CommandErrors.UserError, $"rank {comm.Rank} failed: {cause}"); // MPI_Abort: ends every rank
+            return CommandErrors.UserError;
         }
     }
 

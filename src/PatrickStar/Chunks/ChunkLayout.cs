@@ -117,9 +117,8 @@ public sealed class ChunkLayout
             TensorSpec t = tensors[i];
             if (t.Numel > chunkSize)
                 throw new ArgumentException(
-                    $"Tensor '{t.Name}' has {t.Numel} elements, more than the chunk size of {chunkSize} elements; " +
-                    "tensors are never split, so the chunk size must be at least the largest tensor.",
-                    nameof(tensors));
+                    $"tensor '{t.Name}' has {t.Numel} elements, more than the chunk size of {chunkSize} elements; " +
+                    $"tensors are never split: set --chunk-size (chunk_size) to at least {t.Numel}, or leave it out to pick the size that wastes least.");
 
             // The very first tensor always opens chunk 0 (even a zero-size one needs a chunk to point into).
             if (used.Count == 0 || used[^1] + t.Numel > chunkSize)

@@ -373,7 +373,9 @@ public static class ConfigLoader
             "one of " + string.Join(", ", Engines.Select(e => $"\"{e}\"")));
         Require(IsValidDevice(c.Device), "device", c.Device,
             "\"auto\", \"cpu\", \"cuda\" or \"cuda:N\" with N a device index such as \"cuda:0\"");
-        Require(c.Threads >= 0, "threads", c.Threads, ">= 0 (0 keeps torch's default)");
+        // More threads than cores only slows torch down, and a huge count starts thousands of threads that starve the machine.
+        Require(c.Threads >= 0 && c.Threads <= Environment.ProcessorCount, "threads", c.Threads,
+            $"between 0 and the {Environment.ProcessorCount} cores of this machine (0 keeps torch's default: one per core)");
         Require(c.Chunks.ChunkSize is null or >= 1, "chunk_size", c.Chunks.ChunkSize, ">= 1 element (or null to search)");
         Require(c.Chunks.DeviceMemory is null or >= 1, "device_memory", c.Chunks.DeviceMemory, ">= 1 byte (or null)");
         Require(c.Chunks.HostMemory is null or >= 1, "host_memory", c.Chunks.HostMemory, ">= 1 byte (or null)");

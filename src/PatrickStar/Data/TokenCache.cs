@@ -12,13 +12,14 @@ namespace PatrickStar.Data;
 public static class TokenCache
 {
     private static readonly byte[] Magic = "PSTOKv1\0"u8.ToArray();
+    private const int PieceTokens = 1 << 20;
 
     public static string Sha256(byte[] content) => Convert.ToHexString(SHA256.HashData(content)).ToLowerInvariant();
 
-    /// <summary>Tokens of <paramref name="text"/>, from the cache when it matches, else encoded and cached.</summary>
-    public static int[] GetOrEncode(string cacheKeyPath, byte[] content, ITextTokenizer tokenizer, Func<int[]> encode)
+    /// <summary>Tokens of a text, from the cache when it matches, else encoded and cached.</summary>
+    /// <param name="hash">The SHA-256 of the text (<see cref="Sha256"/>, or <see cref="TextFile.Hash"/> for a file).</param>
+    public static int[] GetOrEncode(string cacheKeyPath, string hash, ITextTokenizer tokenizer, Func<int[]> encode)
     {
-        string hash = Sha256(content);
         foreach (var candidate in CandidatePaths(cacheKeyPath, tokenizer))
         {
             var cached = TryRead(candidate, hash, tokenizer.Id);
@@ -49,8 +50,11 @@ public static class TokenCache
             if (reader.ReadString() != tokenizerId || reader.ReadString() != hash) return null;
             long count = reader.ReadInt64();
             if (count < 0 || reader.BaseStream.Length - reader.BaseStream.Position != count * sizeof(int)) return null;
+            if (count > Array.MaxLength) return null;
             var tokens = new int[count];
-            reader.BaseStream.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(tokens.AsSpan()));
+            // In pieces: a span of bytes cannot cover 2 GiB or more.
+            for (int at = 0; at < tokens.Length; at += PieceTokens)
+                reader.BaseStream.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(tokens.AsSpan(at, Math.Min(PieceTokens, tokens.Length - at))));
             return tokens;
         }
         catch (IOException) { return null; }
@@ -70,7 +74,8 @@ public static class TokenCache
                 writer.Write(tokenizerId);
                 writer.Write(hash);
                 writer.Write((long)tokens.Length);
-                writer.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(tokens.AsSpan()));
+                for (int at = 0; at < tokens.Length; at += PieceTokens)
+                    writer.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(tokens.AsSpan(at, Math.Min(PieceTokens, tokens.Length - at))));
             }
             File.Move(temp, path, overwrite: true);
             return true;

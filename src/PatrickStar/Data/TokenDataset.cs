@@ -46,10 +46,8 @@ public sealed class TokenDataset
         var parts = new List<(int[] Train, int[] Val)>();
         foreach (var file in files)
         {
-            byte[] content = File.ReadAllBytes(file);
-            if (content.Length == 0 || content.All(b => b is (byte)' ' or (byte)'\n' or (byte)'\r' or (byte)'\t'))
-                throw new DataException($"data file '{file}' is empty (or only whitespace); give a file with text in it.");
-            int[] tokens = TokenCache.GetOrEncode(file, content, tokenizer, () => EncodeLarge(Decode(file, content), tokenizer));
+            // Read in blocks, twice at most (hash, then tokens on a cache miss): files may be larger than memory allows at once.
+            int[] tokens = TokenCache.GetOrEncode(file, TextFile.Hash(file), tokenizer, () => TextFile.Encode(file, tokenizer));
             parts.Add(SplitTokens(tokens, validationFraction, tokenizer.EndOfText));
         }
         string what = files.Count == 1 ? files[0] : $"{files.Count} files";
@@ -62,8 +60,8 @@ public sealed class TokenDataset
         if (string.IsNullOrWhiteSpace(text)) throw new DataException($"the text '{name}' is empty.");
         byte[] content = Encoding.UTF8.GetBytes(text);
         int[] tokens = cacheKeyPath is null
-            ? EncodeLarge(text, tokenizer)
-            : TokenCache.GetOrEncode(cacheKeyPath, content, tokenizer, () => EncodeLarge(text, tokenizer));
+            ? TextFile.EncodeText(text, tokenizer)
+            : TokenCache.GetOrEncode(cacheKeyPath, TokenCache.Sha256(content), tokenizer, () => TextFile.EncodeText(text, tokenizer));
         return Combine(new List<(int[], int[])> { SplitTokens(tokens, validationFraction, tokenizer.EndOfText) }, tokenizer.VocabSize, name);
     }
 
@@ -73,40 +71,6 @@ public sealed class TokenDataset
         foreach (int t in tokens)
             if (t < 0 || t >= vocabSize) throw new DataException($"token id {t} in '{name}' is outside the vocabulary [0, {vocabSize}).");
         return Combine(new List<(int[], int[])> { SplitTokens(tokens, validationFraction, -1) }, vocabSize, name);
-    }
-
-    private static string Decode(string file, byte[] content)
-    {
-        try
-        {
-            return new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(content);
-        }
-        catch (DecoderFallbackException e)
-        {
-            throw new DataException($"data file '{file}' is not UTF-8 text (invalid byte at offset {e.Index}); convert it to UTF-8 first.");
-        }
-    }
-
-    // Encoding a large text in one call holds many intermediate strings; do it a paragraph block at a time.
-    // Blocks end at a newline, which the GPT-2 pre-tokenizer treats as a boundary anyway.
-    private static int[] EncodeLarge(string text, ITextTokenizer tokenizer)
-    {
-        const int block = 1 << 20;
-        if (text.Length <= block) return tokenizer.Encode(text);
-        var all = new List<int>(text.Length / 3);
-        int start = 0;
-        while (start < text.Length)
-        {
-            int end = Math.Min(text.Length, start + block);
-            if (end < text.Length)
-            {
-                int nl = text.IndexOf('\n', end);
-                end = nl < 0 ? text.Length : nl + 1;
-            }
-            all.AddRange(tokenizer.Encode(text[start..end]));
-            start = end;
-        }
-        return all.ToArray();
     }
 
     private static (int[] Train, int[] Val) SplitTokens(int[] tokens, double validationFraction, int separator)

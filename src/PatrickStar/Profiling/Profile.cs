@@ -150,6 +150,9 @@ public sealed class Profile
     public const string FormatName = "patrickstar-profile";
     public const int CurrentVersion = 1;
 
+    /// <summary>The most chunks per kind a profile may describe (a GPT-3-sized model has a few thousand).</summary>
+    public const int MaxChunkCount = 100_000;
+
     public string Format { get; init; } = FormatName;
     public int Version { get; init; } = CurrentVersion;
     public required ProfileRun Run { get; init; }
@@ -245,11 +248,26 @@ public sealed class Profile
     /// <summary>Checks what JSON typing cannot: coherent chunk events and phases.</summary>
     private void Validate(string file)
     {
+        // Counts are checked against the records present and a bound, so that a damaged header cannot make a reader
+        // (pstar plot draws a row per chunk) allocate without limit.
+        if (Run.ChunkCount < 0 || Run.ChunkCount > MaxChunkCount)
+            throw new ProfileFormatException($"Profile file '{file}': run.chunk_count {Run.ChunkCount} is outside 0..{MaxChunkCount:N0}; " +
+                                             "the file is damaged or not written by pstar; record it again.");
+        if (Run.ChunkSizeElements < 0 || Run.DeviceBudgetBytes < 0 || Run.HostBudgetBytes < 0)
+            throw new ProfileFormatException($"Profile file '{file}': run has a negative size or budget; the file is damaged; record it again.");
+        foreach (ChunkKind kind in Enum.GetValues<ChunkKind>())
+            if (Run.BytesPerChunk[kind] < 0)
+                throw new ProfileFormatException($"Profile file '{file}': run.bytes_per_chunk.{Snake(kind)} is negative; the file is damaged; record it again.");
+        for (int i = 0; i < Moments.Count; i++)
+            if (Moments[i].Iteration < 0 || Moments[i].Index < 0)
+                throw new ProfileFormatException($"Profile file '{file}', moments[{i}]: iteration {Moments[i].Iteration} and index {Moments[i].Index} must be >= 0.");
         for (int i = 0; i < ChunkEvents.Count; i++)
         {
             var e = ChunkEvents[i];
             string at = $"Profile file '{file}', chunk_events[{i}]";
             if (e.Index < 0) throw new ProfileFormatException($"{at}: index {e.Index} is negative.");
+            if (e.Index >= Run.ChunkCount)
+                throw new ProfileFormatException($"{at}: index {e.Index} is not a chunk of the run (run.chunk_count is {Run.ChunkCount}); the file is damaged; record it again.");
             if (e.Type == ChunkEventType.Allocate && e.From is not null) throw new ProfileFormatException($"{at}: an allocate event must have \"from\": null.");
             if (e.Type != ChunkEventType.Allocate && e.From is null) throw new ProfileFormatException($"{at}: a {Snake(e.Type)} event needs a \"from\" tier.");
             if (e.Type == ChunkEventType.Release && e.To is not null) throw new ProfileFormatException($"{at}: a release event must have \"to\": null.");

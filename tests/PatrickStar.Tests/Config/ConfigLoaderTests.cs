@@ -54,7 +54,7 @@ public sealed class ConfigLoaderTests : IDisposable
               "eval": {"interval": 100, "batches": 4},
               "engine": "plain",
               "device": "cuda:1",
-              "threads": 6
+              "threads": 1
             }
             """);
 
@@ -92,7 +92,7 @@ public sealed class ConfigLoaderTests : IDisposable
         Assert.Equal(4, c.Eval.Batches);
         Assert.Equal("plain", c.Engine);
         Assert.Equal("cuda:1", c.Device);
-        Assert.Equal(6, c.Threads);
+        Assert.Equal(1, c.Threads);
     }
 
     [Fact]

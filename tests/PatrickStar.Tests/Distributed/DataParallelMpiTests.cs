@@ -94,6 +94,7 @@ public class DataParallelMpiTests(ITestOutputHelper output)
         output.WriteLine($"exit {code} after {took.TotalSeconds:0.0} s");
         Assert.NotEqual(0, code);
         Assert.Contains("[rank 1] error: rank 1 of 2 failed: rank 1 failed on purpose at step 2", text);
+        Assert.DoesNotMatch(@"(?m)^(\[rank \d\] )?\s+at ", text); // one line, no stack trace (that goes to a crash log)
         // Open MPI's own "MPI_ABORT was invoked" banner is not asserted: the aborting process can die before it is flushed.
         Assert.DoesNotContain("steps                │ 3 of 3", text); // rank 0 was stopped, not left to finish
         Assert.True(took < Bound);

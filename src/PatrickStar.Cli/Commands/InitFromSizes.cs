@@ -1,0 +1,36 @@
+using PatrickStar.Checkpoints;
+using PatrickStar.Config;
+using PatrickStar.Models.Gpt;
+
+namespace PatrickStar.Cli.Commands;
+
+/// <summary>The model sizes of `train --init-from FILE`: from config.json beside FILE, else from the flags and FILE's tensors.</summary>
+internal static class InitFromSizes
+{
+    /// <summary>
+    /// Sets the sizes <paramref name="c"/> does not give from <paramref name="file"/>; a preset conflicts with the file's
+    /// own sizes and is refused (<paramref name="presetSource"/> names where it came from, or is null when none was chosen).
+    /// The import later checks every tensor's shape against the model these sizes make.
+    /// </summary>
+    public static void Apply(TrainingConfig c, string file, string? presetSource)
+    {
+        if (presetSource is not null)
+            throw new ConfigException($"{presetSource} and --init-from both choose the model: the weights file '{file}' fixes its sizes, " +
+                                      $"so drop {presetSource} (sizes can still be given with --layers/--hidden/--heads/--context).");
+        string configPath = HuggingFaceGpt2.ConfigPathBeside(file);
+        GptConfig sizes;
+        if (File.Exists(configPath)) sizes = HuggingFaceGpt2.ReadConfigJson(configPath);
+        else
+        {
+            if (!File.Exists(file)) throw new FileNotFoundException($"the --init-from file '{file}' does not exist.");
+            using var reader = SafetensorsReader.Open(file);
+            sizes = HuggingFaceGpt2.InferConfig(reader, c.Model.Heads); // asks for --heads: the shapes do not tell it
+        }
+        c.Model.Preset = null;
+        c.Model.VocabSize ??= sizes.VocabSize;
+        c.Model.ContextLength ??= sizes.ContextLength;
+        c.Model.Layers ??= sizes.Layers;
+        c.Model.Hidden ??= sizes.Hidden;
+        c.Model.Heads ??= sizes.Heads;
+    }
+}
