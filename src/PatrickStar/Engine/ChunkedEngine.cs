@@ -780,8 +780,8 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
 
     private unsafe void KernelUpdate(int i, Tensor grad, Tensor master, Tensor m, Tensor v, Tensor param, double lr, double gradientMultiplier)
     {
-        var gradType = ElementOf(grad.dtype);
-        var paramType = ElementOf(computeType);
+        var gradType = KernelAdam.ElementOf(grad.dtype);
+        var paramType = KernelAdam.ElementOf(computeType);
         int gradSize = Runtime.TensorMemory.ElementSize(grad.dtype);
         int paramSize = Runtime.TensorMemory.ElementSize(computeType);
         float* pm = (float*)Runtime.TensorMemory.Address(master);
@@ -798,14 +798,6 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
                 pp + off * paramSize, paramType, mp.Place.Numel, h);
         }
     }
-
-    private static ElementType ElementOf(ScalarType t) => t switch
-    {
-        ScalarType.Float32 => ElementType.Float32,
-        ScalarType.BFloat16 => ElementType.BFloat16,
-        ScalarType.Float16 => ElementType.Float16,
-        _ => throw new ArgumentException($"no Adam kernel for {t} gradients"),
-    };
 
     private void EndIteration()
     {

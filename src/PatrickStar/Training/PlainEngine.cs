@@ -35,6 +35,7 @@ public sealed class PlainEngine : ITrainingEngine
         this.model = model;
         Device = device;
         precision = config.Precision;
+        FusedCpuAdam = device.type == DeviceType.CPU;
         clip = config.GradientClipping;
         scaler = LossScaler.From(config);
         model.to(device);
@@ -64,6 +65,12 @@ public sealed class PlainEngine : ITrainingEngine
     public Module<Tensor, Tensor> Model => model;
     public Device Device { get; }
     public TensorAdam Optimizer => adam;
+
+    /// <summary>
+    /// Whether Adam runs as the fused SIMD kernel (<see cref="CpuAdamKernel"/>, as the chunk engine's host-side update does) on
+    /// parameters in host memory, rather than as tensor ops. On by default for a CPU device; tensors on a GPU always use tensor ops.
+    /// </summary>
+    public bool FusedCpuAdam { get; set; }
     public IReadOnlyDictionary<string, double> Statistics => statistics;
     public LossScaler Scaler => scaler;
 
@@ -123,18 +130,9 @@ public sealed class PlainEngine : ITrainingEngine
                 ZeroGradients(grads);
                 return new StepOutcome(decision.GradNorm, Skipped: true);
             }
-            if (decision.GradientMultiplier != 1.0)
-            {
-                using var _ = no_grad();
-                foreach (var g in grads) g.mul_(decision.GradientMultiplier);
-            }
-            adam.Step(grads, learningRate);
+            // Mixed precision: the update writes the new compute-precision parameters itself.
+            adam.Step(grads, learningRate, decision.GradientMultiplier, precision == Precision.Fp32 ? null : parameters, FusedCpuAdam);
             double norm = decision.GradNorm;
-            if (precision != Precision.Fp32)
-            {
-                using var _ = no_grad();
-                for (int i = 0; i < parameters.Count; i++) parameters[i].copy_(masters[i]);
-            }
             ZeroGradients(grads);
             statistics["grad_norm"] = norm;
             return new StepOutcome(norm, Skipped: false);
