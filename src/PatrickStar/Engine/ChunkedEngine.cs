@@ -519,6 +519,7 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
     private void Move(ChunkRuntime chunk, TierMemory target, string purpose, ChunkEventType kind = ChunkEventType.Move)
     {
         if (chunk.Tier == target) return;
+        using var timed = StepPhases.Begin(StepPhase.ChunkMovement);
         if (chunk.HasComputingTensor)
             throw new InvalidOperationException($"chunk {chunk.Index} cannot move during {momentLabel}: a tensor in it is computing.");
         var buffer = target.Acquire(chunk.DType, chunk.Elements, purpose);

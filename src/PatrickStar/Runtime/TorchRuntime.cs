@@ -23,6 +23,7 @@ public static class TorchRuntime
             {
                 using var probe = torch.ones(1);
                 _ready = true;
+                PatrickStar.Profiling.MemoryMeter.RecordRuntimeBaseline();
             }
             catch (Exception e) when (e is TypeInitializationException or DllNotFoundException or NotSupportedException)
             {
