@@ -26,6 +26,8 @@ public sealed class PlainEngine : ITrainingEngine
     private readonly LossScaler scaler;
     private readonly Precision precision;
     private readonly Dictionary<string, double> statistics = new();
+    private bool gradientsInSlots;     // bf16/fp16: the last micro-batch's gradients are in the parameters' .grad
+    private bool mastersHoldGradients; // bf16/fp16: the fp32 accumulators hold earlier micro-batches' gradients
 
     /// <summary>Model data per parameter: fp32 = weight + grad + m + v; bf16 (either compute)/fp16: 2 + 2 + fp32 master, its grad, m, v.</summary>
     public static int BytesPerParameter(Precision p) => p == Precision.Fp32 ? 16 : 20;
@@ -90,6 +92,7 @@ public sealed class PlainEngine : ITrainingEngine
 
     public void Backward(Tensor loss)
     {
+        if (masterGrads is not null) FlushToMasters(); // a previous micro-batch's gradients, while .grad is still its alone
         if (scaler.Scale == 1) loss.backward();
         else
         {
@@ -98,24 +101,42 @@ public sealed class PlainEngine : ITrainingEngine
         }
         PatrickStar.Hooks.BackwardHandles.ReleaseReturned();
         if (masterGrads is null) return;
-        // Accumulate in fp32: summing micro-batches in bf16 would lose the small ones.
+        gradientsInSlots = true;
+        // The fused kernel reads 16-bit gradients itself: a step of one micro-batch never needs the fp32 copy (a read and
+        // write of 6 B/param, plus clearing both), which is made only when a second micro-batch comes.
+        if (!FusedCpuAdam || Device.type != DeviceType.CPU) FlushToMasters();
+    }
+
+    /// <summary>
+    /// Moves the 16-bit gradients in the parameters' .grad into the fp32 accumulators, before autograd adds the next
+    /// micro-batch into .grad: summing micro-batches in bf16 would lose the small ones.
+    /// </summary>
+    private void FlushToMasters()
+    {
+        if (!gradientsInSlots) return;
         using var _ = no_grad();
         for (int i = 0; i < parameters.Count; i++)
         {
             using var g = parameters[i].grad;
             if (g is null) continue;
-            masterGrads[i].add_(g);
+            masterGrads![i].add_(g);
             g.zero_();
         }
+        gradientsInSlots = false;
+        mastersHoldGradients = true;
     }
 
     public StepOutcome Step(double learningRate)
     {
         var grads = new List<Tensor>(parameters.Count);
         var owned = new List<Tensor>();
+        // Mixed precision: one micro-batch's gradients are read where backward left them (see Backward); several were summed in fp32.
+        if (masterGrads is not null && mastersHoldGradients) FlushToMasters();
+        bool fromSlots = masterGrads is null || gradientsInSlots;
+        gradientsInSlots = mastersHoldGradients = false;
         for (int i = 0; i < parameters.Count; i++)
         {
-            if (masterGrads is not null) { grads.Add(masterGrads[i]); continue; }
+            if (!fromSlots) { grads.Add(masterGrads![i]); continue; }
             var g = parameters[i].grad;
             if (g is null) { g = zeros_like(parameters[i]); owned.Add(g); }
             else owned.Add(g); // the getter returns a new handle each time: dispose it
