@@ -148,13 +148,13 @@ public sealed class PlainEngine : ITrainingEngine
             statistics["loss_scale"] = scaler.Scale;
             if (decision.Skip)
             {
-                ZeroGradients(grads);
+                ClearGradients(grads, fromSlots);
                 return new StepOutcome(decision.GradNorm, Skipped: true);
             }
             // Mixed precision: the update writes the new compute-precision parameters itself.
             adam.Step(grads, learningRate, decision.GradientMultiplier, precision == Precision.Fp32 ? null : parameters, FusedCpuAdam);
             double norm = decision.GradNorm;
-            ZeroGradients(grads);
+            ClearGradients(grads, fromSlots);
             statistics["grad_norm"] = norm;
             return new StepOutcome(norm, Skipped: false);
         }
@@ -164,10 +164,20 @@ public sealed class PlainEngine : ITrainingEngine
         }
     }
 
-    private static void ZeroGradients(List<Tensor> grads)
+    /// <summary>
+    /// The fp32 accumulators are zeroed for the next step. Gradients in .grad are dropped instead (set to none, as
+    /// torch's zero_grad does by default): autograd then stores the next step's gradient as it comes, where a zeroed
+    /// .grad costs a pass to clear it and another to add the new gradient into it.
+    /// </summary>
+    private void ClearGradients(List<Tensor> grads, bool fromSlots)
     {
         using var _ = no_grad();
-        foreach (var g in grads) g.zero_();
+        if (!fromSlots)
+        {
+            foreach (var g in grads) g.zero_();
+            return;
+        }
+        foreach (var p in parameters) p.grad = null;
     }
 
     public IReadOnlyList<string> ParameterNames => adam.Slots.Select(s => s.Name).ToList();
