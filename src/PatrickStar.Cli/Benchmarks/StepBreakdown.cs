@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using PatrickStar.Benchmarks;
 using PatrickStar.Profiling;
+using PatrickStar.Timing;
 
 namespace PatrickStar.Cli.Benchmarks;
 

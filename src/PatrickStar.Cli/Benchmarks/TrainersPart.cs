@@ -7,6 +7,7 @@ using PatrickStar.Memory;
 using PatrickStar.Models.Estimation;
 using PatrickStar.Models.Gpt;
 using PatrickStar.Profiling;
+using PatrickStar.Timing;
 using TorchSharp;
 
 namespace PatrickStar.Cli.Benchmarks;

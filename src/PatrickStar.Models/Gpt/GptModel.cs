@@ -129,7 +129,7 @@ public sealed class CausalSelfAttention : Module<Tensor, Tensor>
         // [B, T, h] -> [B, heads, T, head_size]
         Tensor Heads(Tensor z) => z.view(b, t, heads, h / heads).transpose(1, 2);
         Tensor y;
-        using (PatrickStar.Profiling.StepPhases.Begin(PatrickStar.Profiling.StepPhase.Attention))
+        using (PatrickStar.Timing.StepPhases.Begin(PatrickStar.Timing.StepPhase.Attention))
             y = F.scaled_dot_product_attention(Heads(parts[0]), Heads(parts[1]), Heads(parts[2]),
                 p: training ? attentionDropout : 0.0, is_casual: true);
         y = y.transpose(1, 2).contiguous().view(b, t, h);

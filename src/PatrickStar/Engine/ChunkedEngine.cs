@@ -5,6 +5,7 @@ using PatrickStar.Hooks;
 using PatrickStar.Memory;
 using PatrickStar.Optimizer;
 using PatrickStar.Profiling;
+using PatrickStar.Timing;
 using PatrickStar.Training;
 using TorchSharp;
 using TorchSharp.Modules;

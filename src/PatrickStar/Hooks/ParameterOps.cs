@@ -1,4 +1,4 @@
-using PatrickStar.Profiling;
+using PatrickStar.Timing;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

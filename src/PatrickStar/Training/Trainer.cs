@@ -4,6 +4,7 @@ using PatrickStar.Data;
 using PatrickStar.Distributed;
 using PatrickStar.Optimizer;
 using PatrickStar.Profiling;
+using PatrickStar.Timing;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;

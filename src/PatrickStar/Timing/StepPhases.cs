@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace PatrickStar.Profiling;
+namespace PatrickStar.Timing;
 
 /// <summary>The parts a training step's time is split into (see <see cref="StepPhases"/>).</summary>
 public enum StepPhase
