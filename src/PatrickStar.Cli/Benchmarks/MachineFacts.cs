@@ -14,6 +14,7 @@ public sealed record MachineFacts(
     int ProcessorCount,
     int TorchThreads,
     string CpuModel,
+    bool Avx2,
     bool Avx512,
     bool Avx512Bf16,
     bool AmxBf16,
@@ -35,6 +36,7 @@ public sealed record MachineFacts(
             torch.get_num_threads(),
             cpu.Model ?? RuntimeInformation.ProcessArchitecture.ToString(),
             // /proc/cpuinfo where there is one; elsewhere what the .NET JIT detected.
+            flags.Count > 0 ? flags.Contains("avx2") : System.Runtime.Intrinsics.X86.Avx2.IsSupported,
             flags.Count > 0 ? flags.Contains("avx512f") : Avx512F.IsSupported,
             flags.Contains("avx512_bf16"),
             flags.Contains("amx_bf16"),
@@ -53,7 +55,7 @@ public sealed record MachineFacts(
     {
         yield return ("device", Device);
         yield return ("CPU", $"{CpuModel}, {ProcessorCount} logical processors, torch threads {TorchThreads}");
-        yield return ("vector units", $"AVX-512 {YesNo(Avx512)}, AVX-512 BF16 {YesNo(Avx512Bf16)}, AMX BF16 {YesNo(AmxBf16)}; " +
+        yield return ("vector units", $"AVX2 {YesNo(Avx2)}, AVX-512 {YesNo(Avx512)}, AVX-512 BF16 {YesNo(Avx512Bf16)}, AMX BF16 {YesNo(AmxBf16)}; " +
                                       $"fused Adam kernel: {FusedAdamKernel} (.NET Vector512 accelerated: {YesNo(Vector512.IsHardwareAccelerated)})");
         yield return ("memory", $"{(MemoryTotalBytes is long t ? Bytes.Format(t) : "?")} total, " +
                                 $"{(MemoryAvailableBytes is long a ? Bytes.Format(a) : "?")} available at start");
@@ -66,6 +68,7 @@ public sealed record MachineFacts(
         ["processor_count"] = ProcessorCount,
         ["torch_threads"] = TorchThreads,
         ["cpu_model"] = CpuModel,
+        ["avx2"] = Avx2,
         ["avx512"] = Avx512,
         ["avx512_bf16"] = Avx512Bf16,
         ["amx_bf16"] = AmxBf16,

@@ -7,6 +7,7 @@ using PatrickStar.Memory;
 using PatrickStar.Models.Estimation;
 using PatrickStar.Models.Gpt;
 using PatrickStar.Profiling;
+using PatrickStar.Timing;
 using TorchSharp;
 
 namespace PatrickStar.Cli.Benchmarks;
@@ -37,6 +38,7 @@ public sealed class TrainersPart : IBenchPart
         public List<double> AllSeconds { get; } = new();
         public List<double> MeasuredSeconds { get; } = new();
         public List<Dictionary<string, double>> MeasuredStatistics { get; } = new();
+        public List<IReadOnlyDictionary<StepPhase, double>> MeasuredPhases { get; } = new();
         public double Median => Measure.Median(MeasuredSeconds);
         public double FirstLoss { get; set; }
         public double LastLoss { get; set; }
@@ -75,6 +77,22 @@ public sealed class TrainersPart : IBenchPart
                               $"{gpt.ParameterCount / 1e6:N1}M parameters; {s.WarmupSteps} warm-up + {s.Steps} measured steps per run...");
         // One dataset for every run: same tokens, same batches (the trainer's order comes from the seed).
         var data = GptRun.LoadData(config, Gpt2Tokenizer.Instance);
+        StepPhases.Synchronize = context.Device.type == DeviceType.CUDA ? () => torch.cuda.synchronize() : null;
+        StepPhases.Enabled = true;
+        try
+        {
+            RunAll(context, s, config, data, gpt, precision, flops, peak, ample, host, budgetWord);
+        }
+        finally
+        {
+            StepPhases.Enabled = false;
+            StepPhases.Synchronize = null;
+        }
+    }
+
+    private void RunAll(BenchContext context, BenchSettings s, TrainingConfig config, TokenDataset data, GptConfig gpt, Precision precision,
+        double flops, MatmulResult? peak, long ample, long host, string budgetWord)
+    {
 
         var plain = MeasurePlain(config, data, s);
         var runs = new List<RunResult> { plain };
@@ -227,6 +245,7 @@ public sealed class TrainersPart : IBenchPart
         result.MeasuredSeconds.Add(m.StepSeconds);
         // The engine reuses its dictionary: copy this step's figures.
         result.MeasuredStatistics.Add(new Dictionary<string, double>(m.EngineStatistics));
+        if (m.Phases is not null) result.MeasuredPhases.Add(m.Phases);
     }
 
     private static void Collect()
@@ -293,6 +312,8 @@ public sealed class TrainersPart : IBenchPart
         if (plain.Engine == "plain" && context.Device.type == DeviceType.CPU)
             memory.Notes.Add("On a CPU device the plain trainer's device and host are the same memory: its one measured peak is in the device column.");
         context.Report.Add(Name, speed);
+        context.Report.Add(Name, StepBreakdown.Table(runs.Where(r => r.Error is null).Select(r => (r.Label, r.MeasuredPhases, r.MeasuredSeconds)),
+            flops, context.Bf16Matmul, context.Fp32Matmul));
         context.Report.Add(Name, memory);
 
         context.Report.Json[Name] = new JsonObject
@@ -307,6 +328,8 @@ public sealed class TrainersPart : IBenchPart
             ["warmup_steps"] = s.WarmupSteps,
             ["measured_steps"] = s.Steps,
             ["matmul_peak_gflops"] = peak?.Gflops,
+            ["bf16_matmul_gflops"] = context.Bf16Matmul?.Gflops,
+            ["fp32_matmul_gflops"] = context.Fp32Matmul?.Gflops,
             ["tight_budget_bytes"] = tight,
             ["tight_budget_automatic"] = tight is not null && s.TightMemory is null,
             ["runs"] = new JsonArray(runs.Select(r => (JsonNode)Json(r, plain, flops, tokens, peak)).ToArray()),
@@ -333,6 +356,7 @@ public sealed class TrainersPart : IBenchPart
         o["tokens_per_second"] = tokens / median;
         o["tflops"] = flops / median / 1e12;
         o["fraction_of_matmul_peak"] = peak is null ? null : flops / median / 1e9 / peak.Gflops;
+        o["phase_seconds_median"] = StepBreakdown.Json(r.MeasuredPhases, r.MeasuredSeconds);
         o["loss_first"] = r.FirstLoss;
         o["loss_last"] = r.LastLoss;
         o["bytes_to_device_per_iteration"] = r.Stat("bytes_to_device");

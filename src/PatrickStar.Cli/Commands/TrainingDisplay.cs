@@ -66,7 +66,7 @@ public sealed class TrainingDisplay
         $"step {s.Step,5}/{s.TotalSteps}  loss {s.Loss:0.0000}" +
         (s.ValidationLoss is double v ? $"  val {v:0.0000}" : "") +
         $"  lr {s.LearningRate:0.00e+0}  {s.TokensPerSecond,8:N0} tok/s  {s.Tflops:0.000} TFLOPS  " +
-        $"mem {Bytes.Format(s.Memory.NativeInUse)}  elapsed {Clock(s.Elapsed)}  eta {Clock(s.Remaining)}";
+        $"mem {Bytes.Format(s.Memory.NativeInUse)} allocated, {Bytes.Format(s.Memory.Resident)} resident  elapsed {Clock(s.Elapsed)}  eta {Clock(s.Remaining)}";
 
     private static string HistoryLine(StepMetrics s) =>
         $"step {s.Step,5}/{s.TotalSteps}  loss {s.Loss:0.0000}" + (s.ValidationLoss is double v ? $"  val {v:0.0000}" : "") +
@@ -112,11 +112,25 @@ public sealed class TrainingDisplay
             table.AddRow("median step", $"{s.MedianStepSeconds * 1000:N0} ms");
             table.AddRow("median throughput", $"{s.MedianTokensPerSecond:N0} tokens/s, {s.MedianTflops:0.000} TFLOPS");
         }
-        table.AddRow("peak resident memory", Bytes.Format(s.PeakResidentBytes));
+        table.AddRow("peak resident memory", PeakMemoryLine(s));
         table.AddRow("elapsed", Clock(s.Elapsed));
         if (run.Engine.Statistics.ContainsKey("chunks")) table.AddRow("chunks (last step)", CommandErrors.Esc(ChunkLine(run.Engine.Statistics)));
         if (metricsPath is not null) table.AddRow("metrics", CommandErrors.Esc(metricsPath));
         AnsiConsole.Write(table);
+    }
+
+    /// <summary>
+    /// Resident memory is what the machine gives the process; the allocator's figure is what libtorch holds in tensors.
+    /// Shown together, with the runtime's own share, so that neither is mistaken for the other.
+    /// </summary>
+    private static string PeakMemoryLine(TrainingSummary s)
+    {
+        string line = Bytes.Format(s.PeakResidentBytes);
+        if (s.FinalMemory is MemorySnapshot m)
+            line += $" (at the end: {Bytes.Format(m.Resident)} resident, {Bytes.Format(m.NativeInUse)} allocated";
+        if (MemoryMeter.RuntimeBaselineResident is long baseline)
+            line += (s.FinalMemory is null ? " (" : "; ") + $"runtime alone {Bytes.Format(baseline)}";
+        return s.FinalMemory is null && MemoryMeter.RuntimeBaselineResident is null ? line : line + ")";
     }
 
     private static string Clock(TimeSpan t) => t.TotalHours >= 1 ? t.ToString(@"h\:mm\:ss") : t.ToString(@"m\:ss");

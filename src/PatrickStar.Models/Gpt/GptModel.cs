@@ -128,8 +128,10 @@ public sealed class CausalSelfAttention : Module<Tensor, Tensor>
         var parts = qkv.split(h, dim: 2);
         // [B, T, h] -> [B, heads, T, head_size]
         Tensor Heads(Tensor z) => z.view(b, t, heads, h / heads).transpose(1, 2);
-        var y = F.scaled_dot_product_attention(Heads(parts[0]), Heads(parts[1]), Heads(parts[2]),
-            p: training ? attentionDropout : 0.0, is_casual: true);
+        Tensor y;
+        using (PatrickStar.Timing.StepPhases.Begin(PatrickStar.Timing.StepPhase.Attention))
+            y = F.scaled_dot_product_attention(Heads(parts[0]), Heads(parts[1]), Heads(parts[2]),
+                p: training ? attentionDropout : 0.0, is_casual: true);
         y = y.transpose(1, 2).contiguous().view(b, t, h);
         return resid_dropout.call(c_proj.call(y)).MoveToOuterDisposeScope();
     }

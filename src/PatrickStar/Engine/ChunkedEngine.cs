@@ -5,6 +5,7 @@ using PatrickStar.Hooks;
 using PatrickStar.Memory;
 using PatrickStar.Optimizer;
 using PatrickStar.Profiling;
+using PatrickStar.Timing;
 using PatrickStar.Training;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -536,6 +537,7 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
     private void Move(ChunkRuntime chunk, TierMemory target, string purpose, ChunkEventType kind = ChunkEventType.Move)
     {
         if (chunk.Tier == target) return;
+        using var timed = StepPhases.Begin(StepPhase.ChunkMovement);
         if (chunk.HasComputingTensor)
             throw new InvalidOperationException($"chunk {chunk.Index} cannot move during {momentLabel}: a tensor in it is computing.");
         var buffer = target.Acquire(chunk.DType, chunk.Elements, purpose);
@@ -797,8 +799,8 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
 
     private unsafe void KernelUpdate(int i, Tensor grad, Tensor master, Tensor m, Tensor v, Tensor param, double lr, double gradientMultiplier)
     {
-        var gradType = ElementOf(grad.dtype);
-        var paramType = ElementOf(computeType);
+        var gradType = KernelAdam.ElementOf(grad.dtype);
+        var paramType = KernelAdam.ElementOf(computeType);
         int gradSize = Runtime.TensorMemory.ElementSize(grad.dtype);
         int paramSize = Runtime.TensorMemory.ElementSize(computeType);
         float* pm = (float*)Runtime.TensorMemory.Address(master);
@@ -815,14 +817,6 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
                 pp + off * paramSize, paramType, mp.Place.Numel, h);
         }
     }
-
-    private static ElementType ElementOf(ScalarType t) => t switch
-    {
-        ScalarType.Float32 => ElementType.Float32,
-        ScalarType.BFloat16 => ElementType.BFloat16,
-        ScalarType.Float16 => ElementType.Float16,
-        _ => throw new ArgumentException($"no Adam kernel for {t} gradients"),
-    };
 
     private void EndIteration()
     {

@@ -1,3 +1,4 @@
+using PatrickStar.Timing;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -22,12 +23,18 @@ namespace PatrickStar.Hooks;
 public static class ParameterOps
 {
     /// <summary>y = bias + x·weight for x of shape [N, in] and weight [in, out] (HF's Conv1D).</summary>
-    public static Tensor Addmm(Tensor x, Parameter weight, Parameter bias, string module) =>
-        AddmmFunction.apply(x, weight, bias, module)[0];
+    public static Tensor Addmm(Tensor x, Parameter weight, Parameter bias, string module)
+    {
+        using var timed = StepPhases.Begin(StepPhase.ForwardMatmul);
+        return AddmmFunction.apply(x, weight, bias, module)[0];
+    }
 
     /// <summary>y = x·weightᵀ for x [..., h] and weight [vocab, h] (the tied LM head).</summary>
-    public static Tensor LinearNoBias(Tensor x, Parameter weight, string module) =>
-        LinearNoBiasFunction.apply(x, weight, module)[0];
+    public static Tensor LinearNoBias(Tensor x, Parameter weight, string module)
+    {
+        using var timed = StepPhases.Begin(StepPhase.ForwardMatmul);
+        return LinearNoBiasFunction.apply(x, weight, module)[0];
+    }
 
     /// <summary>Rows of <paramref name="weight"/> picked by integer <paramref name="indices"/>, in <paramref name="outputType"/>
     /// (null: the weight's dtype). The embedding is where activations are born, so it fixes their dtype for the model.</summary>

@@ -55,15 +55,32 @@ public sealed class TensorAdam : IDisposable
     }
 
     /// <summary>One update; <paramref name="gradients"/>[i] is the fp32 gradient of slot i.</summary>
-    public void Step(IReadOnlyList<Tensor> gradients, double learningRate)
+    public void Step(IReadOnlyList<Tensor> gradients, double learningRate) => Step(gradients, learningRate, 1.0, null, fused: false);
+
+    /// <summary>
+    /// One update. <paramref name="gradientMultiplier"/> scales every gradient first (the tensor path scales them in place);
+    /// <paramref name="copies"/>[i] (when given) receives slot i's new weight in its own dtype. <paramref name="fused"/>: slots
+    /// whose operands allow it (<see cref="KernelAdam.Applies"/>) are updated by the fused SIMD kernel, the others by tensor ops.
+    /// </summary>
+    public void Step(IReadOnlyList<Tensor> gradients, double learningRate, double gradientMultiplier, IReadOnlyList<Tensor>? copies, bool fused)
     {
-        if (gradients.Count != slots.Count)
-            throw new ArgumentException($"{gradients.Count} gradients given for {slots.Count} parameters.");
+        if (gradients.Count != slots.Count || (copies is not null && copies.Count != slots.Count))
+            throw new ArgumentException($"{gradients.Count} gradients and {copies?.Count} copies given for {slots.Count} parameters.");
         StepCount++;
+        using var _ = no_grad();
         for (int i = 0; i < slots.Count; i++)
         {
             var s = slots[i];
-            AdamMath.Update(s.Weight, gradients[i], s.Momentum, s.Variance, learningRate, settings, StepCount, s.Decay);
+            var g = gradients[i];
+            var copy = copies?[i];
+            if (fused && KernelAdam.Applies(s.Weight, s.Momentum, s.Variance, g, copy))
+            {
+                KernelAdam.Update(s.Weight, s.Momentum, s.Variance, g, copy, learningRate, settings, StepCount, s.Decay, gradientMultiplier);
+                continue;
+            }
+            if (gradientMultiplier != 1.0) g.mul_(gradientMultiplier);
+            AdamMath.Update(s.Weight, g, s.Momentum, s.Variance, learningRate, settings, StepCount, s.Decay);
+            copy?.copy_(s.Weight);
         }
     }
 

@@ -23,6 +23,12 @@ public static class MemoryMeter
 
     private static bool _mallinfoWorks = OperatingSystem.IsLinux();
 
+    /// <summary>
+    /// Resident bytes of the runtime itself (.NET and libtorch loaded, no model yet), read when libtorch was first
+    /// loaded; null before that. What a run's resident memory is measured above.
+    /// </summary>
+    public static long? RuntimeBaselineResident => PatrickStar.Runtime.TorchRuntime.ResidentAfterLoad;
+
     /// <summary>Bytes the native allocator has handed out and not yet taken back.</summary>
     public static long NativeInUse()
     {

@@ -11,6 +11,9 @@ public static class TorchRuntime
     private static readonly object Gate = new();
     private static bool _ready;
 
+    /// <summary>Resident bytes right after libtorch first loaded (.NET and libtorch, no model yet); null before.</summary>
+    public static long? ResidentAfterLoad { get; private set; }
+
     /// <summary>Loads libtorch once; throws <see cref="TorchLoadException"/> with the cause and the fix.</summary>
     public static void EnsureLoaded()
     {
@@ -23,6 +26,7 @@ public static class TorchRuntime
             {
                 using var probe = torch.ones(1);
                 _ready = true;
+                ResidentAfterLoad = Environment.WorkingSet;
             }
             catch (Exception e) when (e is TypeInitializationException or DllNotFoundException or NotSupportedException)
             {

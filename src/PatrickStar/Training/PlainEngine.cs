@@ -26,6 +26,8 @@ public sealed class PlainEngine : ITrainingEngine
     private readonly LossScaler scaler;
     private readonly Precision precision;
     private readonly Dictionary<string, double> statistics = new();
+    private bool gradientsInSlots;     // bf16/fp16: the last micro-batch's gradients are in the parameters' .grad
+    private bool mastersHoldGradients; // bf16/fp16: the fp32 accumulators hold earlier micro-batches' gradients
 
     /// <summary>Model data per parameter: fp32 = weight + grad + m + v; bf16 (either compute)/fp16: 2 + 2 + fp32 master, its grad, m, v.</summary>
     public static int BytesPerParameter(Precision p) => p == Precision.Fp32 ? 16 : 20;
@@ -35,6 +37,7 @@ public sealed class PlainEngine : ITrainingEngine
         this.model = model;
         Device = device;
         precision = config.Precision;
+        FusedCpuAdam = device.type == DeviceType.CPU;
         clip = config.GradientClipping;
         scaler = LossScaler.From(config);
         model.to(device);
@@ -64,6 +67,12 @@ public sealed class PlainEngine : ITrainingEngine
     public Module<Tensor, Tensor> Model => model;
     public Device Device { get; }
     public TensorAdam Optimizer => adam;
+
+    /// <summary>
+    /// Whether Adam runs as the fused SIMD kernel (<see cref="CpuAdamKernel"/>, as the chunk engine's host-side update does) on
+    /// parameters in host memory, rather than as tensor ops. On by default for a CPU device; tensors on a GPU always use tensor ops.
+    /// </summary>
+    public bool FusedCpuAdam { get; set; }
     public IReadOnlyDictionary<string, double> Statistics => statistics;
     public LossScaler Scaler => scaler;
 
@@ -83,6 +92,7 @@ public sealed class PlainEngine : ITrainingEngine
 
     public void Backward(Tensor loss)
     {
+        if (masterGrads is not null) FlushToMasters(); // a previous micro-batch's gradients, while .grad is still its alone
         if (scaler.Scale == 1) loss.backward();
         else
         {
@@ -91,24 +101,42 @@ public sealed class PlainEngine : ITrainingEngine
         }
         PatrickStar.Hooks.BackwardHandles.ReleaseReturned();
         if (masterGrads is null) return;
-        // Accumulate in fp32: summing micro-batches in bf16 would lose the small ones.
+        gradientsInSlots = true;
+        // The fused kernel reads 16-bit gradients itself: a step of one micro-batch never needs the fp32 copy (a read and
+        // write of 6 B/param, plus clearing both), which is made only when a second micro-batch comes.
+        if (!FusedCpuAdam || Device.type != DeviceType.CPU) FlushToMasters();
+    }
+
+    /// <summary>
+    /// Moves the 16-bit gradients in the parameters' .grad into the fp32 accumulators, before autograd adds the next
+    /// micro-batch into .grad: summing micro-batches in bf16 would lose the small ones.
+    /// </summary>
+    private void FlushToMasters()
+    {
+        if (!gradientsInSlots) return;
         using var _ = no_grad();
         for (int i = 0; i < parameters.Count; i++)
         {
             using var g = parameters[i].grad;
             if (g is null) continue;
-            masterGrads[i].add_(g);
+            masterGrads![i].add_(g);
             g.zero_();
         }
+        gradientsInSlots = false;
+        mastersHoldGradients = true;
     }
 
     public StepOutcome Step(double learningRate)
     {
         var grads = new List<Tensor>(parameters.Count);
         var owned = new List<Tensor>();
+        // Mixed precision: one micro-batch's gradients are read where backward left them (see Backward); several were summed in fp32.
+        if (masterGrads is not null && mastersHoldGradients) FlushToMasters();
+        bool fromSlots = masterGrads is null || gradientsInSlots;
+        gradientsInSlots = mastersHoldGradients = false;
         for (int i = 0; i < parameters.Count; i++)
         {
-            if (masterGrads is not null) { grads.Add(masterGrads[i]); continue; }
+            if (!fromSlots) { grads.Add(masterGrads![i]); continue; }
             var g = parameters[i].grad;
             if (g is null) { g = zeros_like(parameters[i]); owned.Add(g); }
             else owned.Add(g); // the getter returns a new handle each time: dispose it
@@ -120,22 +148,13 @@ public sealed class PlainEngine : ITrainingEngine
             statistics["loss_scale"] = scaler.Scale;
             if (decision.Skip)
             {
-                ZeroGradients(grads);
+                ClearGradients(grads, fromSlots);
                 return new StepOutcome(decision.GradNorm, Skipped: true);
             }
-            if (decision.GradientMultiplier != 1.0)
-            {
-                using var _ = no_grad();
-                foreach (var g in grads) g.mul_(decision.GradientMultiplier);
-            }
-            adam.Step(grads, learningRate);
+            // Mixed precision: the update writes the new compute-precision parameters itself.
+            adam.Step(grads, learningRate, decision.GradientMultiplier, precision == Precision.Fp32 ? null : parameters, FusedCpuAdam);
             double norm = decision.GradNorm;
-            if (precision != Precision.Fp32)
-            {
-                using var _ = no_grad();
-                for (int i = 0; i < parameters.Count; i++) parameters[i].copy_(masters[i]);
-            }
-            ZeroGradients(grads);
+            ClearGradients(grads, fromSlots);
             statistics["grad_norm"] = norm;
             return new StepOutcome(norm, Skipped: false);
         }
@@ -145,10 +164,20 @@ public sealed class PlainEngine : ITrainingEngine
         }
     }
 
-    private static void ZeroGradients(List<Tensor> grads)
+    /// <summary>
+    /// The fp32 accumulators are zeroed for the next step. Gradients in .grad are dropped instead (set to none, as
+    /// torch's zero_grad does by default): autograd then stores the next step's gradient as it comes, where a zeroed
+    /// .grad costs a pass to clear it and another to add the new gradient into it.
+    /// </summary>
+    private void ClearGradients(List<Tensor> grads, bool fromSlots)
     {
         using var _ = no_grad();
-        foreach (var g in grads) g.zero_();
+        if (!fromSlots)
+        {
+            foreach (var g in grads) g.zero_();
+            return;
+        }
+        foreach (var p in parameters) p.grad = null;
     }
 
     public IReadOnlyList<string> ParameterNames => adam.Slots.Select(s => s.Name).ToList();

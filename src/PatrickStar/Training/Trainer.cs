@@ -4,6 +4,7 @@ using PatrickStar.Data;
 using PatrickStar.Distributed;
 using PatrickStar.Optimizer;
 using PatrickStar.Profiling;
+using PatrickStar.Timing;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -25,7 +26,8 @@ public sealed record StepMetrics(
     TimeSpan Elapsed,
     TimeSpan Remaining,
     MemorySnapshot Memory,
-    IReadOnlyDictionary<string, double> EngineStatistics);
+    IReadOnlyDictionary<string, double> EngineStatistics,
+    IReadOnlyDictionary<StepPhase, double>? Phases = null);
 
 /// <summary>How a run ended.</summary>
 public sealed record TrainingSummary(
@@ -39,7 +41,8 @@ public sealed record TrainingSummary(
     double MedianTflops,
     TimeSpan Elapsed,
     long PeakResidentBytes,
-    bool Cancelled);
+    bool Cancelled,
+    MemorySnapshot? FinalMemory = null);
 
 /// <summary>Where a trainer is: optimizer steps done and the data sampler's state (checkpoints save it).</summary>
 public sealed record TrainerPosition(int StepsDone, ulong BatchRngState);
@@ -109,6 +112,7 @@ public sealed class Trainer
         int done = StepsDone;
         int firstStep = StepsDone + 1;
         long peakRss = 0;
+        MemorySnapshot? lastMemory = null;
 
         for (int step = firstStep; step <= config.Steps && !cancel.IsCancellationRequested; step++)
         {
@@ -116,8 +120,10 @@ public sealed class Trainer
             if (step == failAtStep) FailureInjection.Fail(comm?.Rank ?? 0, step);
             var stepClock = Stopwatch.StartNew();
             double loss = TrainStep();
-            var outcome = engine.Step(lr);
+            StepOutcome outcome;
+            using (StepPhases.Begin(StepPhase.Optimizer)) outcome = engine.Step(lr);
             double seconds = stepClock.Elapsed.TotalSeconds;
+            var phases = StepPhases.Enabled ? StepPhases.Take() : null;
 
             if (!double.IsFinite(loss))
                 throw new TrainingDivergedException($"the training loss became {loss} at step {step} (learning rate {lr:g3}). " +
@@ -134,24 +140,26 @@ public sealed class Trainer
             if (periodic || step == config.Steps)
             {
                 val = Evaluate();
+                if (StepPhases.Enabled) StepPhases.Take(); // validation is no part of a step's phases
                 firstVal ??= val;
                 lastVal = val;
             }
 
             var memory = MemoryMeter.Snapshot();
             peakRss = Math.Max(peakRss, memory.PeakResident);
+            lastMemory = memory;
             double mean = stepTimes.Count > 1 ? stepTimes.Skip(1).Average() : seconds; // the first step includes warm-up
             var remaining = TimeSpan.FromSeconds(mean * (config.Steps - step));
             StepCompleted?.Invoke(new StepMetrics(step, config.Steps, loss, val, lr, outcome.GradNorm, outcome.Skipped, seconds,
                 TokensPerStep / seconds, flopsPerStep / seconds / 1e12, clock.Elapsed, remaining, memory,
-                new Dictionary<string, double>(engine.Statistics)));
+                new Dictionary<string, double>(engine.Statistics), phases));
         }
 
         var steady = stepTimes.Count > 2 ? stepTimes.Skip(1).ToList() : stepTimes;
         double median = PatrickStar.Benchmarks.Measure.Median(steady);
         return new TrainingSummary(done, firstLoss, lastLoss, firstVal, lastVal, median,
             median > 0 ? TokensPerStep / median : 0, median > 0 ? flopsPerStep / median / 1e12 : 0,
-            clock.Elapsed, peakRss, cancel.IsCancellationRequested && done < config.Steps);
+            clock.Elapsed, peakRss, cancel.IsCancellationRequested && done < config.Steps, lastMemory);
     }
 
     /// <summary>Forward and backward over every micro-batch of one step; returns the step's mean loss (over all ranks).</summary>
@@ -165,9 +173,13 @@ public sealed class Trainer
             var (input, target) = comm is null
                 ? data.Batch(Split.Train, config.MicroBatchSize, config.SequenceLength, batchRng, engine.Device)
                 : ShardOfGlobalBatch();
-            var loss = LanguageModelLoss.CrossEntropy(engine.Model.call(input), target);
-            total += loss.item<float>();
-            engine.Backward(accumulation == 1 ? loss : loss / accumulation);
+            Tensor loss;
+            using (StepPhases.Begin(StepPhase.ForwardOther))
+            {
+                loss = LanguageModelLoss.CrossEntropy(engine.Model.call(input), target);
+                total += loss.item<float>();
+            }
+            using (StepPhases.Begin(StepPhase.Backward)) engine.Backward(accumulation == 1 ? loss : loss / accumulation);
         }
         // Every rank's micro-batches are the same size, so the mean of the ranks' means is the global mean.
         return comm is null ? total / accumulation : comm.AllReduce(total / accumulation, ReduceOp.Average);
