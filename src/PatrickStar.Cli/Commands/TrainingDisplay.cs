@@ -19,7 +19,12 @@ public sealed class TrainingDisplay
     public static TrainingDisplay Create(bool plainOutput) =>
         new(!plainOutput && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive);
 
-    public void Announce(string text) => AnsiConsole.MarkupLine($"[grey]{CommandErrors.Esc(text)}[/]");
+    /// <summary>A message line; in plain output written as is, so that a log or pipe never gets it wrapped at 80 columns.</summary>
+    public void Announce(string text)
+    {
+        if (live) AnsiConsole.MarkupLine($"[grey]{CommandErrors.Esc(text)}[/]");
+        else Console.WriteLine(text);
+    }
 
     public TrainingSummary Run(GptRun run, CancellationToken cancel)
     {
