@@ -24,6 +24,7 @@ public class EstimateAgreesWithEngineTests
     // gpt2-tiny variants (the built-in corpus needs GPT-2's vocabulary): layers, hidden, batch, seq, extra flags
     [InlineData(2, 64, 2, 64, "--precision fp32")]
     [InlineData(2, 64, 2, 64, "--precision bf16-fp32")]
+    [InlineData(2, 128, 2, 128, "--precision bf16")]
     [InlineData(4, 128, 2, 32, "--precision bf16-fp32 --checkpointing")]
     [InlineData(8, 256, 2, 64, "--precision fp32 --chunk-size 13M")] // two chunks; the embedding's holds the head's working set
     public void TheSmallestFittingBudgetTrainsAndIsWithin25PercentOfTheMeasuredNeed(int layers, int hidden, int batch, int seq, string flags)
