@@ -146,6 +146,9 @@ public static class TrainCommand
         return recorder;
     }
 
+    /// <summary>A repeat of a stop signal sooner than this after the first is taken for the same signal delivered twice.</summary>
+    public const int DuplicateSignalWindowMs = 1000;
+
     /// <summary>Where a run stopped by a signal saves when no save directory was given.</summary>
     public const string DefaultSignalSaveDir = "checkpoints";
 
@@ -181,8 +184,18 @@ public static class TrainCommand
         // SIGINT (Ctrl-C) or SIGTERM (a preemptible cluster): finish the step, save, exit cleanly. A second signal exits at once.
         using var cancel = new CancellationTokenSource();
         int signals = 0;
+        long firstSignalAt = 0;
         void OnSignal(PosixSignalContext context)
         {
+            // One signal to a process group reaches pstar twice when a parent forwards it too (`dotnet run`, `timeout`,
+            // a batch system signalling every process of the job): a repeat within a second is that echo, not a
+            // user's second request, and must not throw the run's checkpoint away.
+            long now = Environment.TickCount64;
+            if (Interlocked.CompareExchange(ref firstSignalAt, now, 0) != 0 && now - Interlocked.Read(ref firstSignalAt) < DuplicateSignalWindowMs)
+            {
+                context.Cancel = true;
+                return;
+            }
             if (Interlocked.Increment(ref signals) > 1)
             {
                 Console.Error.WriteLine($"{context.Signal} again: exiting now without saving.");

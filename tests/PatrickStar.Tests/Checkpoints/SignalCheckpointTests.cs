@@ -16,9 +16,11 @@ public class SignalCheckpointTests
     private sealed record Outcome(int ExitCode, string Output, TimeSpan AfterSignal);
 
     /// <summary>Starts a long training run, waits for its first step line (or another that starts with <paramref name="trigger"/>), then sends the signals.</summary>
-    private static Outcome Interrupt(string saveDir, int[] signals, params string[] model) => Interrupt(saveDir, "step ", signals, model);
+    private static Outcome Interrupt(string saveDir, int[] signals, params string[] model) => Interrupt(saveDir, "step ", -1, signals, model);
 
-    private static Outcome Interrupt(string saveDir, string trigger, int[] signals, params string[] model)
+    /// <param name="gapMs">Milliseconds between signals, counted from the first one's acknowledgement; -1: wait for the
+    /// acknowledgement only; 0: back to back, as a signal to a process group arrives when a parent forwards it too.</param>
+    private static Outcome Interrupt(string saveDir, string trigger, int gapMs, int[] signals, params string[] model)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         start.ArgumentList.Add(typeof(PatrickStar.Cli.Program).Assembly.Location);
@@ -50,7 +52,8 @@ public class SignalCheckpointTests
             for (int i = 0; i < signals.Length; i++)
             {
                 // Signals of one kind sent back to back can merge into one: the next goes once the first was handled.
-                if (i > 0) Assert.True(stopping.Task.Wait(Bound), "the first signal was not acknowledged:\n" + output);
+                if (i > 0 && gapMs != 0) Assert.True(stopping.Task.Wait(Bound), "the first signal was not acknowledged:\n" + output);
+                if (i > 0 && gapMs > 0) Thread.Sleep(gapMs);
                 Assert.Equal(0, kill(process.Id, signals[i]));
             }
             Assert.True(process.WaitForExit(Bound), "the process did not exit after the signal:\n" + output);
@@ -84,7 +87,7 @@ public class SignalCheckpointTests
     public void ASignalBeforeTheFirstStepSavesNothingAndSaysSo()
     {
         using var dir = new TempDir();
-        var outcome = Interrupt(dir.Path, "Preparing", [SigTerm], "--model", "gpt2-tiny", "--batch", "2", "--seq", "32");
+        var outcome = Interrupt(dir.Path, "Preparing", -1, [SigTerm], "--model", "gpt2-tiny", "--batch", "2", "--seq", "32");
         Assert.True(outcome.ExitCode == 0, $"exit code {outcome.ExitCode}:\n{outcome.Output}");
         Assert.Contains("Stopped before the first step completed: nothing to save.", outcome.Output);
         Assert.DoesNotContain("NaN", outcome.Output);
@@ -95,10 +98,24 @@ public class SignalCheckpointTests
     public void ASecondSignalExitsAtOnceWithoutSaving()
     {
         using var dir = new TempDir();
-        // Steps of about a second (the default model), so the second signal lands while the first step still runs.
-        var outcome = Interrupt(dir.Path, [SigTerm, SigTerm]);
-        Assert.Equal(128 + SigTerm, outcome.ExitCode);
+        // Steps of several seconds (6 micro-batches of 8 x 256 tokens), so that the second signal, sent past the window in
+        // which a repeat counts as the same signal delivered twice, still lands while the first step runs.
+        var outcome = Interrupt(dir.Path, "step ", PatrickStar.Cli.Commands.TrainCommand.DuplicateSignalWindowMs + 300, [SigTerm, SigTerm],
+            "--batch", "8", "--seq", "256", "--accum", "6");
+        Assert.True(outcome.ExitCode == 128 + SigTerm, $"exit code {outcome.ExitCode}:\n{outcome.Output}");
         Assert.Contains("exiting now without saving", outcome.Output);
         Assert.Empty(TrainingCheckpoint.List(dir.Path));
+    }
+
+    [Fact]
+    public void ASignalDeliveredTwiceAtOnceStillSaves()
+    {
+        // `dotnet run`, `timeout` or a batch system signalling a process group: pstar gets the signal from the sender and
+        // again from its parent, milliseconds apart. That is one request to stop, and the run must still be saved.
+        using var dir = new TempDir();
+        var outcome = Interrupt(dir.Path, "step ", 0, [SigTerm, SigTerm], "--model", "gpt2-tiny", "--batch", "2", "--seq", "32");
+        Assert.True(outcome.ExitCode == 0, $"exit code {outcome.ExitCode}:\n{outcome.Output}");
+        Assert.DoesNotContain("exiting now without saving", outcome.Output);
+        Assert.Single(TrainingCheckpoint.List(dir.Path));
     }
 }
