@@ -100,10 +100,11 @@ public sealed class GptRun : IDisposable
     private static GptRun Create(TrainingConfig config, TokenDataset? data, string? initFrom, string? resumeFrom, ICommunicator? comm, ICommunicator? owned)
     {
         EnsureOneStartingPoint(resumeFrom, initFrom);
-        SavedState? resumed = null;
+        (string Dir, CheckpointModelSizes Model, SavedState State, List<string> Files)? inspected = null;
         if (resumeFrom is not null)
         {
-            resumed = TrainingCheckpoint.Inspect(resumeFrom).State;
+            inspected = TrainingCheckpoint.Inspect(resumeFrom); // verified once, before anything is built; Load reuses it
+            var resumed = inspected.Value.State;
             // The schedule's horizon belongs to the run that started it, not to how many steps this invocation asks for.
             config.Scheduler.TotalSteps ??= resumed.ScheduleHorizon;
             if (resumed.StepsDone >= config.Steps)
@@ -142,7 +143,7 @@ public sealed class GptRun : IDisposable
             var run = new GptRun(config, modelConfig, data, model, engine, device, comm, owned);
             if (resumeFrom is not null)
             {
-                run.ResumedFrom = TrainingCheckpoint.Load(resumeFrom, run.CheckpointSizes, engine, run.Trainer);
+                run.ResumedFrom = TrainingCheckpoint.Load(inspected!.Value, run.CheckpointSizes, engine, run.Trainer);
                 run.ResumedAtStep = run.Trainer.StepsDone;
             }
             // Every rank built the same model from the same seed; from here each rank of an MPI job draws its own dropout

@@ -172,9 +172,14 @@ public static class TrainingCheckpoint
     /// parameter the engine holds (whatever chunk size or rank count wrote them), the Adam step, the loss scaler,
     /// the random generators and the data position. Returns the checkpoint's directory.
     /// </summary>
-    public static string Load(string path, CheckpointModelSizes expectedModel, ITrainingEngine engine, Trainer trainer)
+    public static string Load(string path, CheckpointModelSizes expectedModel, ITrainingEngine engine, Trainer trainer) =>
+        Load(Inspect(path), expectedModel, engine, trainer);
+
+    /// <summary>Loads a checkpoint <see cref="Inspect"/> already verified (hashing a large checkpoint twice would double the read).</summary>
+    public static string Load((string Dir, CheckpointModelSizes Model, SavedState State, List<string> Files) inspected,
+        CheckpointModelSizes expectedModel, ITrainingEngine engine, Trainer trainer)
     {
-        var (dir, model, state, files) = Inspect(path);
+        var (dir, model, state, files) = inspected;
         if (model != expectedModel)
             throw new CheckpointException($"{dir} holds a model with {Describe(model)}, but this run builds {Describe(expectedModel)}. " +
                                           "Resume with the same model settings (the checkpoint's config is in trainer-state.json).");
