@@ -35,9 +35,9 @@ public static class EstimateBudgets
         long host = chunked || !cpuDevice ? hostBudget : 0;
         if (device + host <= total) return null;
         string what = cpuDevice && chunked
-            ? $"the device budget {Bytes.Format(device)} and the host budget {Bytes.Format(host)} together ({device + host:N0} bytes; a CPU device shares the host's memory)"
-            : cpuDevice ? $"the device budget {Bytes.Format(device)} ({device:N0} bytes; the device is the CPU)" : $"the host budget {Bytes.Format(host)} ({host:N0} bytes)";
-        return $"{what} exceed this machine's physical memory, {Bytes.Format(total)} ({total:N0} bytes, MemTotal), so no fit can be promised; " +
+            ? $"the device budget {Bytes.Format(device)} and the host budget {Bytes.Format(host)} together ({device + host:N0} bytes; a CPU device shares the host's memory) exceed"
+            : cpuDevice ? $"the device budget {Bytes.Format(device)} ({device:N0} bytes; the device is the CPU) exceeds" : $"the host budget {Bytes.Format(host)} ({host:N0} bytes) exceeds";
+        return $"{what} this machine's physical memory, {Bytes.Format(total)} ({total:N0} bytes, MemTotal), so no fit can be promised; " +
                $"give --device-memory/--host-memory that add up to at most {total >> 20}MiB.";
     }
 }
