@@ -77,7 +77,7 @@ public sealed class DiskDirLock : IDisposable
         if (!File.Exists(lockPath)) return false;
         string? now = StartTime(pid);
         if (now is null) return false;
-        string[] recorded = File.ReadAllText(lockPath).Split(' ', '\n', StringSplitOptions.RemoveEmptyEntries);
+        string[] recorded = File.ReadAllText(lockPath).Split([' ', '\n'], StringSplitOptions.RemoveEmptyEntries);
         return recorded.Length < 2 || recorded[1] == now;
     }
 

@@ -1,0 +1,89 @@
+using PatrickStar.Optimizer;
+using PatrickStar.Tiers;
+using Xunit;
+
+namespace PatrickStar.Tests.Tiers;
+
+public unsafe class StreamedGroupsTests
+{
+    private const int Groups = 5, Elements = 40_000; // 160,000 B per chunk: slots round up to 163,840
+
+    [Theory]
+    [InlineData(4)]  // one group's buffers: no overlap, still correct
+    [InlineData(12)] // three groups': read ahead, update, write behind at once
+    public void AdamOverDiskResidentStateIsBitIdenticalToAdamInMemory(int buffers)
+    {
+        var random = new Random(7);
+        float[] Random(double scale) => Enumerable.Range(0, Groups * Elements).Select(_ => (float)((random.NextDouble() - 0.5) * scale)).ToArray();
+        float[] master = Random(2), momentum = Random(0.1), variance = Random(0.01).Select(MathF.Abs).ToArray();
+        float[][] grads = { Random(1), Random(1) };
+
+        using var f = new TierFixture();
+        string[] kinds = { "master", "momentum", "variance", "grad" };
+        var stores = kinds.Select(k => f.Tier.CreateStore(k, Elements * 4L, Groups)).ToArray();
+        Store(stores[0], master);
+        Store(stores[1], momentum);
+        Store(stores[2], variance);
+
+        using var pool = new BufferPool(buffers, Elements * 4L);
+        using var worker = new IoWorker();
+        var groups = Enumerable.Range(0, Groups).Select(i => (IReadOnlyList<StreamedMember>)
+            stores.Select(s => new StreamedMember(s, i, WriteBack: s.Kind != "grad")).ToArray()).ToArray();
+        for (int step = 1; step <= 2; step++)
+        {
+            var h = new AdamHyperparameters(1e-2, 0.9, 0.95, 1e-8, 0.1, DecoupledWeightDecay: true, Step: step);
+            Store(stores[3], grads[step - 1]);
+            StreamedGroups.Run(worker, pool, groups, (_, b) =>
+                CpuAdamKernel.Step((float*)b[0].Pointer, (float*)b[1].Pointer, (float*)b[2].Pointer, b[3].Pointer, ElementType.Float32,
+                                   null, ElementType.Float32, Elements, h));
+            for (int i = 0; i < Groups; i++) // the same kernel over the same chunks in memory
+                fixed (float* m = master, mo = momentum, v = variance, g = grads[step - 1])
+                    CpuAdamKernel.Step(m + i * Elements, mo + i * Elements, v + i * Elements, g + i * Elements, ElementType.Float32,
+                                       null, ElementType.Float32, Elements, h);
+        }
+
+        Assert.Equal(Bits(master), Bits(Load(stores[0])));
+        Assert.Equal(Bits(momentum), Bits(Load(stores[1])));
+        Assert.Equal(Bits(variance), Bits(Load(stores[2])));
+        Assert.Equal(Bits(grads[1]), Bits(Load(stores[3])));
+        Assert.Equal(2 * Groups * 3, worker.Statistics.Writes); // gradients are read only: never written back
+        Assert.Equal(2 * Groups, worker.Statistics.CleanEvictionsSkipped);
+        Assert.Equal(buffers, pool.FreeCount);
+    }
+
+    [Fact]
+    public void AGroupWiderThanThePoolIsRefused()
+    {
+        using var f = new TierFixture();
+        var store = f.Tier.CreateStore("master", 4096, 3);
+        using var pool = new BufferPool(2, 4096);
+        using var worker = new IoWorker();
+        var group = new[] { new StreamedMember(store, 0), new StreamedMember(store, 1), new StreamedMember(store, 2) };
+        var e = Assert.Throws<ArgumentException>(() => StreamedGroups.Run(worker, pool, new[] { group }, (_, _) => { }));
+        Assert.StartsWith("A group of 3 chunks needs at least 3 buffers; the pool has 2.", e.Message);
+    }
+
+    private static int[] Bits(float[] values) => System.Runtime.InteropServices.MemoryMarshal.Cast<float, int>(values).ToArray();
+
+    private static void Store(ChunkFileStore store, float[] values)
+    {
+        using var buffer = new StagingBuffer(store.SlotBytes);
+        for (int i = 0; i < store.Chunks; i++)
+        {
+            values.AsSpan(i * Elements, Elements).CopyTo(buffer.AsSpan<float>(Elements));
+            store.Write(i, buffer);
+        }
+    }
+
+    private static float[] Load(ChunkFileStore store)
+    {
+        var values = new float[store.Chunks * Elements];
+        using var buffer = new StagingBuffer(store.SlotBytes);
+        for (int i = 0; i < store.Chunks; i++)
+        {
+            store.Read(i, buffer);
+            buffer.AsSpan<float>(Elements).CopyTo(values.AsSpan(i * Elements, Elements));
+        }
+        return values;
+    }
+}
