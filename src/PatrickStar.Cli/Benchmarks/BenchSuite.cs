@@ -81,7 +81,7 @@ public sealed class BenchContext
 public static class BenchSuite
 {
     /// <summary>The parts in the order they run; the default set is all but scale (a search of many trainings).</summary>
-    public static readonly string[] AllParts = { "matmul", "trainers", "optimizer", "scale" };
+    public static readonly string[] AllParts = { "matmul", "trainers", "optimizer", "scale", "disk" };
     public static readonly string[] DefaultParts = { "matmul", "trainers", "optimizer" };
 
     /// <summary>"matmul,trainers" (any order, any case, "all") as parts in run order; unknown names are refused.</summary>
@@ -113,6 +113,7 @@ public static class BenchSuite
                 "trainers" => new TrainersPart(),
                 "optimizer" => new OptimizerPart(),
                 "scale" => new ScalePart(),
+                "disk" => new DiskPart(),
                 _ => throw new ArgumentException($"unknown bench part '{name}'."),
             };
             part.Run(context);

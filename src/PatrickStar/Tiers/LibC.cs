@@ -16,6 +16,10 @@ internal static unsafe class LibC
     [DllImport("libc", EntryPoint = "ftruncate", SetLastError = true)] public static extern int FTruncate(int fd, long length);
     /// <summary>Returns the error number itself (0 on success); errno is not set.</summary>
     [DllImport("libc", EntryPoint = "posix_fallocate")] public static extern int PosixFallocate(int fd, long offset, long length);
+    [DllImport("libc", EntryPoint = "fdatasync", SetLastError = true)] public static extern int FDataSync(int fd);
+    /// <summary>Returns the error number itself (0 on success).</summary>
+    [DllImport("libc", EntryPoint = "posix_fadvise")] public static extern int PosixFadvise(int fd, long offset, long length, int advice);
+    public const int POSIX_FADV_DONTNEED = 4;
     [DllImport("libc", EntryPoint = "statvfs", SetLastError = true)] private static extern int StatVfs(string path, StatVfsBuffer* buffer);
 
     [StructLayout(LayoutKind.Sequential)]
