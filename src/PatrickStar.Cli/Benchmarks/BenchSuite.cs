@@ -80,7 +80,7 @@ public sealed class BenchContext
 /// <summary>Runs the chosen parts in order in this process and writes the report.</summary>
 public static class BenchSuite
 {
-    /// <summary>The parts in the order they run; the default set is all but scale (a search of many trainings).</summary>
+    /// <summary>The parts in the order they run; the default set is all but scale (a search of many trainings) and disk.</summary>
     public static readonly string[] AllParts = { "matmul", "trainers", "optimizer", "scale", "disk" };
     public static readonly string[] DefaultParts = { "matmul", "trainers", "optimizer" };
 

@@ -16,8 +16,12 @@ public sealed record DiskBandwidth(bool Direct, long FileBytes, long ChunkBytes,
 public sealed record StreamedAdamFigures(bool Direct, long Elements, int Groups, int Buffers, long BufferBytes,
                                          StreamedGroupsTimes Times, double IoSeconds, long BytesRead, long BytesWritten)
 {
-    /// <summary>The part of the I/O time hidden behind compute or other I/O: 1 - (total - compute) / I/O.</summary>
-    public double Overlap => IoSeconds <= 0 ? 1 : Math.Clamp(1 - (Times.TotalSeconds - Times.ComputeSeconds) / IoSeconds, 0, 1);
+    /// <summary>Seconds compute and I/O ran at the same time: compute + I/O - total.</summary>
+    public double OverlappedSeconds => Math.Max(0, Times.ComputeSeconds + IoSeconds - Times.TotalSeconds);
+
+    /// <summary>The part of the shorter of compute and I/O that ran under the other: 1 when total = max(compute, I/O),
+    /// 0 when they ran one after the other.</summary>
+    public double Overlap => Math.Min(1, OverlappedSeconds / Math.Max(1e-9, Math.Min(Times.ComputeSeconds, IoSeconds)));
 }
 
 /// <summary>Measures the disk tier on this machine's disk (not a test: figures depend on the machine and its load).</summary>

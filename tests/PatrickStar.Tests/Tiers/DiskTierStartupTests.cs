@@ -72,7 +72,7 @@ public class DiskTierStartupTests
     {
         using var dir = new TempDir();
         string lockPath = Path.Combine(dir.Path, "pstar-1.lock");
-        File.WriteAllText(lockPath, $"1 {File.ReadAllText("/proc/1/stat").Split(") ")[1].Split(' ')[19]}\n"); // pid 1 is always alive
+        File.WriteAllText(lockPath, $"1 {StartTime(1)}\n"); // pid 1 is always alive
         var e = Assert.Throws<DiskTierRefusedException>(() => DiskTier.Open(new DiskTierOptions(dir.Path, 4096)));
         Assert.Equal($"disk_dir '{dir.Path}' is in use by a running process (pid 1, {lockPath}); stop it or choose another --disk-dir.", e.Message);
         Assert.True(File.Exists(lockPath));
@@ -84,11 +84,33 @@ public class DiskTierStartupTests
         Assert.StartsWith($"disk_dir '{dir.Path}' is already used by this process", e.Message);
     }
 
+    [Fact]
+    public void ARunKilledWithSigkillLeavesNothingThatBreaksTheNext()
+    {
+        // A real process holds the directory (lock written as DiskDirLock writes it), then dies by SIGKILL.
+        using var dir = new TempDir();
+        using var holder = System.Diagnostics.Process.Start("sleep", "60");
+        string lockPath = Path.Combine(dir.Path, $"pstar-{holder.Id}.lock");
+        File.WriteAllText(lockPath, $"{holder.Id} {StartTime(holder.Id)}\n");
+        File.WriteAllBytes(Path.Combine(dir.Path, $"pstar-{holder.Id}-param.chunks"), new byte[4096]);
+        Assert.Throws<DiskTierRefusedException>(() => DiskTier.Open(new DiskTierOptions(dir.Path, 4096)));
+
+        holder.Kill(); // SIGKILL
+        holder.WaitForExit();
+        var log = new List<string>();
+        using var tier = DiskTier.Open(new DiskTierOptions(dir.Path, 4096), log.Add);
+        Assert.StartsWith($"disk tier: removed 2 file(s)", log[0]);
+        Assert.EndsWith($"by a dead run (pid {holder.Id}).", log[0]);
+        tier.CreateStore("param", 4096, 1);
+    }
+
     [Theory]
     [InlineData("", 4096, "disk_dir is empty; set --disk-dir / disk_dir to a directory on a local disk.")]
     [InlineData("/tmp", 0, "disk_memory is 0 B; give --disk-memory / disk_memory a positive size such as 64GB.")]
     public void BadValuesAreRefused(string directory, long budget, string message) =>
         Assert.Equal(message, Assert.Throws<DiskTierRefusedException>(() => DiskTier.Open(new DiskTierOptions(directory, budget))).Message);
+
+    private static string StartTime(int pid) => File.ReadAllText($"/proc/{pid}/stat").Split(") ")[1].Split(' ')[19];
 
     private static int UnusedPid()
     {
