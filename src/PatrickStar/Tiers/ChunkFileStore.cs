@@ -42,12 +42,18 @@ public sealed class ChunkFileStore : IDisposable
 
     public void Write(int index, StagingBuffer from) => Transfer(index, from, write: true);
 
-    private void Transfer(int index, StagingBuffer buffer, bool write)
+    /// <summary>Throws unless <paramref name="index"/> is a chunk of this store and <paramref name="buffer"/> holds a whole slot.</summary>
+    public void CheckTransfer(int index, StagingBuffer buffer)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(index);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, Chunks);
         if (buffer.Capacity < SlotBytes)
             throw new ArgumentException($"A {buffer.Capacity} B buffer cannot hold chunk {ChunkName(index)} ({SlotBytes} B).", nameof(buffer));
+    }
+
+    private void Transfer(int index, StagingBuffer buffer, bool write)
+    {
+        CheckTransfer(index, buffer);
         long offset = index * SlotBytes;
         int error = write ? _file.Write(offset, buffer.Address, SlotBytes) : _file.Read(offset, buffer.Address, SlotBytes);
         if (error != 0)

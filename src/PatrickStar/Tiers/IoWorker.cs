@@ -36,6 +36,7 @@ public sealed class IoWorker : IDisposable
     public unsafe ChunkRead Read(ChunkFileStore store, int index, StagingBuffer into)
     {
         ThrowIfFaulted();
+        store.CheckTransfer(index, into); // here, not on the I/O thread, where it would stop the worker
         var read = new ChunkRead(store.ChunkName(index), Statistics);
         lock (_gate)
         {
@@ -65,6 +66,7 @@ public sealed class IoWorker : IDisposable
     public void Evict(ChunkFileStore store, int index, StagingBuffer buffer, bool dirty, Action<StagingBuffer> release)
     {
         ThrowIfFaulted();
+        store.CheckTransfer(index, buffer);
         if (!dirty)
         {
             Statistics.AddCleanSkipped();

@@ -104,6 +104,22 @@ public class IoWorkerTests
         Assert.Same(e, Assert.Throws<DiskIoException>(() => read.Buffer));
     }
 
+    [Fact]
+    public void ABufferTooSmallForTheChunkIsRefusedAtTheCallNotOnTheIoThread()
+    {
+        using var f = new TierFixture();
+        var store = f.Tier.CreateStore("param", ChunkBytes, 2);
+        using var small = new StagingBuffer(ChunkBytes - 4096);
+        using var full = new StagingBuffer(ChunkBytes);
+        using var worker = new IoWorker();
+        worker.Evict(store, 1, full, dirty: true, _ => { });
+        Assert.StartsWith("A 28672 B buffer cannot hold chunk param#1 (32768 B).",
+                          Assert.Throws<ArgumentException>(() => worker.Read(store, 1, small)).Message);
+        Assert.Throws<ArgumentException>(() => worker.Evict(store, 0, small, dirty: true, _ => { }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => worker.Read(store, 2, full));
+        worker.Flush(); // the worker is not faulted
+    }
+
     private static void WriteChunks(ChunkFileStore store, params int[] indices)
     {
         using var buffer = new StagingBuffer(store.SlotBytes);
