@@ -65,12 +65,16 @@ public static class ByteLevelBpeFiles
         using var packed = System.Reflection.Assembly.Load(new System.Reflection.AssemblyName(assembly)).GetManifestResourceStream(resource)
                            ?? throw new InvalidOperationException($"resource {resource} is missing from {assembly}");
         using var reader = new StreamReader(new System.IO.Compression.DeflateStream(packed, System.IO.Compression.CompressionMode.Decompress));
+        // One base64 token per line after a "Capacity: N" line, ranked by position; "token rank" lines carry their rank.
         var list = new List<(int, byte[])>();
+        int next = 0;
         while (reader.ReadLine() is string line)
         {
+            if (line.Length == 0 || line.StartsWith("Capacity:", StringComparison.Ordinal)) continue;
             int space = line.IndexOf(' ');
-            if (space <= 0) continue;
-            list.Add((int.Parse(line.AsSpan(space + 1), System.Globalization.CultureInfo.InvariantCulture), Convert.FromBase64String(line[..space])));
+            int rank = space < 0 ? next : int.Parse(line.AsSpan(space + 1), System.Globalization.CultureInfo.InvariantCulture);
+            list.Add((rank, Convert.FromBase64String(space < 0 ? line : line[..space])));
+            next = rank + 1;
         }
         return list;
     }

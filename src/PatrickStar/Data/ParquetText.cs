@@ -25,8 +25,8 @@ public static class ParquetText
         {
             var fields = reader.Schema.GetDataFields();
             var text = fields.FirstOrDefault(f => f.Name == column);
-            if (text is null || text.ClrType != typeof(string))
-                throw new DataException($"data file '{file}' has no text column \"{column}\" (its columns: {string.Join(", ", fields.Select(f => $"{f.Name} ({f.ClrType.Name})"))}); " +
+            if (text is null || !IsText(text))
+                throw new DataException($"data file '{file}' has no text column \"{column}\" (its columns: {string.Join(", ", fields.Select(f => $"{f.Name} ({(IsText(f) ? "string" : f.ClrType.Name)})"))}); " +
                                         "set data.text_field (--text-field) to the column that holds the text.");
             var tokens = new List<int>();
             for (int g = 0; g < reader.RowGroupCount; g++)
@@ -49,6 +49,9 @@ public static class ParquetText
             return tokens.ToArray();
         }
     }
+
+    // Parquet.Net reports a string column's type as string or as ReadOnlyMemory<char>.
+    private static bool IsText(DataField f) => f.ClrType == typeof(string) || f.ClrType == typeof(ReadOnlyMemory<char>);
 
     private static string FirstSentence(Exception e) => e.Message.Split('\n')[0].TrimEnd('.');
 }

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using System.Text.Json.Nodes;
 using Microsoft.ML.Tokenizers;
 
@@ -33,7 +34,7 @@ public static class TokenizerFolder
             if (File.Exists(sp)) return SentencePiece(sp);
             if (File.Exists(json)) return FromTokenizerJson(json);
             if (File.Exists(vocab) && File.Exists(merges))
-                return ByteLevelBpe(File.ReadAllBytes(vocab), File.ReadAllBytes(merges), $"bpe-{Hash(vocab, merges)}");
+                return FromVocabAndMerges(vocab, merges);
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or ArgumentException or FormatException or IOException)
         {
@@ -66,23 +67,40 @@ public static class TokenizerFolder
         string type = model["type"]?.GetValue<string>() ?? "BPE";
         if (type != "BPE" || model["vocab"] is not JsonObject vocab || model["merges"] is not JsonArray mergeList)
             throw new FormatException($"only BPE tokenizer.json files (model.vocab and model.merges) are supported, this one is {type}; give tokenizer.model for SentencePiece");
-        var allVocab = new JsonObject();
-        foreach (var (token, id) in vocab) allVocab[token] = id?.GetValue<int>();
+        var ids = vocab.ToDictionary(kv => kv.Key, kv => kv.Value!.GetValue<int>(), StringComparer.Ordinal);
+        var specials = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var added in root["added_tokens"] as JsonArray ?? [])
-            if (added?["content"]?.GetValue<string>() is string content && added["id"] is JsonNode id) allVocab[content] = id.GetValue<int>();
-        var merges = new StringBuilder();
-        foreach (var m in mergeList)
-            merges.Append(m is JsonArray pair ? $"{pair[0]!.GetValue<string>()} {pair[1]!.GetValue<string>()}" : m!.GetValue<string>()).Append('\n');
-        return ByteLevelBpe(Encoding.UTF8.GetBytes(allVocab.ToJsonString()), Encoding.UTF8.GetBytes(merges.ToString()), $"bpe-{Hash(path)}");
+            if (added?["content"]?.GetValue<string>() is string content && added["id"] is JsonNode id) specials[content] = id.GetValue<int>();
+        var merges = mergeList.Select(m => m is JsonArray pair ? $"{pair[0]!.GetValue<string>()} {pair[1]!.GetValue<string>()}" : m!.GetValue<string>()).ToList();
+        return ByteLevelBpe(ids, merges, specials, $"bpe-{Hash(path)}");
     }
 
-    private static ITextTokenizer ByteLevelBpe(byte[] vocabJson, byte[] mergesText, string id)
+    private static ITextTokenizer FromVocabAndMerges(string vocabPath, string mergesPath)
     {
-        var ids = JsonSerializer.Deserialize<Dictionary<string, int>>(vocabJson) ?? throw new FormatException("vocab is not an object of token ids");
-        var t = CodeGenTokenizer.Create(new MemoryStream(vocabJson), new MemoryStream(mergesText), addPrefixSpace: false,
-            addBeginOfSentence: false, addEndOfSentence: false);
-        int eot = ids.TryGetValue("<|endoftext|>", out int e) ? e : ids.TryGetValue("</s>", out e) ? e : -1;
-        return new LibraryTokenizer(t, id, ids.Values.Max() + 1, eot);
+        var ids = JsonSerializer.Deserialize<Dictionary<string, int>>(File.ReadAllBytes(vocabPath)) ?? throw new FormatException($"{VocabFile} is not an object of token ids");
+        var merges = File.ReadLines(mergesPath).Where(l => l.Length > 0 && !l.StartsWith("#version", StringComparison.Ordinal)).ToList();
+        // GPT-2's vocab.json lists <|endoftext|> among the merged tokens: it is its one special token.
+        var specials = ids.Where(kv => kv.Key.StartsWith("<|", StringComparison.Ordinal) && kv.Key.EndsWith("|>", StringComparison.Ordinal))
+            .ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+        return ByteLevelBpe(ids, merges, specials, $"bpe-{Hash(vocabPath, mergesPath)}");
+    }
+
+    // GPT-2's pre-tokenizer: contractions, letters, digits, other symbols, each with an optional leading space; whitespace runs.
+    private static readonly Regex Gpt2Split = new(@"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+", RegexOptions.Compiled);
+
+    private static ITextTokenizer ByteLevelBpe(Dictionary<string, int> vocab, List<string> merges, Dictionary<string, int> specials, string id)
+    {
+        var all = new Dictionary<string, int>(vocab, StringComparer.Ordinal);
+        foreach (var (text, special) in specials) all[text] = special;
+        var t = BpeTokenizer.Create(new BpeOptions(all)
+        {
+            Merges = merges,
+            ByteLevel = true,
+            SpecialTokens = specials.Count > 0 ? specials : null,
+            PreTokenizer = new RegexPreTokenizer(Gpt2Split, specials.Count > 0 ? specials : null),
+        });
+        int eot = all.TryGetValue("<|endoftext|>", out int e) ? e : all.TryGetValue("</s>", out e) ? e : -1;
+        return new LibraryTokenizer(t, id, all.Values.Max() + 1, eot);
     }
 
     private static TiktokenTokenizer? TiktokenOf(ITextTokenizer t) => t switch
