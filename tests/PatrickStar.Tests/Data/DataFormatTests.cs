@@ -102,13 +102,13 @@ public class DataFormatTests
         File.WriteAllBytes(u16, small.SelectMany(BitConverter.GetBytes).ToArray());
         Assert.Equal(small.Select(t => (int)t), TokenBin.Read(u16, "uint16", 50257));
 
-        uint[] large = { 100276, 70000, 1, 0 };
+        uint[] large = { 70000, 100276, 1, 0 };
         string u32 = Path.Combine(dir.Path, "big.bin");
         File.WriteAllBytes(u32, large.SelectMany(BitConverter.GetBytes).ToArray());
         Assert.Equal(large.Select(t => (int)t), TokenBin.Read(u32, "uint32", 100277));
 
-        var outside = Assert.Throws<DataException>(() => TokenBin.Read(u32, "uint32", 50257));
-        Assert.Contains($"data file '{u32}': token 0 (byte offset 0) is id 100,276, outside the tokenizer's vocabulary of 50,257", outside.Message);
+        var outside = Assert.Throws<DataException>(() => TokenBin.Read(u32, "uint32", 80000));
+        Assert.Contains($"data file '{u32}': token 1 (byte offset 4) is id 100,276, outside the tokenizer's vocabulary of 80,000", outside.Message);
 
         string odd = Path.Combine(dir.Path, "odd.bin");
         File.WriteAllBytes(odd, new byte[] { 1, 0, 2 });
