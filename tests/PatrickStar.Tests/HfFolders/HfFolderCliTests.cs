@@ -51,4 +51,25 @@ public class HfFolderCliTests
         Assert.Equal(1, code);
         Assert.Contains("--max-shard-size 'lots' is not a size", err);
     }
+
+    [Fact]
+    public void TrainStartsFromAFolderWithItsTokenizerAndRefusesOneTooLarge()
+    {
+        using var dir = new TempDir();
+        manual_seed(43);
+        using var model = new GptModel(new GptConfig(VocabSize: GptConfig.Gpt2VocabSize, ContextLength: 32, Layers: 1, Hidden: 32, Heads: 2));
+        string folder = Path.Combine(dir.Path, "hf");
+        HuggingFaceGpt2Folder.Export(model, folder, ScalarType.Float32, 2_000_000);
+        TokenizerFolder.Write("gpt2", null, folder);
+        string data = dir.File("data.txt", string.Concat(Enumerable.Repeat("The cat sat on the mat and the dog ran in the park. ", 40)));
+        string[] common = { "--data", data, "--steps", "1", "--batch", "2", "--seq", "16", "--eval-interval", "0", "--plain-output",
+                            "--cache-dir", Path.Combine(dir.Path, "cache") };
+
+        var (code, output, err) = Pstar(new[] { "train", "--init-from", folder }.Concat(common).ToArray());
+        Assert.True(code == 0, err + output);
+
+        (code, _, err) = Pstar(new[] { "train", "--init-from", folder, "--tokenizer", "o200k" }.Concat(common).ToArray());
+        Assert.Equal(1, code);
+        Assert.Contains($"tokenizer o200k-tiktoken has 200,019 tokens but the model ({folder}) has vocab_size = 50,257", err);
+    }
 }
