@@ -36,7 +36,8 @@ public static class TokenizerFolder
             if (File.Exists(vocab) && File.Exists(merges))
                 return FromVocabAndMerges(vocab, merges);
         }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or ArgumentException or FormatException or IOException)
+        // The parsers throw many kinds (JSON, protobuf, format, key errors): each means these files cannot be used.
+        catch (Exception e) when (e is not DataException and not OutOfMemoryException)
         {
             throw new DataException($"the tokenizer in '{folder}' cannot be read ({e.Message}); replace its tokenizer files or pass --tokenizer gpt2 (or another encoding).");
         }
