@@ -17,7 +17,7 @@ public static class EvalCommand
         var device = ModelFiles.Device();
         var data = new Option<string[]>("--data")
         {
-            Description = "Text files or folders of *.txt (UTF-8) to evaluate on; all of their text is used.",
+            Description = "Data files (.txt, .jsonl, .parquet, .bin) or folders of them to evaluate on; all of their text is used.",
             AllowMultipleArgumentsPerToken = true,
             Required = true,
         };
@@ -25,22 +25,30 @@ public static class EvalCommand
         var seq = new Option<int?>("--seq") { Description = "Tokens per window (default: the model's context length, or less when the data is shorter)." };
         var maxBatches = new Option<int?>("--max-batches") { Description = "Stop after this many batches (default: every window)." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of text." };
+        var dataFlags = new DataFlags();
 
         var command = new Command("eval", "Evaluate a model: mean next-token cross-entropy and perplexity = exp(loss) over every consecutive, " +
                                           "non-overlapping window of the data (deterministic; no dropout).");
         foreach (var o in new Option[] { initFrom, checkpoint, heads, data, batch, seq, maxBatches, device, json }) command.Options.Add(o);
+        dataFlags.AddTo(command);
         command.SetAction(r => CommandErrors.Run(() =>
         {
-            var dataset = TokenDataset.FromFiles(r.GetValue(data)!, Gpt2Tokenizer.Instance, validationFraction: 0.0);
-            var (model, dev, source) = ModelFiles.Load(r.GetValue(initFrom), r.GetValue(checkpoint), r.GetValue(heads), r.GetValue(device));
+            var dataConfig = new PatrickStar.Config.DataSection();
+            dataFlags.Apply(r, dataConfig);
+            var init = r.GetValue(initFrom);
+            var tokenizer = Tokenizers.Resolve(dataConfig.Tokenizer, init is not null && Directory.Exists(init.FullName) ? init.FullName : null);
+            var options = new DataOptions { TextField = dataConfig.TextField, BinDType = dataConfig.BinDType, CacheDir = dataConfig.CacheDir };
+            var dataset = TokenDataset.FromFiles(r.GetValue(data)!, tokenizer, validationFraction: 0.0, options);
+            var (model, dev, source) = ModelFiles.Load(init, r.GetValue(checkpoint), r.GetValue(heads), r.GetValue(device));
             using (model)
             {
+                Tokenizers.EnsureFitsModel(tokenizer, model.Config.VocabSize, source);
                 var tokens = dataset.Tokens(Split.Train);
                 int vocab = model.Config.VocabSize;
                 foreach (int t in tokens)
                     if (t >= vocab)
                         throw new DataException($"the data has token id {t}, outside the model's vocabulary of {vocab:N0} (vocab_size of {source}); " +
-                                                "the model was not trained with GPT-2's tokenizer.");
+                                                $"the model was not trained with tokenizer {tokenizer.Id}: give its own with --tokenizer.");
                 int context = model.Config.ContextLength;
                 int s = r.GetValue(seq) ?? Math.Min(context, Math.Max(1, tokens.Length - 1));
                 if (s > context)

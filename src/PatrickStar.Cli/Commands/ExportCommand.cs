@@ -1,17 +1,25 @@
 using System.CommandLine;
 using PatrickStar.Checkpoints;
+using PatrickStar.Config;
 using PatrickStar.Models.Gpt;
 using PatrickStar.Runtime;
 
 namespace PatrickStar.Cli.Commands;
 
-/// <summary>`pstar export`: a training checkpoint's master weights as a Hugging Face GPT-2 safetensors file plus config.json.</summary>
+/// <summary>`pstar export`: a training checkpoint's master weights as a Hugging Face GPT-2 folder, or one safetensors file plus config.json.</summary>
 public static class ExportCommand
 {
     public static Command Build()
     {
         var checkpoint = new Argument<string>("CHECKPOINT") { Description = "A checkpoint directory (with manifest.json), or a folder of step-NNNNNNNN checkpoints (the latest is used)." };
-        var output = new Option<FileInfo>("--out") { Description = "The safetensors file to write; config.json is written beside it.", Required = true };
+        var output = new Option<FileInfo>("--out")
+        {
+            Description = "The folder to write (config.json, generation_config.json, model.safetensors or shards with their index, tokenizer files); " +
+                          "a path ending in .safetensors writes that one file with config.json beside it.",
+            Required = true,
+        };
+        var maxShard = new Option<string>("--max-shard-size") { Description = "Folder export: largest shard, e.g. 5GB (the default), 500MB, 2GiB.", DefaultValueFactory = _ => HfFolder.DefaultMaxShardSize };
+        var tokenizer = new Option<string>("--tokenizer") { Description = "Folder export: the tokenizer whose files go in the folder: gpt2 (default), r50k, or a tokenizer folder to copy.", DefaultValueFactory = _ => "gpt2" };
         var dtype = new Option<string>("--dtype") { Description = "Precision of the exported weights.", DefaultValueFactory = _ => "fp32" };
         dtype.AcceptOnlyFromAmong("fp32", "bf16", "fp16");
 
@@ -20,9 +28,13 @@ public static class ExportCommand
         command.Arguments.Add(checkpoint);
         command.Options.Add(output);
         command.Options.Add(dtype);
+        command.Options.Add(maxShard);
+        command.Options.Add(tokenizer);
         command.SetAction(r => CommandErrors.Run(() =>
         {
             var outFile = r.GetValue(output)!;
+            if (!outFile.FullName.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) || Directory.Exists(outFile.FullName))
+                return ExportFolder(r.GetValue(checkpoint)!, outFile.FullName, r.GetValue(dtype)!, r.GetValue(maxShard)!, r.GetValue(tokenizer)!);
             OutputPaths.EnsureWritableFile(outFile.FullName, "--out file", viaTempFile: true);
             OutputPaths.EnsureWritableFile(HuggingFaceGpt2.ConfigPathBeside(outFile.FullName), "config.json beside the --out file");
             TorchRuntime.EnsureLoaded();
@@ -32,5 +44,19 @@ public static class ExportCommand
             return 0;
         }));
         return command;
+    }
+
+    private static int ExportFolder(string checkpoint, string dir, string dtype, string maxShardSize, string tokenizer)
+    {
+        long maxShardBytes = ByteSize.Parse(maxShardSize, "--max-shard-size");
+        if (maxShardBytes <= 0) throw new ArgumentException($"--max-shard-size '{maxShardSize}' must be more than 0 bytes; e.g. 5GB.");
+        OutputPaths.EnsureWritableDirectory(dir, "--out folder");
+        var tokenizerFiles = PatrickStar.Data.Tokenizers.Resolve(tokenizer); // an unknown name fails before any work
+        TorchRuntime.EnsureLoaded();
+        string source = GptCheckpoints.ExportFolder(checkpoint, dir, SafetensorsDTypes.ParsePrecision(dtype), maxShardBytes);
+        var written = PatrickStar.Data.TokenizerFolder.Write(tokenizer, null, dir);
+        Console.WriteLine($"Exported {source} to the folder {dir} ({dtype}, shards of at most {maxShardSize}); tokenizer files: " +
+                          (written.Count > 0 ? string.Join(", ", written) : $"none ({tokenizerFiles.Id} has no Hugging Face GPT-2 tokenizer files)") + ".");
+        return 0;
     }
 }

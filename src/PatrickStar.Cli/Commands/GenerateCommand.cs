@@ -18,23 +18,25 @@ public static class GenerateCommand
         var temperature = new Option<double>("--temperature") { Description = "Softmax temperature; 0 is greedy (always the most likely token).", DefaultValueFactory = _ => 1.0 };
         var topK = new Option<int>("--top-k") { Description = "Sample among the K most likely tokens only (0: off).", DefaultValueFactory = _ => 0 };
         var topP = new Option<double>("--top-p") { Description = "Sample among the most likely tokens whose probabilities sum to P (1: off).", DefaultValueFactory = _ => 1.0 };
+        var tokenizer = new DataFlags().Tokenizer;
         var seed = new Option<long>("--seed") { Description = "Seed of the sampling; the same seed gives the same text.", DefaultValueFactory = _ => 0 };
 
-        var command = new Command("generate", "Generate text with a model: GPT-2 tokenizer, temperature / top-k / top-p sampling, " +
+        var command = new Command("generate", "Generate text with a model: its folder's tokenizer (or --tokenizer, default gpt2), temperature / top-k / top-p sampling, " +
                                               "the window cropped to the model's context length; stops at <|endoftext|> or --max-tokens.");
-        foreach (var o in new Option[] { initFrom, checkpoint, heads, prompt, maxTokens, temperature, topK, topP, seed, device }) command.Options.Add(o);
+        foreach (var o in new Option[] { initFrom, checkpoint, heads, prompt, maxTokens, temperature, topK, topP, seed, device, tokenizer }) command.Options.Add(o);
         command.SetAction(r => CommandErrors.Run(() =>
         {
             var options = new SamplingOptions(r.GetValue(temperature), r.GetValue(topK), r.GetValue(topP), r.GetValue(seed));
             options.Validate();
-            var (model, dev, _) = ModelFiles.Load(r.GetValue(initFrom), r.GetValue(checkpoint), r.GetValue(heads), r.GetValue(device));
+            var (model, dev, source) = ModelFiles.Load(r.GetValue(initFrom), r.GetValue(checkpoint), r.GetValue(heads), r.GetValue(device));
             using (model)
             {
+                var textTokenizer = ModelFiles.Tokenizer(r.GetValue(tokenizer), r.GetValue(initFrom), model, source);
                 string text = r.GetValue(prompt)!;
                 var output = Console.Out;
                 output.Write(text);
                 output.Flush();
-                new TextGenerator(model, dev).Generate(Gpt2Tokenizer.Instance, text, r.GetValue(maxTokens), options, piece =>
+                new TextGenerator(model, dev).Generate(textTokenizer, text, r.GetValue(maxTokens), options, piece =>
                 {
                     output.Write(piece);
                     output.Flush();

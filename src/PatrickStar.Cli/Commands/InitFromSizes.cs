@@ -19,7 +19,8 @@ internal static class InitFromSizes
                                       $"so drop {presetSource} (sizes can still be given with --layers/--hidden/--heads/--context).");
         string configPath = HuggingFaceGpt2.ConfigPathBeside(file);
         GptConfig sizes;
-        if (File.Exists(configPath)) sizes = HuggingFaceGpt2.ReadConfigJson(configPath);
+        if (Directory.Exists(file)) sizes = HuggingFaceGpt2Folder.ReadConfig(file);
+        else if (File.Exists(configPath)) sizes = HuggingFaceGpt2.ReadConfigJson(configPath);
         else
         {
             if (!File.Exists(file)) throw new FileNotFoundException($"the --init-from file '{file}' does not exist.");

@@ -9,7 +9,7 @@ namespace PatrickStar.Cli.Commands;
 internal static class ModelFiles
 {
     public static Option<FileInfo?> InitFrom() =>
-        new("--init-from") { Description = "HF GPT-2 safetensors file (sizes from config.json beside it, else inferred from the tensors)." };
+        new("--init-from") { Description = "HF GPT-2 folder (config.json, model.safetensors or shards with the index, tokenizer files), or a safetensors file (sizes from config.json beside it, else inferred from the tensors)." };
 
     public static Option<string?> Checkpoint() =>
         new("--checkpoint") { Description = "A training checkpoint directory (or a folder of step-NNNNNNNN checkpoints: the latest) instead of --init-from." };
@@ -24,7 +24,7 @@ internal static class ModelFiles
     public static (GptModel Model, torch.Device Device, string Source) Load(FileInfo? initFrom, string? checkpoint, int? heads, string? device)
     {
         if ((initFrom is null) == (checkpoint is null))
-            throw new ArgumentException("give the model with exactly one of --init-from FILE (a safetensors file) or --checkpoint DIR (a training checkpoint).");
+            throw new ArgumentException("give the model with exactly one of --init-from PATH (an HF folder or safetensors file) or --checkpoint DIR (a training checkpoint).");
         TorchRuntime.EnsureLoaded();
         var dev = TorchRuntime.ResolveDevice(device ?? "auto");
         GptModel model = initFrom is not null ? HuggingFaceGpt2.Load(initFrom.FullName, heads) : GptCheckpoints.LoadModel(checkpoint!);
@@ -41,6 +41,17 @@ internal static class ModelFiles
         if (dev.type != DeviceType.CPU) model.to(dev);
         model.eval();
         return (model, dev, source);
+    }
+
+    /// <summary>
+    /// The tokenizer for a loaded model: --tokenizer, else an --init-from folder's own, else gpt2; refused before any work
+    /// when its ids do not fit the model's vocabulary.
+    /// </summary>
+    public static PatrickStar.Data.ITextTokenizer Tokenizer(string? spec, FileInfo? initFrom, GptModel model, string source)
+    {
+        var tokenizer = PatrickStar.Data.Tokenizers.Resolve(spec, initFrom is not null && Directory.Exists(initFrom.FullName) ? initFrom.FullName : null);
+        PatrickStar.Data.Tokenizers.EnsureFitsModel(tokenizer, model.Config.VocabSize, source);
+        return tokenizer;
     }
 
     /// <summary>A model holding NaN or infinity would print nothing or a meaningless loss: refuse it, naming the tensor.</summary>

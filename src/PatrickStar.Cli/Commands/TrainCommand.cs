@@ -65,7 +65,8 @@ public static class TrainCommand
                           "Without it, such a save directory is resumed from its newest checkpoint.",
         };
         var profile = new Option<FileInfo?>("--profile") { Description = "Chunked engine: record memory per moment, chunk events and phase times to this JSON file (see `pstar plot`)." };
-        var initFrom = new Option<FileInfo?>("--init-from") { Description = "Start from the weights of a Hugging Face GPT-2 safetensors file (config.json beside it gives the sizes, else --layers/--hidden/--heads/--context and the file's vocabulary); not with --model." };
+        var initFrom = new Option<FileInfo?>("--init-from") { Description = "Start from the weights of a Hugging Face GPT-2 folder (config.json, model.safetensors or shards, its tokenizer), or of a safetensors file (config.json beside it gives the sizes, else --layers/--hidden/--heads/--context and the file's vocabulary); not with --model." };
+        var dataFlags = new DataFlags();
 
         var command = new Command("train",
             "Train a GPT language model. Progress shows loss, tokens/s, achieved TFLOPS and memory. TFLOPS counts model FLOPs: " +
@@ -74,6 +75,7 @@ public static class TrainCommand
                      seed, evalInterval, device, threads, engine, deviceMemory, hostMemory, chunkSize, placement, dpMode, checkpointing, metrics, quiet,
                      saveDir, saveEvery, keep, resume, noResume, initFrom, profile })
             command.Options.Add(o);
+        dataFlags.AddTo(command);
 
         command.SetAction(r => CommandErrors.Run(() =>
         {
@@ -87,6 +89,7 @@ public static class TrainCommand
             if (r.GetValue(heads) is int hd) c.Model.Heads = hd;
             if (r.GetValue(context) is int ctx) c.Model.ContextLength = ctx;
             if (r.GetValue(data) is { Length: > 0 } files) c.Data.Files = files.ToList();
+            dataFlags.Apply(r, c.Data);
             if (r.GetValue(steps) is int s) c.Steps = s;
             if (r.GetValue(batch) is int b) c.MicroBatchSize = b;
             if (r.GetValue(accum) is int a) c.GradientAccumulationSteps = a;

@@ -48,4 +48,12 @@ public static class GptCheckpoints
         HuggingFaceGpt2.Export(ConfigOf(checkpoint), checkpoint.Sources(), outPath, dtype);
         return checkpoint.Directory;
     }
+
+    /// <summary>Exports a checkpoint's master weights as an HF folder (sharded at <paramref name="maxShardBytes"/>); returns the checkpoint directory used.</summary>
+    public static string ExportFolder(string checkpointPath, string dir, ScalarType dtype, long maxShardBytes)
+    {
+        using var checkpoint = CheckpointParameters.Open(checkpointPath);
+        HfFolder.Write(Gpt2HfFamily.Instance, ConfigOf(checkpoint), checkpoint.Sources(), dir, dtype, maxShardBytes);
+        return checkpoint.Directory;
+    }
 }

@@ -67,11 +67,19 @@ public sealed class GptRun : IDisposable
     public static TokenDataset LoadData(TrainingConfig config, ITextTokenizer tokenizer)
     {
         if (config.Data.Files.Count > 0)
-            return TokenDataset.FromFiles(config.Data.Files, tokenizer, config.Data.ValidationFraction);
+            return TokenDataset.FromFiles(config.Data.Files, tokenizer, config.Data.ValidationFraction, DataOptionsOf(config));
         string text = DefaultCorpus.Generate(DefaultCorpus.DefaultSeed, DefaultCorpus.DefaultLength);
         string cacheKey = Path.Combine(Path.GetTempPath(), $"pstar-builtin-corpus-{DefaultCorpus.DefaultSeed}-{DefaultCorpus.DefaultLength}.txt");
-        return TokenDataset.FromText(text, "the built-in corpus", tokenizer, config.Data.ValidationFraction, cacheKey);
+        return TokenDataset.FromText(text, "the built-in corpus", tokenizer, config.Data.ValidationFraction, cacheKey, config.Data.CacheDir);
     }
+
+    /// <summary>How the configured data files are read.</summary>
+    public static DataOptions DataOptionsOf(TrainingConfig config) =>
+        new() { TextField = config.Data.TextField, BinDType = config.Data.BinDType, CacheDir = config.Data.CacheDir };
+
+    /// <summary>The configured tokenizer (data.tokenizer; by default an --init-from folder's own, else gpt2).</summary>
+    public static ITextTokenizer TokenizerOf(TrainingConfig config, string? initFrom) =>
+        Tokenizers.Resolve(config.Data.Tokenizer, initFrom is not null && Directory.Exists(initFrom) ? initFrom : null);
 
     /// <param name="initFrom">A Hugging Face GPT-2 safetensors file whose weights the model starts from (fine-tuning).</param>
     /// <param name="resumeFrom">A checkpoint (or a save directory: its latest) to continue exactly where it stopped.</param>
@@ -119,7 +127,12 @@ public sealed class GptRun : IDisposable
 
         EnsureFits(config, modelConfig, device, comm?.Size ?? 1);
 
-        data ??= LoadData(config, Gpt2Tokenizer.Instance);
+        if (data is null)
+        {
+            var tokenizer = TokenizerOf(config, initFrom);
+            Tokenizers.EnsureFitsModel(tokenizer, modelConfig.VocabSize, initFrom ?? "model.vocab_size");
+            data = LoadData(config, tokenizer);
+        }
         if (data.VocabSize > modelConfig.VocabSize)
             throw new ConfigException($"the data's tokenizer has {data.VocabSize:N0} tokens but model.vocab_size = {modelConfig.VocabSize:N0}; use a vocab_size of at least {data.VocabSize:N0}.");
         data.EnsureFits(config.SequenceLength);

@@ -77,9 +77,20 @@ public static class HuggingFaceGpt2
     /// </summary>
     public static void Import(GptModel model, string safetensorsPath)
     {
+        if (HfFolder.IsFolder(safetensorsPath))
+        {
+            using var weights = HfFolder.OpenWeights(safetensorsPath);
+            Import(model, weights);
+            return;
+        }
         using var file = SafetensorsReader.Open(safetensorsPath);
         Import(model, file);
     }
+
+    /// <summary>Loads the weights of an HF folder (one file or shards), one tensor at a time.</summary>
+    public static void Import(GptModel model, HfWeights weights) =>
+        ImportCore(model, $"folder '{weights.Directory}'", weights.Entries.Select(e =>
+            new Offered(e.Name, e.Shape, e.DType, t => weights.ReadInto(e.Name, t), () => weights.Read(e.Name))));
 
     public static void Import(GptModel model, SafetensorsReader file) =>
         ImportCore(model, $"'{file.Path}'", file.Entries.Select(e =>
@@ -173,6 +184,19 @@ public static class HuggingFaceGpt2
     {
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
             throw new ArgumentException($"export dtype {dtype} is not supported; use fp32, bf16 or fp16.");
+        var ordered = CheckedTensors(config, sources, outPath);
+        // transformers refuses safetensors files whose metadata lacks format=pt.
+        var metadata = new Dictionary<string, string> { ["format"] = "pt" };
+        SafetensorsWriter.Save(outPath, ordered, dtype, metadata);
+        WriteConfigJson(config, ConfigPathBeside(outPath), dtype);
+    }
+
+    /// <summary>
+    /// The tensors (our parameter names, which are HF's) in the order GPT2LMHeadModel stores them; they must be exactly
+    /// the model's parameters: every mismatch is listed in one exception naming <paramref name="target"/>.
+    /// </summary>
+    public static IReadOnlyList<TensorSource> CheckedTensors(GptConfig config, IEnumerable<TensorSource> sources, string target)
+    {
         var given = new Dictionary<string, TensorSource>(StringComparer.Ordinal);
         var problems = new List<string>();
         foreach (var s in sources)
@@ -189,13 +213,9 @@ public static class HuggingFaceGpt2
         }
         foreach (var name in given.Keys) problems.Add($"unexpected '{name}': not a parameter of this GPT-2");
         if (problems.Count > 0)
-            throw new ModelFileException($"cannot export to '{outPath}': the tensors do not match GPT-2 with n_layer={config.Layers}, n_embd={config.Hidden}, " +
+            throw new ModelFileException($"cannot export to '{target}': the tensors do not match GPT-2 with n_layer={config.Layers}, n_embd={config.Hidden}, " +
                                          $"vocab_size={config.VocabSize}, n_positions={config.ContextLength}; {problems.Count} problem(s):\n  - " + string.Join("\n  - ", problems));
-
-        // transformers refuses safetensors files whose metadata lacks format=pt.
-        var metadata = new Dictionary<string, string> { ["format"] = "pt" };
-        SafetensorsWriter.Save(outPath, ordered, dtype, metadata);
-        WriteConfigJson(config, ConfigPathBeside(outPath), dtype);
+        return ordered;
     }
 
     // ---------------------------------------------------------------- config.json
@@ -211,7 +231,10 @@ public static class HuggingFaceGpt2
     };
 
     /// <summary>HF's GPT2Config for our model (atomically written).</summary>
-    public static void WriteConfigJson(GptConfig c, string path, ScalarType dtype = ScalarType.Float32)
+    public static void WriteConfigJson(GptConfig c, string path, ScalarType dtype = ScalarType.Float32) => HfFolder.WriteJson(path, ConfigJson(c, dtype));
+
+    /// <summary>HF's GPT2Config for our model.</summary>
+    public static JsonObject ConfigJson(GptConfig c, ScalarType dtype = ScalarType.Float32)
     {
         var json = new JsonObject
         {
@@ -239,22 +262,7 @@ public static class HuggingFaceGpt2
             ["eos_token_id"] = 50256,
             ["torch_dtype"] = TorchDtypeName(dtype),
         };
-        string text = json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
-        string full = Path.GetFullPath(path);
-        string temp = $"{full}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
-        try
-        {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write))
-            {
-                stream.Write(System.Text.Encoding.UTF8.GetBytes(text));
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-        }
+        return json;
     }
 
     /// <summary>Reads an HF GPT2Config, refusing settings our model cannot reproduce.</summary>
@@ -365,6 +373,7 @@ public static class HuggingFaceGpt2
     /// <summary>Builds a GptModel (fp32, CPU) with the sizes of <paramref name="safetensorsPath"/> and loads its weights.</summary>
     public static GptModel Load(string safetensorsPath, int? heads = null)
     {
+        if (HfFolder.IsFolder(safetensorsPath)) return HuggingFaceGpt2Folder.Load(safetensorsPath, heads);
         using var file = SafetensorsReader.Open(safetensorsPath);
         var config = ResolveConfig(file, heads);
         var model = new GptModel(config);

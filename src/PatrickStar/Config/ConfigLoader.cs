@@ -60,6 +60,14 @@ public static class ConfigLoader
             "Text files to train on; empty uses the built-in generated corpus."),
         NumberField("data.validation_fraction", c => c.Data.ValidationFraction, (c, v) => c.Data.ValidationFraction = v,
             "Fraction of the tokens (from the end) held out for validation, in (0, 0.5]."),
+        NullableStringField("data.tokenizer", c => c.Data.Tokenizer, (c, v) => c.Data.Tokenizer = v,
+            "gpt2, r50k, cl100k, o200k, or a folder with tokenizer.json / tokenizer.model; null: the --init-from folder's own, else gpt2."),
+        StringField("data.text_field", c => c.Data.TextField, (c, v) => c.Data.TextField = v,
+            "Field of .jsonl lines / column of .parquet files that holds the text."),
+        StringField("data.bin_dtype", c => c.Data.BinDType, (c, v) => c.Data.BinDType = v,
+            "Token id width of nanoGPT-style .bin files: uint16 or uint32."),
+        NullableStringField("data.cache_dir", c => c.Data.CacheDir, (c, v) => c.Data.CacheDir = v,
+            "Folder for token caches (never the data's folder); null: ~/.cache/pstar."),
         IntField("train_micro_batch_size_per_gpu", c => c.MicroBatchSize, (c, v) => c.MicroBatchSize = v,
             "Sequences per forward/backward pass (>= 1)."),
         IntField("gradient_accumulation_steps", c => c.GradientAccumulationSteps, (c, v) => c.GradientAccumulationSteps = v,
@@ -335,6 +343,8 @@ public static class ConfigLoader
             Require(!string.IsNullOrWhiteSpace(files[i]), $"data.files[{i}]", files[i], "a non-empty file path");
         Require(c.Data.ValidationFraction > 0 && c.Data.ValidationFraction <= 0.5, "data.validation_fraction",
             c.Data.ValidationFraction, "in (0, 0.5]");
+        Require(c.Data.BinDType is "uint16" or "uint32", "data.bin_dtype", c.Data.BinDType, "uint16 or uint32");
+        Require(!string.IsNullOrWhiteSpace(c.Data.TextField), "data.text_field", c.Data.TextField, "a non-empty field name");
 
         Require(c.MicroBatchSize >= 1, "train_micro_batch_size_per_gpu", c.MicroBatchSize, ">= 1");
         Require(c.GradientAccumulationSteps >= 1, "gradient_accumulation_steps", c.GradientAccumulationSteps, ">= 1");

@@ -52,6 +52,14 @@ public sealed class DataSection
     public List<string> Files { get; set; } = new();
     /// <summary>Fraction of the tokens (taken from the end) held out for validation.</summary>
     public double ValidationFraction { get; set; } = 0.1;
+    /// <summary>gpt2, r50k, cl100k, o200k or a tokenizer folder; null: the --init-from folder's own tokenizer, else gpt2.</summary>
+    public string? Tokenizer { get; set; }
+    /// <summary>The jsonl field / parquet column holding the text.</summary>
+    public string TextField { get; set; } = "text";
+    /// <summary>Token id width of .bin files: uint16 or uint32.</summary>
+    public string BinDType { get; set; } = "uint16";
+    /// <summary>Cache folder for token caches; null: ~/.cache/pstar (or $XDG_CACHE_HOME/pstar).</summary>
+    public string? CacheDir { get; set; }
 }
 
 public enum OptimizerType { AdamW, Adam }

@@ -28,6 +28,9 @@ public sealed class Gpt2Tokenizer : ITextTokenizer
     /// <summary>The tokenizer is immutable and thread-safe; its vocabulary is loaded once.</summary>
     public static Gpt2Tokenizer Instance => Shared.Value;
 
+    /// <summary>The library's tokenizer, for writing GPT-2's tokenizer files.</summary>
+    public TiktokenTokenizer Inner => tokenizer;
+
     public string Id => "gpt2-bpe";
     public int VocabSize => 50257;
     public int EndOfText => 50256;

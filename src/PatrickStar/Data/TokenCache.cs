@@ -4,10 +4,10 @@ using System.Text;
 namespace PatrickStar.Data;
 
 /// <summary>
-/// Token files cached next to their source: "corpus.txt" gets "corpus.txt.gpt2-bpe.tokens", whose
-/// header records the SHA-256 of the text it came from. A cache whose hash, tokenizer or length
-/// does not match is ignored and rewritten, so an edited source is never served stale tokens.
-/// When the source's folder is read-only the cache goes to ~/.cache/pstar/tokens instead.
+/// Token files cached under the cache folder (never beside the data, whose folder may be read-only or shared):
+/// "corpus.txt" gets CACHE/tokens/corpus.txt.HASH-OF-ITS-PATH.gpt2-bpe.tokens, whose header records the SHA-256 of
+/// the text it came from. A cache whose hash, tokenizer or length does not match is ignored and rewritten, so an
+/// edited source is never served stale tokens. A cache that cannot be written is skipped: the run goes on.
 /// </summary>
 public static class TokenCache
 {
@@ -18,26 +18,22 @@ public static class TokenCache
 
     /// <summary>Tokens of a text, from the cache when it matches, else encoded and cached.</summary>
     /// <param name="hash">The SHA-256 of the text (<see cref="Sha256"/>, or <see cref="TextFile.Hash"/> for a file).</param>
-    public static int[] GetOrEncode(string cacheKeyPath, string hash, ITextTokenizer tokenizer, Func<int[]> encode)
+    /// <param name="tokenizationId">The tokenizer's id, plus anything else that changes the tokens (a jsonl field).</param>
+    public static int[] GetOrEncode(string cacheKeyPath, string hash, string tokenizationId, string cacheDir, Func<int[]> encode)
     {
-        foreach (var candidate in CandidatePaths(cacheKeyPath, tokenizer))
-        {
-            var cached = TryRead(candidate, hash, tokenizer.Id);
-            if (cached is not null) return cached;
-        }
+        string path = CachePath(cacheKeyPath, tokenizationId, cacheDir);
+        var cached = TryRead(path, hash, tokenizationId);
+        if (cached is not null) return cached;
         int[] tokens = encode();
-        foreach (var candidate in CandidatePaths(cacheKeyPath, tokenizer))
-            if (TryWrite(candidate, hash, tokenizer.Id, tokens)) break;
+        TryWrite(path, hash, tokenizationId, tokens);
         return tokens;
     }
 
-    internal static IEnumerable<string> CandidatePaths(string source, ITextTokenizer tokenizer)
+    /// <summary>Where the tokens of <paramref name="source"/> are cached.</summary>
+    public static string CachePath(string source, string tokenizationId, string cacheDir)
     {
-        yield return $"{source}.{tokenizer.Id}.tokens";
-        string home = Environment.GetEnvironmentVariable("XDG_CACHE_HOME")
-                      ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
         string keyed = Sha256(Encoding.UTF8.GetBytes(Path.GetFullPath(source)))[..16];
-        yield return Path.Combine(home, "pstar", "tokens", $"{Path.GetFileName(source)}.{keyed}.{tokenizer.Id}.tokens");
+        return Path.Combine(cacheDir, "tokens", $"{Path.GetFileName(source)}.{keyed}.{tokenizationId}.tokens");
     }
 
     private static int[]? TryRead(string path, string hash, string tokenizerId)

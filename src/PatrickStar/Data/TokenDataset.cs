@@ -39,29 +39,34 @@ public sealed class TokenDataset
     /// <summary>Tokens of one split, read-only.</summary>
     public ReadOnlySpan<int> Tokens(Split split) => split == Split.Train ? train : validation;
 
-    /// <summary>Tokenizes text files (cached next to each file); directories contribute their *.txt files.</summary>
-    public static TokenDataset FromFiles(IReadOnlyList<string> paths, ITextTokenizer tokenizer, double validationFraction)
+    /// <summary>
+    /// Tokenizes data files (.txt, .jsonl, .parquet; token caches under the cache folder) and reads pre-tokenized .bin
+    /// files; folders contribute their data files, and the others they hold are named in a warning.
+    /// </summary>
+    public static TokenDataset FromFiles(IReadOnlyList<string> paths, ITextTokenizer tokenizer, double validationFraction, DataOptions? options = null)
     {
-        var files = DataFiles.Resolve(paths);
+        options ??= new DataOptions();
+        var files = DataFiles.Resolve(paths, options);
         var parts = new List<(int[] Train, int[] Val)>();
         foreach (var file in files)
         {
-            // Read in blocks, twice at most (hash, then tokens on a cache miss): files may be larger than memory allows at once.
-            int[] tokens = TokenCache.GetOrEncode(file, TextFile.Hash(file), tokenizer, () => TextFile.Encode(file, tokenizer));
-            parts.Add(SplitTokens(tokens, validationFraction, tokenizer.EndOfText));
+            // A .bin file already separates its documents; text gets the end-of-text token after each file.
+            bool bin = DataFiles.Is(file, ".bin");
+            int[] tokens = bin ? TokenBin.Read(file, options.BinDType, tokenizer.VocabSize) : DocumentFiles.Tokens(file, tokenizer, options);
+            parts.Add(SplitTokens(tokens, validationFraction, bin ? -1 : tokenizer.EndOfText));
         }
         string what = files.Count == 1 ? files[0] : $"{files.Count} files";
         return Combine(parts, tokenizer.VocabSize, what);
     }
 
     /// <summary>A dataset from text held in memory (the built-in corpus); cached under the given key path.</summary>
-    public static TokenDataset FromText(string text, string name, ITextTokenizer tokenizer, double validationFraction, string? cacheKeyPath = null)
+    public static TokenDataset FromText(string text, string name, ITextTokenizer tokenizer, double validationFraction, string? cacheKeyPath = null, string? cacheDir = null)
     {
         if (string.IsNullOrWhiteSpace(text)) throw new DataException($"the text '{name}' is empty.");
         byte[] content = Encoding.UTF8.GetBytes(text);
         int[] tokens = cacheKeyPath is null
             ? TextFile.EncodeText(text, tokenizer)
-            : TokenCache.GetOrEncode(cacheKeyPath, TokenCache.Sha256(content), tokenizer, () => TextFile.EncodeText(text, tokenizer));
+            : TokenCache.GetOrEncode(cacheKeyPath, TokenCache.Sha256(content), tokenizer.Id, cacheDir ?? DataOptions.DefaultCacheDir(), () => TextFile.EncodeText(text, tokenizer));
         return Combine(new List<(int[], int[])> { SplitTokens(tokens, validationFraction, tokenizer.EndOfText) }, tokenizer.VocabSize, name);
     }
 
@@ -133,29 +138,6 @@ public sealed class TokenDataset
             return (di, dt);
         }
         return (input, target);
-    }
-}
-
-/// <summary>Finds the text files behind the paths a user gave.</summary>
-public static class DataFiles
-{
-    public static IReadOnlyList<string> Resolve(IReadOnlyList<string> paths)
-    {
-        if (paths.Count == 0) throw new DataException("no data files were given.");
-        var files = new List<string>();
-        foreach (var path in paths)
-        {
-            if (File.Exists(path)) files.Add(path);
-            else if (Directory.Exists(path))
-            {
-                var texts = Directory.EnumerateFiles(path, "*.txt", SearchOption.AllDirectories).Order(StringComparer.Ordinal).ToList();
-                if (texts.Count == 0)
-                    throw new DataException($"directory '{path}' contains no *.txt files; point --data at text files or a folder that has some.");
-                files.AddRange(texts);
-            }
-            else throw new DataException($"data file '{path}' does not exist (working directory: {Environment.CurrentDirectory}).");
-        }
-        return files;
     }
 }
 

@@ -62,7 +62,7 @@ public class CliTests
         using var dir = new TempDir();
         string sub = Path.Combine(dir.Path, "images");
         Directory.CreateDirectory(sub);
-        AssertRefused(dir, "contains no *.txt files", "train", "--data", sub);
+        AssertRefused(dir, "contains no data files", "train", "--data", sub);
     }
 
     [Fact]

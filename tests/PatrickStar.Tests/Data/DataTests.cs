@@ -87,21 +87,25 @@ public class TokenDatasetTests
     }
 
     [Fact]
-    public void TokensAreCachedNextToTheSourceAndRefreshedWhenItChanges()
+    public void TokensAreCachedUnderTheCacheFolderAndRefreshedWhenTheSourceChanges()
     {
         using var dir = new TempDir();
-        string file = dir.File("a.txt", string.Concat(Enumerable.Repeat("One small sentence about a cat.\n", 50)));
-        var first = TokenDataset.FromFiles(new[] { file }, Gpt2Tokenizer.Instance, 0.1);
-        string cache = file + ".gpt2-bpe.tokens";
+        Directory.CreateDirectory(Path.Combine(dir.Path, "data"));
+        string file = dir.File("data/a.txt", string.Concat(Enumerable.Repeat("One small sentence about a cat.\n", 50)));
+        var options = new DataOptions { CacheDir = Path.Combine(dir.Path, "cache") };
+        var first = TokenDataset.FromFiles(new[] { file }, Gpt2Tokenizer.Instance, 0.1, options);
+        string cache = TokenCache.CachePath(file, Gpt2Tokenizer.Instance.Id, options.ResolvedCacheDir);
         Assert.True(File.Exists(cache));
+        Assert.StartsWith(Path.Combine(dir.Path, "cache", "tokens"), cache);
+        Assert.Equal(new[] { file }, Directory.GetFiles(Path.Combine(dir.Path, "data"))); // nothing written beside the data
         var stamp = File.GetLastWriteTimeUtc(cache);
 
-        var again = TokenDataset.FromFiles(new[] { file }, Gpt2Tokenizer.Instance, 0.1);
+        var again = TokenDataset.FromFiles(new[] { file }, Gpt2Tokenizer.Instance, 0.1, options);
         Assert.Equal(first.Tokens(Split.Train).ToArray(), again.Tokens(Split.Train).ToArray());
         Assert.Equal(stamp, File.GetLastWriteTimeUtc(cache)); // re-used, not rewritten
 
         File.WriteAllText(file, string.Concat(Enumerable.Repeat("A different sentence about a dog.\n", 50)));
-        var changed = TokenDataset.FromFiles(new[] { file }, Gpt2Tokenizer.Instance, 0.1);
+        var changed = TokenDataset.FromFiles(new[] { file }, Gpt2Tokenizer.Instance, 0.1, options);
         Assert.NotEqual(first.Tokens(Split.Train).ToArray(), changed.Tokens(Split.Train).ToArray());
         Assert.Equal(Gpt2Tokenizer.Instance.Encode("A different sentence about a dog.\n").First(), changed.Tokens(Split.Train)[0]);
     }
@@ -120,7 +124,7 @@ public class TokenDatasetTests
         Directory.CreateDirectory(sub);
         File.WriteAllText(Path.Combine(sub, "notes.md"), "not a txt");
         var noText = Assert.Throws<DataException>(() => TokenDataset.FromFiles(new[] { sub }, Gpt2Tokenizer.Instance, 0.1));
-        Assert.Contains("contains no *.txt files", noText.Message);
+        Assert.Contains("contains no data files (*.txt, *.jsonl, *.parquet, *.bin)", noText.Message);
 
         File.WriteAllBytes(dir.File("bin.txt"), new byte[] { 0x41, 0xff, 0xfe, 0x42 });
         var binary = Assert.Throws<DataException>(() => TokenDataset.FromFiles(new[] { dir.File("bin.txt") }, Gpt2Tokenizer.Instance, 0.1));
