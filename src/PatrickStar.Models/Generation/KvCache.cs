@@ -6,7 +6,7 @@ namespace PatrickStar.Models.Generation;
 /// A language model that can continue a sequence from a key/value cache: generation then runs each new token
 /// through the model once instead of re-running the whole window.
 /// </summary>
-public interface ICausalLm
+public interface ICausalLm : IDisposable
 {
     int VocabSize { get; }
 
