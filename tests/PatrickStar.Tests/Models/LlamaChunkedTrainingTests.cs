@@ -68,6 +68,12 @@ public class LlamaChunkedTrainingTests
         var roomy = Train(Config("chunked", 1L << 30), 1);
         var measured = (ChunkedEngine)roomy.Engine;
         long peakNonModel = Math.Max(measured.Trace.PeakNonModel, measured.PeakNonModelObserved);
+        // The estimator lays out the same chunks from the sizes alone, and its non-model figure covers what the engine measured.
+        var estimatedLayout = PatrickStar.Chunks.ChunkLayout.Pack(PatrickStar.Models.Estimation.LlamaEstimates.Parameters(Sizes), ChunkElements);
+        Assert.Equal(estimatedLayout.UsedPerChunk, measured.Layout.UsedPerChunk);
+        long estimatedNonModel = PatrickStar.Models.Estimation.LlamaEstimates.Phases(Sizes, Precision.Fp32, 2, 16, false).Max(p => p.Bytes);
+        output.WriteLine($"estimated non-model peak {estimatedNonModel:N0} B, measured {peakNonModel:N0} B");
+        Assert.InRange(estimatedNonModel, peakNonModel, 3 * peakNonModel);
         roomy.Engine.Dispose();
         long budget = 2 * peakNonModel + 2 * ChunkElements * 4;
         output.WriteLine($"peak non-model {peakNonModel:N0} B, budget {budget:N0} B");
