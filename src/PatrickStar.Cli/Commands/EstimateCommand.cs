@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using PatrickStar.Config;
 using PatrickStar.Models.Estimation;
+using PatrickStar.Models;
 using PatrickStar.Models.Gpt;
 using PatrickStar.Profiling;
 using PatrickStar.Runtime;
@@ -73,17 +74,17 @@ public static class EstimateCommand
             if (r.GetValue(placement) is string pl) c.Chunks.Placement = pl == "static" ? ChunkPlacement.Static : ChunkPlacement.Dynamic;
             if (r.GetValue(dpMode) is string dp) c.Distributed.Mode = dp == "broadcast" ? DataParallelMode.Broadcast : DataParallelMode.Gather;
             // The preset's context caps the default sequence, as an explicit --seq is checked against it.
-            var sizes = ModelZoo.Resolve(c.Model.Preset, c.Model.VocabSize, c.Model.ContextLength, c.Model.Layers, c.Model.Hidden, c.Model.Heads, null);
+            var sizes = ModelFamilies.Resolve(c.Model).Sizes;
             c.SequenceLength = r.GetValue(seq) ?? (cfgFile is null ? Math.Min(c.SequenceLength, sizes.ContextLength) : c.SequenceLength);
             ConfigLoader.Validate(c);
-            sizes = GptRun.ResolveModel(c);
+            var choice = GptRun.ResolveChoice(c);
 
             var target = TorchRuntime.ResolveDevice(c.Device);
             var (deviceBudget, hostBudget) = EstimateBudgets.For(c, target);
             if (EstimateBudgets.BeyondPhysicalMemory(deviceBudget, hostBudget, target.type == TorchSharp.DeviceType.CPU, c.Engine == "chunked",
                     MemoryMeter.PhysicalMemory()) is string impossible)
                 throw new ConfigException(impossible);
-            var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(c, sizes, deviceBudget, hostBudget, r.GetValue(ranks) ?? 1));
+            var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(c, choice, deviceBudget, hostBudget, r.GetValue(ranks) ?? 1));
             if (r.GetValue(json)) Console.WriteLine(ToJson(estimate));
             else Print(estimate, c.Model.Preset);
             return estimate.Fits ? 0 : DoesNotFit;

@@ -42,18 +42,18 @@ public static class EvalCommand
             var (model, dev, source) = ModelFiles.Load(init, r.GetValue(checkpoint), r.GetValue(heads), r.GetValue(device));
             using (model)
             {
-                Tokenizers.EnsureFitsModel(tokenizer, model.Config.VocabSize, source);
+                Tokenizers.EnsureFitsModel(tokenizer, model.VocabSize, source);
                 var tokens = dataset.Tokens(Split.Train);
-                int vocab = model.Config.VocabSize;
+                int vocab = model.VocabSize;
                 foreach (int t in tokens)
                     if (t >= vocab)
                         throw new DataException($"the data has token id {t}, outside the model's vocabulary of {vocab:N0} (vocab_size of {source}); " +
                                                 $"the model was not trained with tokenizer {tokenizer.Id}: give its own with --tokenizer.");
-                int context = model.Config.ContextLength;
+                int context = model.ContextLength;
                 int s = r.GetValue(seq) ?? Math.Min(context, Math.Max(1, tokens.Length - 1));
                 if (s > context)
                     throw new ArgumentException($"--seq {s} exceeds the model's context length n_positions = {context}; use --seq {context} or less.");
-                var result = SequentialEvaluation.Run(model, tokens, r.GetValue(batch), s, dev, r.GetValue(maxBatches));
+                var result = SequentialEvaluation.Run(model.Network, tokens, r.GetValue(batch), s, dev, r.GetValue(maxBatches));
                 if (r.GetValue(json))
                 {
                     Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>

@@ -23,8 +23,8 @@ public static class ExportCommand
         var dtype = new Option<string>("--dtype") { Description = "Precision of the exported weights.", DefaultValueFactory = _ => "fp32" };
         dtype.AcceptOnlyFromAmong("fp32", "bf16", "fp16");
 
-        var command = new Command("export", "Export a training checkpoint as Hugging Face GPT-2 weights (model.safetensors + config.json), " +
-                                            "loadable by transformers' GPT2LMHeadModel.from_pretrained(folder).");
+        var command = new Command("export", "Export a training checkpoint as Hugging Face weights (model.safetensors + config.json), " +
+                                            "loadable by transformers' GPT2LMHeadModel or, for a LLaMA, LlamaForCausalLM .from_pretrained(folder).");
         command.Arguments.Add(checkpoint);
         command.Options.Add(output);
         command.Options.Add(dtype);
@@ -39,7 +39,7 @@ public static class ExportCommand
             OutputPaths.EnsureWritableFile(HuggingFaceGpt2.ConfigPathBeside(outFile.FullName), "config.json beside the --out file");
             TorchRuntime.EnsureLoaded();
             var type = SafetensorsDTypes.ParsePrecision(r.GetValue(dtype)!);
-            string dir = GptCheckpoints.Export(r.GetValue(checkpoint)!, outFile.FullName, type);
+            string dir = PatrickStar.Models.CausalLmCheckpoints.Export(r.GetValue(checkpoint)!, outFile.FullName, type);
             Console.WriteLine($"Exported {dir} to {outFile.FullName} ({r.GetValue(dtype)}) with {HuggingFaceGpt2.ConfigPathBeside(outFile.FullName)}.");
             return 0;
         }));

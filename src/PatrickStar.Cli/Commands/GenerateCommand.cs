@@ -20,10 +20,11 @@ public static class GenerateCommand
         var topP = new Option<double>("--top-p") { Description = "Sample among the most likely tokens whose probabilities sum to P (1: off).", DefaultValueFactory = _ => 1.0 };
         var tokenizer = new DataFlags().Tokenizer;
         var seed = new Option<long>("--seed") { Description = "Seed of the sampling; the same seed gives the same text.", DefaultValueFactory = _ => 0 };
+        var noCache = new Option<bool>("--no-cache") { Description = "Re-run the whole window for every token instead of using the key/value cache (same tokens, slower; for comparison)." };
 
-        var command = new Command("generate", "Generate text with a model: its folder's tokenizer (or --tokenizer, default gpt2), temperature / top-k / top-p sampling, " +
-                                              "the window cropped to the model's context length; stops at <|endoftext|> or --max-tokens.");
-        foreach (var o in new Option[] { initFrom, checkpoint, heads, prompt, maxTokens, temperature, topK, topP, seed, device, tokenizer }) command.Options.Add(o);
+        var command = new Command("generate", "Generate text with a model (GPT or LLaMA): its folder's tokenizer (or --tokenizer, default gpt2), temperature / top-k / top-p sampling, " +
+                                              "a key/value cache, the window cropped to the model's context length; stops at <|endoftext|> or --max-tokens.");
+        foreach (var o in new Option[] { initFrom, checkpoint, heads, prompt, maxTokens, temperature, topK, topP, seed, noCache, device, tokenizer }) command.Options.Add(o);
         command.SetAction(r => CommandErrors.Run(() =>
         {
             var options = new SamplingOptions(r.GetValue(temperature), r.GetValue(topK), r.GetValue(topP), r.GetValue(seed));
@@ -36,7 +37,7 @@ public static class GenerateCommand
                 var output = Console.Out;
                 output.Write(text);
                 output.Flush();
-                new TextGenerator(model, dev).Generate(textTokenizer, text, r.GetValue(maxTokens), options, piece =>
+                new TextGenerator(model, dev, useCache: !r.GetValue(noCache)).Generate(textTokenizer, text, r.GetValue(maxTokens), options, piece =>
                 {
                     output.Write(piece);
                     output.Flush();

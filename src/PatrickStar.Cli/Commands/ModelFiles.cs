@@ -1,4 +1,6 @@
 using System.CommandLine;
+using PatrickStar.Models;
+using PatrickStar.Models.Generation;
 using PatrickStar.Models.Gpt;
 using PatrickStar.Runtime;
 using TorchSharp;
@@ -21,25 +23,25 @@ internal static class ModelFiles
         new("--device") { Description = "auto, cpu, cuda or cuda:N (default auto)." };
 
     /// <summary>Loads the model from a weights file or a checkpoint and moves it to the device, in eval mode.</summary>
-    public static (GptModel Model, torch.Device Device, string Source) Load(FileInfo? initFrom, string? checkpoint, int? heads, string? device)
+    public static (ICausalLm Model, torch.Device Device, string Source) Load(FileInfo? initFrom, string? checkpoint, int? heads, string? device)
     {
         if ((initFrom is null) == (checkpoint is null))
             throw new ArgumentException("give the model with exactly one of --init-from PATH (an HF folder or safetensors file) or --checkpoint DIR (a training checkpoint).");
         TorchRuntime.EnsureLoaded();
         var dev = TorchRuntime.ResolveDevice(device ?? "auto");
-        GptModel model = initFrom is not null ? HuggingFaceGpt2.Load(initFrom.FullName, heads) : GptCheckpoints.LoadModel(checkpoint!);
+        ICausalLm model = initFrom is not null ? HuggingFaceGpt2.Load(initFrom.FullName, heads) : CausalLmCheckpoints.LoadModel(checkpoint!);
         string source = initFrom?.FullName ?? checkpoint!;
         try
         {
-            RefuseNonFinite(model, source);
+            RefuseNonFinite(model.Network, source);
         }
         catch
         {
             model.Dispose();
             throw;
         }
-        if (dev.type != DeviceType.CPU) model.to(dev);
-        model.eval();
+        if (dev.type != DeviceType.CPU) model.Network.to(dev);
+        model.Network.eval();
         return (model, dev, source);
     }
 
@@ -47,15 +49,15 @@ internal static class ModelFiles
     /// The tokenizer for a loaded model: --tokenizer, else an --init-from folder's own, else gpt2; refused before any work
     /// when its ids do not fit the model's vocabulary.
     /// </summary>
-    public static PatrickStar.Data.ITextTokenizer Tokenizer(string? spec, FileInfo? initFrom, GptModel model, string source)
+    public static PatrickStar.Data.ITextTokenizer Tokenizer(string? spec, FileInfo? initFrom, ICausalLm model, string source)
     {
         var tokenizer = PatrickStar.Data.Tokenizers.Resolve(spec, initFrom is not null && Directory.Exists(initFrom.FullName) ? initFrom.FullName : null);
-        PatrickStar.Data.Tokenizers.EnsureFitsModel(tokenizer, model.Config.VocabSize, source);
+        PatrickStar.Data.Tokenizers.EnsureFitsModel(tokenizer, model.VocabSize, source);
         return tokenizer;
     }
 
     /// <summary>A model holding NaN or infinity would print nothing or a meaningless loss: refuse it, naming the tensor.</summary>
-    private static void RefuseNonFinite(GptModel model, string source)
+    private static void RefuseNonFinite(torch.nn.Module<torch.Tensor, torch.Tensor> model, string source)
     {
         foreach (var (name, p) in model.named_parameters())
         {

@@ -25,8 +25,14 @@ public static class ModelsCommand
                 table.AddRow(p.Name, $"{m.Layers}", $"{m.Hidden}", $"{m.Heads}", $"{m.ContextLength}",
                     $"{m.ParameterCount:N0}", Bytes.Format(m.ModelDataBytes), CommandErrors.Esc(p.Description));
             }
+            foreach (var p in PatrickStar.Models.Llama.LlamaZoo.Presets)
+            {
+                var m = p.Config;
+                table.AddRow(p.Name, $"{m.Layers}", $"{m.Hidden}", $"{m.Heads} ({m.KvHeads} kv)", $"{m.ContextLength}",
+                    $"{m.ParameterCount:N0}", Bytes.Format(m.ParameterCount * 16), CommandErrors.Esc(p.Description));
+            }
             AnsiConsole.Write(table);
-            AnsiConsole.MarkupLine($"[grey]All presets use GPT-2's vocabulary of {GptConfig.Gpt2VocabSize:N0} tokens. Sizes can be overridden: pstar train --model gpt2 --layers 6.[/]");
+            AnsiConsole.MarkupLine($"[grey]The GPT presets and llama-tiny use GPT-2's vocabulary of {GptConfig.Gpt2VocabSize:N0} tokens. Sizes can be overridden: pstar train --model gpt2 --layers 6.[/]");
             return 0;
         }));
         return command;

@@ -143,7 +143,7 @@ public static class TrainCommand
         var recorder = new ProfileRecorder();
         var m = run.ModelConfig;
         ((PatrickStar.Engine.ChunkedEngine)run.Engine).AttachProfiler(recorder,
-            $"GPT {m.Layers} layers, hidden {m.Hidden}, {m.Heads} heads, vocab {m.VocabSize}, {m.ParameterCount:N0} parameters; " +
+            $"{(run.Choice.IsLlama ? "LLaMA" : "GPT")} {m.Layers} layers, hidden {m.Hidden}, {m.Heads} heads, vocab {m.VocabSize}, {run.Choice.ParameterCount:N0} parameters; " +
             $"batch {run.Config.MicroBatchSize} x seq {run.Config.SequenceLength}, {PrecisionNames.Name(run.Config.Precision)}");
         run.Trainer.StepCompleted += s => recorder.Step(s.Step, s.Loss, s.ValidationLoss, s.StepSeconds * 1000, run.Config.TokensPerStep);
         return recorder;

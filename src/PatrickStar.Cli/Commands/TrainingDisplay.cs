@@ -31,7 +31,7 @@ public sealed class TrainingDisplay
         var c = run.Config;
         var m = run.ModelConfig;
         AnsiConsole.MarkupLine(
-            $"[bold]Training[/] {CommandErrors.Esc(c.Model.Preset ?? "custom GPT")}: {m.ParameterCount:N0} parameters " +
+            $"[bold]Training[/] {CommandErrors.Esc(c.Model.Preset ?? "custom GPT")}: {run.Choice.ParameterCount:N0} parameters " +
             $"({m.Layers} layers, hidden {m.Hidden}, {m.Heads} heads, context {m.ContextLength}) on {run.Device}, " +
             $"{PrecisionNames.Name(c.Precision)}, {run.Engine.Name} engine");
         AnsiConsole.MarkupLine(

@@ -24,9 +24,13 @@ public sealed record EstimateRequest(
     string Engine = "chunked",
     ChunkPlacement Placement = ChunkPlacement.Dynamic,
     long? ChunkSize = null,
-    DataParallelMode DataParallel = DataParallelMode.Gather)
+    DataParallelMode DataParallel = DataParallelMode.Gather,
+    PatrickStar.Models.Llama.LlamaConfig? Llama = null)
 {
     public bool Chunked => Engine == "chunked";
+
+    /// <summary>The model's parameters: the LLaMA's when <see cref="Llama"/> is set (<see cref="Model"/> then holds its shared sizes).</summary>
+    public long ParameterCount => Llama?.ParameterCount ?? Model.ParameterCount;
 }
 
 /// <summary>One kind of model data: its bytes per rank and the tier it lives on.</summary>

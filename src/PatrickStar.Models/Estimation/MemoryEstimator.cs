@@ -30,14 +30,19 @@ public static class MemoryEstimator
 
     /// <summary>The estimate for a training config with the given budgets (see <see cref="EstimateBudgets.For"/> for the engine's defaults).</summary>
     public static EstimateRequest RequestFor(TrainingConfig config, GptConfig model, long? deviceMemory, long hostMemory, int ranks = 1) =>
-        new(model, config.Precision, config.MicroBatchSize, config.SequenceLength, config.ActivationCheckpointing,
+        RequestFor(config, new ModelChoice(model, null), deviceMemory, hostMemory, ranks);
+
+    /// <summary>As above, for either family.</summary>
+    public static EstimateRequest RequestFor(TrainingConfig config, ModelChoice model, long? deviceMemory, long hostMemory, int ranks = 1) =>
+        new(model.Sizes, config.Precision, config.MicroBatchSize, config.SequenceLength, config.ActivationCheckpointing,
             config.GradientAccumulationSteps, deviceMemory, hostMemory, ranks, config.Engine, config.Chunks.Placement, config.Chunks.ChunkSize,
-            config.Distributed.Mode);
+            config.Distributed.Mode, model.Llama);
 
     /// <param name="suggestKnobs">When the run does not fit, try knobs and their combinations (re-running the estimate) and report those that help.</param>
     public static MemoryEstimate Estimate(EstimateRequest r, bool suggestKnobs = true)
     {
         r.Model.Validate();
+        r.Llama?.Validate();
         if (r.MicroBatch < 1 || r.Sequence < 1 || r.GradientAccumulation < 1 || r.Ranks < 1)
             throw new ArgumentException("micro-batch, sequence, gradient accumulation and ranks must each be at least 1.");
         if (r.Sequence > r.Model.ContextLength)
@@ -54,13 +59,17 @@ public static class MemoryEstimator
     public static ActivationEstimate Activations(GptConfig c, Precision precision, long batch, long seq, bool checkpointing, bool chunked) =>
         ActivationModel.Activations(c, precision, batch, seq, checkpointing, chunked);
 
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(GptConfig, long?, long?, int), ChunkLayout> Layouts = new();
+    private static ActivationEstimate Activations(EstimateRequest r, bool chunked) => r.Llama is { } llama
+        ? LlamaEstimates.Activations(llama, r.Precision, r.MicroBatch, r.Sequence, r.Checkpointing, chunked)
+        : Activations(r.Model, r.Precision, r.MicroBatch, r.Sequence, r.Checkpointing, chunked);
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(object, long?, long?, int), ChunkLayout> Layouts = new();
 
     private static MemoryEstimate EstimatePlain(EstimateRequest r)
     {
         // PlainEngine: the parameters and their autograd gradients in the compute precision; bf16 adds fp32
         // masters and fp32 gradient accumulators; Adam's moments are fp32. Data parallel would replicate all of it.
-        long p = r.Model.ParameterCount;
+        long p = r.ParameterCount;
         int e = ActivationModel.ParameterBytes(r.Precision);
         var items = new List<ModelDataItem>
         {
@@ -74,7 +83,7 @@ public static class MemoryEstimator
         }
         items.Add(new("momentum", p * 4, "device"));
         items.Add(new("variance", p * 4, "device"));
-        var act = Activations(r.Model, r.Precision, r.MicroBatch, r.Sequence, r.Checkpointing, chunked: false);
+        var act = Activations(r, chunked: false);
         long model = items.Sum(i => i.Bytes);
         var tiers = new List<TierDemand>
         {
@@ -85,12 +94,12 @@ public static class MemoryEstimator
 
     private static MemoryEstimate EstimateChunked(EstimateRequest r)
     {
-        var specs = GptParameterSpecs.List(r.Model);
+        var specs = r.Llama is { } llama ? LlamaEstimates.Parameters(llama) : GptParameterSpecs.List(r.Model);
         // As the engine does: the layout is searched (or packed) for one rank, then padded with empty chunks to a
         // multiple of the ranks, each of which owns an equal share of the chunk indices.
         // The search takes seconds for the largest presets and the knobs re-run it: keep the layouts found.
         int e = ActivationModel.ParameterBytes(r.Precision);
-        var layout = Layouts.GetOrAdd((r.Model, r.ChunkSize, r.DeviceMemory, e), _ =>
+        var layout = Layouts.GetOrAdd(((object?)r.Llama ?? r.Model, r.ChunkSize, r.DeviceMemory, e), _ =>
             r.ChunkSize is long size ? ChunkLayout.Pack(specs, size) : ChunkSizeSearch.ForDevice(specs, r.DeviceMemory, e));
         long perRankChunks = (layout.ChunkCount + r.Ranks - 1) / r.Ranks;
         long elements = perRankChunks * layout.ChunkSize;
@@ -108,7 +117,8 @@ public static class MemoryEstimator
         // Each module's working set: the chunks holding its parameters (with N ranks gathering, every such chunk's whole
         // communication group comes to the device; broadcasting brings the chunk alone).
         int group = r.DataParallel == DataParallelMode.Gather ? r.Ranks : 1;
-        var workingSets = GptParameterSpecs.Modules(r.Model).ToDictionary(m => m.Name,
+        var modules = r.Llama is { } l ? LlamaEstimates.Modules(l) : GptParameterSpecs.Modules(r.Model);
+        var workingSets = modules.ToDictionary(m => m.Name,
             m => m.Parameters.Select(n => layout[n].Chunk / group).Distinct().Count() * group * paramChunk);
         var (workingModule, workingSet) = workingSets.MaxBy(kv => kv.Value);
 
@@ -118,12 +128,14 @@ public static class MemoryEstimator
         // Pinned parameters stay on the device; with N ranks a remote group is gathered beside them while in use.
         long ChunksWith(string? module) =>
             pinned ? paramBytes + (r.Ranks > 1 ? (r.Ranks - 1) * paramChunk : 0) : module is null ? workingSet : workingSets[module];
-        var phases = ActivationModel.Phases(r.Model, r.Precision, r.MicroBatch, r.Sequence, r.Checkpointing);
+        var phases = r.Llama is { } lp
+            ? LlamaEstimates.Phases(lp, r.Precision, r.MicroBatch, r.Sequence, r.Checkpointing)
+            : ActivationModel.Phases(r.Model, r.Precision, r.MicroBatch, r.Sequence, r.Checkpointing);
         var binding = phases.MaxBy(p => p.Bytes + ChunksWith(p.NextModule))!;
         long deviceChunks = ChunksWith(binding.NextModule);
         long modelled = binding.Bytes + deviceChunks + comm;
         long margin = (long)(modelled * SafetyMargin);
-        var act = new ActivationEstimate(ActivationModel.Activations(r.Model, r.Precision, r.MicroBatch, r.Sequence, r.Checkpointing, chunked: true).Saved,
+        var act = new ActivationEstimate(Activations(r, chunked: true).Saved,
             phases.Max(p => p.Bytes), phases.MaxBy(p => p.Bytes)!.Name);
 
         long model = items.Sum(i => i.Bytes);
@@ -137,7 +149,7 @@ public static class MemoryEstimator
             // so the host must hold all the chunks of this rank.
             new("host", model, r.HostMemory, $"every chunk list of this rank: {perRankChunks} chunks x {layout.ChunkSize:N0} elements in {items.Count} lists"),
         };
-        return new MemoryEstimate(r, r.Model.ParameterCount, layout, items, act, workingSet, workingModule, tiers);
+        return new MemoryEstimate(r, r.ParameterCount, layout, items, act, workingSet, workingModule, tiers);
     }
 
     /// <summary>Device needs are whole MiB, so that every table, message and suggested flag shows the same figure.</summary>

@@ -100,7 +100,7 @@ public sealed class TiedLmHead : Module<Tensor, Tensor>, INamedLayer, ISharedPar
     public override Tensor forward(Tensor hidden) => ParameterOps.LinearNoBias(hidden, weight(), Path);
 }
 
-public sealed class CausalSelfAttention : Module<Tensor, Tensor>
+public sealed partial class CausalSelfAttention : Module<Tensor, Tensor>
 {
     private readonly Conv1D c_attn;
     private readonly Conv1D c_proj;
@@ -162,7 +162,7 @@ public sealed class Mlp : Module<Tensor, Tensor>
     }
 }
 
-public sealed class Block : Module<Tensor, Tensor>
+public sealed partial class Block : Module<Tensor, Tensor>
 {
     private readonly GptLayerNorm ln_1;
     private readonly CausalSelfAttention attn;
@@ -190,7 +190,7 @@ public sealed class Block : Module<Tensor, Tensor>
 }
 
 /// <summary>HF's GPT2Model: embeddings, the blocks and the final LayerNorm.</summary>
-public sealed class GptTransformer : Module<Tensor, Tensor>
+public sealed partial class GptTransformer : Module<Tensor, Tensor>
 {
     private readonly GptEmbedding wte;
     private readonly GptEmbedding wpe;
@@ -230,7 +230,7 @@ public sealed class GptTransformer : Module<Tensor, Tensor>
 /// GPT-2 language model (HF's GPT2LMHeadModel): token ids [B, T] in, logits [B, T, vocab] out.
 /// The LM head is the token embedding itself (tied), so it has no parameter of its own.
 /// </summary>
-public sealed class GptModel : Module<Tensor, Tensor>
+public sealed partial class GptModel : Module<Tensor, Tensor>
 {
     private readonly GptTransformer transformer;
     private readonly TiedLmHead lm_head;

@@ -18,9 +18,11 @@ namespace PatrickStar.Models.Gpt;
 public sealed class GptRun : IDisposable
 {
     public TrainingConfig Config { get; }
-    public GptConfig ModelConfig { get; }
+    /// <summary>The sizes every family shares; <see cref="Choice"/> has the whole model (a LLaMA's too).</summary>
+    public GptConfig ModelConfig => Choice.Sizes;
+    public ModelChoice Choice { get; }
     public TokenDataset Data { get; }
-    public GptModel Model { get; }
+    public TorchSharp.torch.nn.Module<Tensor, Tensor> Model { get; }
     public ITrainingEngine Engine { get; }
     public Trainer Trainer { get; }
     public Device Device { get; }
@@ -34,11 +36,11 @@ public sealed class GptRun : IDisposable
 
     private readonly ICommunicator? ownedCommunicator; // opened by Create (mpirun), closed with the run
 
-    private GptRun(TrainingConfig config, GptConfig modelConfig, TokenDataset data, GptModel model, ITrainingEngine engine, Device device,
-        ICommunicator? communicator, ICommunicator? ownedCommunicator)
+    private GptRun(TrainingConfig config, ModelChoice modelConfig, TokenDataset data, TorchSharp.torch.nn.Module<Tensor, Tensor> model, ITrainingEngine engine,
+        Device device, ICommunicator? communicator, ICommunicator? ownedCommunicator)
     {
         Config = config;
-        ModelConfig = modelConfig;
+        Choice = modelConfig;
         Data = data;
         Model = model;
         Engine = engine;
@@ -53,14 +55,18 @@ public sealed class GptRun : IDisposable
     private static readonly object ModelConstruction = new();
 
     /// <summary>Sizes of the configured model (preset with overrides), validated against the sequence length.</summary>
-    public static GptConfig ResolveModel(TrainingConfig config)
+    public static GptConfig ResolveModel(TrainingConfig config) => ResolveChoice(config).Sizes;
+
+    /// <summary>The configured model of either family (the preset decides), validated against the sequence length.</summary>
+    public static ModelChoice ResolveChoice(TrainingConfig config)
     {
         var m = config.Model;
-        var resolved = ModelZoo.Resolve(m.Preset, m.VocabSize, m.ContextLength, m.Layers, m.Hidden, m.Heads, m.Dropout);
+        var choice = ModelFamilies.Resolve(m);
+        var resolved = choice.Sizes;
         if (config.SequenceLength > resolved.ContextLength)
             throw new ConfigException($"seq_len = {config.SequenceLength} exceeds the model's context length n_positions = {resolved.ContextLength}" +
                                       $"{(m.Preset is null ? "" : $" (preset '{m.Preset}')")}. Use --seq {resolved.ContextLength} or less, or a larger model.n_positions.");
-        return resolved;
+        return choice;
     }
 
     /// <summary>The configured data: the user's files, or the built-in generated corpus.</summary>
@@ -123,36 +129,36 @@ public sealed class GptRun : IDisposable
         TorchRuntime.EnsureLoaded();
         TorchRuntime.ConfigureThreads(config.Threads);
         var device = TorchRuntime.ResolveDevice(config.Device);
-        var modelConfig = ResolveModel(config);
+        var modelConfig = ResolveChoice(config);
 
         EnsureFits(config, modelConfig, device, comm?.Size ?? 1);
 
         if (data is null)
         {
             var tokenizer = TokenizerOf(config, initFrom);
-            Tokenizers.EnsureFitsModel(tokenizer, modelConfig.VocabSize, initFrom ?? "model.vocab_size");
+            Tokenizers.EnsureFitsModel(tokenizer, modelConfig.Sizes.VocabSize, initFrom ?? "model.vocab_size");
             data = LoadData(config, tokenizer);
         }
-        if (data.VocabSize > modelConfig.VocabSize)
-            throw new ConfigException($"the data's tokenizer has {data.VocabSize:N0} tokens but model.vocab_size = {modelConfig.VocabSize:N0}; use a vocab_size of at least {data.VocabSize:N0}.");
+        if (data.VocabSize > modelConfig.Sizes.VocabSize)
+            throw new ConfigException($"the data's tokenizer has {data.VocabSize:N0} tokens but model.vocab_size = {modelConfig.Sizes.VocabSize:N0}; use a vocab_size of at least {data.VocabSize:N0}.");
         data.EnsureFits(config.SequenceLength);
 
-        GptModel model;
+        if (initFrom is not null && modelConfig.IsLlama)
+            throw new ConfigException($"--init-from {initFrom}: starting a LLaMA run from a weights file is not supported yet; train it from scratch or --resume a checkpoint.");
+        TorchSharp.torch.nn.Module<Tensor, Tensor> model;
         lock (ModelConstruction)
         {
             manual_seed(config.Seed);
-            model = new GptModel(modelConfig);
+            // The activation type is set before the engine: the chunk engine runs the model once to learn the parameter order.
+            model = modelConfig.Build(config.ActivationCheckpointing, PlainEngine.ActivationType(config.Precision));
         }
-        model.Transformer.CheckpointBlocks = config.ActivationCheckpointing;
-        // Before the engine: the chunk engine runs the model once to learn the parameter order.
-        model.ActivationType = PlainEngine.ActivationType(config.Precision);
         ITrainingEngine? engine = null;
         try
         {
-            if (initFrom is not null) HuggingFaceGpt2.Import(model, initFrom);
+            if (initFrom is not null) HuggingFaceGpt2.Import((GptModel)model, initFrom);
             using var sample = zeros(1, 1, dtype: ScalarType.Int64);
             engine = EngineFactory.Create(model, config, device, sample, comm);
-            if (comm is not null) comm.AllAgree(SetupFingerprint(config, modelConfig, engine), "the hash of (config, model sizes, chunk layout)");
+            if (comm is not null) comm.AllAgree(SetupFingerprint(config, modelConfig.Sizes, engine), "the hash of (config, model sizes, chunk layout)");
             var run = new GptRun(config, modelConfig, data, model, engine, device, comm, owned);
             if (resumeFrom is not null)
             {
@@ -238,7 +244,11 @@ public sealed class GptRun : IDisposable
     /// chunk layout (sharded over <paramref name="ranks"/>) plus the non-model peaks against the device and host budgets
     /// the engine would take (<see cref="EstimateBudgets.For"/>, the same defaults as `pstar estimate`).
     /// </summary>
-    public static MemoryEstimate EnsureFits(TrainingConfig config, GptConfig modelConfig, Device device, int ranks = 1)
+    public static MemoryEstimate EnsureFits(TrainingConfig config, GptConfig modelConfig, Device device, int ranks = 1) =>
+        EnsureFits(config, new ModelChoice(modelConfig, null), device, ranks);
+
+    /// <summary>As above, for either family.</summary>
+    public static MemoryEstimate EnsureFits(TrainingConfig config, ModelChoice modelConfig, Device device, int ranks = 1)
     {
         var (deviceBudget, hostBudget) = EstimateBudgets.For(config, device);
         var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(config, modelConfig, deviceBudget, hostBudget, ranks));

@@ -1,6 +1,8 @@
 using System.Text;
 using PatrickStar.Data;
+using PatrickStar.Models.Generation;
 using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
 
 namespace PatrickStar.Models.Gpt;
 
@@ -16,19 +18,25 @@ public sealed record SamplingOptions(double Temperature = 1.0, int TopK = 0, dou
 }
 
 /// <summary>
-/// Autoregressive sampling from a GPT. Each step runs the model on the last n_positions tokens (no
-/// cache: simple and exact) and picks the next token on the host from the last position's logits, with
-/// a <see cref="SplitMix64"/> stream so that a seed gives the same text on every machine.
+/// Autoregressive sampling from a causal language model (GPT or LLaMA). With the key/value cache (the default) the
+/// prompt runs once and each new token once; past n_positions tokens the window slides, which a cache cannot follow
+/// (positions shift), so each step then re-runs the last n_positions tokens, as without the cache. The next token is
+/// picked on the host from the last position's logits, with a <see cref="SplitMix64"/> stream so that a seed gives the
+/// same text on every machine.
 /// </summary>
 public sealed class TextGenerator
 {
-    private readonly GptModel model;
+    private readonly ICausalLm lm;
+    private readonly Module<Tensor, Tensor> model;
     private readonly Device device;
+    private readonly bool useCache;
 
-    public TextGenerator(GptModel model, Device? device = null)
+    public TextGenerator(ICausalLm model, Device? device = null, bool useCache = true)
     {
-        this.model = model;
+        lm = model;
+        this.model = model.Network;
         this.device = device ?? CPU;
+        this.useCache = useCache;
     }
 
     /// <summary>
@@ -40,7 +48,7 @@ public sealed class TextGenerator
         options.Validate();
         if (prompt.Count == 0) throw new ArgumentException("the prompt is empty; give at least one token (e.g. --prompt \"Once upon a time\").");
         if (maxTokens < 0) throw new ArgumentException($"--max-tokens {maxTokens}: must be 0 or more.");
-        int vocab = model.Config.VocabSize;
+        int vocab = lm.VocabSize;
         foreach (int t in prompt)
             if (t < 0 || t >= vocab)
                 throw new ArgumentException($"prompt token id {t} is outside the model's vocabulary [0, {vocab}); the model was trained with a smaller vocabulary than the tokenizer's.");
@@ -51,14 +59,21 @@ public sealed class TextGenerator
     private IEnumerable<int> Generate(List<int> tokens, int maxTokens, SamplingOptions options, int limit, int? endOfText)
     {
         var rng = new SplitMix64(options.Seed);
-        int context = model.Config.ContextLength;
+        int context = lm.ContextLength;
         bool wasTraining = model.training;
         model.eval();
+        KvCache? cache = null;
         try
         {
             for (int i = 0; i < maxTokens; i++)
             {
-                float[] logits = NextLogits(tokens, context, limit);
+                if (cache is not null && tokens.Count > context)
+                {
+                    cache.Dispose();
+                    cache = null;
+                }
+                else if (useCache && cache is null && tokens.Count <= context) cache = lm.NewCache();
+                float[] logits = NextLogits(tokens, context, limit, cache);
                 int next = Sample(logits, options, rng);
                 if (options.StopAtEndOfText && endOfText == next) yield break;
                 tokens.Add(next);
@@ -67,19 +82,22 @@ public sealed class TextGenerator
         }
         finally
         {
+            cache?.Dispose();
             if (wasTraining) model.train();
         }
     }
 
-    private float[] NextLogits(List<int> tokens, int context, int limit)
+    /// <summary>The logits after the tokens: with a cache, only the tokens it has not seen yet run through the model.</summary>
+    private float[] NextLogits(List<int> tokens, int context, int limit, KvCache? cache)
     {
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        int start = Math.Max(0, tokens.Count - context); // the model sees at most n_positions tokens
+        int start = cache is not null ? (int)cache.Length : Math.Max(0, tokens.Count - context); // the model sees at most n_positions tokens
         var ids = new long[tokens.Count - start];
         for (int i = 0; i < ids.Length; i++) ids[i] = tokens[start + i];
         var input = tensor(ids, new long[] { 1, ids.Length }, ScalarType.Int64).to(device);
-        var last = model.call(input)[0, -1].narrow(0, 0, limit).to(ScalarType.Float32).cpu();
+        var logits = cache is not null ? lm.Forward(input, cache) : model.call(input);
+        var last = logits[0, -1].narrow(0, 0, limit).to(ScalarType.Float32).cpu();
         return last.data<float>().ToArray();
     }
 

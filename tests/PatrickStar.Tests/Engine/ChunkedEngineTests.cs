@@ -116,15 +116,7 @@ public class ChunkedEngineTests
         long budget = TightBudget(Bigger(steps: 1));
         var chunked = Run(Chunked(Bigger(steps: 4), budget));
 
-        for (int i = 0; i < plain.Losses.Count; i++)
-            Assert.True(Math.Abs(plain.Losses[i] - chunked.Losses[i]) <= 1e-5 * Math.Abs(plain.Losses[i]),
-                $"step {i + 1}: plain {plain.Losses[i]} vs chunked {chunked.Losses[i]}");
-        for (int i = 0; i < plain.Parameters.Count; i++)
-        {
-            using var diff = (plain.Parameters[i] - chunked.Parameters[i]).abs().max();
-            using var scale = plain.Parameters[i].abs().max();
-            Assert.True(diff.item<float>() <= 1e-5 * Math.Max(1.0, scale.item<float>()), $"parameter {i} differs by {diff.item<float>()}");
-        }
+        TrainingHarness.AssertSameTraining(plain.Losses, plain.Parameters, chunked.Losses, chunked.Parameters);
         // Evictions happened in every iteration, and the measured device peak stayed within the budget.
         foreach (var s in chunked.Stats)
             output.WriteLine($"{s.Count} statistics: " + string.Join("; ", s.OrderBy(kv => kv.Key).Select(kv => kv.Key + "=" + kv.Value.ToString("G6"))));

@@ -41,4 +41,18 @@ internal static class TrainingHarness
         run.Trainer.Run();
         return losses;
     }
+
+    /// <summary>Two trainings agree: every step's loss and every final parameter within 1e-5 (relative; parameters to at least 1e-5 absolute).</summary>
+    public static void AssertSameTraining(IReadOnlyList<double> losses, IReadOnlyList<TorchSharp.torch.Tensor> parameters,
+        IReadOnlyList<double> otherLosses, IReadOnlyList<TorchSharp.torch.Tensor> otherParameters)
+    {
+        for (int i = 0; i < losses.Count; i++)
+            Xunit.Assert.True(Math.Abs(losses[i] - otherLosses[i]) <= 1e-5 * Math.Abs(losses[i]), $"step {i + 1}: {losses[i]} vs {otherLosses[i]}");
+        for (int i = 0; i < parameters.Count; i++)
+        {
+            using var diff = (parameters[i] - otherParameters[i]).abs().max();
+            using var scale = parameters[i].abs().max();
+            Xunit.Assert.True(diff.item<float>() <= 1e-5 * Math.Max(1.0, scale.item<float>()), $"parameter {i} differs by {diff.item<float>()}");
+        }
+    }
 }
