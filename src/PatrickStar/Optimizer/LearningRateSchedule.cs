@@ -13,6 +13,7 @@ public sealed class LearningRateSchedule
     private readonly int warmup;
     private readonly int total;
     private readonly double floor;
+    private readonly Func<int, double>? deepSpeed;
 
     public LearningRateSchedule(ScheduleType type, double peak, int warmupSteps, int totalSteps, double minLrRatio)
     {
@@ -24,11 +25,16 @@ public sealed class LearningRateSchedule
         floor = peak * minLrRatio;
     }
 
+    private LearningRateSchedule(Func<int, double> deepSpeedSchedule) => deepSpeed = deepSpeedSchedule;
+
     public static LearningRateSchedule From(TrainingConfig c) =>
-        new(c.Scheduler.Type, c.Optimizer.LearningRate, c.Scheduler.WarmupSteps, c.Scheduler.TotalSteps ?? c.Steps, c.Scheduler.MinLrRatio);
+        c.Scheduler.Type is ScheduleType.WarmupLR or ScheduleType.WarmupDecayLR or ScheduleType.WarmupCosineLR
+            ? new(DeepSpeedSchedules.For(c))
+            : new(c.Scheduler.Type, c.Optimizer.LearningRate, c.Scheduler.WarmupSteps, c.Scheduler.TotalSteps ?? c.Steps, c.Scheduler.MinLrRatio);
 
     public double At(int step)
     {
+        if (deepSpeed is not null) return deepSpeed(step);
         if (type == ScheduleType.Constant) return peak;
         if (step < warmup) return peak * (step + 1) / warmup;
         if (step >= total) return floor;
