@@ -278,7 +278,8 @@ public static partial class ConfigLoader
             }
             else if (DeepSpeedKeys.Ignored.TryGetValue(key, out string? why))
             {
-                state.Warn(key, $"{key} {why}.");
+                // false switches the feature off, which is what happens here anyway: nothing to warn about.
+                if (value.ValueKind != JsonValueKind.False) state.Warn(key, $"{key} {why}.");
             }
             else if (ChildrenByPath.ContainsKey(key))
             {
