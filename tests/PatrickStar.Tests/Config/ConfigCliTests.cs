@@ -11,7 +11,17 @@ public sealed class ConfigCliTests
     {
         var (code, _, err) = CliTests.Pstar("train", "--set", "steps=abc", "--plain-output");
         Assert.Equal(1, code);
-        Assert.Contains("command line: steps is \"abc\", but it must be an integer.", err);
+        Assert.Contains("--set steps=abc: steps is \"abc\", but it must be an integer.", err);
+    }
+
+    [Fact]
+    public void Train_BadFlagValues_NameTheFlagTheKeyAndTheValue_AllAtOnce()
+    {
+        var (code, _, err) = CliTests.Pstar("train", "--device-memory", "2XB", "--set", "optimizer.params.lrr=1", "--plain-output");
+        Assert.Equal(1, code);
+        Assert.Contains("command line: 2 problems:", err);
+        Assert.Contains("--device-memory 2XB: device_memory is \"2XB\", but it must be an integer or a size such as \"2GiB\"", err);
+        Assert.Contains("--set optimizer.params.lrr=1: optimizer.params.lrr is not a known key; did you mean 'lr'?", err);
     }
 
     [Fact]
@@ -19,7 +29,7 @@ public sealed class ConfigCliTests
     {
         var (code, _, err) = CliTests.Pstar("train", "--steps", "3", "--set", "steps=4", "--plain-output");
         Assert.Equal(1, code);
-        Assert.Contains("steps is set more than once on the command line", err);
+        Assert.Contains("steps is set more than once on the command line (--steps 3, --set steps=4); keep one.", err);
     }
 
     [Fact]
