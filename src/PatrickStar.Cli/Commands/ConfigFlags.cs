@@ -103,14 +103,15 @@ internal static class ConfigFlags
         foreach (string name in names)
         {
             ConfigFlag flag = All.Single(f => f.Name == name);
+            string description = flag.Key.Length == 0 ? flag.Description : $"{flag.Description} [{flag.Key}]";
             Option option = flag.Kind switch
             {
-                FlagValue.Int => new Option<int?>(flag.Name) { Description = flag.Description },
-                FlagValue.Long => new Option<long?>(flag.Name) { Description = flag.Description },
-                FlagValue.Number => new Option<double?>(flag.Name) { Description = flag.Description },
-                FlagValue.Switch => new Option<bool>(flag.Name) { Description = flag.Description },
-                FlagValue.TextList => new Option<string[]>(flag.Name) { Description = flag.Description, AllowMultipleArgumentsPerToken = true },
-                _ => new Option<string?>(flag.Name) { Description = flag.Description },
+                FlagValue.Int => new Option<int?>(flag.Name) { Description = description },
+                FlagValue.Long => new Option<long?>(flag.Name) { Description = description },
+                FlagValue.Number => new Option<double?>(flag.Name) { Description = description },
+                FlagValue.Switch => new Option<bool>(flag.Name) { Description = description },
+                FlagValue.TextList => new Option<string[]>(flag.Name) { Description = description, AllowMultipleArgumentsPerToken = true },
+                _ => new Option<string?>(flag.Name) { Description = description },
             };
             if (flag.Choices is { } choices) ((Option<string?>)option).AcceptOnlyFromAmong(choices);
             command.Options.Add(option);
