@@ -10,16 +10,20 @@ public static class ConfigCommand
     public static Command Build()
     {
         var check = new Option<FileInfo?>("--check") { Description = "Validate this config file and report every problem in it." };
+        var ranks = new Option<int?>("--ranks") { Description = "With --check: the data-parallel ranks the file is for (train_batch_size = micro batch x accumulation x ranks; default 1)." };
         var markdown = new Option<bool>("--markdown") { Description = "Print the reference as a Markdown table." };
         var command = new Command("config", "Show the config file reference (JSON keys, types, defaults), or check a config file.");
         command.Options.Add(check);
+        command.Options.Add(ranks);
         command.Options.Add(markdown);
         command.SetAction(r => CommandErrors.Run(() =>
         {
             if (r.GetValue(check) is FileInfo file)
             {
-                var config = ConfigLoader.Load(file.FullName);
-                ConfigLoader.Validate(config, file.Name);
+                var warnings = new List<string>();
+                var config = ConfigLoader.Load(file.FullName, warnings);
+                ConfigLoader.Validate(config, file.Name, r.GetValue(ranks) ?? 1);
+                foreach (string warning in warnings) Console.Error.WriteLine($"warning: {warning}");
                 AnsiConsole.MarkupLine($"[green]{CommandErrors.Esc(file.Name)} is valid.[/]");
                 return 0;
             }

@@ -4,16 +4,16 @@ using PatrickStar.Data;
 
 namespace PatrickStar.Cli.Commands;
 
-/// <summary>The flags that say how data is tokenized and read (train and eval): each overrides its data.* config key.</summary>
+/// <summary>The flags that say how data is tokenized and read (eval and generate; train binds them through ConfigFlags): each overrides its data.* config key.</summary>
 internal sealed class DataFlags
 {
-    public readonly Option<string?> Tokenizer = new("--tokenizer")
-    {
-        Description = $"{string.Join(", ", Tokenizers.Names)}, or a folder with tokenizer.json / tokenizer.model (default: the --init-from folder's own, else gpt2).",
-    };
-    public readonly Option<string?> TextField = new("--text-field") { Description = "The .jsonl field / .parquet column holding the text (default \"text\")." };
-    public readonly Option<string?> BinDType = new("--bin-dtype") { Description = "Token id width of nanoGPT-style .bin files: uint16 (default) or uint32." };
-    public readonly Option<string?> CacheDir = new("--cache-dir") { Description = "Folder for token caches (default ~/.cache/pstar); never the data's folder." };
+    public readonly Option<string?> Tokenizer = new("--tokenizer") { Description = DescriptionOf("--tokenizer") };
+    public readonly Option<string?> TextField = new("--text-field") { Description = DescriptionOf("--text-field") };
+    public readonly Option<string?> BinDType = new("--bin-dtype") { Description = DescriptionOf("--bin-dtype") };
+    public readonly Option<string?> CacheDir = new("--cache-dir") { Description = DescriptionOf("--cache-dir") };
+
+    // The descriptions live in the train command's flag table, so both read the same words.
+    private static string DescriptionOf(string name) => ConfigFlags.All.Single(f => f.Name == name).Description;
 
     public DataFlags() => BinDType.AcceptOnlyFromAmong(DataOptions.BinDTypes);
 

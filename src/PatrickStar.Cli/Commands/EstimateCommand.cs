@@ -19,64 +19,29 @@ public static class EstimateCommand
     public static Command Build()
     {
         var config = new Option<FileInfo?>("--config") { Description = "A JSON config file, as for `pstar train`; flags override it." };
-        var model = new Option<string?>("--model") { Description = "Model preset (see `pstar models`; default gpt2-mini, as for train)." };
-        var layers = new Option<int?>("--layers") { Description = "Transformer blocks (n_layer), overriding the preset." };
-        var hidden = new Option<int?>("--hidden") { Description = "Hidden size (n_embd), overriding the preset." };
-        var heads = new Option<int?>("--heads") { Description = "Attention heads (n_head), overriding the preset." };
-        var vocab = new Option<int?>("--vocab") { Description = $"Vocabulary size (default GPT-2's {GptConfig.Gpt2VocabSize:N0})." };
-        var context = new Option<int?>("--context") { Description = "Context length (n_positions), overriding the preset." };
-        var device = new Option<string?>("--device") { Description = "auto (default), cpu, cuda or cuda:N: the device whose budgets apply." };
-        var deviceMemory = new Option<string?>("--device-memory") { Description = "Device budget, e.g. 1GiB (default as for train: on a CPU device, chunked: a quarter of the available memory; plain: all of it)." };
-        var hostMemory = new Option<string?>("--host-memory") { Description = "Host budget for chunks, e.g. 16GiB (default as for train: the available memory less the device budget on a CPU device)." };
         var ranks = new Option<int?>("--ranks") { Description = "Data-parallel ranks; the chunk engine shards model data 1/N per rank (default 1)." };
-        var batch = new Option<int?>("--batch") { Description = "Micro-batch size (default 8)." };
-        var seq = new Option<int?>("--seq") { Description = "Sequence length (default 128, at most the context length)." };
-        var accum = new Option<int?>("--accum") { Description = "Gradient accumulation steps (default 1; above 1 the chunk engine adds fp32 gradient chunks)." };
-        var checkpointing = new Option<bool>("--checkpointing") { Description = "Activation checkpointing of each transformer block." };
-        var precision = new Option<string?>("--precision") { Description = "fp32 (default), bf16, bf16-fp32 (bf16 storage, fp32 compute) or fp16." };
-        precision.AcceptOnlyFromAmong(PrecisionNames.All);
-        var engine = new Option<string?>("--engine") { Description = "plain (default, as for train) or chunked." };
-        engine.AcceptOnlyFromAmong("plain", "chunked");
-        var placement = new Option<string?>("--placement") { Description = "Chunk engine: dynamic (default) or static." };
-        placement.AcceptOnlyFromAmong("dynamic", "static");
-        var dpMode = new Option<string?>("--dp-mode") { Description = "Data parallelism: gather (default) or broadcast (the collectives' device buffer: a chunk group or one chunk)." };
-        dpMode.AcceptOnlyFromAmong("gather", "broadcast");
-        var chunkSize = new Option<string?>("--chunk-size") { Description = "Elements per chunk (default: the size that wastes least)." };
         var json = new Option<bool>("--json") { Description = "Print the estimate as JSON instead of a table." };
 
         var command = new Command("estimate",
             "Will it fit? Model data (in the chunk layout the engine would build), the non-model peaks and where each lives, " +
             "against the device and host budgets `pstar train` would take with the same flags; " +
             $"exit code 0 when it fits, {DoesNotFit} when it does not (with the changes that would make it fit).");
-        foreach (var o in new Option[] { config, model, layers, hidden, heads, vocab, context, device, deviceMemory, hostMemory, ranks, batch, seq, accum,
-                     checkpointing, precision, engine, placement, dpMode, chunkSize, json })
-            command.Options.Add(o);
+        command.Options.Add(config);
+        var flags = ConfigFlags.AddTo(command, ConfigFlags.ForEstimate);
+        command.Options.Add(ranks);
+        command.Options.Add(json);
 
         command.SetAction(r => CommandErrors.Run(() =>
         {
             var cfgFile = r.GetValue(config);
-            var c = cfgFile is null ? new TrainingConfig() : ConfigLoader.Load(cfgFile.FullName);
-            if (r.GetValue(model) is string m) c.Model.Preset = m;
-            if (r.GetValue(vocab) is int v) c.Model.VocabSize = v;
-            if (r.GetValue(context) is int ctx) c.Model.ContextLength = ctx;
-            if (r.GetValue(layers) is int l) c.Model.Layers = l;
-            if (r.GetValue(hidden) is int h) c.Model.Hidden = h;
-            if (r.GetValue(heads) is int hd) c.Model.Heads = hd;
-            if (r.GetValue(batch) is int b) c.MicroBatchSize = b;
-            if (r.GetValue(accum) is int a) c.GradientAccumulationSteps = a;
-            if (r.GetValue(precision) is string p) c.Precision = PrecisionNames.Parse(p);
-            if (r.GetValue(checkpointing)) c.ActivationCheckpointing = true;
-            if (r.GetValue(device) is string dev) c.Device = dev;
-            if (r.GetValue(engine) is string en) c.Engine = en;
-            if (r.GetValue(deviceMemory) is string dm) c.Chunks.DeviceMemory = ByteSize.Parse(dm, "--device-memory");
-            if (r.GetValue(hostMemory) is string hm) c.Chunks.HostMemory = ByteSize.Parse(hm, "--host-memory");
-            if (r.GetValue(chunkSize) is string cs) c.Chunks.ChunkSize = ByteSize.Parse(cs, "--chunk-size");
-            if (r.GetValue(placement) is string pl) c.Chunks.Placement = pl == "static" ? ChunkPlacement.Static : ChunkPlacement.Dynamic;
-            if (r.GetValue(dpMode) is string dp) c.Distributed.Mode = dp == "broadcast" ? DataParallelMode.Broadcast : DataParallelMode.Gather;
+            var warnings = new List<string>();
+            var c = cfgFile is null ? new TrainingConfig() : ConfigLoader.Load(cfgFile.FullName, warnings);
+            var given = flags.Apply(r, c, warnings);
+            foreach (string warning in warnings) Console.Error.WriteLine($"warning: {warning}");
             // The preset's context caps the default sequence, as an explicit --seq is checked against it.
             var sizes = ModelFamilies.Resolve(c.Model).Sizes;
-            c.SequenceLength = r.GetValue(seq) ?? (cfgFile is null ? Math.Min(c.SequenceLength, sizes.ContextLength) : c.SequenceLength);
-            ConfigLoader.Validate(c);
+            if (cfgFile is null && !given.Any(o => o.Key == "seq_len")) c.SequenceLength = Math.Min(c.SequenceLength, sizes.ContextLength);
+            ConfigLoader.Validate(c, ranks: r.GetValue(ranks) ?? 1);
             var choice = GptRun.ResolveChoice(c);
 
             var target = TorchRuntime.ResolveDevice(c.Device);

@@ -16,102 +16,33 @@ public static class TrainCommand
     public static Command Build()
     {
         var config = new Option<FileInfo?>("--config") { Description = "JSON config file (DeepSpeed-style keys; see README). Flags override it." };
-        var model = new Option<string?>("--model") { Description = "Model preset (see `pstar models`); default gpt2-mini." };
-        var layers = new Option<int?>("--layers") { Description = "Override the number of transformer blocks (n_layer)." };
-        var hidden = new Option<int?>("--hidden") { Description = "Override the hidden size (n_embd)." };
-        var heads = new Option<int?>("--heads") { Description = "Override the number of attention heads (n_head)." };
-        var context = new Option<int?>("--context") { Description = "Override the model's context length (n_positions)." };
-        var data = new Option<string[]>("--data")
-        {
-            Description = "Text files or folders of *.txt to train on (UTF-8). Default: the built-in generated corpus.",
-            AllowMultipleArgumentsPerToken = true,
-        };
-        var steps = new Option<int?>("--steps") { Description = "Optimizer steps to run." };
-        var batch = new Option<int?>("--batch") { Description = "Micro-batch size (sequences per forward pass)." };
-        var accum = new Option<int?>("--accum") { Description = "Gradient accumulation steps (micro-batches per optimizer step)." };
-        var seq = new Option<int?>("--seq") { Description = "Sequence length in tokens (at most the model's context length)." };
-        var precision = new Option<string?>("--precision") { Description = "fp32, bf16 (bf16 compute, fp32 master weights), bf16-fp32 (bf16 parameters and gradients, fp32 activations and matmuls: 14 B/param at fp32 speed on CPUs without fast bf16) or fp16 (fp16 compute with loss scaling: for GPUs)." };
-        precision.AcceptOnlyFromAmong(PrecisionNames.All);
-        var lr = new Option<double?>("--lr") { Description = "Peak learning rate." };
-        var warmup = new Option<int?>("--warmup") { Description = "Warmup steps of the learning-rate schedule." };
-        var seed = new Option<long?>("--seed") { Description = "Seed for initialisation, dropout and batch sampling." };
-        var evalInterval = new Option<int?>("--eval-interval") { Description = "Validate every N steps (0: never)." };
-        var device = new Option<string?>("--device") { Description = "auto, cpu, cuda or cuda:N." };
-        var threads = new Option<int?>("--threads") { Description = "Torch intra-op threads (0: one per core)." };
-        var engine = new Option<string?>("--engine") { Description = "plain (everything on the device) or chunked (PatrickStar's chunk engine)." };
-        engine.AcceptOnlyFromAmong("plain", "chunked");
-        var deviceMemory = new Option<string?>("--device-memory") { Description = "Chunked engine: device budget, e.g. 1GiB (default: a quarter of available memory on a CPU device)." };
-        var hostMemory = new Option<string?>("--host-memory") { Description = "Chunked engine: host budget for chunks, e.g. 16GiB (default: the rest of available memory)." };
-        var chunkSize = new Option<string?>("--chunk-size") { Description = "Chunked engine: elements per chunk, e.g. 4M (default: the size that wastes least)." };
-        var placement = new Option<string?>("--placement") { Description = "Chunked engine: dynamic (traced, OPT eviction) or static (parameters pinned on the device)." };
-        placement.AcceptOnlyFromAmong("dynamic", "static");
-        var dpMode = new Option<string?>("--dp-mode") { Description = "Data parallelism under `pstar launch`: gather (all-gather chunk groups) or broadcast (one chunk at a time: less memory)." };
-        dpMode.AcceptOnlyFromAmong("gather", "broadcast");
-        var checkpointing = new Option<bool>("--checkpointing") { Description = "Recompute each transformer block's activations in backward (less memory, one more forward)." };
         var metrics = new Option<FileInfo?>("--metrics") { Description = "Write one JSON object per step to this file (JSON Lines)." };
         var quiet = new Option<bool>("--plain-output") { Description = "Print plain log lines instead of the live display." };
-        var saveDir = new Option<string?>("--save-dir") { Description = "Save training checkpoints (step-NNNNNNNN) here: at the end, every --save-every steps and on SIGINT/SIGTERM. " +
-                                                            "Locked for this run; if it holds checkpoints of this config, the run continues from the newest." };
-        var saveEvery = new Option<int?>("--save-every") { Description = "Save a checkpoint every N steps (0: only at the end and on a signal)." };
-        var keep = new Option<int?>("--keep") { Description = "Keep the newest N checkpoints of this run (0: all; default 3); newer ones and other configs' are never pruned." };
         var resume = new Option<string?>("--resume")
         {
             Description = "Continue from a checkpoint directory, or the latest checkpoint under a save directory (default: --save-dir).",
             Arity = ArgumentArity.ZeroOrOne,
         };
-        var noResume = new Option<bool>("--no-resume")
-        {
-            Description = "Start fresh even if --save-dir holds checkpoints of this config (they are moved to SAVE_DIR/earlier-UTC/, never deleted). " +
-                          "Without it, such a save directory is resumed from its newest checkpoint.",
-        };
         var profile = new Option<FileInfo?>("--profile") { Description = "Chunked engine: record memory per moment, chunk events and phase times to this JSON file (see `pstar plot`)." };
         var initFrom = new Option<FileInfo?>("--init-from") { Description = "Start from the weights of a Hugging Face GPT-2 folder (config.json, model.safetensors or shards, its tokenizer), or of a safetensors file (config.json beside it gives the sizes, else --layers/--hidden/--heads/--context and the file's vocabulary); not with --model." };
-        var dataFlags = new DataFlags();
 
         var command = new Command("train",
             "Train a GPT language model. Progress shows loss, tokens/s, achieved TFLOPS and memory. TFLOPS counts model FLOPs: " +
             GptConfig.FlopsFormula + ", divided by the step's wall time.");
-        foreach (var o in new Option[] { config, model, layers, hidden, heads, context, data, steps, batch, accum, seq, precision, lr, warmup,
-                     seed, evalInterval, device, threads, engine, deviceMemory, hostMemory, chunkSize, placement, dpMode, checkpointing, metrics, quiet,
-                     saveDir, saveEvery, keep, resume, noResume, initFrom, profile })
+        command.Options.Add(config);
+        var flags = ConfigFlags.AddTo(command, ConfigFlags.ForTrain);
+        foreach (var o in new Option[] { metrics, quiet, resume, initFrom, profile })
             command.Options.Add(o);
-        dataFlags.AddTo(command);
 
         command.SetAction(r => CommandErrors.Run(() =>
         {
             var cfgFile = r.GetValue(config);
-            var c = cfgFile is null ? new TrainingConfig() : ConfigLoader.Load(cfgFile.FullName);
+            var warnings = new List<string>();
+            var c = cfgFile is null ? new TrainingConfig() : ConfigLoader.Load(cfgFile.FullName, warnings);
             string source = cfgFile is null ? "command line" : $"{cfgFile.Name} with command-line flags";
 
-            if (r.GetValue(model) is string m) c.Model.Preset = m;
-            if (r.GetValue(layers) is int l) c.Model.Layers = l;
-            if (r.GetValue(hidden) is int h) c.Model.Hidden = h;
-            if (r.GetValue(heads) is int hd) c.Model.Heads = hd;
-            if (r.GetValue(context) is int ctx) c.Model.ContextLength = ctx;
-            if (r.GetValue(data) is { Length: > 0 } files) c.Data.Files = files.ToList();
-            dataFlags.Apply(r, c.Data);
-            if (r.GetValue(steps) is int s) c.Steps = s;
-            if (r.GetValue(batch) is int b) c.MicroBatchSize = b;
-            if (r.GetValue(accum) is int a) c.GradientAccumulationSteps = a;
-            if (r.GetValue(seq) is int q) c.SequenceLength = q;
-            if (r.GetValue(precision) is string p) c.Precision = PrecisionNames.Parse(p);
-            if (r.GetValue(lr) is double rate) c.Optimizer.LearningRate = rate;
-            if (r.GetValue(warmup) is int w) c.Scheduler.WarmupSteps = w;
-            if (r.GetValue(seed) is long sd) c.Seed = sd;
-            if (r.GetValue(evalInterval) is int ei) c.Eval.Interval = ei;
-            if (r.GetValue(device) is string dev) c.Device = dev;
-            if (r.GetValue(threads) is int th) c.Threads = th;
-            if (r.GetValue(engine) is string en) c.Engine = en;
-            if (r.GetValue(checkpointing)) c.ActivationCheckpointing = true;
-            if (r.GetValue(deviceMemory) is string dm) c.Chunks.DeviceMemory = ByteSize.Parse(dm, "--device-memory");
-            if (r.GetValue(hostMemory) is string hm) c.Chunks.HostMemory = ByteSize.Parse(hm, "--host-memory");
-            if (r.GetValue(chunkSize) is string cs) c.Chunks.ChunkSize = ByteSize.Parse(cs, "--chunk-size");
-            if (r.GetValue(placement) is string pl) c.Chunks.Placement = pl == "static" ? ChunkPlacement.Static : ChunkPlacement.Dynamic;
-            if (r.GetValue(dpMode) is string dp) c.Distributed.Mode = dp == "broadcast" ? DataParallelMode.Broadcast : DataParallelMode.Gather;
-            if (r.GetValue(saveDir) is string sdir) c.Checkpoint.SaveDir = sdir;
-            if (r.GetValue(saveEvery) is int se) c.Checkpoint.SaveEvery = se;
-            if (r.GetValue(keep) is int k) c.Checkpoint.KeepLast = k;
-            if (r.GetValue(noResume)) c.Checkpoint.AutoResume = false;
+            var given = flags.Apply(r, c, warnings);
+            foreach (string warning in warnings) Console.Error.WriteLine($"warning: {warning}");
             string? resumeFrom = null;
             if (r.GetResult(resume) is not null)
                 resumeFrom = r.GetValue(resume) ?? c.Checkpoint.SaveDir
@@ -120,14 +51,14 @@ public static class TrainCommand
             GptRun.EnsureOneStartingPoint(resumeFrom, init);
             if (init is not null)
             {
-                string? presetSource = r.GetValue(model) is not null ? "--model"
+                string? presetSource = given.Any(o => o.Key == "model.preset") ? "--model"
                     : cfgFile is not null && c.Model.Preset != new TrainingConfig().Model.Preset ? $"model.preset in {cfgFile.Name}" : null;
                 InitFromSizes.Apply(c, init, presetSource);
             }
             string? profilePath = r.GetValue(profile)?.FullName;
             if (profilePath is not null && c.Engine != "chunked")
                 throw new ConfigException("--profile records the chunk engine's moments and chunk events: add --engine chunked.");
-            ConfigLoader.Validate(c, source);
+            ConfigLoader.Validate(c, source, ranks: Communicators.LauncherSize() ?? 1);
             string? metricsPath = r.GetValue(metrics)?.FullName;
             // Before any work: a run must not fail at its end (or after its first step) for an output it cannot write.
             if (metricsPath is not null) OutputPaths.EnsureWritableFile(metricsPath, "--metrics file");

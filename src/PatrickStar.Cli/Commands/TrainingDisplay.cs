@@ -40,7 +40,7 @@ public sealed class TrainingDisplay
 
         if (!live)
         {
-            int every = Math.Max(1, c.Steps / 30);
+            int every = c.StepsPerPrint ?? Math.Max(1, c.Steps / 30);
             run.Trainer.StepCompleted += s =>
             {
                 if (s.Step == 1 || s.Step % every == 0 || s.ValidationLoss is not null || s.Step == s.TotalSteps)

@@ -17,4 +17,13 @@ public static class PrecisionNames
             : throw new ArgumentException($"--precision {name} is not known; use one of: {string.Join(", ", All)}.");
 
     public static string Name(Precision p) => Table.First(t => t.Precision == p).Name;
+
+    /// <summary>The config keys that select a precision, in an order that never has both fp16 and bf16 on at once.</summary>
+    public static IEnumerable<ConfigOverride> Overrides(Precision p)
+    {
+        static ConfigOverride Set(string key, bool on) => new(key, System.Text.Json.Nodes.JsonValue.Create(on));
+        if (p == Precision.Fp16) return [Set("bf16.enabled", false), Set("fp16.enabled", true)];
+        if (p == Precision.Fp32) return [Set("fp16.enabled", false), Set("bf16.enabled", false)];
+        return [Set("fp16.enabled", false), Set("bf16.enabled", true), Set("bf16.fp32_compute", p == Precision.Bf16Fp32)];
+    }
 }

@@ -76,7 +76,14 @@ public sealed class OptimizerSection
     public bool NoDecayOnBiasAndNorm { get; set; } = true;
 }
 
-public enum ScheduleType { Constant, WarmupCosine, WarmupLinear }
+/// <summary>
+/// Learning-rate schedules: ours (linear warm-up from 0, then cosine or linear decay to min_lr_ratio) and DeepSpeed's three
+/// (WarmupLR, WarmupDecayLR, WarmupCosineLR, with their warmup_min_lr / warmup_type / warmup_min_ratio / cos_min_ratio).
+/// </summary>
+public enum ScheduleType { Constant, WarmupCosine, WarmupLinear, WarmupLR, WarmupDecayLR, WarmupCosineLR }
+
+/// <summary>How DeepSpeed's schedules warm up: log (DeepSpeed's default) or linear.</summary>
+public enum WarmupType { Log, Linear }
 
 public sealed class SchedulerSection
 {
@@ -86,6 +93,14 @@ public sealed class SchedulerSection
     public int? TotalSteps { get; set; }
     /// <summary>The floor of the decay, as a fraction of the peak learning rate.</summary>
     public double MinLrRatio { get; set; } = 0.1;
+    /// <summary>DeepSpeed WarmupLR / WarmupDecayLR: the rate warm-up starts from, and WarmupDecayLR decays back to.</summary>
+    public double WarmupMinLr { get; set; }
+    /// <summary>DeepSpeed schedules: the shape of the warm-up.</summary>
+    public WarmupType WarmupType { get; set; } = WarmupType.Log;
+    /// <summary>DeepSpeed WarmupCosineLR: the warm-up starts at this fraction of the peak rate.</summary>
+    public double WarmupMinRatio { get; set; }
+    /// <summary>DeepSpeed WarmupCosineLR: the cosine decays to this fraction of the peak rate.</summary>
+    public double CosMinRatio { get; set; } = 0.0001;
 }
 
 public sealed class EvalSection
@@ -185,6 +200,13 @@ public sealed class TrainingConfig
     public string Device { get; set; } = "auto";
     /// <summary>Intra-op threads for torch; 0 keeps torch's default (one per core).</summary>
     public int Threads { get; set; } = 0;
+    /// <summary>
+    /// DeepSpeed's train_batch_size, when a file or flag gives it: must equal micro batch x accumulation x ranks
+    /// (checked by <see cref="ConfigLoader.Validate"/> once the ranks are known); null (or "auto") derives it.
+    /// </summary>
+    public int? TrainBatchSize { get; set; }
+    /// <summary>Plain output prints a progress line every this many steps; null: about 30 lines per run.</summary>
+    public int? StepsPerPrint { get; set; }
 
     /// <summary>Tokens consumed per optimizer step.</summary>
     public long TokensPerStep => (long)MicroBatchSize * GradientAccumulationSteps * SequenceLength;

@@ -237,9 +237,11 @@ public sealed class ConfigLoaderTests : IDisposable
     [Fact]
     public void TrainBatchSize_MustMatchMicroBatchTimesAccumulation()
     {
-        var ex = Assert.Throws<ConfigException>(() => ConfigLoader.Parse("""
+        // Checked once the ranks are known (train_batch_size = micro batch * accumulation * ranks), not by Parse.
+        TrainingConfig c = ConfigLoader.Parse("""
             {"train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 2, "train_batch_size": 16}
-            """, Source));
+            """, Source);
+        var ex = Assert.Throws<ConfigException>(() => ConfigLoader.Validate(c, Source, ranks: 1));
 
         Assert.Contains("train_batch_size is 16", ex.Message);
         Assert.Contains("train_micro_batch_size_per_gpu (4)", ex.Message);
@@ -412,7 +414,8 @@ public sealed class ConfigLoaderTests : IDisposable
 
         // An object is the wrong type for every leaf key: the parser must complain about the type, which proves
         // it knows the key (an unlisted key would be reported as unknown instead).
-        foreach (string key in keys)
+        // activation_checkpointing takes DeepSpeed's object with a warning (DeepSpeedConfigTests).
+        foreach (string key in keys.Where(k => k != "activation_checkpointing"))
         {
             string[] parts = key.Split('.');
             string json = string.Concat(parts.Select(p => $"{{\"{p}\": ")) + "{}" + new string('}', parts.Length);
