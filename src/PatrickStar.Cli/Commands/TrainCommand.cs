@@ -7,6 +7,7 @@ using PatrickStar.Models.Gpt;
 using PatrickStar.Profiling;
 using PatrickStar.Runtime;
 using PatrickStar.Training;
+using PatrickStar.Training.Logging;
 
 namespace PatrickStar.Cli.Commands;
 
@@ -37,7 +38,7 @@ public static class TrainCommand
         var seed = new Option<long?>("--seed") { Description = "Seed for initialisation, dropout and batch sampling." };
         var evalInterval = new Option<int?>("--eval-interval") { Description = "Validate every N steps (0: never)." };
         var device = new Option<string?>("--device") { Description = "auto, cpu, cuda or cuda:N." };
-        var threads = new Option<int?>("--threads") { Description = "Torch intra-op threads (0: one per core)." };
+        var threads = new Option<int?>("--threads") { Description = "Torch intra-op CPU threads, at most the core count (0: torch's default, usually one per physical core)." };
         var engine = new Option<string?>("--engine") { Description = "plain (everything on the device) or chunked (PatrickStar's chunk engine)." };
         engine.AcceptOnlyFromAmong("plain", "chunked");
         var deviceMemory = new Option<string?>("--device-memory") { Description = "Chunked engine: device budget, e.g. 1GiB (default: a quarter of available memory on a CPU device)." };
@@ -48,7 +49,8 @@ public static class TrainCommand
         var dpMode = new Option<string?>("--dp-mode") { Description = "Data parallelism under `pstar launch`: gather (all-gather chunk groups) or broadcast (one chunk at a time: less memory)." };
         dpMode.AcceptOnlyFromAmong("gather", "broadcast");
         var checkpointing = new Option<bool>("--checkpointing") { Description = "Recompute each transformer block's activations in backward (less memory, one more forward)." };
-        var metrics = new Option<FileInfo?>("--metrics") { Description = "Write one JSON object per step to this file (JSON Lines)." };
+        var metrics = new Option<FileInfo?>("--metrics") { Description = "Write every step's metrics to this file: CSV when it ends in .csv, else one JSON object per line (JSON Lines)." };
+        var tensorBoard = new Option<string?>("--tensorboard") { Description = "Write TensorBoard event files into this folder (loss, validation loss, lr, grad norm, tokens/s, memory, chunk traffic); view with `tensorboard --logdir DIR`." };
         var quiet = new Option<bool>("--plain-output") { Description = "Print plain log lines instead of the live display." };
         var saveDir = new Option<string?>("--save-dir") { Description = "Save training checkpoints (step-NNNNNNNN) here: at the end, every --save-every steps and on SIGINT/SIGTERM. " +
                                                             "Locked for this run; if it holds checkpoints of this config, the run continues from the newest." };
@@ -71,7 +73,7 @@ public static class TrainCommand
             "Train a GPT language model. Progress shows loss, tokens/s, achieved TFLOPS and memory. TFLOPS counts model FLOPs: " +
             GptConfig.FlopsFormula + ", divided by the step's wall time.");
         foreach (var o in new Option[] { config, model, layers, hidden, heads, context, data, steps, batch, accum, seq, precision, lr, warmup,
-                     seed, evalInterval, device, threads, engine, deviceMemory, hostMemory, chunkSize, placement, dpMode, checkpointing, metrics, quiet,
+                     seed, evalInterval, device, threads, engine, deviceMemory, hostMemory, chunkSize, placement, dpMode, checkpointing, metrics, tensorBoard, quiet,
                      saveDir, saveEvery, keep, resume, noResume, initFrom, profile })
             command.Options.Add(o);
 
@@ -127,10 +129,11 @@ public static class TrainCommand
             ConfigLoader.Validate(c, source);
             string? metricsPath = r.GetValue(metrics)?.FullName;
             // Before any work: a run must not fail at its end (or after its first step) for an output it cannot write.
-            if (metricsPath is not null) OutputPaths.EnsureWritableFile(metricsPath, "--metrics file");
+            string? tensorBoardDir = r.GetValue(tensorBoard) is string tb ? Path.GetFullPath(tb) : null;
+            MetricsSinks.EnsureWritable(metricsPath, tensorBoardDir);
             if (profilePath is not null) OutputPaths.EnsureWritableFile(profilePath, "--profile file", viaTempFile: true);
 
-            return TrainOnEveryRank(c, metricsPath, plainOutput: r.GetValue(quiet), init, resumeFrom, profilePath);
+            return TrainOnEveryRank(c, new MetricsOutputs(metricsPath, tensorBoardDir), plainOutput: r.GetValue(quiet), init, resumeFrom, profilePath);
         }));
         return command;
     }
@@ -156,15 +159,15 @@ public static class TrainCommand
     /// Alone, or as one rank of the MPI job mpirun started. In a job every line a rank prints starts with `[rank R]`,
     /// and a rank that fails reports why and aborts the job, so that the others stop instead of waiting for it.
     /// </summary>
-    private static int TrainOnEveryRank(TrainingConfig config, string? metricsPath, bool plainOutput, string? initFrom, string? resumeFrom, string? profilePath)
+    private static int TrainOnEveryRank(TrainingConfig config, MetricsOutputs outputs, bool plainOutput, string? initFrom, string? resumeFrom, string? profilePath)
     {
         using var comm = Communicators.LauncherSize() is null ? null : Communicators.Create();
-        if (comm is not { Size: > 1 }) return Train(config, metricsPath, plainOutput, initFrom, resumeFrom, profilePath, comm);
+        if (comm is not { Size: > 1 }) return Train(config, outputs, plainOutput, initFrom, resumeFrom, profilePath, comm);
         Console.SetOut(new RankPrefixWriter(Console.Out, comm.Rank));
         Console.SetError(new RankPrefixWriter(Console.Error, comm.Rank));
         try
         {
-            return Train(config, metricsPath, plainOutput, initFrom, resumeFrom, profilePath, comm);
+            return Train(config, outputs, plainOutput, initFrom, resumeFrom, profilePath, comm);
         }
         catch (Exception e) when (e is not CommunicatorAbortedException)
         {
@@ -178,11 +181,12 @@ public static class TrainCommand
         }
     }
 
-    private static int Train(TrainingConfig config, string? metricsPath, bool plainOutput, string? initFrom, string? resumeFrom, string? profilePath, ICommunicator? comm)
+    private static int Train(TrainingConfig config, MetricsOutputs outputs, bool plainOutput, string? initFrom, string? resumeFrom, string? profilePath, ICommunicator? comm)
     {
         bool leader = comm is null || comm.Rank == 0;
         // SIGINT (Ctrl-C) or SIGTERM (a preemptible cluster): finish the step, save, exit cleanly. A second signal exits at once.
         using var cancel = new CancellationTokenSource();
+        var display = TrainingDisplay.Create(plainOutput || comm is not null);
         int signals = 0;
         long firstSignalAt = 0;
         void OnSignal(PosixSignalContext context)
@@ -203,12 +207,11 @@ public static class TrainCommand
             }
             context.Cancel = true;
             cancel.Cancel();
-            Console.Error.WriteLine($"{context.Signal}: finishing the current step, then saving a checkpoint (send it again to exit at once)...");
+            display.Announce($"{context.Signal}: finishing the current step, then saving a checkpoint (send it again to exit at once)...", error: true);
         }
         using var onInt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
 
-        var display = TrainingDisplay.Create(plainOutput || comm is not null);
         var (saveDirLock, startFrom) = TakeSaveDir(config, resumeFrom, display, comm);
         using var _ = saveDirLock;
         if (startFrom is not null && resumeFrom is null && initFrom is not null)
@@ -224,8 +227,9 @@ public static class TrainCommand
             display.Announce($"Data parallel: rank {comm.Rank} of {comm.Size} ({comm.Backend}), {config.Distributed.Mode.ToString().ToLowerInvariant()} mode; " +
                              $"holds {Profiling.Bytes.Format(((PatrickStar.Engine.ChunkedEngine)run.Engine).ModelDataBytesHeld)} of chunks.");
         // Only rank 0 shows progress and writes metrics; the others train quietly and report only errors.
-        using var metrics = metricsPath is null || !leader ? null : new MetricsWriter(metricsPath);
-        if (metrics is not null) run.Trainer.StepCompleted += metrics.Write;
+        var sinks = leader ? MetricsSinks.Open(outputs.File, outputs.TensorBoardDir) : new List<IMetricsSink>();
+        using var closeSinks = new DisposeAll(sinks);
+        foreach (var sink in sinks) run.Trainer.StepCompleted += sink.Write;
         run.SaveCheckpointsPeriodically(path => { if (leader) display.Announce($"Checkpoint saved: {path}"); });
         // Each rank may record its own profile (its chunks and its memory): rank R writes FILE with ".rankR" before the extension.
         if (profilePath is not null && comm is not null)
@@ -245,7 +249,7 @@ public static class TrainCommand
                 Console.WriteLine($"Profile written to {profilePath} ({recorder.ToProfile().Moments.Count} moments); draw it with: pstar plot {profilePath}");
             }
         }
-        if (leader) display.Summarize(run, summary, metricsPath);
+        if (leader) display.Summarize(run, summary, outputs.File, outputs.TensorBoardDir);
 
         SaveAtEnd(run, interrupted: cancel.IsCancellationRequested, leader);
         return 0;
@@ -353,5 +357,17 @@ internal sealed class RankPrefixWriter(TextWriter inner, int rank) : TextWriter
             }
             inner.Flush();
         }
+    }
+}
+
+/// <summary>Where rank 0 writes the run's metrics: `--metrics FILE` and `--tensorboard DIR`.</summary>
+internal sealed record MetricsOutputs(string? File, string? TensorBoardDir);
+
+/// <summary>Disposes every item, e.g. the metrics sinks, at the end of a using block.</summary>
+internal sealed class DisposeAll(IEnumerable<IDisposable> items) : IDisposable
+{
+    public void Dispose()
+    {
+        foreach (var item in items) item.Dispose();
     }
 }
