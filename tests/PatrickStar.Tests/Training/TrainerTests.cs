@@ -58,6 +58,19 @@ public class TrainerTests
     }
 
     [Fact]
+    public void EvalIntervalZeroNeverValidates()
+    {
+        var config = TrainingHarness.Config(steps: 3);
+        config.Eval = new EvalSection { Interval = 0, Batches = 1 };
+        using var run = GptRun.Create(config, TrainingHarness.CyclicData());
+        var withVal = new List<int>();
+        run.Trainer.StepCompleted += m => { if (m.ValidationLoss is not null) withVal.Add(m.Step); };
+        var summary = run.Trainer.Run();
+        Assert.Empty(withVal);
+        Assert.Null(summary.LastValidationLoss);
+    }
+
+    [Fact]
     public void AccumulatedMicroBatchesGiveTheFullBatchGradient()
     {
         var config = TrainingHarness.Config(steps: 1);
