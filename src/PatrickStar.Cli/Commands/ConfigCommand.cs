@@ -11,7 +11,8 @@ public static class ConfigCommand
     {
         var check = new Option<FileInfo?>("--check") { Description = "Validate this config file and report every problem in it." };
         var markdown = new Option<bool>("--markdown") { Description = "Print the reference as a Markdown table." };
-        var command = new Command("config", "Show the config file reference (JSON keys, types, defaults), or check a config file.");
+        var command = new Command("config", "Show the config file reference (JSON keys, types, defaults), or check a config file." +
+                                            Examples.Format("pstar config", "pstar config --check run.json", "pstar config --markdown > config.md"));
         command.Options.Add(check);
         command.Options.Add(markdown);
         command.SetAction(r => CommandErrors.Run(() =>

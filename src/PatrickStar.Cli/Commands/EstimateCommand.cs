@@ -46,7 +46,9 @@ public static class EstimateCommand
         var command = new Command("estimate",
             "Will it fit? Model data (in the chunk layout the engine would build), the non-model peaks and where each lives, " +
             "against the device and host budgets `pstar train` would take with the same flags; " +
-            $"exit code 0 when it fits, {DoesNotFit} when it does not (with the changes that would make it fit).");
+            $"exit code 0 when it fits, {DoesNotFit} when it does not (with the changes that would make it fit)." + Examples.Format(
+                "pstar estimate --model gpt2 --engine chunked --device-memory 2GiB",
+                "pstar estimate --config run.json --ranks 4 --json"));
         foreach (var o in new Option[] { config, model, layers, hidden, heads, vocab, context, device, deviceMemory, hostMemory, ranks, batch, seq, accum,
                      checkpointing, precision, engine, placement, dpMode, chunkSize, json })
             command.Options.Add(o);

@@ -16,7 +16,8 @@ public static class ExportCommand
         dtype.AcceptOnlyFromAmong("fp32", "bf16", "fp16");
 
         var command = new Command("export", "Export a training checkpoint as Hugging Face GPT-2 weights (model.safetensors + config.json), " +
-                                            "loadable by transformers' GPT2LMHeadModel.from_pretrained(folder).");
+                                            "loadable by transformers' GPT2LMHeadModel.from_pretrained(folder)." +
+                                            Examples.Format("pstar export runs/a --out hf/model.safetensors --dtype bf16"));
         command.Arguments.Add(checkpoint);
         command.Options.Add(output);
         command.Options.Add(dtype);

@@ -21,7 +21,9 @@ public static class GenerateCommand
         var seed = new Option<long>("--seed") { Description = "Seed of the sampling; the same seed gives the same text.", DefaultValueFactory = _ => 0 };
 
         var command = new Command("generate", "Generate text with a model: GPT-2 tokenizer, temperature / top-k / top-p sampling, " +
-                                              "the window cropped to the model's context length; stops at <|endoftext|> or --max-tokens.");
+                                              "the window cropped to the model's context length; stops at <|endoftext|> or --max-tokens." + Examples.Format(
+                                                  "pstar generate --checkpoint runs/a --prompt \"Once upon a time\"",
+                                                  "pstar generate --init-from gpt2/model.safetensors --prompt \"The cat\" --temperature 0"));
         foreach (var o in new Option[] { initFrom, checkpoint, heads, prompt, maxTokens, temperature, topK, topP, seed, device }) command.Options.Add(o);
         command.SetAction(r => CommandErrors.Run(() =>
         {

@@ -27,17 +27,17 @@ public static class TrainCommand
             Description = "Text files or folders of *.txt to train on (UTF-8). Default: the built-in generated corpus.",
             AllowMultipleArgumentsPerToken = true,
         };
-        var steps = new Option<int?>("--steps") { Description = "Optimizer steps to run." };
-        var batch = new Option<int?>("--batch") { Description = "Micro-batch size (sequences per forward pass)." };
+        var steps = new Option<int?>("--steps") { Description = "Optimizer steps in all (default 300; a resumed run continues up to this count)." };
+        var batch = new Option<int?>("--batch") { Description = "Micro-batch size (sequences per forward pass, per rank; default 8)." };
         var accum = new Option<int?>("--accum") { Description = "Gradient accumulation steps (micro-batches per optimizer step)." };
-        var seq = new Option<int?>("--seq") { Description = "Sequence length in tokens (at most the model's context length)." };
+        var seq = new Option<int?>("--seq") { Description = "Sequence length in tokens (default 128, at most the model's context length)." };
         var precision = new Option<string?>("--precision") { Description = "fp32, bf16 (bf16 compute, fp32 master weights), bf16-fp32 (bf16 parameters and gradients, fp32 activations and matmuls: 14 B/param at fp32 speed on CPUs without fast bf16) or fp16 (fp16 compute with loss scaling: for GPUs)." };
         precision.AcceptOnlyFromAmong(PrecisionNames.All);
         var lr = new Option<double?>("--lr") { Description = "Peak learning rate." };
         var warmup = new Option<int?>("--warmup") { Description = "Warmup steps of the learning-rate schedule." };
         var seed = new Option<long?>("--seed") { Description = "Seed for initialisation, dropout and batch sampling." };
-        var evalInterval = new Option<int?>("--eval-interval") { Description = "Validate every N steps (0: never)." };
-        var device = new Option<string?>("--device") { Description = "auto, cpu, cuda or cuda:N." };
+        var evalInterval = new Option<int?>("--eval-interval") { Description = "Validate at the first step, every N steps and at the end (0: never; default 50)." };
+        var device = new Option<string?>("--device") { Description = "auto, cpu, cuda or cuda:N (under `pstar launch`, cuda means cuda:LOCAL_RANK: one GPU per rank of a machine)." };
         var threads = new Option<int?>("--threads") { Description = "Torch intra-op CPU threads, at most the core count (0: torch's default, usually one per physical core)." };
         var engine = new Option<string?>("--engine") { Description = "plain (everything on the device) or chunked (PatrickStar's chunk engine)." };
         engine.AcceptOnlyFromAmong("plain", "chunked");
@@ -71,7 +71,12 @@ public static class TrainCommand
 
         var command = new Command("train",
             "Train a GPT language model. Progress shows loss, tokens/s, achieved TFLOPS and memory. TFLOPS counts model FLOPs: " +
-            GptConfig.FlopsFormula + ", divided by the step's wall time.");
+            GptConfig.FlopsFormula + ", divided by the step's wall time." + Examples.Format(
+                "pstar train --model gpt2-tiny --steps 50                # a tiny model, quickly",
+                "pstar train --data books/ --seq 256 --batch 4 --accum 4  # your *.txt files, 16 sequences per step",
+                "pstar train --engine chunked --device-memory 1300MiB     # the chunk engine under a device budget",
+                "pstar train --metrics m.csv --tensorboard runs/tb        # per-step CSV and TensorBoard event files",
+                "pstar train --save-dir runs/a --save-every 100           # checkpoints; run again to resume"));
         foreach (var o in new Option[] { config, model, layers, hidden, heads, context, data, steps, batch, accum, seq, precision, lr, warmup,
                      seed, evalInterval, device, threads, engine, deviceMemory, hostMemory, chunkSize, placement, dpMode, checkpointing, metrics, tensorBoard, quiet,
                      saveDir, saveEvery, keep, resume, noResume, initFrom, profile })
