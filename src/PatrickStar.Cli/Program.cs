@@ -12,7 +12,9 @@ public static class Program
     {
         // Spectre.Console assumes 80 columns without a terminal, which wraps table cells mid-word in a log
         // ("gpt2-tin / y"); tables size to their content, so a wide profile prints every row on one line.
-        if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = RedirectedWidth;
+        // A rank under mpirun writes to a pseudo-terminal of mpirun's that ends up in the job's merged log: the same.
+        if (Console.IsOutputRedirected || PatrickStar.Distributed.Communicators.LauncherSize() is not null)
+            AnsiConsole.Profile.Width = RedirectedWidth;
         var parsed = PstarCommandLine.Parse(args);
         return parsed.Errors.Count > 0 ? PstarCommandLine.ReportErrors(parsed) : parsed.Invoke();
     }

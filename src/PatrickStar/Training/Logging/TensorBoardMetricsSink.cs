@@ -51,11 +51,9 @@ public sealed class TensorBoardMetricsSink : IMetricsSink
 
     public void Write(StepMetrics metrics)
     {
-        // SummaryWriter's default wall time is 0; TensorBoard expects seconds since the Unix epoch.
-        long wallTime = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         foreach (var (name, value) in MetricsFields.Of(metrics))
             if (value is double v && !Skip.Contains(name))
-                writer.add_scalar(TagOf(name), (float)v, metrics.Step, wallTime);
+                writer.add_scalar(TagOf(name), (float)v, metrics.Step);
     }
 
     public void Dispose() { } // every scalar is written and closed as it is added
