@@ -26,6 +26,9 @@ public sealed class TrainingDisplay
     public static TrainingDisplay Create(bool plainOutput) =>
         new(!plainOutput && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive);
 
+    /// <summary>The live panel whatever the console: for a console known to be interactive (and for tests).</summary>
+    public static TrainingDisplay AlwaysLive() => new(true);
+
     public void Announce(string text) => Announce(text, error: false);
 
     /// <summary>
