@@ -35,6 +35,9 @@ internal static class Examples
     /// <summary>The standard help, then the command's examples.</summary>
     private sealed class HelpWithExamples(HelpAction standard) : SynchronousCommandLineAction
     {
+        // As the standard help: `pstar export --help` shows help instead of "--out is required".
+        public override bool ClearsParseErrors => standard.ClearsParseErrors;
+
         public override int Invoke(ParseResult parseResult)
         {
             int code = standard.Invoke(parseResult);

@@ -88,9 +88,14 @@ public sealed class TrainingDisplay
 
         var history = new List<string>();
         TrainingSummary? summary = null;
-        AnsiConsole.Live(new Markup("starting...")).AutoClear(false).Start(ctx =>
+        var starting = new Markup("starting...");
+        AnsiConsole.Live(starting).AutoClear(false).Start(ctx =>
         {
-            lock (gate) liveContext = ctx;
+            lock (gate)
+            {
+                liveContext = ctx;
+                lastPanel = starting; // a message before the first step ends shows below it
+            }
             run.Trainer.StepCompleted += s =>
             {
                 if (s.ValidationLoss is not null || s.Step == 1) history.Add(HistoryLine(s));
