@@ -21,7 +21,7 @@ public static class BenchCommand
         var quick = new Option<bool>("--quick") { Description = "A small model, fewer steps and repetitions, 16M Adam elements: a few minutes." };
         var hidden = new Option<int?>("--hidden") { Description = "trainers: hidden size of the benchmark GPT (default 1024; quick 512). scale: the fixed width (default 1024)." };
         var layers = new Option<int?>("--layers") { Description = "trainers: transformer blocks (default 8; quick 12)." };
-        var heads = new Option<int?>("--heads") { Description = "Attention heads (default 16; quick 8)." };
+        var heads = new Option<int?>("--heads") { Description = "Attention heads (trainers: default 16, quick 8; scale: default 16)." };
         var seq = new Option<int?>("--seq") { Description = "trainers: sequence length, also the model's context (default 512; quick 128)." };
         var batch = new Option<int?>("--batch") { Description = "trainers: micro-batch size (default 2)." };
         var steps = new Option<int?>("--steps") { Description = "trainers: measured steps per run after 2 warm-up steps (default 5; quick 3)." };
@@ -50,7 +50,10 @@ public static class BenchCommand
             "The benchmark suite, in one process: matmul peaks (bf16, fp32); the plain trainer beside the chunk engine with static and dynamic placement " +
             "(speed, TFLOPS, traffic between the tiers, memory peaks, ratios to plain); the Adam step four ways against the memory-bandwidth bound; " +
             $"and, with --parts scale, the largest GPT each engine trains under budgets. Medians after warm-up. Model FLOPs: {GptConfig.FlopsFormula}. " +
-            $"Tables on the console; report.md and report.json in --report (default ./{DefaultReportDirectory}).");
+            $"Tables on the console; report.md and report.json in --report (default ./{DefaultReportDirectory})." + Examples.Format(
+                "pstar bench --quick                      # a few minutes",
+                "pstar bench --parts trainers --precision fp32 --report bench-fp32",
+                "pstar bench --parts scale --precision bf16-fp32"));
         foreach (var o in new Option[] { parts, quick, hidden, layers, heads, seq, batch, steps, precision, deviceMemory, hostMemory, tightMemory, chunkSize, report, json, scale, adamElements, matmulSize })
             command.Options.Add(o);
         command.SetAction(r => CommandErrors.Run(() =>

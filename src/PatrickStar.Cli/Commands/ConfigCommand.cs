@@ -12,7 +12,8 @@ public static class ConfigCommand
         var check = new Option<FileInfo?>("--check") { Description = "Validate this config file and report every problem in it." };
         var ranks = new Option<int?>("--ranks") { Description = "With --check: the data-parallel ranks the file is for (train_batch_size = micro batch x accumulation x ranks; default 1)." };
         var markdown = new Option<bool>("--markdown") { Description = "Print the reference as a Markdown table." };
-        var command = new Command("config", "Show the config file reference (JSON keys, types, defaults), or check a config file.");
+        var command = new Command("config", "Show the config file reference (JSON keys, types, defaults), or check a config file." +
+                                            Examples.Format("pstar config", "pstar config --check run.json", "pstar config --markdown > config.md"));
         command.Options.Add(check);
         command.Options.Add(ranks);
         command.Options.Add(markdown);

@@ -25,7 +25,10 @@ public static class EstimateCommand
         var command = new Command("estimate",
             "Will it fit? Model data (in the chunk layout the engine would build), the non-model peaks and where each lives, " +
             "against the device and host budgets `pstar train` would take with the same flags; " +
-            $"exit code 0 when it fits, {DoesNotFit} when it does not (with the changes that would make it fit).");
+            $"exit code 0 when it fits, {DoesNotFit} when it does not (with the changes that would make it fit)." + Examples.Format(
+                "pstar estimate --model gpt2 --engine chunked --device-memory 2GiB",
+                "pstar estimate --model llama-2-7b --engine chunked --device-memory 24GiB --host-memory 200GiB",
+                "pstar estimate --config ds_config.json --ranks 4 --json"));
         command.Options.Add(config);
         var flags = ConfigFlags.AddTo(command, ConfigFlags.ForEstimate);
         command.Options.Add(ranks);

@@ -24,7 +24,9 @@ public static class ExportCommand
         dtype.AcceptOnlyFromAmong("fp32", "bf16", "fp16");
 
         var command = new Command("export", "Export a training checkpoint as Hugging Face weights (model.safetensors + config.json), " +
-                                            "loadable by transformers' GPT2LMHeadModel or, for a LLaMA, LlamaForCausalLM .from_pretrained(folder).");
+                                            "loadable by transformers' GPT2LMHeadModel or, for a LLaMA, LlamaForCausalLM .from_pretrained(folder)." +
+                                            Examples.Format("pstar export runs/a --out hf/model.safetensors --dtype bf16",
+                                                            "pstar export runs/a --out hf/model --max-shard-size 2GB   # a folder: config, shards, index, tokenizer"));
         command.Arguments.Add(checkpoint);
         command.Options.Add(output);
         command.Options.Add(dtype);

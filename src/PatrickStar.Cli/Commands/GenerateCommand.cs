@@ -23,7 +23,9 @@ public static class GenerateCommand
         var noCache = new Option<bool>("--no-cache") { Description = "Re-run the whole window for every token instead of using the key/value cache (same tokens, slower; for comparison)." };
 
         var command = new Command("generate", "Generate text with a model (GPT or LLaMA): its folder's tokenizer (or --tokenizer, default gpt2), temperature / top-k / top-p sampling, " +
-                                              "a key/value cache, the window cropped to the model's context length; stops at <|endoftext|> or --max-tokens.");
+                                              "a key/value cache, the window cropped to the model's context length; stops at <|endoftext|> or --max-tokens." + Examples.Format(
+                                                  "pstar generate --checkpoint runs/a --prompt \"Once upon a time\"",
+                                                  "pstar generate --init-from gpt2/model.safetensors --prompt \"The cat\" --temperature 0"));
         foreach (var o in new Option[] { initFrom, checkpoint, heads, prompt, maxTokens, temperature, topK, topP, seed, noCache, device, tokenizer }) command.Options.Add(o);
         command.SetAction(r => CommandErrors.Run(() =>
         {

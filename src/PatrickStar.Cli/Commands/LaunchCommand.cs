@@ -26,7 +26,12 @@ public static class LaunchCommand
         var hostfile = new Option<FileInfo?>("--hostfile") { Description = "Open MPI hostfile for several machines (adds TCP transport)." };
         var dryRun = new Option<bool>("--dry-run") { Description = "Print the mpirun command line instead of running it." };
         var program = new Argument<string[]>("command") { Description = "The pstar command each rank runs, after `--` (e.g. -- train --steps 50).", Arity = ArgumentArity.ZeroOrMore };
-        var command = new Command("launch", "Run a pstar command on several processes with mpirun (data parallel). Example: pstar launch -n 2 -- train");
+        var command = new Command("launch", "Run a pstar command on several processes with mpirun (data parallel). With --device cuda, rank r of each machine uses " +
+                                            "cuda:(its local rank)." + Examples.Format(
+                                                "pstar launch -n 2 -- train --engine chunked --steps 50",
+                                                "pstar launch -n 4 -- train --device cuda          # one GPU per rank",
+                                                "pstar launch -n 8 --hostfile hosts -- train ...",
+                                                "pstar launch -n 2 --dry-run -- train              # print the mpirun command line"));
         command.Options.Add(ranks);
         command.Options.Add(hostfile);
         command.Options.Add(dryRun);
@@ -133,7 +138,8 @@ public static class LaunchCommand
         var failRank = new Option<int?>("--fail-rank") { Description = "Make this rank fail on purpose after start-up (checks that a failure stops the whole job)." };
         var bench = new Option<string?>("--bench") { Description = "Also time the fp32 collectives on a buffer of this size (e.g. 64MiB; with 2+ ranks); rank 0 prints the times." };
         var command = new Command("comm-check", "Check the collectives of this MPI installation (run it under `pstar launch -n 2 -- comm-check`); " +
-                                                "each rank prints `rank R/N: ok` or what failed.");
+                                                "each rank prints `rank R/N: ok` or what failed." +
+                                                Examples.Format("pstar launch -n 2 -- comm-check", "pstar launch -n 2 -- comm-check --bench 256MiB"));
         command.Options.Add(failRank);
         command.Options.Add(bench);
         command.SetAction(r => CommandErrors.Run(() =>

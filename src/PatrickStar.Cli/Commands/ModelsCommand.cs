@@ -11,7 +11,8 @@ public static class ModelsCommand
     public static Command Build()
     {
         var command = new Command("models", "List the model presets with parameter counts and the model data they need (16 B/param: " +
-                                            "bf16 param and grad, fp32 master, momentum and variance).");
+                                            "bf16 param and grad, fp32 master, momentum and variance)." +
+                                            Examples.Format("pstar models", "pstar models | grep gpt2-medium"));
         command.SetAction(_ => CommandErrors.Run(() =>
         {
             var table = new Table().Border(TableBorder.Rounded);

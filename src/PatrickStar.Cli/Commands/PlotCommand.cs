@@ -24,7 +24,9 @@ public static class PlotCommand
             Description = "Show only these iterations in memory.png and chunks.png: N, or A:B (inclusive). Default: all.",
         };
         var command = new Command("plot", "Draw memory.png (device memory per moment), chunks.png (which tier each chunk is in) " +
-                                          "and loss.png from a profile.");
+                                          "and loss.png from a profile." + Examples.Format(
+                                              "pstar train --engine chunked --steps 5 --profile run.json && pstar plot run.json --out figures/",
+                                              "pstar plot run.json --iterations 2:3 --metrics metrics.jsonl"));
         command.Arguments.Add(file);
         command.Options.Add(outDir);
         command.Options.Add(metrics);

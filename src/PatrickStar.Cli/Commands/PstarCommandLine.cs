@@ -9,7 +9,11 @@ public static partial class PstarCommandLine
     public static RootCommand Build()
     {
         var root = new RootCommand(
-            "PatrickStar.NET: train GPT language models whose model data does not fit in the compute device's memory.");
+            "PatrickStar.NET: train GPT language models whose model data does not fit in the compute device's memory." + Examples.Format(
+                "pstar train --model gpt2-tiny --steps 50",
+                "pstar models",
+                "pstar estimate --model gpt2 --engine chunked --device-memory 2GiB",
+                "pstar <command> --help"));
         root.Subcommands.Add(TrainCommand.Build());
         root.Subcommands.Add(ModelsCommand.Build());
         root.Subcommands.Add(EstimateCommand.Build());
@@ -21,6 +25,7 @@ public static partial class PstarCommandLine
         root.Subcommands.Add(PlotCommand.Build());
         root.Subcommands.Add(LaunchCommand.Build());
         root.Subcommands.Add(LaunchCommand.BuildCommCheck());
+        Examples.Install(root);
         return root;
     }
 

@@ -7,6 +7,7 @@ using PatrickStar.Models.Gpt;
 using PatrickStar.Profiling;
 using PatrickStar.Runtime;
 using PatrickStar.Training;
+using PatrickStar.Training.Logging;
 
 namespace PatrickStar.Cli.Commands;
 
@@ -16,7 +17,8 @@ public static class TrainCommand
     public static Command Build()
     {
         var config = new Option<FileInfo?>("--config") { Description = "JSON config file (DeepSpeed-style keys; see README). Flags override it." };
-        var metrics = new Option<FileInfo?>("--metrics") { Description = "Write one JSON object per step to this file (JSON Lines)." };
+        var metrics = new Option<FileInfo?>("--metrics") { Description = "Write every step's metrics to this file: CSV when it ends in .csv, else one JSON object per line (JSON Lines)." };
+        var tensorBoard = new Option<string?>("--tensorboard") { Description = "Write TensorBoard event files into this folder (loss, validation loss, lr, grad norm, tokens/s, memory, chunk traffic); view with `tensorboard --logdir DIR`." };
         var quiet = new Option<bool>("--plain-output") { Description = "Print plain log lines instead of the live display." };
         var resume = new Option<string?>("--resume")
         {
@@ -28,10 +30,16 @@ public static class TrainCommand
 
         var command = new Command("train",
             "Train a GPT language model. Progress shows loss, tokens/s, achieved TFLOPS and memory. TFLOPS counts model FLOPs: " +
-            GptConfig.FlopsFormula + ", divided by the step's wall time.");
+            GptConfig.FlopsFormula + ", divided by the step's wall time." + Examples.Format(
+                "pstar train --model gpt2-tiny --steps 50                # a tiny model, quickly",
+                "pstar train --data books/ --seq 256 --batch 4 --accum 4  # your data files, 16 sequences per step",
+                "pstar train --engine chunked --device-memory 1300MiB     # the chunk engine under a device budget",
+                "pstar train --config ds_config.json --set steps=500      # a DeepSpeed config, one key overridden",
+                "pstar train --metrics m.csv --tensorboard runs/tb        # per-step CSV and TensorBoard event files",
+                "pstar train --save-dir runs/a --save-every 100           # checkpoints; run again to resume"));
         command.Options.Add(config);
         var flags = ConfigFlags.AddTo(command, ConfigFlags.ForTrain);
-        foreach (var o in new Option[] { metrics, quiet, resume, initFrom, profile })
+        foreach (var o in new Option[] { metrics, tensorBoard, quiet, resume, initFrom, profile })
             command.Options.Add(o);
 
         command.SetAction(r => CommandErrors.Run(() =>
@@ -61,10 +69,11 @@ public static class TrainCommand
             ConfigLoader.Validate(c, source, ranks: Communicators.LauncherSize() ?? 1);
             string? metricsPath = r.GetValue(metrics)?.FullName;
             // Before any work: a run must not fail at its end (or after its first step) for an output it cannot write.
-            if (metricsPath is not null) OutputPaths.EnsureWritableFile(metricsPath, "--metrics file");
+            string? tensorBoardDir = r.GetValue(tensorBoard) is string tb ? Path.GetFullPath(tb) : null;
+            MetricsSinks.EnsureWritable(metricsPath, tensorBoardDir);
             if (profilePath is not null) OutputPaths.EnsureWritableFile(profilePath, "--profile file", viaTempFile: true);
 
-            return TrainOnEveryRank(c, metricsPath, plainOutput: r.GetValue(quiet), init, resumeFrom, profilePath);
+            return TrainOnEveryRank(c, new MetricsOutputs(metricsPath, tensorBoardDir), plainOutput: r.GetValue(quiet), init, resumeFrom, profilePath);
         }));
         return command;
     }
@@ -90,15 +99,15 @@ public static class TrainCommand
     /// Alone, or as one rank of the MPI job mpirun started. In a job every line a rank prints starts with `[rank R]`,
     /// and a rank that fails reports why and aborts the job, so that the others stop instead of waiting for it.
     /// </summary>
-    private static int TrainOnEveryRank(TrainingConfig config, string? metricsPath, bool plainOutput, string? initFrom, string? resumeFrom, string? profilePath)
+    private static int TrainOnEveryRank(TrainingConfig config, MetricsOutputs outputs, bool plainOutput, string? initFrom, string? resumeFrom, string? profilePath)
     {
         using var comm = Communicators.LauncherSize() is null ? null : Communicators.Create();
-        if (comm is not { Size: > 1 }) return Train(config, metricsPath, plainOutput, initFrom, resumeFrom, profilePath, comm);
+        if (comm is not { Size: > 1 }) return Train(config, outputs, plainOutput, initFrom, resumeFrom, profilePath, comm);
         Console.SetOut(new RankPrefixWriter(Console.Out, comm.Rank));
         Console.SetError(new RankPrefixWriter(Console.Error, comm.Rank));
         try
         {
-            return Train(config, metricsPath, plainOutput, initFrom, resumeFrom, profilePath, comm);
+            return Train(config, outputs, plainOutput, initFrom, resumeFrom, profilePath, comm);
         }
         catch (Exception e) when (e is not CommunicatorAbortedException)
         {
@@ -112,11 +121,12 @@ public static class TrainCommand
         }
     }
 
-    private static int Train(TrainingConfig config, string? metricsPath, bool plainOutput, string? initFrom, string? resumeFrom, string? profilePath, ICommunicator? comm)
+    private static int Train(TrainingConfig config, MetricsOutputs outputs, bool plainOutput, string? initFrom, string? resumeFrom, string? profilePath, ICommunicator? comm)
     {
         bool leader = comm is null || comm.Rank == 0;
         // SIGINT (Ctrl-C) or SIGTERM (a preemptible cluster): finish the step, save, exit cleanly. A second signal exits at once.
         using var cancel = new CancellationTokenSource();
+        var display = TrainingDisplay.Create(plainOutput || comm is not null);
         int signals = 0;
         long firstSignalAt = 0;
         void OnSignal(PosixSignalContext context)
@@ -137,12 +147,11 @@ public static class TrainCommand
             }
             context.Cancel = true;
             cancel.Cancel();
-            Console.Error.WriteLine($"{context.Signal}: finishing the current step, then saving a checkpoint (send it again to exit at once)...");
+            display.Announce($"{context.Signal}: finishing the current step, then saving a checkpoint (send it again to exit at once)...", error: true);
         }
         using var onInt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
 
-        var display = TrainingDisplay.Create(plainOutput || comm is not null);
         var (saveDirLock, startFrom) = TakeSaveDir(config, resumeFrom, display, comm);
         using var _ = saveDirLock;
         if (startFrom is not null && resumeFrom is null && initFrom is not null)
@@ -158,8 +167,9 @@ public static class TrainCommand
             display.Announce($"Data parallel: rank {comm.Rank} of {comm.Size} ({comm.Backend}), {config.Distributed.Mode.ToString().ToLowerInvariant()} mode; " +
                              $"holds {Profiling.Bytes.Format(((PatrickStar.Engine.ChunkedEngine)run.Engine).ModelDataBytesHeld)} of chunks.");
         // Only rank 0 shows progress and writes metrics; the others train quietly and report only errors.
-        using var metrics = metricsPath is null || !leader ? null : new MetricsWriter(metricsPath);
-        if (metrics is not null) run.Trainer.StepCompleted += metrics.Write;
+        var sinks = leader ? MetricsSinks.Open(outputs.File, outputs.TensorBoardDir) : new List<IMetricsSink>();
+        using var closeSinks = new DisposeAll(sinks);
+        foreach (var sink in sinks) run.Trainer.StepCompleted += sink.Write;
         run.SaveCheckpointsPeriodically(path => { if (leader) display.Announce($"Checkpoint saved: {path}"); });
         // Each rank may record its own profile (its chunks and its memory): rank R writes FILE with ".rankR" before the extension.
         if (profilePath is not null && comm is not null)
@@ -179,7 +189,7 @@ public static class TrainCommand
                 Console.WriteLine($"Profile written to {profilePath} ({recorder.ToProfile().Moments.Count} moments); draw it with: pstar plot {profilePath}");
             }
         }
-        if (leader) display.Summarize(run, summary, metricsPath);
+        if (leader) display.Summarize(run, summary, outputs.File, outputs.TensorBoardDir);
 
         SaveAtEnd(run, interrupted: cancel.IsCancellationRequested, leader);
         return 0;
@@ -287,5 +297,17 @@ internal sealed class RankPrefixWriter(TextWriter inner, int rank) : TextWriter
             }
             inner.Flush();
         }
+    }
+}
+
+/// <summary>Where rank 0 writes the run's metrics: `--metrics FILE` and `--tensorboard DIR`.</summary>
+internal sealed record MetricsOutputs(string? File, string? TensorBoardDir);
+
+/// <summary>Disposes every item, e.g. the metrics sinks, at the end of a using block.</summary>
+internal sealed class DisposeAll(IEnumerable<IDisposable> items) : IDisposable
+{
+    public void Dispose()
+    {
+        foreach (var item in items) item.Dispose();
     }
 }

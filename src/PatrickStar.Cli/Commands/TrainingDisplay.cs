@@ -3,6 +3,7 @@ using PatrickStar.Models.Gpt;
 using PatrickStar.Profiling;
 using PatrickStar.Training;
 using Spectre.Console;
+using Spectre.Console.Rendering;
 
 namespace PatrickStar.Cli.Commands;
 
@@ -13,18 +14,51 @@ namespace PatrickStar.Cli.Commands;
 public sealed class TrainingDisplay
 {
     private readonly bool live;
+    // While the live panel is up, messages wait here and are printed above it by the thread that owns the panel:
+    // written straight to the console they would land inside the panel's border.
+    private readonly Queue<string> pending = new();
+    private readonly object gate = new();
+    private LiveDisplayContext? liveContext;
+    private IRenderable? lastPanel;
 
     private TrainingDisplay(bool live) { this.live = live; }
 
     public static TrainingDisplay Create(bool plainOutput) =>
         new(!plainOutput && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive);
 
-    /// <summary>A message line; in plain output written as is, so that a log or pipe never gets it wrapped at 80 columns.</summary>
-    public void Announce(string text)
+    /// <summary>The live panel whatever the console: for a console known to be interactive (and for tests).</summary>
+    public static TrainingDisplay AlwaysLive() => new(true);
+
+    public void Announce(string text) => Announce(text, error: false);
+
+    /// <summary>
+    /// A message line (to standard error when <paramref name="error"/>); in plain output written as is, so that a log or
+    /// pipe never gets it wrapped at 80 columns. While the live panel is shown (from any thread: a signal handler, too),
+    /// it appears at once as the panel's last line and is printed above the panel when the step ends.
+    /// </summary>
+    public void Announce(string text, bool error)
     {
+        lock (gate)
+        {
+            if (liveContext is not null)
+            {
+                pending.Enqueue(text);
+                if (lastPanel is not null) liveContext.UpdateTarget(WithPending(lastPanel));
+                return;
+            }
+        }
         if (live) AnsiConsole.MarkupLine($"[grey]{CommandErrors.Esc(text)}[/]");
-        else Console.WriteLine(text);
+        else (error ? Console.Error : Console.Out).WriteLine(text);
     }
+
+    /// <summary>On the panel's thread: prints the waiting messages above the panel (Spectre's live display moves it down).</summary>
+    private void FlushPending()
+    {
+        while (pending.TryDequeue(out var text)) AnsiConsole.MarkupLine($"[grey]{CommandErrors.Esc(text)}[/]");
+    }
+
+    private IRenderable WithPending(IRenderable panel) =>
+        pending.Count == 0 ? panel : new Rows(panel, new Markup("[yellow]" + CommandErrors.Esc(string.Join("\n", pending)) + "[/]"));
 
     public TrainingSummary Run(GptRun run, CancellationToken cancel)
     {
@@ -36,7 +70,7 @@ public sealed class TrainingDisplay
             $"{PrecisionNames.Name(c.Precision)}, {run.Engine.Name} engine");
         AnsiConsole.MarkupLine(
             $"Data: {CommandErrors.Esc(run.Data.Description)}: {run.Data.TrainTokens:N0} training / {run.Data.ValidationTokens:N0} validation tokens. " +
-            $"Batch {c.MicroBatchSize} x {c.GradientAccumulationSteps} accumulation x {c.SequenceLength} tokens = {c.TokensPerStep:N0} tokens/step, {c.Steps} steps.");
+            BatchLine(c, run.Ranks));
 
         if (!live)
         {
@@ -54,17 +88,53 @@ public sealed class TrainingDisplay
 
         var history = new List<string>();
         TrainingSummary? summary = null;
-        AnsiConsole.Live(new Markup("starting...")).AutoClear(false).Start(ctx =>
+        var starting = new Markup("starting...");
+        AnsiConsole.Live(starting).AutoClear(false).Start(ctx =>
         {
+            lock (gate)
+            {
+                liveContext = ctx;
+                lastPanel = starting; // a message before the first step ends shows below it
+            }
             run.Trainer.StepCompleted += s =>
             {
                 if (s.ValidationLoss is not null || s.Step == 1) history.Add(HistoryLine(s));
                 if (history.Count > 8) history.RemoveAt(0);
-                ctx.UpdateTarget(Panel(s, history));
+                lock (gate)
+                {
+                    FlushPending();
+                    lastPanel = Panel(s, history);
+                    ctx.UpdateTarget(lastPanel);
+                }
             };
-            summary = run.Trainer.Run(cancel);
+            try
+            {
+                summary = run.Trainer.Run(cancel);
+            }
+            finally
+            {
+                lock (gate)
+                {
+                    FlushPending();
+                    if (lastPanel is not null) ctx.UpdateTarget(lastPanel);
+                    liveContext = null;
+                }
+            }
         });
         return summary!;
+    }
+
+    /// <summary>
+    /// The batch of one optimizer step over the whole job: under `pstar launch` each of N ranks trains on its own
+    /// micro-batches, so the global batch and the tokens per step are N times one rank's.
+    /// </summary>
+    public static string BatchLine(TrainingConfig c, int ranks)
+    {
+        string perRank = $"{c.MicroBatchSize} x {c.GradientAccumulationSteps} accumulation";
+        string batch = ranks > 1
+            ? $"Global batch {(long)c.MicroBatchSize * c.GradientAccumulationSteps * ranks:N0} sequences ({perRank} x {ranks} ranks)"
+            : $"Batch {perRank}";
+        return $"{batch} x {c.SequenceLength} tokens = {c.TokensPerStep * ranks:N0} tokens/step, {c.Steps} steps.";
     }
 
     private static string Line(StepMetrics s) =>
@@ -102,7 +172,7 @@ public sealed class TrainingDisplay
         return new Panel(rows).Header("pstar train").Border(BoxBorder.Rounded);
     }
 
-    public void Summarize(GptRun run, TrainingSummary s, string? metricsPath)
+    public void Summarize(GptRun run, TrainingSummary s, string? metricsPath, string? tensorBoardDir = null)
     {
         var table = new Table().Border(TableBorder.Rounded).Title(s.Cancelled ? "Stopped early" : "Done").HideHeaders();
         table.AddColumn("");
@@ -121,6 +191,7 @@ public sealed class TrainingDisplay
         table.AddRow("elapsed", Clock(s.Elapsed));
         if (run.Engine.Statistics.ContainsKey("chunks")) table.AddRow("chunks (last step)", CommandErrors.Esc(ChunkLine(run.Engine.Statistics)));
         if (metricsPath is not null) table.AddRow("metrics", CommandErrors.Esc(metricsPath));
+        if (tensorBoardDir is not null) table.AddRow("tensorboard", CommandErrors.Esc($"{tensorBoardDir} (tensorboard --logdir {tensorBoardDir})"));
         AnsiConsole.Write(table);
     }
 

@@ -128,6 +128,8 @@ public sealed class GptRun : IDisposable
         ConfigLoader.Validate(config);
         TorchRuntime.EnsureLoaded();
         TorchRuntime.ConfigureThreads(config.Threads);
+        // Several GPUs on one machine: rank r of a job takes cuda:(local rank r); the engine reads the same key.
+        config.Device = LocalRankDevice.For(config.Device, comm?.Size ?? 1, null, () => cuda.is_available() ? cuda.device_count() : 0);
         var device = TorchRuntime.ResolveDevice(config.Device);
         var modelConfig = ResolveChoice(config);
 

@@ -113,7 +113,7 @@ internal static class ConfigKeys
             "Global gradient-norm clipping threshold; 0 disables clipping.", NonNegative),
         Long("seed", c => c.Seed, (c, v) => c.Seed = v, "Random seed for initialisation, data order and dropout."),
         Int("eval.interval", c => c.Eval.Interval, (c, v) => c.Eval.Interval = v,
-            "Validate every this many steps and at the end; 0 validates only at the end.", NonNegative),
+            "Validate at the first step, every this many steps and at the end; 0 never validates.", NonNegative),
         Int("eval.batches", c => c.Eval.Batches, (c, v) => c.Eval.Batches = v,
             "Validation batches averaged per evaluation.", Positive),
         NullableInt("steps_per_print", c => c.StepsPerPrint, (c, v) => c.StepsPerPrint = v,

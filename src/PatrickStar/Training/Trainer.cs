@@ -135,9 +135,9 @@ public sealed class Trainer
             stepTimes.Add(seconds);
 
             double? val = null;
-            // Validate at the first step (the baseline), every interval, and always at the end.
-            bool periodic = config.Eval.Interval > 0 && (step == 1 || step % config.Eval.Interval == 0);
-            if (periodic || step == config.Steps)
+            // Validate at the first step (the baseline), every interval, and at the end; interval 0 never validates.
+            bool due = config.Eval.Interval > 0 && (step == 1 || step % config.Eval.Interval == 0 || step == config.Steps);
+            if (due)
             {
                 val = Evaluate();
                 if (StepPhases.Enabled) StepPhases.Take(); // validation is no part of a step's phases

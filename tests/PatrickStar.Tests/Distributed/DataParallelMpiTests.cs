@@ -61,6 +61,8 @@ public class DataParallelMpiTests(ITestOutputHelper output)
                 "--metrics", $"{mode}.jsonl", "--save-dir", mode]);
             Assert.True(c == 0, t);
             Assert.Contains("[rank 1] Data parallel: rank 1 of 2", t);
+            // The start-up line gives the job's batch: 2 ranks x micro-batch 2 = the single run's 4 sequences of 32 tokens.
+            Assert.Contains("Global batch 4 sequences (2 x 1 accumulation x 2 ranks) x 32 tokens = 128 tokens/step", t);
             var losses = Losses(Path.Combine(dir.Path, $"{mode}.jsonl"));
             Assert.Equal(singleLosses.Count, losses.Count);
             for (int s = 0; s < losses.Count; s++)

@@ -44,17 +44,31 @@ public class TrainerTests
         Assert.NotEqual(a, c);
     }
 
-    [Fact]
-    public void ValidationLossIsReportedAtTheInterval()
+    /// <summary>Runs <paramref name="steps"/> steps validating at <paramref name="interval"/>; the steps that reported a validation loss.</summary>
+    private static (List<int> Validated, TrainingSummary Summary) Validated(int steps, int interval, int batches)
     {
-        var config = TrainingHarness.Config(steps: 6);
-        config.Eval = new EvalSection { Interval = 3, Batches = 2 };
+        var config = TrainingHarness.Config(steps);
+        config.Eval = new EvalSection { Interval = interval, Batches = batches };
         using var run = GptRun.Create(config, TrainingHarness.CyclicData());
         var withVal = new List<int>();
         run.Trainer.StepCompleted += m => { if (m.ValidationLoss is not null) withVal.Add(m.Step); };
-        var summary = run.Trainer.Run();
+        return (withVal, run.Trainer.Run());
+    }
+
+    [Fact]
+    public void ValidationLossIsReportedAtTheInterval()
+    {
+        var (withVal, summary) = Validated(steps: 6, interval: 3, batches: 2);
         Assert.Equal(new[] { 1, 3, 6 }, withVal);
         Assert.True(summary.LastValidationLoss < summary.FirstValidationLoss);
+    }
+
+    [Fact]
+    public void EvalIntervalZeroNeverValidates()
+    {
+        var (withVal, summary) = Validated(steps: 3, interval: 0, batches: 1);
+        Assert.Empty(withVal);
+        Assert.Null(summary.LastValidationLoss);
     }
 
     [Fact]
