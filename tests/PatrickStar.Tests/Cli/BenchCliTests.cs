@@ -36,8 +36,12 @@ public class BenchCliTests
             Assert.True(json["machine"]!.AsObject().ContainsKey(key), key);
         var optimizer = json["optimizer"]!.AsObject();
         Assert.Equal(4096, (long)optimizer["elements"]!);
-        foreach (var key in new[] { "stream_copy_bytes_per_second", "stream_triad_bytes_per_second", "bandwidth_bound_elements_per_second" })
+        foreach (var key in new[] { "stream_copy_bytes_per_second", "stream_triad_bytes_per_second" })
             Assert.True((double)optimizer[key]! > 0, key);
+        var bounds = optimizer["adam_traffic_bounds"]!.AsArray().Select(b => b!.AsObject()).ToArray();
+        Assert.Equal(new[] { "Float32", "BFloat16" }, bounds.Select(b => (string)b["grad_type"]!).ToArray());
+        foreach (var b in bounds)
+            Assert.True((double)b["best_elements_per_second"]! >= (double)b["median_elements_per_second"]! && (int)b["bytes_per_element"]! == 28);
         var timings = optimizer["timings"]!.AsArray();
         Assert.Equal(4, timings.Count);
         foreach (var t in timings.Select(t => t!.AsObject()))
