@@ -639,10 +639,7 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
             mp.Pending?.Dispose();
             mp.Pending = null;
         }
-        microSteps++;
     }
-
-    private int microSteps;
 
     void IParameterHandler.BeforeBackward(string module, IReadOnlyList<Parameter> parameters)
     {
