@@ -70,7 +70,7 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
     private readonly List<Action> unhooks = new();
     private readonly AdamSettings adam;
     private readonly LossScaler scaler;
-    private readonly Dictionary<string, double> statistics = new();
+    private EngineStatistics statistics = EngineStatistics.None;
     private readonly IterationStatistics iteration = new();
 
     private MomentTrace trace = new();
@@ -123,9 +123,7 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
         GC.Collect();
         GC.WaitForPendingFinalizers(); // tensors dropped before now must not be counted as activations later
         baselineBytes = Math.Max(0, MemoryMeter.NativeInUse() - device.UsedBytes - host.UsedBytes);
-        statistics["chunks"] = chunkCount;
-        statistics["chunk_elements"] = layout.ChunkSize;
-        statistics["chunk_utilisation"] = layout.Utilisation;
+        statistics = new EngineStatistics(Chunks: new ChunkStatistics(chunkCount, layout.ChunkSize, layout.Utilisation));
     }
 
     /// <summary>
@@ -173,7 +171,7 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
     public Module<Tensor, Tensor> Model => model;
     public Device Device { get; }
     public ChunkLayout Layout => layout;
-    public IReadOnlyDictionary<string, double> Statistics => statistics;
+    public EngineStatistics Statistics => statistics;
     public TierMemory DeviceTier => device;
     public TierMemory HostTier => host;
     public bool WarmingUp => warmup;
@@ -729,8 +727,7 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
         }
         foreach (var mp in ordered) SetState(mp, TensorState.Hold);
         EndIteration();
-        statistics["grad_norm"] = decision.GradNorm;
-        statistics["loss_scale"] = scaler.Scale;
+        statistics = statistics with { GradNorm = decision.GradNorm, LossScale = scaler.Scale };
         return new StepOutcome(decision.GradNorm, decision.Skip);
     }
 
@@ -836,23 +833,17 @@ public sealed partial class ChunkedEngine : ITrainingEngine, IParameterHandler
         iterationIndex++;
         if (phase is ProfileStage last) profiler?.EndPhase(last);
         phase = null;
-        statistics["bytes_to_device"] = iteration.BytesToDevice;
-        statistics["bytes_to_host"] = iteration.BytesToHost;
-        statistics["chunk_moves"] = iteration.Moves;
-        statistics["evictions"] = iteration.Evictions;
-        statistics["peak_device_bytes"] = iteration.PeakDevice;
-        statistics["peak_device_model_bytes"] = iteration.PeakDeviceModel;
-        statistics["peak_device_non_model_bytes"] = iteration.PeakDeviceNonModel;
-        statistics["device_need_bytes"] = DeviceNeedObserved;
-        statistics["device_chunks_resident"] = paramChunks.Count(c => c.Tier == device);
-        statistics["optimizer_chunks_on_device"] = masterChunks.Count(c => c.Tier == device);
-        if (comm is not null)
+        var communication = comm is null ? null // held bytes after the update: remote copies are released
+            : new CommunicationStatistics(iteration.CommunicatedBytes, iteration.Collectives, iteration.CommunicationSeconds, ModelDataBytesHeld);
+        statistics = statistics with
         {
-            statistics["comm_bytes"] = iteration.CommunicatedBytes;
-            statistics["comm_calls"] = iteration.Collectives;
-            statistics["comm_seconds"] = iteration.CommunicationSeconds;
-            statistics["held_chunk_bytes"] = ModelDataBytesHeld; // after the update: remote copies are released
-        }
+            Chunks = statistics.Chunks! with
+            {
+                LastIteration = new ChunkIterationStatistics(iteration.BytesToDevice, iteration.BytesToHost, iteration.Moves, iteration.Evictions,
+                    iteration.PeakDevice, iteration.PeakDeviceModel, iteration.PeakDeviceNonModel, DeviceNeedObserved,
+                    paramChunks.Count(c => c.Tier == device), masterChunks.Count(c => c.Tier == device), communication),
+            },
+        };
     }
 
     /// <summary>

@@ -38,7 +38,7 @@ public sealed class MetricsWriter : IDisposable
             json.WriteNumber("rss_bytes", m.Memory.Resident);
             json.WriteNumber("peak_rss_bytes", m.Memory.PeakResident);
             if (PatrickStar.Profiling.MemoryMeter.RuntimeBaselineResident is long baseline) json.WriteNumber("runtime_baseline_rss_bytes", baseline);
-            foreach (var (key, value) in m.EngineStatistics.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            foreach (var (key, value) in m.EngineStatistics.Named().OrderBy(kv => kv.Key, StringComparer.Ordinal))
                 if (double.IsFinite(value) && key != "grad_norm") json.WriteNumber(key, value);
             json.WriteEndObject();
         }
