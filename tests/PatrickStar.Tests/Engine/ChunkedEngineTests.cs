@@ -3,6 +3,7 @@ using PatrickStar.Config;
 using PatrickStar.Engine;
 using PatrickStar.Memory;
 using PatrickStar.Models.Gpt;
+using PatrickStar.Profiling;
 using PatrickStar.Runtime;
 using PatrickStar.Tests.Training;
 using TorchSharp;

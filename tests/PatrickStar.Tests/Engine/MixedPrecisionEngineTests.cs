@@ -1,3 +1,4 @@
+using PatrickStar.Chunks;
 using PatrickStar.Config;
 using PatrickStar.Data;
 using PatrickStar.Engine;

@@ -1,10 +1,10 @@
 using PatrickStar.Config;
 using PatrickStar.Distributed;
-using PatrickStar.Engine;
+using PatrickStar.Training;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace PatrickStar.Training;
+namespace PatrickStar.Engine;
 
 /// <summary>Builds the engine named by <see cref="TrainingConfig.Engine"/>.</summary>
 public static class EngineFactory
