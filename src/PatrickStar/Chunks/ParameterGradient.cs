@@ -20,7 +20,7 @@ public enum SlotContent
 /// backward counts the contributions down, and the gradient takes the parameter's slot once no backward left reads
 /// the weight. Shared (tied) weights are used more than once, so every count matters.
 /// </summary>
-internal sealed class ParameterGradient : IDisposable
+public sealed class ParameterGradient : IDisposable
 {
     private int forwardUses, valueUses;               // counted by the forward pass now running
     private int expected, contributionsLeft, valueReadsLeft; // of the backward pass now running

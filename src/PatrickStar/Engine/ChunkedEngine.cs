@@ -40,9 +40,8 @@ public sealed class ChunkedEngine : ITrainingEngine
     private readonly ParameterHooks hooks;
     private readonly ChunkedAdam adam;
     private readonly ChunkStateAccess state;
+    private readonly EngineProfile profile;
     private EngineStatistics statistics;
-    private ProfileRecorder? profiler;
-    private ProfileStage? phase;
 
     /// <param name="communicator">The data-parallel job this rank belongs to; null or one rank trains alone.</param>
     public ChunkedEngine(Module<Tensor, Tensor> model, TrainingConfig config, Device computeDevice, ChunkEngineOptions options, Tensor? sampleInput = null,
@@ -82,6 +81,7 @@ public sealed class ChunkedEngine : ITrainingEngine
         hooks = new ParameterHooks(model, chunks, managed, mover, collectives, tracer, EnterMoment, computeDevice);
         adam = new ChunkedAdam(chunks, AdamSettings.From(config.Optimizer), computeType, options.TensorAdamOnDevice, device, collectives);
         state = new ChunkStateAccess(chunks, ordered);
+        profile = new EngineProfile(chunks, device, placement, tracer);
         if (placement.IsStatic)
             foreach (var c in chunks.Param.Where(c => c.Payload is not null)) mover.Move(c, device, "static placement of parameter chunks");
         GC.Collect();
@@ -224,10 +224,9 @@ public sealed class ChunkedEngine : ITrainingEngine
     /// <summary>A moment begins: the tracer measures it, the mover makes room by the placement's allowance, the profile records it.</summary>
     private void EnterMoment(MomentKind kind, string module)
     {
-        if (tracer.Enter(kind, module, model.training, () => profiler?.BeginIteration(tracer.IterationIndex)) is not long nonModel)
-            return;
+        if (tracer.Enter(kind, module, model.training, profile.BeginIteration) is not long nonModel) return;
         mover.ArriveAt(nonModel, model.training);
-        RecordMoment(kind, module, nonModel);
+        profile.Moment(kind, module, nonModel);
     }
 
     private void EndIteration()
@@ -240,19 +239,11 @@ public sealed class ChunkedEngine : ITrainingEngine
             if (placement.OptimizerMargin(tracer.Trace, chunks.Param.Sum(c => c.Bytes)) is long margin) mover.MoveOptimizerStateToDevice(margin);
         }
         tracer.EndIteration(checkLength: !warmup);
-        if (phase is ProfileStage last) profiler?.EndPhase(last);
-        phase = null;
-        var communication = !collectives.Active ? null // held bytes after the update: remote copies are released
-            : new CommunicationStatistics(iteration.CommunicatedBytes, iteration.Collectives, iteration.CommunicationSeconds, ModelDataBytesHeld);
-        statistics = statistics with
-        {
-            Chunks = statistics.Chunks! with
-            {
-                LastIteration = new ChunkIterationStatistics(iteration.BytesToDevice, iteration.BytesToHost, iteration.Moves, iteration.Evictions,
-                    iteration.PeakDevice, iteration.PeakDeviceModel, iteration.PeakDeviceNonModel, mover.DeviceNeedObserved,
-                    chunks.Param.Count(c => c.Tier == device), chunks.Master.Count(c => c.Tier == device), communication),
-            },
-        };
+        profile.EndIteration();
+        // Held bytes are read after the update: remote copies are released.
+        var done = iteration.Snapshot(mover.DeviceNeedObserved, chunks.Param.Count(c => c.Tier == device), chunks.Master.Count(c => c.Tier == device),
+            collectives.Active ? ModelDataBytesHeld : null);
+        statistics = statistics with { Chunks = statistics.Chunks! with { LastIteration = done } };
     }
 
     /// <summary>
@@ -261,32 +252,8 @@ public sealed class ChunkedEngine : ITrainingEngine
     /// </summary>
     public void AttachProfiler(ProfileRecorder recorder, string modelDescription)
     {
-        profiler = recorder;
+        profile.Attach(recorder, modelDescription, Name, options);
         mover.Profiler = recorder;
-        var perChunk = new KindBytes();
-        foreach (var list in chunks.Lists)
-            if (list.Count > 0) perChunk[list[0].Kind] = list[0].Bytes;
-        recorder.SetRun(modelDescription, Name, options.DeviceMemory, options.HostMemory, Layout.ChunkSize, Layout.ChunkCount, perChunk);
-        // The chunks that exist already were allocated on the host at construction (or placed on the device since).
-        foreach (var c in chunks.All)
-        {
-            recorder.ChunkEvent(ChunkEventType.Allocate, c.Kind, c.Index, null, Tier.Host, c.Bytes);
-            if (c.Tier == device) recorder.ChunkEvent(ChunkEventType.Move, c.Kind, c.Index, Tier.Host, Tier.Device, c.Bytes);
-        }
-    }
-
-    private void RecordMoment(MomentKind kind, string module, long nonModel)
-    {
-        if (profiler is null) return;
-        var stage = kind switch { MomentKind.PreForward => ProfileStage.Forward, MomentKind.PreBackward => ProfileStage.Backward, _ => ProfileStage.Optimizer };
-        if (phase != stage)
-        {
-            if (phase is ProfileStage previous) profiler.EndPhase(previous);
-            profiler.BeginPhase(stage);
-            phase = stage;
-        }
-        profiler.Moment(kind, module, stage, ChunkBytesIn(Tier.Device), nonModel, ChunkBytesIn(Tier.Host), tracer.BaselineBytes,
-            placement.ProfiledAllowance(tracer.Moment));
     }
 
     public void Dispose()
@@ -307,7 +274,7 @@ public sealed class ChunkedEngine : ITrainingEngine
         {
             if (c.Payload is null) continue;
             var tier = c.Tier!;
-            profiler?.ChunkEvent(ChunkEventType.Release, c.Kind, c.Index, tier.Tier, null, c.Bytes);
+            profile.Recorder?.ChunkEvent(ChunkEventType.Release, c.Kind, c.Index, tier.Tier, null, c.Bytes);
             tier.Return(c.Drop()!);
         }
         device.Dispose();
