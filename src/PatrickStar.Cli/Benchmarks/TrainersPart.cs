@@ -37,7 +37,7 @@ public sealed class TrainersPart : IBenchPart
         public string? Error { get; set; }
         public List<double> AllSeconds { get; } = new();
         public List<double> MeasuredSeconds { get; } = new();
-        public List<Dictionary<string, double>> MeasuredStatistics { get; } = new();
+        public List<PatrickStar.Training.EngineStatistics> MeasuredStatistics { get; } = new();
         public List<IReadOnlyDictionary<StepPhase, double>> MeasuredPhases { get; } = new();
         public double Median => Measure.Median(MeasuredSeconds);
         public double FirstLoss { get; set; }
@@ -50,10 +50,10 @@ public sealed class TrainersPart : IBenchPart
         public int? Chunks { get; set; }
         public long? ChunkElements { get; set; }
 
-        /// <summary>Median over the measured iterations of one engine statistic; null when the engine does not report it.</summary>
-        public double? Stat(string key)
+        /// <summary>Median over the measured iterations of one chunk-engine figure; null when the engine does not report it.</summary>
+        public double? Stat(Func<PatrickStar.Training.ChunkIterationStatistics, double> figure)
         {
-            var values = MeasuredStatistics.Where(s => s.ContainsKey(key)).Select(s => s[key]).ToList();
+            var values = MeasuredStatistics.Select(s => s.Chunks?.LastIteration).OfType<PatrickStar.Training.ChunkIterationStatistics>().Select(figure).ToList();
             return values.Count == 0 ? null : Measure.Median(values);
         }
     }
@@ -220,10 +220,10 @@ public sealed class TrainersPart : IBenchPart
             result.FirstLoss = summary.FirstLoss;
             result.LastLoss = summary.LastLoss;
             // The engine's own accounting, of the last iteration: chunk bytes plus the non-model bytes it measured.
-            var last = result.MeasuredStatistics.Count > 0 ? result.MeasuredStatistics[^1] : new Dictionary<string, double>(engine.Statistics);
-            result.PeakDevice = (long)last.GetValueOrDefault("peak_device_bytes");
-            result.PeakDeviceModel = (long)last.GetValueOrDefault("peak_device_model_bytes");
-            result.PeakDeviceNonModel = (long)last.GetValueOrDefault("peak_device_non_model_bytes");
+            var last = (result.MeasuredStatistics.Count > 0 ? result.MeasuredStatistics[^1] : engine.Statistics).Chunks?.LastIteration;
+            result.PeakDevice = last?.PeakDeviceBytes ?? 0;
+            result.PeakDeviceModel = last?.PeakDeviceModelBytes ?? 0;
+            result.PeakDeviceNonModel = last?.PeakDeviceNonModelBytes ?? 0;
             result.PeakHost = engine.HostTier.PeakInUseBytes;
             result.DeviceTierPeakInUse = engine.DeviceTier.PeakInUseBytes;
             result.Chunks = engine.Layout.ChunkCount;
@@ -243,8 +243,7 @@ public sealed class TrainersPart : IBenchPart
         result.AllSeconds.Add(m.StepSeconds);
         if (m.Step <= s.WarmupSteps) return;
         result.MeasuredSeconds.Add(m.StepSeconds);
-        // The engine reuses its dictionary: copy this step's figures.
-        result.MeasuredStatistics.Add(new Dictionary<string, double>(m.EngineStatistics));
+        result.MeasuredStatistics.Add(m.EngineStatistics);
         if (m.Phases is not null) result.MeasuredPhases.Add(m.Phases);
     }
 
@@ -287,8 +286,8 @@ public sealed class TrainersPart : IBenchPart
             string host = r.Engine == "plain"
                 ? context.Device.type == DeviceType.CPU ? "= device (one memory)" : "-"
                 : Bytes.Format(r.PeakHost ?? 0);
-            memory.Row(r.Label, Traffic(r.Stat("bytes_to_device")), Traffic(r.Stat("bytes_to_host")), Count(r.Stat("chunk_moves")), Count(r.Stat("evictions")),
-                peakDevice, plain.PeakDevice > 0 ? $"{(double)r.PeakDevice / plain.PeakDevice:0.00}x" : "-", host, Count(r.Stat("optimizer_chunks_on_device")));
+            memory.Row(r.Label, Traffic(r.Stat(i => i.BytesToDevice)), Traffic(r.Stat(i => i.BytesToHost)), Count(r.Stat(i => i.ChunkMoves)), Count(r.Stat(i => i.Evictions)),
+                peakDevice, plain.PeakDevice > 0 ? $"{(double)r.PeakDevice / plain.PeakDevice:0.00}x" : "-", host, Count(r.Stat(i => i.OptimizerChunksOnDevice)));
         }
         speed.Notes.Add($"s/iter: median of {s.Steps} steps after {s.WarmupSteps} warm-up steps (the chunk engine's first step is its tracing warm-up). " +
                         $"TFLOPS: model FLOPs {GptConfig.FlopsFormula} = {flops / 1e12:0.000} TFLOP per step, divided by s/iter.");
@@ -359,11 +358,11 @@ public sealed class TrainersPart : IBenchPart
         o["phase_seconds_median"] = StepBreakdown.Json(r.MeasuredPhases, r.MeasuredSeconds);
         o["loss_first"] = r.FirstLoss;
         o["loss_last"] = r.LastLoss;
-        o["bytes_to_device_per_iteration"] = r.Stat("bytes_to_device");
-        o["bytes_to_host_per_iteration"] = r.Stat("bytes_to_host");
-        o["chunk_moves_per_iteration"] = r.Stat("chunk_moves");
-        o["evictions_per_iteration"] = r.Stat("evictions");
-        o["optimizer_chunks_on_device"] = r.Stat("optimizer_chunks_on_device");
+        o["bytes_to_device_per_iteration"] = r.Stat(i => i.BytesToDevice);
+        o["bytes_to_host_per_iteration"] = r.Stat(i => i.BytesToHost);
+        o["chunk_moves_per_iteration"] = r.Stat(i => i.ChunkMoves);
+        o["evictions_per_iteration"] = r.Stat(i => i.Evictions);
+        o["optimizer_chunks_on_device"] = r.Stat(i => i.OptimizerChunksOnDevice);
         o["peak_device_bytes"] = r.PeakDevice;
         o["peak_device_measured"] = r.Engine == "plain";
         o["peak_device_model_bytes"] = r.PeakDeviceModel;
@@ -374,7 +373,7 @@ public sealed class TrainersPart : IBenchPart
         o["parameter_chunks"] = r.Chunks;
         o["chunk_elements"] = r.ChunkElements;
         o["engine_statistics_per_measured_step"] = new JsonArray(r.MeasuredStatistics.Select(d =>
-            (JsonNode)new JsonObject(d.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value)))).ToArray());
+            (JsonNode)new JsonObject(d.Named().Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value)))).ToArray());
         return o;
     }
 

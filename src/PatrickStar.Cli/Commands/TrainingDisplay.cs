@@ -80,7 +80,7 @@ public sealed class TrainingDisplay
                 if (s.Step == 1 || s.Step % every == 0 || s.ValidationLoss is not null || s.Step == s.TotalSteps)
                 {
                     Console.WriteLine(Line(s));
-                    if (s.EngineStatistics.ContainsKey("chunks")) Console.WriteLine("           " + ChunkLine(s.EngineStatistics));
+                    if (s.EngineStatistics.Chunks is { } chunks) Console.WriteLine("           " + ChunkLine(chunks));
                 }
             };
             return run.Trainer.Run(cancel);
@@ -147,12 +147,12 @@ public sealed class TrainingDisplay
         $"step {s.Step,5}/{s.TotalSteps}  loss {s.Loss:0.0000}" + (s.ValidationLoss is double v ? $"  val {v:0.0000}" : "") +
         $"  lr {s.LearningRate:0.00e+0}  at {Clock(s.Elapsed)}";
 
-    private static string ChunkLine(IReadOnlyDictionary<string, double> e)
+    private static string ChunkLine(ChunkStatistics c)
     {
-        double Get(string k) => e.TryGetValue(k, out var v) ? v : 0;
-        return $"{Get("chunks"):N0} x {Get("chunk_elements"):N0} elements ({Get("chunk_utilisation"):P1} used), {Get("device_chunks_resident"):N0} on device   " +
-               $"moved {Bytes.Format(Get("bytes_to_device"))} to device, {Bytes.Format(Get("bytes_to_host"))} to host ({Get("chunk_moves"):N0} moves, {Get("evictions"):N0} evictions)   " +
-               $"peak device {Bytes.Format(Get("peak_device_bytes"))} = {Bytes.Format(Get("peak_device_model_bytes"))} chunks + {Bytes.Format(Get("peak_device_non_model_bytes"))} non-model";
+        var i = c.LastIteration ?? new ChunkIterationStatistics(0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+        return $"{c.Chunks:N0} x {c.ChunkElements:N0} elements ({c.ChunkUtilisation:P1} used), {i.DeviceChunksResident:N0} on device   " +
+               $"moved {Bytes.Format(i.BytesToDevice)} to device, {Bytes.Format(i.BytesToHost)} to host ({i.ChunkMoves:N0} moves, {i.Evictions:N0} evictions)   " +
+               $"peak device {Bytes.Format(i.PeakDeviceBytes)} = {Bytes.Format(i.PeakDeviceModelBytes)} chunks + {Bytes.Format(i.PeakDeviceNonModelBytes)} non-model";
     }
 
     private static Panel Panel(StepMetrics s, List<string> history)
@@ -166,7 +166,7 @@ public sealed class TrainingDisplay
         grid.AddRow("[bold]learning rate[/]", $"{s.LearningRate:0.000e+0}   grad norm {s.GradNorm:0.000}");
         grid.AddRow("[bold]throughput[/]", $"{s.TokensPerSecond:N0} tokens/s   {s.Tflops:0.000} TFLOPS   {s.StepSeconds * 1000:N0} ms/step");
         grid.AddRow("[bold]memory[/]", $"{Bytes.Format(s.Memory.NativeInUse)} allocated   {Bytes.Format(s.Memory.Resident)} resident   peak {Bytes.Format(s.Memory.PeakResident)}");
-        if (s.EngineStatistics.ContainsKey("chunks")) grid.AddRow("[bold]chunks[/]", ChunkLine(s.EngineStatistics));
+        if (s.EngineStatistics.Chunks is { } chunks) grid.AddRow("[bold]chunks[/]", ChunkLine(chunks));
         grid.AddRow("[bold]time[/]", $"elapsed {Clock(s.Elapsed)}   eta {Clock(s.Remaining)}");
         var rows = new Rows(grid, new Text(""), new Markup("[grey]" + CommandErrors.Esc(string.Join("\n", history)) + "[/]"));
         return new Panel(rows).Header("pstar train").Border(BoxBorder.Rounded);
@@ -189,7 +189,7 @@ public sealed class TrainingDisplay
         }
         table.AddRow("peak resident memory", PeakMemoryLine(s));
         table.AddRow("elapsed", Clock(s.Elapsed));
-        if (run.Engine.Statistics.ContainsKey("chunks")) table.AddRow("chunks (last step)", CommandErrors.Esc(ChunkLine(run.Engine.Statistics)));
+        if (run.Engine.Statistics.Chunks is { } chunks) table.AddRow("chunks (last step)", CommandErrors.Esc(ChunkLine(chunks)));
         if (metricsPath is not null) table.AddRow("metrics", CommandErrors.Esc(metricsPath));
         if (tensorBoardDir is not null) table.AddRow("tensorboard", CommandErrors.Esc($"{tensorBoardDir} (tensorboard --logdir {tensorBoardDir})"));
         AnsiConsole.Write(table);

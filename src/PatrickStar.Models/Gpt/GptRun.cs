@@ -2,6 +2,7 @@ using PatrickStar.Checkpoints;
 using PatrickStar.Config;
 using PatrickStar.Data;
 using PatrickStar.Distributed;
+using PatrickStar.Engine;
 using PatrickStar.Models.Estimation;
 using PatrickStar.Profiling;
 using PatrickStar.Runtime;

@@ -27,35 +27,6 @@ public static class OptEvictionPolicy
         return victim;
     }
 
-    /// <summary>
-    /// Chunks to evict, in OPT order, until their bytes reach <paramref name="bytesNeeded"/>. Returns
-    /// as many as it could; the caller decides whether the freed bytes suffice. A chunk listed
-    /// twice counts once.
-    /// </summary>
-    public static IReadOnlyList<int> ChooseVictims(
-        MomentTrace trace, int currentMoment, IEnumerable<(int Chunk, long Bytes)> evictable, long bytesNeeded)
-    {
-        ArgumentNullException.ThrowIfNull(trace);
-        ArgumentNullException.ThrowIfNull(evictable);
-        if (bytesNeeded <= 0) return Array.Empty<int>();
-
-        var ordered = evictable
-            .DistinctBy(e => e.Chunk)
-            .Select(e => (e.Chunk, e.Bytes, NextUse: trace.NextUse(e.Chunk, currentMoment)))
-            .OrderByDescending(e => e.NextUse)
-            .ThenBy(e => e.Chunk);
-
-        var victims = new List<int>();
-        long freed = 0;
-        foreach (var e in ordered)
-        {
-            victims.Add(e.Chunk);
-            freed += e.Bytes;
-            if (freed >= bytesNeeded) break;
-        }
-        return victims;
-    }
-
     private static bool IsBetterVictim(int nextUse, int chunk, int bestNextUse, int bestChunk) =>
         nextUse > bestNextUse || (nextUse == bestNextUse && chunk < bestChunk);
 }

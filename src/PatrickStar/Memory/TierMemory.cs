@@ -43,12 +43,6 @@ public sealed class TierMemory : IDisposable
     public long PeakInUseBytes { get; private set; }
     public long FreshAllocations { get; private set; }
 
-    /// <summary>Could a buffer of this many bytes be handed out without going over the budget (reusing the pool)?</summary>
-    public bool CanHold(ScalarType dtype, long elements) =>
-        HasPooled(dtype, elements) || UsedBytes + Bytes(dtype, elements) <= Budget || InUseBytes + Bytes(dtype, elements) <= Budget;
-
-    private bool HasPooled(ScalarType dtype, long elements) => pool.TryGetValue((dtype, elements), out var s) && s.Count > 0;
-
     public static long Bytes(ScalarType dtype, long elements) => elements * Runtime.TensorMemory.ElementSize(dtype);
 
 

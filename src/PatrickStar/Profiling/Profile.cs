@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using PatrickStar.Engine;
+using PatrickStar.Chunks;
 using PatrickStar.Memory;
 
 namespace PatrickStar.Profiling;

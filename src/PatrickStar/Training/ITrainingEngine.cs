@@ -36,7 +36,7 @@ public interface ITrainingEngine : IDisposable
     StepOutcome Step(double learningRate);
 
     /// <summary>Engine-specific figures reported with every step (bytes moved, chunks resident...).</summary>
-    IReadOnlyDictionary<string, double> Statistics { get; }
+    EngineStatistics Statistics { get; }
 
     // ---- Optimizer state, for checkpoints ----
 

@@ -25,7 +25,7 @@ public sealed class PlainEngine : ITrainingEngine
     private readonly double clip;
     private readonly LossScaler scaler;
     private readonly Precision precision;
-    private readonly Dictionary<string, double> statistics = new();
+    private EngineStatistics statistics = EngineStatistics.None;
     private bool gradientsInSlots;     // bf16/fp16: the last micro-batch's gradients are in the parameters' .grad
     private bool mastersHoldGradients; // bf16/fp16: the fp32 accumulators hold earlier micro-batches' gradients
 
@@ -73,7 +73,7 @@ public sealed class PlainEngine : ITrainingEngine
     /// parameters in host memory, rather than as tensor ops. On by default for a CPU device; tensors on a GPU always use tensor ops.
     /// </summary>
     public bool FusedCpuAdam { get; set; }
-    public IReadOnlyDictionary<string, double> Statistics => statistics;
+    public EngineStatistics Statistics => statistics;
     public LossScaler Scaler => scaler;
 
     /// <summary>The dtype parameters are stored in (and, except for <see cref="Precision.Bf16Fp32"/>, compute in) for a precision.</summary>
@@ -145,7 +145,7 @@ public sealed class PlainEngine : ITrainingEngine
         try
         {
             var decision = scaler.Decide(GradientClipping.GlobalNorm(grads), clip);
-            statistics["loss_scale"] = scaler.Scale;
+            statistics = statistics with { LossScale = scaler.Scale };
             if (decision.Skip)
             {
                 ClearGradients(grads, fromSlots);
@@ -155,7 +155,7 @@ public sealed class PlainEngine : ITrainingEngine
             adam.Step(grads, learningRate, decision.GradientMultiplier, precision == Precision.Fp32 ? null : parameters, FusedCpuAdam);
             double norm = decision.GradNorm;
             ClearGradients(grads, fromSlots);
-            statistics["grad_norm"] = norm;
+            statistics = statistics with { GradNorm = norm };
             return new StepOutcome(norm, Skipped: false);
         }
         finally

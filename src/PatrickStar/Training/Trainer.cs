@@ -26,7 +26,7 @@ public sealed record StepMetrics(
     TimeSpan Elapsed,
     TimeSpan Remaining,
     MemorySnapshot Memory,
-    IReadOnlyDictionary<string, double> EngineStatistics,
+    EngineStatistics EngineStatistics,
     IReadOnlyDictionary<StepPhase, double>? Phases = null);
 
 /// <summary>How a run ended.</summary>
@@ -152,7 +152,7 @@ public sealed class Trainer
             var remaining = TimeSpan.FromSeconds(mean * (config.Steps - step));
             StepCompleted?.Invoke(new StepMetrics(step, config.Steps, loss, val, lr, outcome.GradNorm, outcome.Skipped, seconds,
                 TokensPerStep / seconds, flopsPerStep / seconds / 1e12, clock.Elapsed, remaining, memory,
-                new Dictionary<string, double>(engine.Statistics), phases));
+                engine.Statistics, phases));
         }
 
         var steady = stepTimes.Count > 2 ? stepTimes.Skip(1).ToList() : stepTimes;

@@ -74,35 +74,4 @@ public sealed class TensorStateTests
 
         Assert.Contains("already in use", ex.Message);
     }
-
-    [Theory]
-    [InlineData(ChunkState.Released, false, new[] { Compute, Hold })]
-    [InlineData(ChunkState.Released, false, new TensorState[0])]
-    [InlineData(ChunkState.Free, true, new TensorState[0])]
-    [InlineData(ChunkState.Free, true, new[] { Free, Free })]
-    [InlineData(ChunkState.Compute, true, new[] { Free, Hold, Compute, HoldAfterForward, HoldAfterBackward })]
-    [InlineData(ChunkState.Compute, true, new[] { Compute })]
-    [InlineData(ChunkState.Hold, true, new[] { HoldAfterBackward, Hold, HoldAfterForward, Free })]
-    [InlineData(ChunkState.Hold, true, new[] { Free, Hold })]
-    [InlineData(ChunkState.HoldAfterForward, true, new[] { HoldAfterBackward, HoldAfterForward, Free })]
-    [InlineData(ChunkState.HoldAfterForward, true, new[] { HoldAfterForward })]
-    [InlineData(ChunkState.HoldAfterBackward, true, new[] { Free, HoldAfterBackward })]
-    [InlineData(ChunkState.HoldAfterBackward, true, new[] { HoldAfterBackward, HoldAfterBackward })]
-    public void Derive_FollowsThePrecedence(ChunkState expected, bool hasPayload, TensorState[] tensors)
-    {
-        Assert.Equal(expected, ChunkStates.Derive(hasPayload, tensors));
-    }
-
-    [Theory]
-    [InlineData(ChunkState.Released, false, false)]
-    [InlineData(ChunkState.Free, true, true)]
-    [InlineData(ChunkState.Compute, false, false)]
-    [InlineData(ChunkState.Hold, true, false)]
-    [InlineData(ChunkState.HoldAfterForward, true, false)]
-    [InlineData(ChunkState.HoldAfterBackward, true, false)]
-    public void MovableAndReleasable(ChunkState state, bool movable, bool releasable)
-    {
-        Assert.Equal(movable, ChunkStates.IsMovable(state));
-        Assert.Equal(releasable, ChunkStates.IsReleasable(state));
-    }
 }

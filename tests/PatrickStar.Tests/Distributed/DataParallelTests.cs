@@ -33,7 +33,7 @@ public class DataParallelTests(ITestOutputHelper output)
         return c;
     }
 
-    private sealed record RankResult(List<double> Losses, Dictionary<string, float[]> Masters, long HeldBytes, IReadOnlyDictionary<string, double> Statistics);
+    private sealed record RankResult(List<double> Losses, Dictionary<string, float[]> Masters, long HeldBytes, EngineStatistics Statistics);
 
     private static RankResult Train(TrainingConfig config, ICommunicator? comm)
     {
@@ -49,8 +49,8 @@ public class DataParallelTests(ITestOutputHelper output)
             masters[name] = t.data<float>().ToArray();
         }
         // Measured at the end of the last step, before the final validation fetched every chunk again.
-        long held = comm is null ? engine.ModelDataBytesHeld : (long)engine.Statistics["held_chunk_bytes"];
-        return new RankResult(losses, masters, held, new Dictionary<string, double>(engine.Statistics));
+        long held = comm is null ? engine.ModelDataBytesHeld : engine.Statistics.Chunks!.LastIteration!.Communication!.HeldChunkBytes;
+        return new RankResult(losses, masters, held, engine.Statistics);
     }
 
     [Theory]
@@ -84,7 +84,7 @@ public class DataParallelTests(ITestOutputHelper output)
         }
         double relative = Math.Sqrt(diff / norm);
         output.WriteLine($"{ranks} ranks, {mode}, accumulation {accumulation}: final parameters differ by {relative:E2} (relative L2); " +
-                         $"comm bytes per iteration on rank 0: {parallel[0].Statistics.GetValueOrDefault("comm_bytes"):N0}");
+                         $"comm bytes per iteration on rank 0: {parallel[0].Statistics.Chunks?.LastIteration?.Communication?.Bytes ?? 0:N0}");
         Assert.True(relative <= 1e-5, $"final parameters differ by {relative:E3} (relative L2)");
     }
 
@@ -114,7 +114,7 @@ public class DataParallelTests(ITestOutputHelper output)
             using var run = GptRun.Create(Config(3, DataParallelMode.Gather), TrainingHarness.CyclicData(), communicator: comm);
             run.Trainer.Run();
             var engine = (ChunkedEngine)run.Engine;
-            return (Bytes: engine.Statistics["comm_bytes"], Chunks: engine.ChunkCount);
+            return (Bytes: (double)engine.Statistics.Chunks!.LastIteration!.Communication!.Bytes, Chunks: engine.ChunkCount);
         }, TimeSpan.FromSeconds(60));
         double theory = 2.0 * results[0].Chunks * 4096 * 4;
         output.WriteLine($"comm bytes per iteration: {results[0].Bytes:N0}, theory {theory:N0}");

@@ -1,7 +1,9 @@
+using PatrickStar.Training;
 using PatrickStar.Config;
 using PatrickStar.Engine;
 using PatrickStar.Memory;
 using PatrickStar.Models.Gpt;
+using PatrickStar.Profiling;
 using PatrickStar.Runtime;
 using PatrickStar.Tests.Training;
 using TorchSharp;
@@ -55,7 +57,7 @@ public class ChunkedEngineTests
     }
 
     /// <param name="MeasuredDevicePeak">Chunked runs: the device's peak measured apart from the engine's accounting (<see cref="Run"/>).</param>
-    private sealed record RunResult(List<double> Losses, List<Tensor> Parameters, List<IReadOnlyDictionary<string, double>> Stats, long MeasuredDevicePeak, long Budget);
+    private sealed record RunResult(List<double> Losses, List<Tensor> Parameters, List<EngineStatistics> Stats, long MeasuredDevicePeak, long Budget);
 
     /// <summary>
     /// What a device budget may be exceeded by in <see cref="RunResult.MeasuredDevicePeak"/>: allocations of the runtime
@@ -68,7 +70,7 @@ public class ChunkedEngineTests
     {
         using var run = GptRun.Create(config, TrainingHarness.CyclicData());
         var losses = new List<double>();
-        var stats = new List<IReadOnlyDictionary<string, double>>();
+        var stats = new List<EngineStatistics>();
         run.Trainer.StepCompleted += m => { losses.Add(m.Loss); stats.Add(m.EngineStatistics); };
         // The device's footprint measured by the test's own sampler, not the engine's moment-by-moment accounting: on a CPU
         // device both tiers are the process's memory, so it is glibc's in-use bytes less the host tier's buffers and less
@@ -119,8 +121,8 @@ public class ChunkedEngineTests
         TrainingHarness.AssertSameTraining(plain.Losses, plain.Parameters, chunked.Losses, chunked.Parameters);
         // Evictions happened in every iteration, and the measured device peak stayed within the budget.
         foreach (var s in chunked.Stats)
-            output.WriteLine($"{s.Count} statistics: " + string.Join("; ", s.OrderBy(kv => kv.Key).Select(kv => kv.Key + "=" + kv.Value.ToString("G6"))));
-        foreach (var s in chunked.Stats) Assert.True(s["evictions"] > 0, "every iteration must evict under this budget");
+            output.WriteLine("statistics: " + string.Join("; ", s.Named().OrderBy(kv => kv.Key).Select(kv => kv.Key + "=" + kv.Value.ToString("G6"))));
+        foreach (var s in chunked.Stats) Assert.True(s.Chunks!.LastIteration!.Evictions > 0, "every iteration must evict under this budget");
         output.WriteLine($"measured device peak {chunked.MeasuredDevicePeak:N0} B, budget {budget:N0} B");
         Assert.True(chunked.MeasuredDevicePeak <= budget + RuntimeTolerance, $"the device peak measured, {chunked.MeasuredDevicePeak:N0} bytes, exceeds the budget {budget:N0}");
     }
@@ -197,11 +199,12 @@ public class ChunkedEngineTests
             Assert.True(Math.Abs(plain.Losses[i] - pinned.Losses[i]) <= 1e-5 * Math.Abs(plain.Losses[i]));
         // Parameter chunks never move; the only moves are hybrid Adam's, once, at the end of the warm-up
         // (master, momentum and variance of each chunk whose optimizer state fits in the margin).
-        Assert.Equal(3 * pinned.Stats[0]["optimizer_chunks_on_device"], pinned.Stats[0]["chunk_moves"]);
+        var first = pinned.Stats[0].Chunks!.LastIteration!;
+        Assert.Equal(3 * first.OptimizerChunksOnDevice, first.ChunkMoves);
         foreach (var s in pinned.Stats)
-            Assert.Equal(s["chunks"], s["device_chunks_resident"]);
+            Assert.Equal(s.Chunks!.Chunks, s.Chunks.LastIteration!.DeviceChunksResident);
         foreach (var s in pinned.Stats.Skip(1))
-            Assert.Equal(0, s["chunk_moves"]);
+            Assert.Equal(0, s.Chunks!.LastIteration!.ChunkMoves);
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using PatrickStar.Chunks;
 using PatrickStar.Config;
 using PatrickStar.Data;
 using PatrickStar.Engine;
@@ -89,7 +90,7 @@ public class MixedPrecisionEngineTests
         for (int i = 0; i < 3; i++) Assert.False(TrainStep(engine, data, rng, poison: false).Skipped);
         Assert.True(MaxDifference(before, Snapshot(engine.Model)) > 0);
         Assert.Equal(1024, scaler.Scale);
-        Assert.Equal(1024, engine.Statistics["loss_scale"]);
+        Assert.Equal(1024, engine.Statistics.LossScale);
     }
 
     [Fact]
@@ -110,10 +111,10 @@ public class MixedPrecisionEngineTests
     {
         using var run = GptRun.Create(config, TrainingHarness.CyclicData());
         var losses = new List<double>();
-        IReadOnlyDictionary<string, double>? last = null;
+        EngineStatistics? last = null;
         run.Trainer.StepCompleted += m => { losses.Add(m.Loss); last = m.EngineStatistics; };
         run.Trainer.Run();
-        return new HybridRun(losses, Snapshot(run.Model), last!["optimizer_chunks_on_device"], last["chunks"]);
+        return new HybridRun(losses, Snapshot(run.Model), last!.Chunks!.LastIteration!.OptimizerChunksOnDevice, last.Chunks.Chunks);
     }
 
     [Theory]

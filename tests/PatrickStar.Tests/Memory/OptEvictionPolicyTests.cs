@@ -50,28 +50,5 @@ public class OptEvictionPolicyTests
     public void NoEvictableChunkMeansNoVictim()
     {
         Assert.Null(OptEvictionPolicy.ChooseVictim(Trace, 2, Array.Empty<int>()));
-        Assert.Empty(OptEvictionPolicy.ChooseVictims(Trace, 2, Array.Empty<(int, long)>(), 100));
-    }
-
-    [Fact]
-    public void ChooseVictimsTakesChunksInOptOrderUntilEnoughBytesAreFreed()
-    {
-        // At moment 3 the OPT order is 4 (never), 3 (6), 2 (5), 0 (2), 1 (1).
-        var evictable = new (int, long)[] { (0, 100), (1, 100), (2, 30), (3, 20), (4, 10) };
-
-        Assert.Equal(new[] { 4 }, OptEvictionPolicy.ChooseVictims(Trace, 3, evictable, 10));
-        Assert.Equal(new[] { 4, 3 }, OptEvictionPolicy.ChooseVictims(Trace, 3, evictable, 11));
-        Assert.Equal(new[] { 4, 3, 2 }, OptEvictionPolicy.ChooseVictims(Trace, 3, evictable, 60));
-        Assert.Equal(new[] { 4, 3, 2, 0 }, OptEvictionPolicy.ChooseVictims(Trace, 3, evictable, 61));
-        // More than everything: all of them, in order; the caller sees it falls short.
-        Assert.Equal(new[] { 4, 3, 2, 0, 1 }, OptEvictionPolicy.ChooseVictims(Trace, 3, evictable, 10_000));
-        Assert.Empty(OptEvictionPolicy.ChooseVictims(Trace, 3, evictable, 0));
-    }
-
-    [Fact]
-    public void ChooseVictimsCountsADuplicatedChunkOnce()
-    {
-        var evictable = new (int, long)[] { (3, 20), (3, 20), (1, 100) };
-        Assert.Equal(new[] { 3, 1 }, OptEvictionPolicy.ChooseVictims(Trace, 3, evictable, 40));
     }
 }

@@ -1,4 +1,5 @@
 using PatrickStar.Config;
+using PatrickStar.Engine;
 using PatrickStar.Models.Llama;
 using PatrickStar.Runtime;
 using PatrickStar.Training;

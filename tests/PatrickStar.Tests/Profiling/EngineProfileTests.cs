@@ -1,3 +1,4 @@
+using PatrickStar.Chunks;
 using PatrickStar.Config;
 using PatrickStar.Engine;
 using PatrickStar.Memory;

@@ -1,3 +1,4 @@
+using PatrickStar.Chunks;
 using PatrickStar.Engine;
 using PatrickStar.Memory;
 using PatrickStar.Profiling;

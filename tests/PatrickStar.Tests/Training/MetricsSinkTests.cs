@@ -12,7 +12,9 @@ public class MetricsSinkTests
 {
     private static StepMetrics Step(int step, double loss, double? val) => new(step, 3, loss, val, 1e-3 * step, 0.5 + step, false, 0.25,
         4096.0 * step, 0.001, TimeSpan.FromSeconds(step), TimeSpan.Zero, new MemorySnapshot(1000 * step, 2000, 3000),
-        new Dictionary<string, double> { ["bytes_to_device"] = 1 << 20, ["peak_device_bytes"] = 5e6 + step, ["evictions"] = step });
+        new EngineStatistics(Chunks: new ChunkStatistics(4, 1024, 0.9, new ChunkIterationStatistics(BytesToDevice: 1 << 20, BytesToHost: 0, ChunkMoves: 0,
+            Evictions: step, PeakDeviceBytes: 5_000_000 + step, PeakDeviceModelBytes: 0, PeakDeviceNonModelBytes: 0, DeviceNeedBytes: 0,
+            DeviceChunksResident: 0, OptimizerChunksOnDevice: 0))));
 
     [Fact]
     public void CrcMatchesTheCastagnoliCheckValue() =>

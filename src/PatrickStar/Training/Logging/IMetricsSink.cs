@@ -37,7 +37,7 @@ public static class MetricsFields
         yield return ("peak_rss_bytes", m.Memory.PeakResident);
         yield return ("runtime_baseline_rss_bytes", PatrickStar.Profiling.MemoryMeter.RuntimeBaselineResident);
         // The engine's grad_norm is the trainer's own, already written above.
-        foreach (var (key, value) in m.EngineStatistics.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        foreach (var (key, value) in m.EngineStatistics.Named().OrderBy(kv => kv.Key, StringComparer.Ordinal))
             if (key != "grad_norm") yield return (key, double.IsFinite(value) ? value : null);
     }
 }

@@ -4,7 +4,7 @@ using PatrickStar.Memory;
 using PatrickStar.Profiling;
 using Xunit;
 
-namespace PatrickStar.Tests.Memory;
+namespace PatrickStar.Tests.Profiling;
 
 public class PeakSamplerTests
 {

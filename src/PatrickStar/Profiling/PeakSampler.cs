@@ -1,8 +1,7 @@
 using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
-using PatrickStar.Profiling;
 
-namespace PatrickStar.Memory;
+namespace PatrickStar.Profiling;
 
 /// <summary>
 /// Catches the memory peak between two moments, which a reading taken only at the moments would

@@ -1,0 +1,21 @@
+using PatrickStar.Training;
+
+namespace PatrickStar.Engine;
+
+/// <summary>What the current training iteration has done so far; the parts of the engine add to it, the statistics report it.</summary>
+internal sealed class IterationCounters
+{
+    public long BytesToDevice, BytesToHost, Moves, Evictions, PeakDevice, PeakDeviceModel, PeakDeviceNonModel, PeakNonModel, CommunicatedBytes, Collectives;
+    public double CommunicationSeconds;
+
+    public void Reset()
+    {
+        BytesToDevice = BytesToHost = Moves = Evictions = PeakDevice = PeakDeviceModel = PeakDeviceNonModel = PeakNonModel = CommunicatedBytes = Collectives = 0;
+        CommunicationSeconds = 0;
+    }
+
+    /// <summary>The iteration's figures, with the engine's own readings; <paramref name="heldChunkBytes"/> is null when training alone (no collectives).</summary>
+    public ChunkIterationStatistics Snapshot(long deviceNeed, int deviceChunksResident, int optimizerChunksOnDevice, long? heldChunkBytes) =>
+        new(BytesToDevice, BytesToHost, Moves, Evictions, PeakDevice, PeakDeviceModel, PeakDeviceNonModel, deviceNeed, deviceChunksResident, optimizerChunksOnDevice,
+            heldChunkBytes is long held ? new CommunicationStatistics(CommunicatedBytes, Collectives, CommunicationSeconds, held) : null);
+}
