@@ -67,6 +67,8 @@ public static class FusedCrossEntropy
         return total.div_(n).to(ScalarType.Float32).squeeze().MoveToOuterDisposeScope();
     }
 
+    private sealed record GradientHolder(Tensor Gradient);
+
     private sealed class Function : MultiTensorFunction<Function>
     {
         public override string Name => "PatrickStar.FusedCrossEntropy";
@@ -76,14 +78,15 @@ public static class FusedCrossEntropy
             var (logits, targets) = ((Tensor)vars[0], (Tensor)vars[1]);
             using var _ = no_grad();
             var loss = Blocks(logits, targets, writeGradient: true);
-            // The gradient now lives in the logits' storage: keep a handle to it (not saved as a tensor, so no version check).
-            ctx.save_data("gradient", logits.detach().DetachFromDisposeScope());
+            // The gradient now lives in the logits' storage: keep a handle to it, wrapped (TorchSharp refuses tensors as data)
+            // and not saved for backward (no version check: the values were meant to change).
+            ctx.save_data("gradient", new GradientHolder(logits.detach().DetachFromDisposeScope()));
             return new List<Tensor> { loss };
         }
 
         public override List<Tensor> backward(AutogradContext ctx, List<Tensor> grad_outputs)
         {
-            var gradient = (Tensor)ctx.get_data("gradient");
+            var gradient = ((GradientHolder)ctx.get_data("gradient")).Gradient;
             var g = grad_outputs.Count > 0 ? grad_outputs[0] : null;
             if (g is not null && !g.IsInvalid)
             {
