@@ -39,6 +39,8 @@ public sealed class TrainersPart : IBenchPart
         public List<double> MeasuredSeconds { get; } = new();
         public List<PatrickStar.Training.EngineStatistics> MeasuredStatistics { get; } = new();
         public List<IReadOnlyDictionary<StepPhase, double>> MeasuredPhases { get; } = new();
+        public List<ProcessCounters> MeasuredCounters { get; } = new();
+        public ProcessCounters? LastCounters { get; set; }
         public double Median => Measure.Median(MeasuredSeconds);
         public double FirstLoss { get; set; }
         public double LastLoss { get; set; }
@@ -241,6 +243,10 @@ public sealed class TrainersPart : IBenchPart
     private static void Record(RunResult result, PatrickStar.Training.StepMetrics m, BenchSettings s)
     {
         result.AllSeconds.Add(m.StepSeconds);
+        // CPU time and page faults between consecutive step ends: one step (and its metrics) each.
+        var counters = ProcessCounters.Read();
+        if (m.Step > s.WarmupSteps && counters is { } now && result.LastCounters is { } before) result.MeasuredCounters.Add(now - before);
+        result.LastCounters = counters;
         if (m.Step <= s.WarmupSteps) return;
         result.MeasuredSeconds.Add(m.StepSeconds);
         result.MeasuredStatistics.Add(m.EngineStatistics);
@@ -311,7 +317,7 @@ public sealed class TrainersPart : IBenchPart
         if (plain.Engine == "plain" && context.Device.type == DeviceType.CPU)
             memory.Notes.Add("On a CPU device the plain trainer's device and host are the same memory: its one measured peak is in the device column.");
         context.Report.Add(Name, speed);
-        context.Report.Add(Name, StepBreakdown.Table(runs.Where(r => r.Error is null).Select(r => (r.Label, r.MeasuredPhases, r.MeasuredSeconds)),
+        context.Report.Add(Name, StepBreakdown.Table(runs.Where(r => r.Error is null).Select(r => (r.Label, r.MeasuredPhases, r.MeasuredSeconds, r.MeasuredCounters)),
             flops, context.Bf16Matmul, context.Fp32Matmul));
         context.Report.Add(Name, memory);
 
@@ -356,6 +362,7 @@ public sealed class TrainersPart : IBenchPart
         o["tflops"] = flops / median / 1e12;
         o["fraction_of_matmul_peak"] = peak is null ? null : flops / median / 1e9 / peak.Gflops;
         o["phase_seconds_median"] = StepBreakdown.Json(r.MeasuredPhases, r.MeasuredSeconds);
+        o["process_counters_per_step_median"] = StepBreakdown.CountersJson(r.MeasuredCounters);
         o["loss_first"] = r.FirstLoss;
         o["loss_last"] = r.LastLoss;
         o["bytes_to_device_per_iteration"] = r.Stat(i => i.BytesToDevice);

@@ -38,16 +38,15 @@ public static class ActivationModel
         long blockInput = t * h * e;
         // Token ids (input, target, the embedding's copy), the embedding dropout mask, ln_f's input and output.
         long outside = 3 * t * 8 + (dropout ? t * h : 0) + 2 * t * h * e;
-        long logits = t * v * e;
-        long logSoftmax = t * v * 4; // cross-entropy runs in fp32: log_softmax keeps its output
+        long logits = t * v * e; // kept to the end: the fused cross-entropy writes the logits' gradient over them
         long forwardSaved = outside + logits + (checkpointing ? l * blockInput : l * block);
         // The LM head's fresh weight gradient (the tied embedding's size) exists while the chunk engine copies it into
         // the weight's slot; later contributions add into that slot, so nothing of that size is held across backward.
         long lmHeadGradient = chunked ? v * h * e : 0;
 
-        // Loss backward: nll's gradient, log_softmax's input gradient and part of one more logits-sized fp32 buffer (measured)
-        // beside everything forward kept, and the LM head's fresh weight gradient.
-        long atLoss = forwardSaved + logSoftmax + 5 * t * v * 4 / 2 + (precision == Precision.Bf16 ? t * v * e : 0) + lmHeadGradient;
+        // The loss (FusedCrossEntropy) works in blocks of rows and keeps no logits-sized buffer of its own; the LM head's
+        // backward holds one more of the logits' size beside everything forward kept (measured, fp32), and its fresh weight gradient.
+        long atLoss = forwardSaved + logits + lmHeadGradient;
 
         // Through the blocks (measured): what forward kept, the gradients in flight (about 11 hidden-sized tensors
         // per token), the largest fresh weight gradient (mlp, 4·h² elements) and, with checkpointing, the block being
@@ -85,10 +84,9 @@ public static class ActivationModel
     /// pre-backward hook ends it (measured with the engine's own sampler: tests/PatrickStar.Tests/Estimation).
     /// </summary>
     /// <remarks>
-    /// In fp32 the stretch from the LM head's forward to its pre-backward (the head, the loss and the loss's backward)
-    /// holds, beside what forward kept, four fp32 buffers of the logits' size (log-softmax, its gradient, nll's gradient
-    /// and one more); the head's own backward holds two of them plus the tied weight's fresh gradient; the embedding's
-    /// backward one of them plus its dense gradient. With bf16 storage and fp32 compute every weight is upcast to fp32
+    /// The stretch from the LM head's forward to its pre-backward (the head, the loss and the loss's backward) holds,
+    /// beside what forward kept, one block of the fused cross-entropy's fp32 rows; the head's own backward one buffer of
+    /// the logits' size plus the tied weight's fresh gradient; the embedding's backward its dense gradient. With bf16 storage and fp32 compute every weight is upcast to fp32
     /// while it is used and its gradient is made in fp32 before the bf16 copy. The runtime's own buffers come on top
     /// (<see cref="MemoryEstimator.RuntimeBuffers"/>).
     /// </remarks>
@@ -98,17 +96,16 @@ public static class ActivationModel
         long t = batch * seq, h = c.Hidden, v = c.VocabSize;
         bool upcast = ep != e;
         long saved = Activations(c, precision, batch, seq, checkpointing, chunked: true).Saved;
-        long logits32 = t * v * 4;
         long table = v * h; // the tied embedding / LM head weight, in elements
         // A fresh weight gradient in the storage dtype; with upcasting also the fp32 weight and fp32 gradient it came from.
         long WeightGradient(long elements) => upcast ? elements * (e + e + ep) : elements * ep;
 
-        // (The head's upcast weight is a temporary of its forward, gone before the loss's backward peaks.)
-        // bf16 holds one fp32 logits-sized buffer fewer than fp32 here, and the bf16 logits' gradient instead (measured
-        // on six gpt2-tiny sizes and gpt2 6L: 0.92-1.02 fp32 logits fewer).
-        long loss = saved + (precision == Precision.Bf16 ? 3 * logits32 + t * v * e : 4 * logits32);
-        long head = saved + 2 * logits32 + WeightGradient(table);
-        long embedding = saved + logits32 + table * e + (upcast ? table * ep : 0);
+        // The fused cross-entropy writes the logits' gradient over the logits (in saved): its own buffers are a block of
+        // rows in fp32; the head's backward holds one more buffer of the logits' size (as in Activations).
+        long lossBlock = Math.Min(t, Math.Max(1, (1L << 21) / v)) * v * 4;
+        long loss = saved + lossBlock;
+        long head = saved + t * v * e + WeightGradient(table);
+        long embedding = saved + table * e + (upcast ? table * ep : 0);
         // Through the blocks: about 11 hidden-sized gradients per token in flight, the largest fresh weight gradient
         // (mlp, 4·h² elements) and, with checkpointing, the block being recomputed.
         long recomputed = checkpointing ? BlockBytes(c, precision, batch, seq) : 0;

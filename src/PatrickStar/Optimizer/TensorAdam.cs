@@ -146,13 +146,20 @@ public static class GradientClipping
     {
         using var scope = NewDisposeScope();
         Tensor? sumSquares = null;
+        double onHost = 0;
         foreach (var g in gradients)
         {
+            if (g.device_type == TorchSharp.DeviceType.CPU && g.is_contiguous() && g.dtype is ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16)
+            {
+                // One read of the gradient, where the tensor route makes (for 16-bit gradients) an fp32 copy first.
+                unsafe { onHost += SquaredNormKernel.SumOfSquares(Runtime.TensorMemory.Address(g), KernelAdam.ElementOf(g.dtype), g.numel()); }
+                continue;
+            }
             var n = linalg.vector_norm(g.dtype == ScalarType.Float32 || g.dtype == ScalarType.Float64 ? g : g.to(ScalarType.Float32));
             var sq = n.square();
             sumSquares = sumSquares is null ? sq : sumSquares.add_(sq);
         }
-        return sumSquares is null ? 0.0 : Math.Sqrt(sumSquares.to(ScalarType.Float64).item<double>());
+        return Math.Sqrt(onHost + (sumSquares is null ? 0.0 : sumSquares.to(ScalarType.Float64).item<double>()));
     }
 
     /// <summary>The factor gradients are multiplied by: maxNorm / (norm + 1e-6) when that is below 1, else 1 (0 disables).</summary>

@@ -20,7 +20,7 @@ public sealed class PlainEngine : ITrainingEngine
     private readonly Module<Tensor, Tensor> model;
     private readonly List<Parameter> parameters;
     private readonly List<Tensor> masters;       // fp32 weights the optimizer owns (== parameters in fp32)
-    private readonly List<Tensor>? masterGrads;  // bf16/fp16 only: fp32 gradient accumulators
+    private readonly List<Tensor?>? masterGrads; // bf16/fp16 only: fp32 gradient accumulators, made when first needed
     private readonly TensorAdam adam;
     private readonly double clip;
     private readonly LossScaler scaler;
@@ -49,14 +49,16 @@ public sealed class PlainEngine : ITrainingEngine
         parameters = named.Select(n => n.parameter).ToList();
         adam = new TensorAdam(AdamSettings.From(config.Optimizer));
         masters = new List<Tensor>();
-        if (precision != Precision.Fp32) masterGrads = new List<Tensor>();
+        if (precision != Precision.Fp32) masterGrads = new List<Tensor?>();
         using (no_grad())
         {
             foreach (var (name, p) in named)
             {
                 Tensor master = precision == Precision.Fp32 ? p : p.detach().to(ScalarType.Float32).clone();
                 masters.Add(master);
-                masterGrads?.Add(zeros_like(master));
+                // The fused kernel reads one micro-batch's 16-bit gradients where backward left them: the fp32 accumulator
+                // (4 B/param) exists only once a second micro-batch or the tensor-op update needs it.
+                masterGrads?.Add(null);
                 bool decay = !config.Optimizer.NoDecayOnBiasAndNorm || p.dim() >= 2;
                 adam.Add(name, master, decay);
             }
@@ -119,12 +121,15 @@ public sealed class PlainEngine : ITrainingEngine
         {
             using var g = parameters[i].grad;
             if (g is null) continue;
-            masterGrads![i].add_(g);
+            MasterGradient(i).add_(g);
             g.zero_();
         }
         gradientsInSlots = false;
         mastersHoldGradients = true;
     }
+
+    /// <summary>Parameter i's fp32 gradient accumulator, made (zeroed, owned by the engine, not by a caller's scope) on first use.</summary>
+    private Tensor MasterGradient(int i) => masterGrads![i] ??= zeros_like(masters[i]).DetachFromDisposeScope();
 
     public StepOutcome Step(double learningRate)
     {
@@ -136,7 +141,7 @@ public sealed class PlainEngine : ITrainingEngine
         gradientsInSlots = mastersHoldGradients = false;
         for (int i = 0; i < parameters.Count; i++)
         {
-            if (!fromSlots) { grads.Add(masterGrads![i]); continue; }
+            if (!fromSlots) { grads.Add(MasterGradient(i)); continue; }
             var g = parameters[i].grad;
             if (g is null) { g = zeros_like(parameters[i]); owned.Add(g); }
             else owned.Add(g); // the getter returns a new handle each time: dispose it
@@ -221,7 +226,7 @@ public sealed class PlainEngine : ITrainingEngine
         adam.Dispose();
         if (masterGrads is not null)
         {
-            foreach (var t in masterGrads) t.Dispose();
+            foreach (var t in masterGrads) t?.Dispose();
             foreach (var t in masters) t.Dispose();
         }
     }

@@ -223,14 +223,13 @@ public sealed class Trainer
 
 public static class LanguageModelLoss
 {
-    /// <summary>Mean next-token cross-entropy, computed in fp32 whatever the logits' precision.</summary>
+    /// <summary>Mean next-token cross-entropy, computed in fp32 whatever the logits' precision (<see cref="FusedCrossEntropy"/>:
+    /// when the logits require a gradient, they are overwritten with it).</summary>
     public static Tensor CrossEntropy(Tensor logits, Tensor targets)
     {
         using var scope = NewDisposeScope();
         long vocab = logits.shape[^1];
-        var flat = logits.reshape(-1, vocab);
-        if (flat.dtype != ScalarType.Float32) flat = flat.to(ScalarType.Float32);
-        return F.cross_entropy(flat, targets.reshape(-1)).MoveToOuterDisposeScope();
+        return FusedCrossEntropy.Mean(logits.reshape(-1, vocab), targets.reshape(-1)).MoveToOuterDisposeScope();
     }
 }
 

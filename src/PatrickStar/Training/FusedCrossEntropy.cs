@@ -1,0 +1,102 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using static TorchSharp.torch.autograd;
+
+namespace PatrickStar.Training;
+
+/// <summary>
+/// Mean cross-entropy over rows of logits [N, V] with integer targets [N], in fp32 arithmetic whatever the logits' dtype,
+/// computed in blocks of rows so that no fp32 tensor of the logits' size ever exists. Model-agnostic (any LM head).
+/// </summary>
+/// <remarks>
+/// The unfused form (upcast the logits, log_softmax, nll) holds an fp32 copy of the logits and the fp32 log-probabilities
+/// over backward, and backward makes three more logits-sized buffers (nll's gradient, log_softmax's, the downcast), with
+/// an exp pass in forward and another in backward. Here, when the logits need a gradient, forward computes it at once,
+/// block by block while the block is in cache: softmax − one-hot, over N, written over the logits themselves (the loss
+/// is their only reader), and backward only scales it by the incoming gradient. Without a gradient (evaluation) the
+/// logits are left untouched.
+/// </remarks>
+public static class FusedCrossEntropy
+{
+    /// <summary>Elements of one block's fp32 temporaries: a few MiB, so that a block stays in the cache between its passes.</summary>
+    private const long BlockElements = 1L << 21;
+
+    /// <summary>
+    /// The mean loss (an fp32 scalar). When <paramref name="logits"/> requires a gradient, its values are overwritten with
+    /// the gradient of the mean loss: the caller must not read them afterwards.
+    /// </summary>
+    public static Tensor Mean(Tensor logits, Tensor targets)
+    {
+        if (logits.dim() != 2 || targets.dim() != 1 || targets.shape[0] != logits.shape[0])
+            throw new ArgumentException($"cross-entropy needs logits [N, V] and targets [N]; got [{string.Join(", ", logits.shape)}] and [{string.Join(", ", targets.shape)}].");
+        if (!logits.requires_grad || !is_grad_enabled())
+        {
+            using var _ = no_grad();
+            return Blocks(logits, targets, writeGradient: false);
+        }
+        return Function.apply(logits, targets)[0];
+    }
+
+    /// <summary>Sums the loss over all rows block by block (and, when asked, writes each block's gradient over its logits); returns the mean.</summary>
+    private static Tensor Blocks(Tensor logits, Tensor targets, bool writeGradient)
+    {
+        long n = logits.shape[0], v = logits.shape[1];
+        long rows = Math.Max(1, BlockElements / v);
+        using var scope = NewDisposeScope();
+        var total = zeros(1, dtype: ScalarType.Float64, device: logits.device);
+        for (long start = 0; start < n; start += rows)
+        {
+            using var blockScope = NewDisposeScope();
+            long r = Math.Min(rows, n - start);
+            var block = logits.narrow(0, start, r);
+            var t = targets.narrow(0, start, r).unsqueeze(1);
+            // fp32 logits (to() returns them) are worked on in place when they get the gradient; others are upcast per block.
+            // softmax as torch computes it (shift by the row maximum, exp, divide by the sum), so that results agree to rounding.
+            var x = block.to(ScalarType.Float32);
+            var max = x.amax(new long[] { 1 }, keepdim: true);
+            var shifted = writeGradient ? x.sub_(max) : x - max; // never in place on the caller's logits without a gradient
+            var picked = shifted.gather(1, t);
+            var sum = shifted.exp_().sum(1, keepdim: true);
+            total.add_((sum.log() - picked).sum().to(ScalarType.Float64));
+            if (!writeGradient) continue;
+            // d(mean loss)/dx = (softmax(x) − one_hot(target)) / N
+            shifted.mul_(sum.mul_(n).reciprocal_());
+            shifted.scatter_add_(1, t, full(new long[] { r, 1 }, -1.0 / n, dtype: ScalarType.Float32, device: x.device));
+            block.copy_(shifted); // the same tensor for fp32: libtorch skips the copy
+        }
+        return total.div_(n).to(ScalarType.Float32).squeeze().MoveToOuterDisposeScope();
+    }
+
+    private sealed record GradientHolder(Tensor Gradient);
+
+    private sealed class Function : MultiTensorFunction<Function>
+    {
+        public override string Name => "PatrickStar.FusedCrossEntropy";
+
+        public override List<Tensor> forward(AutogradContext ctx, params object[] vars)
+        {
+            var (logits, targets) = ((Tensor)vars[0], (Tensor)vars[1]);
+            using var _ = no_grad();
+            var loss = Blocks(logits, targets, writeGradient: true);
+            // The gradient now lives in the logits' storage: keep a handle to it, wrapped (TorchSharp refuses tensors as data)
+            // and not saved for backward (no version check: the values were meant to change).
+            ctx.save_data("gradient", new GradientHolder(logits.detach().DetachFromDisposeScope()));
+            return new List<Tensor> { loss };
+        }
+
+        public override List<Tensor> backward(AutogradContext ctx, List<Tensor> grad_outputs)
+        {
+            var gradient = ((GradientHolder)ctx.get_data("gradient")).Gradient;
+            var g = grad_outputs.Count > 0 ? grad_outputs[0] : null;
+            if (g is not null && !g.IsInvalid)
+            {
+                // An incoming gradient of 1 (a plain loss.backward()) needs no pass; reading it costs a device sync, so only on the CPU.
+                bool one = g.device.type == DeviceType.CPU && g.item<float>() == 1f;
+                if (!one)
+                    using (no_grad()) gradient.mul_(g.to(gradient.dtype));
+            }
+            PatrickStar.Hooks.BackwardHandles.Release(grad_outputs);
+            return PatrickStar.Hooks.BackwardHandles.Return(new List<Tensor> { gradient, null! });
+        }
+    }
+}
