@@ -25,9 +25,9 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
         for (int i = 0; i < chunks.Count; i++)
         {
             if (!chunks.HasState(i)) continue;
-            var g = GradientOf(i);
-            if (g.dtype != ScalarType.Float32) g = g.to(ScalarType.Float32);
-            sum += linalg.vector_norm(g).square().to(ScalarType.Float64).item<double>();
+            // One read per gradient on the CPU (no fp32 copy of a 16-bit chunk); tensor ops elsewhere.
+            double norm = PatrickStar.Optimizer.GradientClipping.GlobalNorm([GradientOf(i)]);
+            sum += norm * norm;
         }
         // Each rank holds the gradients of the chunks it owns: the sum of squares over ranks is the global one, and a
         // non-finite value on any rank (fp16 overflow) makes the sum non-finite everywhere, so every rank skips alike.
