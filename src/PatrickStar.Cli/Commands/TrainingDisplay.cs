@@ -21,13 +21,21 @@ public sealed class TrainingDisplay
     private LiveDisplayContext? liveContext;
     private IRenderable? lastPanel;
 
-    private TrainingDisplay(bool live) { this.live = live; }
+    // Held rather than read from AnsiConsole.Console each time: tests give a display its own console without
+    // replacing the process-wide one under tests that run at the same time.
+    private readonly IAnsiConsole console;
+
+    private TrainingDisplay(bool live, IAnsiConsole? console = null)
+    {
+        this.live = live;
+        this.console = console ?? AnsiConsole.Console;
+    }
 
     public static TrainingDisplay Create(bool plainOutput) =>
         new(!plainOutput && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive);
 
     /// <summary>The live panel whatever the console: for a console known to be interactive (and for tests).</summary>
-    public static TrainingDisplay AlwaysLive() => new(true);
+    public static TrainingDisplay AlwaysLive(IAnsiConsole? console = null) => new(true, console);
 
     public void Announce(string text) => Announce(text, error: false);
 
@@ -47,14 +55,14 @@ public sealed class TrainingDisplay
                 return;
             }
         }
-        if (live) AnsiConsole.MarkupLine($"[grey]{CommandErrors.Esc(text)}[/]");
+        if (live) console.MarkupLine($"[grey]{CommandErrors.Esc(text)}[/]");
         else (error ? Console.Error : Console.Out).WriteLine(text);
     }
 
     /// <summary>On the panel's thread: prints the waiting messages above the panel (Spectre's live display moves it down).</summary>
     private void FlushPending()
     {
-        while (pending.TryDequeue(out var text)) AnsiConsole.MarkupLine($"[grey]{CommandErrors.Esc(text)}[/]");
+        while (pending.TryDequeue(out var text)) console.MarkupLine($"[grey]{CommandErrors.Esc(text)}[/]");
     }
 
     private IRenderable WithPending(IRenderable panel) =>
@@ -64,11 +72,11 @@ public sealed class TrainingDisplay
     {
         var c = run.Config;
         var m = run.ModelConfig;
-        AnsiConsole.MarkupLine(
+        console.MarkupLine(
             $"[bold]Training[/] {CommandErrors.Esc(c.Model.Preset ?? "custom GPT")}: {run.Choice.ParameterCount:N0} parameters " +
             $"({m.Layers} layers, hidden {m.Hidden}, {m.Heads} heads, context {m.ContextLength}) on {run.Device}, " +
             $"{PrecisionNames.Name(c.Precision)}, {run.Engine.Name} engine");
-        AnsiConsole.MarkupLine(
+        console.MarkupLine(
             $"Data: {CommandErrors.Esc(run.Data.Description)}: {run.Data.TrainTokens:N0} training / {run.Data.ValidationTokens:N0} validation tokens. " +
             BatchLine(c, run.Ranks));
 
@@ -89,7 +97,7 @@ public sealed class TrainingDisplay
         var history = new List<string>();
         TrainingSummary? summary = null;
         var starting = new Markup("starting...");
-        AnsiConsole.Live(starting).AutoClear(false).Start(ctx =>
+        console.Live(starting).AutoClear(false).Start(ctx =>
         {
             lock (gate)
             {
@@ -192,7 +200,7 @@ public sealed class TrainingDisplay
         if (run.Engine.Statistics.Chunks is { } chunks) table.AddRow("chunks (last step)", CommandErrors.Esc(ChunkLine(chunks)));
         if (metricsPath is not null) table.AddRow("metrics", CommandErrors.Esc(metricsPath));
         if (tensorBoardDir is not null) table.AddRow("tensorboard", CommandErrors.Esc($"{tensorBoardDir} (tensorboard --logdir {tensorBoardDir})"));
-        AnsiConsole.Write(table);
+        console.Write(table);
     }
 
     /// <summary>

@@ -242,7 +242,7 @@ public sealed class ChunkedEngine : ITrainingEngine
         profile.EndIteration();
         // Held bytes are read after the update: remote copies are released.
         var done = iteration.Snapshot(mover.DeviceNeedObserved, chunks.Param.Count(c => c.Tier == device), chunks.Master.Count(c => c.Tier == device),
-            collectives.Active ? ModelDataBytesHeld : null);
+            collectives.Active ? ModelDataBytesHeld : null) with { HostBytes = host.InUseBytes, PeakHostBytes = host.PeakInUseBytes };
         statistics = statistics with { Chunks = statistics.Chunks! with { LastIteration = done } };
     }
 

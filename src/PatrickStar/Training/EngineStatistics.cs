@@ -40,6 +40,8 @@ public sealed record ChunkStatistics(int Chunks, long ChunkElements, double Chun
         yield return new("device_need_bytes", i.DeviceNeedBytes);
         yield return new("device_chunks_resident", i.DeviceChunksResident);
         yield return new("optimizer_chunks_on_device", i.OptimizerChunksOnDevice);
+        yield return new("host_bytes", i.HostBytes);
+        yield return new("peak_host_bytes", i.PeakHostBytes);
         if (i.Communication is not { } c) yield break;
         yield return new("comm_bytes", c.Bytes);
         yield return new("comm_calls", c.Calls);
@@ -67,7 +69,14 @@ public sealed record ChunkIterationStatistics(
     long DeviceNeedBytes,
     int DeviceChunksResident,
     int OptimizerChunksOnDevice,
-    CommunicationStatistics? Communication = null);
+    CommunicationStatistics? Communication = null)
+{
+    /// <summary>Chunk bytes in the host tier when the iteration ended.</summary>
+    public long HostBytes { get; init; }
+
+    /// <summary>The host tier's peak chunk bytes since the engine started.</summary>
+    public long PeakHostBytes { get; init; }
+}
 
 /// <summary>One iteration's collectives on this rank.</summary>
 /// <param name="Bytes">Bytes of the buffers the collectives carried.</param>

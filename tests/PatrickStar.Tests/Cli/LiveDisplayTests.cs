@@ -14,17 +14,18 @@ public class LiveDisplayTests
     public void AMessageFromAnotherThreadIsPrintedOnItsOwnLineAboveThePanel()
     {
         using var captured = new StringWriter();
-        var (oldConsole, oldError) = (AnsiConsole.Console, Console.Error);
+        var oldError = Console.Error;
         using var error = new StringWriter();
-        AnsiConsole.Console = AnsiConsole.Create(new AnsiConsoleSettings
+        // The display's own console: replacing AnsiConsole.Console would also capture (and race with) other tests' output.
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
         {
             Out = new AnsiConsoleOutput(captured), Ansi = AnsiSupport.Yes, Interactive = InteractionSupport.Yes, ColorSystem = ColorSystemSupport.NoColors,
         });
-        AnsiConsole.Console.Profile.Width = 120;
+        console.Profile.Width = 120;
         Console.SetError(error);
         try
         {
-            var display = TrainingDisplay.AlwaysLive();
+            var display = TrainingDisplay.AlwaysLive(console);
             using var run = GptRun.Create(TrainingHarness.Config(steps: 3), TrainingHarness.CyclicData());
             run.Trainer.StepCompleted += s =>
             {
@@ -38,7 +39,6 @@ public class LiveDisplayTests
         }
         finally
         {
-            AnsiConsole.Console = oldConsole;
             Console.SetError(oldError);
         }
         Assert.Equal("", error.ToString()); // not written around the display, where it would cross the panel

@@ -95,6 +95,27 @@ public class MetricsSinkTests
     }
 
     [Fact]
+    public void TheChunkEngineLogsEveryTiersMemoryToTensorBoard()
+    {
+        using var dir = new TempDir();
+        string board = Path.Combine(dir.Path, "tb");
+        var (code, output, err) = Pstar("train", "--model", "gpt2-tiny", "--engine", "chunked", "--steps", "2", "--batch", "2", "--seq", "32",
+            "--eval-interval", "0", "--tensorboard", board, "--plain-output");
+        Assert.True(code == 0, err + output);
+        var scalars = TensorBoardEvents.ReadScalars(board);
+        for (int step = 1; step <= 2; step++)
+        {
+            float Value(string tag) => scalars.Single(s => s.Tag == tag && s.Step == step).Value;
+            // The host tier holds at least one fp32 copy of gpt2-tiny's 13.3M parameters (the master weights; hybrid
+            // Adam keeps momentum and variance on the device when its margin allows).
+            Assert.True(Value("memory/host_peak_chunk_bytes") >= 4 * 13_000_000f, $"host peak {Value("memory/host_peak_chunk_bytes")}");
+            Assert.InRange(Value("memory/host_chunk_bytes"), 0, Value("memory/host_peak_chunk_bytes"));
+            Assert.True(Value("memory/device_peak_chunk_bytes") > 0);
+            Assert.True(Value("memory/device_peak_non_model_bytes") > 0);
+        }
+    }
+
+    [Fact]
     public void AnUnwritableTensorBoardFolderIsRefusedBeforeAnyWork()
     {
         using var dir = new TempDir();

@@ -27,6 +27,8 @@ public sealed class TensorBoardMetricsSink : IMetricsSink
         ["peak_device_model_bytes"] = "memory/device_peak_chunk_bytes",
         ["peak_device_non_model_bytes"] = "memory/device_peak_non_model_bytes",
         ["device_need_bytes"] = "memory/device_need_bytes",
+        ["host_bytes"] = "memory/host_chunk_bytes",
+        ["peak_host_bytes"] = "memory/host_peak_chunk_bytes",
         ["held_chunk_bytes"] = "memory/held_chunk_bytes",
         ["bytes_to_device"] = "chunks/bytes_to_device",
         ["bytes_to_host"] = "chunks/bytes_to_host",
