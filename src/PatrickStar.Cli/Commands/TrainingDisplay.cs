@@ -97,7 +97,9 @@ public sealed class TrainingDisplay
         var history = new List<string>();
         TrainingSummary? summary = null;
         var starting = new Markup("starting...");
-        console.Live(starting).AutoClear(false).Start(ctx =>
+        // Visible, not cropped: under TERM=dumb (as CI sets it) Spectre's cropping of a panel taller than the console's
+        // height threw from its renderer (List.RemoveRange out of bounds); a short terminal scrolls instead.
+        console.Live(starting).AutoClear(false).Overflow(VerticalOverflow.Visible).Start(ctx =>
         {
             lock (gate)
             {
