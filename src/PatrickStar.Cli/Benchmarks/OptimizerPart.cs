@@ -72,5 +72,6 @@ public sealed class OptimizerPart : IBenchPart
     // Invariant "P0" puts a space before the sign; "87%" reads better in a table.
     private static string Percent(double fraction) => $"{fraction * 100:N0}%";
 
-    private static string Count(long n) => n >= 1 << 20 && n % (1 << 20) == 0 ? $"{n >> 20}M (2^20)" : $"{n:N0}";
+    // 16M = 16 * 2^20 elements: "M" is the binary million here, as in the sizes the bench takes.
+    private static string Count(long n) => n >= 1 << 20 && n % (1 << 20) == 0 ? $"{n >> 20}Mi ({n:N0})" : $"{n:N0}";
 }
