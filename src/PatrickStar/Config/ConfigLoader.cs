@@ -242,6 +242,10 @@ public static partial class ConfigLoader
                     + $"set train_batch_size to {product}, to \"auto\", or remove it.");
         }
 
+        if (c.Scheduler.MinLr is double minLr && minLr >= c.Optimizer.LearningRate)
+            errors.Add($"scheduler.params.min_lr is {ConfigText.Show(minLr)}, but it must be below the peak rate optimizer.params.lr, "
+                + $"which is {ConfigText.Show(c.Optimizer.LearningRate)}; lower min_lr or raise lr.");
+
         Require(c.Engine is not null && Engines.Contains(c.Engine, StringComparer.Ordinal), "engine", c.Engine,
             "one of " + string.Join(", ", Engines.Select(e => $"\"{e}\"")));
         Require(IsValidDevice(c.Device), "device", c.Device,

@@ -45,6 +45,7 @@ public sealed class ConfigOverrideTests
         ["scheduler.params.total_steps"] = ("90", "scheduler.params.total_steps", []),
         ["scheduler.params.total_num_steps"] = ("91", "scheduler.params.total_steps", []),
         ["scheduler.params.min_lr_ratio"] = ("0.05", "scheduler.params.min_lr_ratio", []),
+        ["scheduler.params.min_lr"] = ("1e-5", "scheduler.params.min_lr", []),
         ["scheduler.params.warmup_min_lr"] = ("1e-5", "scheduler.params.warmup_min_lr", []),
         ["scheduler.params.warmup_max_lr"] = ("2e-4", "optimizer.params.lr", []),
         ["scheduler.params.warmup_type"] = ("linear", "scheduler.params.warmup_type", []),
