@@ -111,6 +111,18 @@ public sealed class ConfigOverrideTests
         }
     }
 
+    /// <summary>Every sample, through the recorded JSON (DeepSpeedSettings) and back, is the same configuration.</summary>
+    [Fact]
+    public void EverySample_RoundTripsThroughTheSettingsRecord()
+    {
+        foreach (var (key, (value, _, needs)) in Samples)
+        {
+            var c = new TrainingConfig();
+            Set(c, [.. needs, $"{key}={value}"]);
+            DeepSpeedSettingsTests.AssertSameConfig(c, ConfigLoader.Parse(ConfigLoader.ToJson(c), Source), $"--set {key}={value}");
+        }
+    }
+
     [Fact]
     public void Set_ParsesValuesAsAFileWould()
     {
