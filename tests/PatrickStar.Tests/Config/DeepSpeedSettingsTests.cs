@@ -55,7 +55,7 @@ public sealed class DeepSpeedSettingsTests
     {
         TrainingConfig c = Load(example);
         c.Scheduler.MinLr = 1e-5; // an omitted-at-default key with a value: written
-        var flat = Flatten(JsonNode.Parse(ConfigLoader.ToJson(c)));
+        var flat = RunIdentity.Flatten(JsonNode.Parse(ConfigLoader.ToJson(c)));
         var defaults = new TrainingConfig();
 
         foreach (var (key, _, _, _) in ConfigLoader.Reference)
@@ -124,19 +124,5 @@ public sealed class DeepSpeedSettingsTests
         var warnings = new List<string>();
         ConfigLoader.Parse(root.ToJsonString(), Source, warnings);
         Assert.NotEmpty(warnings);
-    }
-
-    private static Dictionary<string, string> Flatten(JsonNode? node)
-    {
-        var result = new Dictionary<string, string>(StringComparer.Ordinal);
-        void Walk(JsonNode? n, string prefix)
-        {
-            if (n is JsonObject o)
-                foreach (var (k, v) in o) Walk(v, prefix.Length == 0 ? k : $"{prefix}.{k}");
-            else
-                result[prefix] = n?.ToJsonString() ?? "null";
-        }
-        Walk(node, "");
-        return result;
     }
 }
