@@ -65,6 +65,8 @@ internal static class ConfigFlags
             FlagValue.Text, PrecisionNames.All) { Expand = name => PrecisionNames.Overrides(PrecisionNames.Parse(name)) },
         new("--lr", "optimizer.params.lr", "Peak learning rate.", FlagValue.Number),
         new("--min-lr-ratio", "scheduler.params.min_lr_ratio", "The schedule's floor as a fraction of the peak rate, in [0, 1] (WarmupCosine, WarmupLinear).", FlagValue.Number),
+        new("--min-lr", "scheduler.params.min_lr", "The schedule's floor as an absolute rate, below --lr; replaces --min-lr-ratio (WarmupCosine, WarmupLinear).",
+            FlagValue.Number),
         new("--warmup", "scheduler.params.warmup_steps", "Warmup steps of the learning-rate schedule."),
         new("--weight-decay", "optimizer.params.weight_decay", "Weight decay (decoupled for AdamW).", FlagValue.Number),
         new("--betas", "optimizer.params.betas", "Adam's beta1,beta2, e.g. 0.9,0.95.", FlagValue.Json),

@@ -35,7 +35,8 @@ public static class RunIdentity
     public static bool Matches(TrainingConfig now, string checkpointDir) =>
         TrainerStateFile.TryReadConfig(checkpointDir) is string saved && Differences(now, saved).Count == 0;
 
-    private static Dictionary<string, string> Flatten(JsonNode? node)
+    /// <summary>A config document as "dotted.key" -> value JSON text (arrays are values): the form configs are compared in.</summary>
+    public static Dictionary<string, string> Flatten(JsonNode? node)
     {
         var result = new Dictionary<string, string>(StringComparer.Ordinal);
         void Walk(JsonNode? n, string prefix)

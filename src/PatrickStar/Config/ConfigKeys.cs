@@ -82,6 +82,9 @@ internal static class ConfigKeys
             "DeepSpeed's name for total_steps.") with { Value = null },
         Number("scheduler.params.min_lr_ratio", c => c.Scheduler.MinLrRatio, (c, v) => c.Scheduler.MinLrRatio = v,
             "WarmupCosine / WarmupLinear: floor of the decay as a fraction of the peak rate.", Fraction),
+        NullableNumber("scheduler.params.min_lr", c => c.Scheduler.MinLr, (c, v) => c.Scheduler.MinLr = v,
+            "WarmupCosine / WarmupLinear: floor of the decay as an absolute rate, below optimizer.params.lr; when set it replaces min_lr_ratio (as min_lr / lr).",
+            Bounds.AtLeast(0, " (or null to use min_lr_ratio)")) with { OmitWhenDefault = true },
         Number("scheduler.params.warmup_min_lr", c => c.Scheduler.WarmupMinLr, (c, v) => c.Scheduler.WarmupMinLr = v,
             "WarmupLR / WarmupDecayLR: the rate the warm-up starts from (and WarmupDecayLR decays to).", NonNegative)
             with { OmitWhenDefault = true },

@@ -21,7 +21,8 @@ namespace PatrickStar.Config;
 /// The walk over the document is ours rather than System.Text.Json's deserializer, which stops at the first problem
 /// and cannot say "did you mean"; the per-key work is the table in <see cref="ConfigKeys"/>. <see cref="Parse"/> only
 /// checks shapes; ranges (declared once, in that table) are checked by <see cref="Validate"/>, because command-line
-/// overrides are applied between the two.
+/// overrides are applied between the two. Once the walk accepts a text, <see cref="SettingsCheck"/> reads it again,
+/// strictly, into the typed <see cref="DeepSpeedSettings"/>.
 /// </para>
 /// </remarks>
 public static partial class ConfigLoader
@@ -54,28 +55,10 @@ public static partial class ConfigLoader
 
     /// <summary>
     /// The whole configuration as a JSON document in the file format (every stored key, nested by section), so
-    /// that <see cref="Parse"/> gives the same configuration back; checkpoints keep it.
+    /// that <see cref="Parse"/> gives the same configuration back; checkpoints keep it. Written from
+    /// <see cref="DeepSpeedSettings"/> by the source-generated context.
     /// </summary>
-    public static string ToJson(TrainingConfig c)
-    {
-        var defaults = new TrainingConfig();
-        var root = new JsonObject();
-        foreach (Field field in ConfigKeys.All)
-        {
-            if (field.Value is null) continue;
-            JsonNode? value = field.Value(c);
-            if (field.OmitWhenDefault && JsonNode.DeepEquals(value, field.Value(defaults))) continue;
-            string[] parts = field.Key.Split('.');
-            JsonObject node = root;
-            foreach (string part in parts[..^1])
-            {
-                if (node[part] is not JsonObject child) node[part] = child = new JsonObject();
-                node = child;
-            }
-            node[parts[^1]] = value;
-        }
-        return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
-    }
+    public static string ToJson(TrainingConfig c) => DeepSpeedSettings.From(c).ToJson();
 
     /// <summary>A key's current value as JSON text, or null for a key that is not stored (an alias, a DeepSpeed switch).</summary>
     public static string? ValueOf(TrainingConfig c, string key) =>
@@ -178,6 +161,7 @@ public static partial class ConfigLoader
 
             if (state.Errors.Count > 0)
                 throw new ConfigException(ConfigText.FormatErrors(sourceName, state.Errors));
+            SettingsCheck.Verify(root, sourceName);
             foreach (string warning in state.Warnings.Values)
                 warnings?.Add($"{sourceName}: {warning}");
         }
@@ -241,6 +225,10 @@ public static partial class ConfigLoader
                     + $"gradient_accumulation_steps ({c.GradientAccumulationSteps}) * ranks ({r}) = {product}; "
                     + $"set train_batch_size to {product}, to \"auto\", or remove it.");
         }
+
+        if (c.Scheduler.MinLr is double minLr && minLr >= c.Optimizer.LearningRate)
+            errors.Add($"scheduler.params.min_lr is {ConfigText.Show(minLr)}, but it must be below the peak rate optimizer.params.lr, "
+                + $"which is {ConfigText.Show(c.Optimizer.LearningRate)}; lower min_lr or raise lr.");
 
         Require(c.Engine is not null && Engines.Contains(c.Engine, StringComparer.Ordinal), "engine", c.Engine,
             "one of " + string.Join(", ", Engines.Select(e => $"\"{e}\"")));

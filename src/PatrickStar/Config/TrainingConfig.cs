@@ -93,6 +93,8 @@ public sealed class SchedulerSection
     public int? TotalSteps { get; set; }
     /// <summary>The floor of the decay, as a fraction of the peak learning rate.</summary>
     public double MinLrRatio { get; set; } = 0.1;
+    /// <summary>The floor of the decay as an absolute rate (below the peak); when set it replaces <see cref="MinLrRatio"/>.</summary>
+    public double? MinLr { get; set; }
     /// <summary>DeepSpeed WarmupLR / WarmupDecayLR: the rate warm-up starts from, and WarmupDecayLR decays back to.</summary>
     public double WarmupMinLr { get; set; }
     /// <summary>DeepSpeed schedules: the shape of the warm-up.</summary>

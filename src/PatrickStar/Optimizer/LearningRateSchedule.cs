@@ -4,7 +4,7 @@ namespace PatrickStar.Optimizer;
 
 /// <summary>
 /// Learning rate as a function of the optimizer step (0-based): constant, or a linear warmup from
-/// 0 to the peak followed by cosine or linear decay to min_lr_ratio × peak at total_steps, then flat; or one of
+/// 0 to the peak followed by cosine or linear decay to min_lr (or min_lr_ratio × peak) at total_steps, then flat; or one of
 /// DeepSpeed's schedules (<see cref="DeepSpeedSchedules"/>).
 /// </summary>
 public sealed class LearningRateSchedule
@@ -16,7 +16,9 @@ public sealed class LearningRateSchedule
     private readonly double floor;
     private readonly Func<int, double>? deepSpeed;
 
-    public LearningRateSchedule(ScheduleType type, double peak, int warmupSteps, int totalSteps, double minLrRatio)
+    /// <param name="minLr">The floor as an absolute rate; when given it replaces <paramref name="minLrRatio"/> (taken as is, so
+    /// that the floor is exactly the configured rate rather than peak × (minLr / peak)).</param>
+    public LearningRateSchedule(ScheduleType type, double peak, int warmupSteps, int totalSteps, double minLrRatio, double? minLr = null)
     {
         if (totalSteps < 1) throw new ArgumentOutOfRangeException(nameof(totalSteps), totalSteps, "the schedule needs at least one step");
         if (IsDeepSpeed(type)) throw new ArgumentException($"{type} takes DeepSpeed's parameters: build it with From(config).", nameof(type));
@@ -24,7 +26,7 @@ public sealed class LearningRateSchedule
         this.peak = peak;
         warmup = type == ScheduleType.Constant ? 0 : warmupSteps;
         total = totalSteps;
-        floor = peak * minLrRatio;
+        floor = minLr ?? peak * minLrRatio;
     }
 
     private LearningRateSchedule(Func<int, double> deepSpeedSchedule) => deepSpeed = deepSpeedSchedule;
@@ -32,7 +34,8 @@ public sealed class LearningRateSchedule
     public static LearningRateSchedule From(TrainingConfig c) =>
         IsDeepSpeed(c.Scheduler.Type)
             ? new(DeepSpeedSchedules.For(c))
-            : new(c.Scheduler.Type, c.Optimizer.LearningRate, c.Scheduler.WarmupSteps, c.Scheduler.TotalSteps ?? c.Steps, c.Scheduler.MinLrRatio);
+            : new(c.Scheduler.Type, c.Optimizer.LearningRate, c.Scheduler.WarmupSteps, c.Scheduler.TotalSteps ?? c.Steps, c.Scheduler.MinLrRatio,
+                c.Scheduler.MinLr);
 
     private static bool IsDeepSpeed(ScheduleType type) =>
         type is ScheduleType.WarmupLR or ScheduleType.WarmupDecayLR or ScheduleType.WarmupCosineLR;

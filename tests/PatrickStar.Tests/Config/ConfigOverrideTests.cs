@@ -45,6 +45,7 @@ public sealed class ConfigOverrideTests
         ["scheduler.params.total_steps"] = ("90", "scheduler.params.total_steps", []),
         ["scheduler.params.total_num_steps"] = ("91", "scheduler.params.total_steps", []),
         ["scheduler.params.min_lr_ratio"] = ("0.05", "scheduler.params.min_lr_ratio", []),
+        ["scheduler.params.min_lr"] = ("1e-5", "scheduler.params.min_lr", []),
         ["scheduler.params.warmup_min_lr"] = ("1e-5", "scheduler.params.warmup_min_lr", []),
         ["scheduler.params.warmup_max_lr"] = ("2e-4", "optimizer.params.lr", []),
         ["scheduler.params.warmup_type"] = ("linear", "scheduler.params.warmup_type", []),
@@ -107,6 +108,18 @@ public sealed class ConfigOverrideTests
             ConfigLoader.Validate(c, Source);
 
             Assert.True(before != ConfigLoader.ValueOf(c, shows), $"--set {key}={value} left {shows} at {before}");
+        }
+    }
+
+    /// <summary>Every sample, through the recorded JSON (DeepSpeedSettings) and back, is the same configuration.</summary>
+    [Fact]
+    public void EverySample_RoundTripsThroughTheSettingsRecord()
+    {
+        foreach (var (key, (value, _, needs)) in Samples)
+        {
+            var c = new TrainingConfig();
+            Set(c, [.. needs, $"{key}={value}"]);
+            DeepSpeedSettingsTests.AssertSameConfig(c, ConfigLoader.Parse(ConfigLoader.ToJson(c), Source), $"--set {key}={value}");
         }
     }
 
