@@ -1,0 +1,114 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using PatrickStar.Checkpoints;
+using static TorchSharp.torch;
+
+namespace PatrickStar.Models.Llama;
+
+/// <summary>LLaMA's part of an HF folder: HF's LlamaConfig and LlamaForCausalLM's tensor names (ours already are HF's).</summary>
+public sealed class LlamaHfFamily : IHfModelFamily<LlamaConfig>
+{
+    public static readonly LlamaHfFamily Instance = new();
+
+    public string ModelType => "llama";
+
+    public LlamaConfig ReadConfig(string configJsonPath) => LlamaConfigJson.Read(configJsonPath);
+
+    public JsonObject ConfigJson(LlamaConfig config, ScalarType dtype) =>
+        (JsonObject)JsonNode.Parse(CausalLmCheckpoints.LlamaConfigJson(config, dtype))!;
+
+    public JsonObject GenerationConfigJson(LlamaConfig config) => new() { ["_from_model_config"] = true };
+
+    /// <summary>Checks every tensor's name and shape against a model of <paramref name="config"/> before anything is written.</summary>
+    public IReadOnlyList<TensorSource> HfTensors(LlamaConfig config, IEnumerable<TensorSource> ours, string target)
+    {
+        var given = ours.ToList();
+        var byName = given.ToDictionary(t => t.Name);
+        var problems = new List<string>();
+        var expected = ExpectedShapes(config);
+        foreach (var (name, shape) in expected)
+        {
+            if (!byName.TryGetValue(name, out var t)) problems.Add($"'{name}' is missing");
+            else if (!t.Shape.SequenceEqual(shape)) problems.Add($"'{name}' has shape [{string.Join(", ", t.Shape)}], the config needs [{string.Join(", ", shape)}]");
+        }
+        foreach (var t in given)
+            if (!expected.ContainsKey(t.Name)) problems.Add($"'{t.Name}' is not a LlamaForCausalLM tensor");
+        if (problems.Count > 0)
+            throw new ModelFileException($"cannot write '{target}': " + string.Join("; ", problems) + ".");
+        return given;
+    }
+
+    /// <summary>The parameter shapes of LlamaForCausalLM for <paramref name="config"/>, by HF name (a meta-free build).</summary>
+    private static Dictionary<string, long[]> ExpectedShapes(LlamaConfig c)
+    {
+        long h = c.Hidden, kv = (long)c.KvHeads * c.HeadSize;
+        var shapes = new Dictionary<string, long[]> { ["model.embed_tokens.weight"] = [c.VocabSize, h], ["model.norm.weight"] = [h] };
+        for (int i = 0; i < c.Layers; i++)
+        {
+            string p = $"model.layers.{i}.";
+            shapes[p + "self_attn.q_proj.weight"] = [h, h];
+            shapes[p + "self_attn.k_proj.weight"] = [kv, h];
+            shapes[p + "self_attn.v_proj.weight"] = [kv, h];
+            shapes[p + "self_attn.o_proj.weight"] = [h, h];
+            shapes[p + "mlp.gate_proj.weight"] = [c.Intermediate, h];
+            shapes[p + "mlp.up_proj.weight"] = [c.Intermediate, h];
+            shapes[p + "mlp.down_proj.weight"] = [h, c.Intermediate];
+            shapes[p + "input_layernorm.weight"] = [h];
+            shapes[p + "post_attention_layernorm.weight"] = [h];
+        }
+        if (!c.TieEmbeddings) shapes["lm_head.weight"] = [c.VocabSize, h];
+        return shapes;
+    }
+}
+
+/// <summary>Loading and writing LLaMA Hugging Face folders.</summary>
+public static class HuggingFaceLlamaFolder
+{
+    /// <summary>True when <paramref name="dir"/>'s config.json says model_type "llama".</summary>
+    public static bool IsLlamaFolder(string dir)
+    {
+        string path = Path.Combine(dir, HfFolder.ConfigFile);
+        if (!File.Exists(path)) return false;
+        try
+        {
+            return JsonNode.Parse(File.ReadAllText(path))?["model_type"]?.GetValue<string>() == "llama";
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
+        {
+            return false; // HfFolder.ReadConfig reports it in one line
+        }
+    }
+
+    public static LlamaConfig ReadConfig(string dir) => HfFolder.ReadConfig(dir, LlamaHfFamily.Instance);
+
+    /// <summary>Builds a LlamaForCausalLM (fp32, CPU) from a folder's config.json and loads its weights tensor by tensor.</summary>
+    public static LlamaForCausalLM Load(string dir)
+    {
+        var config = ReadConfig(dir);
+        using var weights = HfFolder.OpenWeights(dir);
+        var model = new LlamaForCausalLM(config);
+        try
+        {
+            using var _ = no_grad();
+            foreach (var (name, p) in model.named_parameters())
+            {
+                var entry = weights.Entries.FirstOrDefault(e => e.Name == name)
+                            ?? throw new ModelFileException($"folder '{dir}' has no tensor '{name}', which its config.json's model needs.");
+                if (!entry.Shape.SequenceEqual(p.shape))
+                    throw new ModelFileException($"folder '{dir}': '{name}' has shape [{string.Join(", ", entry.Shape)}], its config.json needs [{string.Join(", ", p.shape)}].");
+                weights.ReadInto(name, p);
+            }
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Writes a model's weights as an HF folder (see <see cref="HfFolder.Write{TConfig}"/>).</summary>
+    public static IReadOnlyList<string> Export(LlamaForCausalLM model, string dir, ScalarType dtype, long maxShardBytes) =>
+        HfFolder.Write(LlamaHfFamily.Instance, model.Config, model.named_parameters()
+            .Select(p => new TensorSource(p.name, p.parameter.dtype, p.parameter.shape, () => p.parameter.detach())), dir, dtype, maxShardBytes);
+}
