@@ -65,6 +65,19 @@ public static class CausalLmCheckpoints
         return checkpoint.Directory;
     }
 
+    /// <summary>Exports a checkpoint of either family as an HF folder (sharded at <paramref name="maxShardBytes"/>); returns the checkpoint directory used.</summary>
+    public static string ExportFolder(string checkpointPath, string dir, ScalarType dtype, long maxShardBytes)
+    {
+        using var checkpoint = CheckpointParameters.Open(checkpointPath);
+        if (!IsLlama(checkpoint)) return GptCheckpoints.ExportFolder(checkpointPath, dir, dtype, maxShardBytes);
+        HfFolder.Write(LlamaHfFamily.Instance, LlamaConfigOf(checkpoint), checkpoint.Sources(), dir, dtype, maxShardBytes);
+        return checkpoint.Directory;
+    }
+
+    /// <summary>A model (fp32, CPU) from an HF folder of either family (by its config.json's model_type) or a GPT-2 safetensors file.</summary>
+    public static ICausalLm LoadHf(string path, int? heads) =>
+        HfFolder.IsFolder(path) && HuggingFaceLlamaFolder.IsLlamaFolder(path) ? HuggingFaceLlamaFolder.Load(path) : HuggingFaceGpt2.Load(path, heads);
+
     /// <summary>HF's LlamaConfig for our sizes.</summary>
     public static string LlamaConfigJson(LlamaConfig c, ScalarType dtype)
     {

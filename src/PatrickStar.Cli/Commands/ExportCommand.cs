@@ -55,7 +55,7 @@ public static class ExportCommand
         OutputPaths.EnsureWritableDirectory(dir, "--out folder");
         var tokenizerFiles = PatrickStar.Data.Tokenizers.Resolve(tokenizer); // an unknown name fails before any work
         TorchRuntime.EnsureLoaded();
-        string source = GptCheckpoints.ExportFolder(checkpoint, dir, SafetensorsDTypes.ParsePrecision(dtype), maxShardBytes);
+        string source = PatrickStar.Models.CausalLmCheckpoints.ExportFolder(checkpoint, dir, SafetensorsDTypes.ParsePrecision(dtype), maxShardBytes);
         var written = PatrickStar.Data.TokenizerFolder.Write(tokenizer, null, dir);
         Console.WriteLine($"Exported {source} to the folder {dir} ({dtype}, shards of at most {maxShardSize}); tokenizer files: " +
                           (written.Count > 0 ? string.Join(", ", written) : $"none ({tokenizerFiles.Id} has no Hugging Face GPT-2 tokenizer files)") + ".");

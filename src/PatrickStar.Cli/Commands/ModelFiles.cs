@@ -11,7 +11,7 @@ namespace PatrickStar.Cli.Commands;
 internal static class ModelFiles
 {
     public static Option<FileInfo?> InitFrom() =>
-        new("--init-from") { Description = "HF GPT-2 folder (config.json, model.safetensors or shards with the index, tokenizer files), or a safetensors file (sizes from config.json beside it, else inferred from the tensors)." };
+        new("--init-from") { Description = "HF GPT-2 or LLaMA folder (config.json, model.safetensors or shards with the index, tokenizer files), or a safetensors file (sizes from config.json beside it, else inferred from the tensors)." };
 
     public static Option<string?> Checkpoint() =>
         new("--checkpoint") { Description = "A training checkpoint directory (or a folder of step-NNNNNNNN checkpoints: the latest) instead of --init-from." };
@@ -29,7 +29,7 @@ internal static class ModelFiles
             throw new ArgumentException("give the model with exactly one of --init-from PATH (an HF folder or safetensors file) or --checkpoint DIR (a training checkpoint).");
         TorchRuntime.EnsureLoaded();
         var dev = TorchRuntime.ResolveDevice(device ?? "auto");
-        ICausalLm model = initFrom is not null ? HuggingFaceGpt2.Load(initFrom.FullName, heads) : CausalLmCheckpoints.LoadModel(checkpoint!);
+        ICausalLm model = initFrom is not null ? CausalLmCheckpoints.LoadHf(initFrom.FullName, heads) : CausalLmCheckpoints.LoadModel(checkpoint!);
         string source = initFrom?.FullName ?? checkpoint!;
         try
         {
