@@ -1,6 +1,7 @@
 using PatrickStar.Checkpoints;
 using PatrickStar.Config;
 using PatrickStar.Models.Gpt;
+using PatrickStar.Models.Llama;
 
 namespace PatrickStar.Cli.Commands;
 
@@ -17,6 +18,11 @@ internal static class InitFromSizes
         if (presetSource is not null)
             throw new ConfigException($"{presetSource} and --init-from both choose the model: the weights file '{file}' fixes its sizes, " +
                                       $"so drop {presetSource} (sizes can still be given with --layers/--hidden/--heads/--context).");
+        if (Directory.Exists(file) && HuggingFaceLlamaFolder.IsLlamaFolder(file))
+        {
+            ApplyLlama(c, file);
+            return;
+        }
         string configPath = HuggingFaceGpt2.ConfigPathBeside(file);
         GptConfig sizes;
         if (Directory.Exists(file)) sizes = HuggingFaceGpt2Folder.ReadConfig(file);
@@ -33,5 +39,20 @@ internal static class InitFromSizes
         c.Model.Layers ??= sizes.Layers;
         c.Model.Hidden ??= sizes.Hidden;
         c.Model.Heads ??= sizes.Heads;
+    }
+
+    /// <summary>A LLaMA folder's model: the preset of its shape with the folder's shared sizes (the run's checkpoints record them).</summary>
+    private static void ApplyLlama(TrainingConfig c, string dir)
+    {
+        var folder = HuggingFaceLlamaFolder.ReadConfig(dir);
+        var preset = HuggingFaceLlamaFolder.PresetFor(folder)
+                     ?? throw new ConfigException($"the LLaMA folder '{dir}' (num_key_value_heads = {folder.KvHeads}, intermediate_size = {folder.Intermediate}, " +
+                                                  $"rope_theta = {folder.RopeTheta}) matches no LLaMA preset's shape (see `pstar models`); training from it is not supported, eval and generate are.");
+        c.Model.Preset = preset.Name;
+        c.Model.VocabSize ??= folder.VocabSize;
+        c.Model.ContextLength ??= folder.ContextLength;
+        c.Model.Layers ??= folder.Layers;
+        c.Model.Hidden ??= folder.Hidden;
+        c.Model.Heads ??= folder.Heads;
     }
 }

@@ -4,6 +4,7 @@ using PatrickStar.Data;
 using PatrickStar.Distributed;
 using PatrickStar.Engine;
 using PatrickStar.Models.Estimation;
+using PatrickStar.Models.Llama;
 using PatrickStar.Profiling;
 using PatrickStar.Runtime;
 using PatrickStar.Training;
@@ -146,8 +147,8 @@ public sealed class GptRun : IDisposable
             throw new ConfigException($"the data's tokenizer has {data.VocabSize:N0} tokens but model.vocab_size = {modelConfig.Sizes.VocabSize:N0}; use a vocab_size of at least {data.VocabSize:N0}.");
         data.EnsureFits(config.SequenceLength);
 
-        if (initFrom is not null && modelConfig.IsLlama)
-            throw new ConfigException($"--init-from {initFrom}: starting a LLaMA run from a weights file is not supported yet; train it from scratch or --resume a checkpoint.");
+        if (initFrom is not null && modelConfig.IsLlama && !(HfFolder.IsFolder(initFrom) && HuggingFaceLlamaFolder.IsLlamaFolder(initFrom)))
+            throw new ConfigException($"--init-from {initFrom}: a LLaMA run starts only from a Hugging Face LLaMA folder (config.json with model_type \"llama\"); give one, train from scratch or --resume a checkpoint.");
         TorchSharp.torch.nn.Module<Tensor, Tensor> model;
         lock (ModelConstruction)
         {
@@ -158,7 +159,8 @@ public sealed class GptRun : IDisposable
         ITrainingEngine? engine = null;
         try
         {
-            if (initFrom is not null) HuggingFaceGpt2.Import((GptModel)model, initFrom);
+            if (initFrom is not null && model is LlamaForCausalLM llama) HuggingFaceLlamaFolder.Import(llama, initFrom);
+            else if (initFrom is not null) HuggingFaceGpt2.Import((GptModel)model, initFrom);
             using var sample = zeros(1, 1, dtype: ScalarType.Int64);
             engine = EngineFactory.Create(model, config, device, sample, comm);
             if (comm is not null) comm.AllAgree(SetupFingerprint(config, modelConfig.Sizes, engine), "the hash of (config, model sizes, chunk layout)");

@@ -84,20 +84,10 @@ public static class HuggingFaceLlamaFolder
     /// <summary>Builds a LlamaForCausalLM (fp32, CPU) from a folder's config.json and loads its weights tensor by tensor.</summary>
     public static LlamaForCausalLM Load(string dir)
     {
-        var config = ReadConfig(dir);
-        using var weights = HfFolder.OpenWeights(dir);
-        var model = new LlamaForCausalLM(config);
+        var model = new LlamaForCausalLM(ReadConfig(dir));
         try
         {
-            using var _ = no_grad();
-            foreach (var (name, p) in model.named_parameters())
-            {
-                var entry = weights.Entries.FirstOrDefault(e => e.Name == name)
-                            ?? throw new ModelFileException($"folder '{dir}' has no tensor '{name}', which its config.json's model needs.");
-                if (!entry.Shape.SequenceEqual(p.shape))
-                    throw new ModelFileException($"folder '{dir}': '{name}' has shape [{string.Join(", ", entry.Shape)}], its config.json needs [{string.Join(", ", p.shape)}].");
-                weights.ReadInto(name, p);
-            }
+            Import(model, dir);
             return model;
         }
         catch
@@ -106,6 +96,35 @@ public static class HuggingFaceLlamaFolder
             throw;
         }
     }
+
+    /// <summary>Loads a folder's weights into <paramref name="model"/>, whose config must be the folder's.</summary>
+    public static void Import(LlamaForCausalLM model, string dir)
+    {
+        var config = ReadConfig(dir);
+        if (config != model.Config)
+            throw new ModelFileException($"'{Path.Combine(dir, HfFolder.ConfigFile)}' describes {config}, not the run's model {model.Config}; " +
+                                         "drop the size flags that differ from the folder's.");
+        using var weights = HfFolder.OpenWeights(dir);
+        using var _ = no_grad();
+        foreach (var (name, p) in model.named_parameters())
+        {
+            var entry = weights.Entries.FirstOrDefault(e => e.Name == name)
+                        ?? throw new ModelFileException($"folder '{dir}' has no tensor '{name}', which its config.json's model needs.");
+            if (!entry.Shape.SequenceEqual(p.shape))
+                throw new ModelFileException($"folder '{dir}': '{name}' has shape [{string.Join(", ", entry.Shape)}], its config.json needs [{string.Join(", ", p.shape)}].");
+            weights.ReadInto(name, p);
+        }
+    }
+
+    /// <summary>
+    /// The LLaMA preset whose shape beyond the shared sizes (key/value heads, MLP width, rotary and norm settings, tying)
+    /// is the folder's, so that a run (and its checkpoints) can describe the folder's model; null when none is.
+    /// </summary>
+    public static LlamaPreset? PresetFor(LlamaConfig folder) =>
+        LlamaZoo.Presets.FirstOrDefault(p => (p.Config with
+        {
+            VocabSize = folder.VocabSize, ContextLength = folder.ContextLength, Layers = folder.Layers, Hidden = folder.Hidden, Heads = folder.Heads,
+        }) == folder);
 
     /// <summary>Writes a model's weights as an HF folder (see <see cref="HfFolder.Write{TConfig}"/>).</summary>
     public static IReadOnlyList<string> Export(LlamaForCausalLM model, string dir, ScalarType dtype, long maxShardBytes) =>

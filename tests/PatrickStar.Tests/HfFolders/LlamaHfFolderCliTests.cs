@@ -7,7 +7,7 @@ using static PatrickStar.Tests.Cli.CliTests;
 
 namespace PatrickStar.Tests.HfFolders;
 
-/// <summary>A LLaMA checkpoint exported to a sharded HF folder evaluates from the folder exactly as from the checkpoint.</summary>
+/// <summary>A LLaMA checkpoint exported to a sharded HF folder evaluates from the folder exactly as from the checkpoint, and a run starts from it.</summary>
 public class LlamaHfFolderCliTests
 {
     public LlamaHfFolderCliTests() => TorchRuntime.EnsureLoaded();
@@ -34,6 +34,14 @@ public class LlamaHfFolderCliTests
         Assert.True(File.Exists(Path.Combine(folder, HfFolder.IndexFile)), "several shards expected");
 
         string[] eval = ["eval", "--data", data, "--seq", "16", "--max-batches", "2", "--json", "--device", "cpu"];
-        Assert.Equal(Loss([.. eval, "--checkpoint", run]), Loss([.. eval, "--init-from", folder]));
+        double fromFolder = Loss([.. eval, "--init-from", folder]);
+        Assert.Equal(Loss([.. eval, "--checkpoint", run]), fromFolder);
+
+        // A run started from the folder holds its weights: with lr 1e-30 (below fp32 rounding) its checkpoint evaluates exactly as the folder.
+        string again = Path.Combine(dir.Path, "again");
+        (code, _, err) = Pstar("train", "--init-from", folder, "--data", data, "--steps", "1", "--batch", "2", "--seq", "32", "--lr", "1e-30",
+            "--eval-interval", "0", "--plain-output", "--device", "cpu", "--save-dir", again);
+        Assert.True(code == 0, err);
+        Assert.Equal(fromFolder, Loss([.. eval, "--checkpoint", again]));
     }
 }
