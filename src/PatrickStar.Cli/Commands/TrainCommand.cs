@@ -26,7 +26,7 @@ public static class TrainCommand
             Arity = ArgumentArity.ZeroOrOne,
         };
         var profile = new Option<FileInfo?>("--profile") { Description = "Chunked engine: record memory per moment, chunk events and phase times to this JSON file (see `pstar plot`)." };
-        var initFrom = new Option<FileInfo?>("--init-from") { Description = "Start from the weights of a Hugging Face GPT-2 folder (config.json, model.safetensors or shards, its tokenizer), or of a safetensors file (config.json beside it gives the sizes, else --layers/--hidden/--heads/--context and the file's vocabulary); not with --model." };
+        var initFrom = new Option<FileInfo?>("--init-from") { Description = "Start from the weights of a Hugging Face GPT-2 or LLaMA folder (config.json, model.safetensors or shards, its tokenizer), or of a safetensors file (config.json beside it gives the sizes, else --layers/--hidden/--heads/--context and the file's vocabulary); not with --model." };
 
         var command = new Command("train",
             "Train a GPT language model. Progress shows loss, tokens/s, achieved TFLOPS and memory. TFLOPS counts model FLOPs: " +
