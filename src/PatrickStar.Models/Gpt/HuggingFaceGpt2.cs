@@ -268,35 +268,14 @@ public static class HuggingFaceGpt2
     /// <summary>Reads an HF GPT2Config, refusing settings our model cannot reproduce.</summary>
     public static GptConfig ReadConfigJson(string path)
     {
-        JsonNode? root;
-        try
-        {
-            root = JsonNode.Parse(File.ReadAllText(path));
-        }
-        catch (JsonException e)
-        {
-            throw new ModelFileException($"'{path}' is not valid JSON ({e.Message}).", e);
-        }
-        if (root is not JsonObject o) throw new ModelFileException($"'{path}' must hold a JSON object (HF's GPT2Config).");
-        var problems = new List<string>();
-
-        int? Int(string key)
-        {
-            if (o[key] is not JsonValue v) return null;
-            if (v.TryGetValue(out int i)) return i;
-            if (v.TryGetValue(out double d) && d == Math.Floor(d) && Math.Abs(d) < int.MaxValue) return (int)d;
-            problems.Add($"\"{key}\" = {v.ToJsonString()} is not an integer");
-            return null;
-        }
-        double? Real(string key) => o[key] is JsonValue v && v.TryGetValue(out double d) ? d : null;
-        string? Str(string key) => o[key] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
-        bool? Bool(string key) => o[key] is JsonValue v && v.TryGetValue(out bool b) ? b : null;
-        int Required(string key)
-        {
-            int? v = Int(key);
-            if (v is null && o[key] is null) problems.Add($"\"{key}\" is missing");
-            return v ?? 0;
-        }
+        var r = HfConfigReader.Open(path, "HF's GPT2Config");
+        var o = r.Root;
+        var problems = r.Problems;
+        int? Int(string key) => r.Int(key);
+        double? Real(string key) => r.Real(key);
+        string? Str(string key) => r.Str(key);
+        bool? Bool(string key) => r.Bool(key);
+        int Required(string key) => r.Required(key);
 
         if (Str("model_type") is string type && type != "gpt2") problems.Add($"\"model_type\" = \"{type}\": only gpt2 is supported");
         int vocab = Required("vocab_size"), layers = Required("n_layer"), hidden = Required("n_embd"), heads = Required("n_head");
