@@ -58,7 +58,7 @@ public static class ExportCommand
         string source = PatrickStar.Models.CausalLmCheckpoints.ExportFolder(checkpoint, dir, SafetensorsDTypes.ParsePrecision(dtype), maxShardBytes);
         var written = PatrickStar.Data.TokenizerFolder.Write(tokenizer, null, dir);
         Console.WriteLine($"Exported {source} to the folder {dir} ({dtype}, shards of at most {maxShardSize}); tokenizer files: " +
-                          (written.Count > 0 ? string.Join(", ", written) : $"none ({tokenizerFiles.Id} has no Hugging Face GPT-2 tokenizer files)") + ".");
+                          (written.Count > 0 ? string.Join(", ", written) : $"none ({tokenizerFiles.Id} has no byte-level BPE files to write: give the folder a tokenizer of its own)") + ".");
         return 0;
     }
 }
