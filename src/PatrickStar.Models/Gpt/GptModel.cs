@@ -2,6 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
+using PatrickStar.Chunks;
 using PatrickStar.Hooks;
 using F = TorchSharp.torch.nn.functional;
 
@@ -23,8 +24,8 @@ public sealed class Conv1D : Module<Tensor, Tensor>, INamedLayer
     {
         this.inFeatures = inFeatures;
         this.outFeatures = outFeatures;
-        weight = new Parameter(empty(inFeatures, outFeatures));
-        bias = new Parameter(zeros(outFeatures));
+        weight = new Parameter(ParameterPlaceholders.Empty(inFeatures, outFeatures));
+        bias = new Parameter(ParameterPlaceholders.Zeros(outFeatures));
         RegisterComponents();
     }
 
@@ -52,8 +53,8 @@ public sealed class GptLayerNorm : Module<Tensor, Tensor>, INamedLayer
     public GptLayerNorm(long hidden, double eps = 1e-5) : base(nameof(GptLayerNorm))
     {
         this.eps = eps;
-        weight = new Parameter(ones(hidden));
-        bias = new Parameter(zeros(hidden));
+        weight = new Parameter(ParameterPlaceholders.Ones(hidden));
+        bias = new Parameter(ParameterPlaceholders.Zeros(hidden));
         RegisterComponents();
     }
 
@@ -69,7 +70,7 @@ public sealed class GptEmbedding : Module<Tensor, Tensor>, INamedLayer, IValueFr
 
     public GptEmbedding(long count, long hidden) : base(nameof(GptEmbedding))
     {
-        weight = new Parameter(empty(count, hidden));
+        weight = new Parameter(ParameterPlaceholders.Empty(count, hidden));
         RegisterComponents();
     }
 
@@ -230,14 +231,17 @@ public sealed partial class GptTransformer : Module<Tensor, Tensor>
 /// GPT-2 language model (HF's GPT2LMHeadModel): token ids [B, T] in, logits [B, T, vocab] out.
 /// The LM head is the token embedding itself (tied), so it has no parameter of its own.
 /// </summary>
-public sealed partial class GptModel : Module<Tensor, Tensor>
+public sealed partial class GptModel : Module<Tensor, Tensor>, IParameterInitializer
 {
     private readonly GptTransformer transformer;
     private readonly TiedLmHead lm_head;
 
     public GptConfig Config { get; }
 
-    /// <summary>Builds the model on the CPU in fp32 with GPT-2's initialisation (seed torch first for determinism).</summary>
+    /// <summary>
+    /// Builds the model on the CPU in fp32 with GPT-2's initialisation (seed torch first for determinism). Inside a
+    /// <see cref="ParameterPlaceholders.Scope"/> the parameters are placeholders, left for the chunk engine to initialise.
+    /// </summary>
     public GptModel(GptConfig config) : base(nameof(GptModel))
     {
         config.Validate();
@@ -247,7 +251,11 @@ public sealed partial class GptModel : Module<Tensor, Tensor>
         RegisterComponents();
         foreach (var (name, module) in named_modules())
             if (module is INamedLayer layer && name.Length > 0) layer.Path = name;
-        InitializeWeights();
+        residualStd = 0.02 / Math.Sqrt(2.0 * Config.Layers);
+        foreach (var block in transformer.Blocks)
+            foreach (var proj in block.ResidualProjections)
+                residual.Add(proj.Weight);
+        if (!ParameterPlaceholders.Active) InitializeWeights();
     }
 
     public GptTransformer Transformer => transformer;
@@ -276,20 +284,21 @@ public sealed partial class GptModel : Module<Tensor, Tensor>
         return lm_head.call(hidden);
     }
 
-    // GPT-2: N(0, 0.02) everywhere, residual output projections scaled by 1/sqrt(2·layers), zero biases.
+    private readonly HashSet<Parameter> residual = new(ReferenceEqualityComparer.Instance);
+    private readonly double residualStd;
+
     private void InitializeWeights()
     {
         using var _ = no_grad();
-        double residualStd = 0.02 / Math.Sqrt(2.0 * Config.Layers);
-        var residual = new HashSet<Parameter>(ReferenceEqualityComparer.Instance);
-        foreach (var block in transformer.Blocks)
-            foreach (var proj in block.ResidualProjections)
-                residual.Add(proj.Weight);
-        foreach (var (name, p) in named_parameters())
-        {
-            if (name.EndsWith(".bias")) p.zero_();
-            else if (name.Contains(".ln_")) p.fill_(1.0);
-            else nn.init.normal_(p, 0.0, residual.Contains(p) ? residualStd : 0.02);
-        }
+        foreach (var (name, p) in named_parameters()) InitializeParameter(name, p, p);
+    }
+
+    /// <summary>GPT-2: N(0, 0.02) everywhere, residual output projections scaled by 1/sqrt(2·layers), zero biases.</summary>
+    public void InitializeParameter(string name, Parameter parameter, Tensor target)
+    {
+        using var _ = no_grad();
+        if (name.EndsWith(".bias")) target.zero_();
+        else if (name.Contains(".ln_")) target.fill_(1.0);
+        else nn.init.normal_(target, 0.0, residual.Contains(parameter) ? residualStd : 0.02);
     }
 }

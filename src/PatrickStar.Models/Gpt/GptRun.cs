@@ -1,4 +1,5 @@
 using PatrickStar.Checkpoints;
+using PatrickStar.Chunks;
 using PatrickStar.Config;
 using PatrickStar.Data;
 using PatrickStar.Distributed;
@@ -135,7 +136,8 @@ public sealed class GptRun : IDisposable
         var device = TorchRuntime.ResolveDevice(config.Device);
         var modelConfig = ResolveChoice(config);
 
-        EnsureFits(config, modelConfig, device, comm?.Size ?? 1);
+        EnsureMachineHolds(config, EnsureFits(config, modelConfig, device, comm?.Size ?? 1), device);
+        PatrickStar.Profiling.RssTrace.Mark("before data");
 
         if (data is null)
         {
@@ -149,20 +151,35 @@ public sealed class GptRun : IDisposable
 
         if (initFrom is not null && modelConfig.IsLlama && !(HfFolder.IsFolder(initFrom) && HuggingFaceLlamaFolder.IsLlamaFolder(initFrom)))
             throw new ConfigException($"--init-from {initFrom}: a LLaMA run starts only from a Hugging Face LLaMA folder (config.json with model_type \"llama\"); give one, train from scratch or --resume a checkpoint.");
+        PatrickStar.Profiling.RssTrace.Mark("data loaded");
         TorchSharp.torch.nn.Module<Tensor, Tensor> model;
+        ITrainingEngine? engine = null;
+        // The chunk engine builds a fresh model streamed: placeholder parameters, each initialised in its chunk slot.
+        bool streamed = config.Engine == "chunked" && initFrom is null && comm is null;
+        using var sample = zeros(1, 1, dtype: ScalarType.Int64);
         lock (ModelConstruction)
         {
             manual_seed(config.Seed);
             // The activation type is set before the engine: the chunk engine runs the model once to learn the parameter order.
-            model = modelConfig.Build(config.ActivationCheckpointing, PlainEngine.ActivationType(config.Precision));
+            using (streamed ? ParameterPlaceholders.Scope(PlainEngine.ComputeType(config.Precision)) : null)
+                model = modelConfig.Build(config.ActivationCheckpointing, PlainEngine.ActivationType(config.Precision));
+            PatrickStar.Profiling.RssTrace.Mark("model built");
+            // Streamed, the initial values are drawn while the engine packs: still under the lock that orders the draws.
+            try
+            {
+                if (streamed) engine = EngineFactory.Create(model, config, device, sample, comm, (IParameterInitializer)model);
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
         }
-        ITrainingEngine? engine = null;
         try
         {
             if (initFrom is not null && model is LlamaForCausalLM llama) HuggingFaceLlamaFolder.Import(llama, initFrom);
             else if (initFrom is not null) HuggingFaceGpt2.Import((GptModel)model, initFrom);
-            using var sample = zeros(1, 1, dtype: ScalarType.Int64);
-            engine = EngineFactory.Create(model, config, device, sample, comm);
+            engine ??= EngineFactory.Create(model, config, device, sample, comm);
             if (comm is not null) comm.AllAgree(SetupFingerprint(config, modelConfig.Sizes, engine), "the hash of (config, model sizes, chunk layout)");
             var run = new GptRun(config, modelConfig, data, model, engine, device, comm, owned);
             if (resumeFrom is not null)
@@ -262,6 +279,16 @@ public sealed class GptRun : IDisposable
                 $"model '{config.Model.Preset ?? "custom"}' with the {config.Engine} engine cannot be trained in the memory given. " +
                 estimate.Explain() + Environment.NewLine + "  (`pstar estimate` with the same flags shows the full breakdown.)");
         return estimate;
+    }
+
+    /// <summary>Refuses a run whose tiers, with the allocator's allowance and the runtime, exceed what the machine can give now (<see cref="MachineMemoryCheck"/>).</summary>
+    public static void EnsureMachineHolds(TrainingConfig config, MemoryEstimate estimate, Device device)
+    {
+        var now = MemoryMeter.Snapshot();
+        if (MachineMemoryCheck.Shortfall(estimate, device.type == TorchSharp.DeviceType.CPU, MemoryMeter.RuntimeBaselineResident ?? now.Resident,
+                now.Resident, MemoryMeter.AvailableHostMemory(), CgroupMemory.Room()) is { } shortfall)
+            throw new PatrickStar.Profiling.InsufficientMemoryException(
+                $"model '{config.Model.Preset ?? "custom"}' with the {config.Engine} engine cannot be trained on this machine now: {shortfall}");
     }
 
     public void Dispose()

@@ -1,3 +1,4 @@
+using PatrickStar.Chunks;
 using PatrickStar.Hooks;
 using PatrickStar.Models.Generation;
 using TorchSharp;
@@ -18,7 +19,7 @@ public sealed class LlamaLinear : Module<Tensor, Tensor>, INamedLayer
 
     public LlamaLinear(long inFeatures, long outFeatures) : base(nameof(LlamaLinear))
     {
-        weight = new Parameter(empty(outFeatures, inFeatures));
+        weight = new Parameter(ParameterPlaceholders.Empty(outFeatures, inFeatures));
         RegisterComponents();
     }
 
@@ -36,7 +37,7 @@ public sealed class LlamaRmsNorm : Module<Tensor, Tensor>, INamedLayer
     public LlamaRmsNorm(long hidden, double eps) : base(nameof(LlamaRmsNorm))
     {
         this.eps = eps;
-        weight = new Parameter(ones(hidden));
+        weight = new Parameter(ParameterPlaceholders.Ones(hidden));
         RegisterComponents();
     }
 

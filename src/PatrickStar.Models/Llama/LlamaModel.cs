@@ -1,3 +1,4 @@
+using PatrickStar.Chunks;
 using PatrickStar.Hooks;
 using PatrickStar.Models.Generation;
 using PatrickStar.Models.Gpt;
@@ -53,14 +54,17 @@ public sealed class LlamaBackbone : Module<Tensor, Tensor>
 /// A LLaMA-family language model (HF's LlamaForCausalLM, same parameter names): token ids [B, T] in, logits
 /// [B, T, vocab] out. With tie_word_embeddings the head is the token embedding and registers no lm_head.weight.
 /// </summary>
-public sealed class LlamaForCausalLM : Module<Tensor, Tensor>, ICausalLm
+public sealed class LlamaForCausalLM : Module<Tensor, Tensor>, ICausalLm, IParameterInitializer
 {
     private readonly LlamaBackbone model;
     private readonly Module<Tensor, Tensor> lm_head;
 
     public LlamaConfig Config { get; }
 
-    /// <summary>Builds the model on the CPU in fp32 with HF's initialisation, N(0, 0.02) (seed torch first for determinism).</summary>
+    /// <summary>
+    /// Builds the model on the CPU in fp32 with HF's initialisation, N(0, 0.02) (seed torch first for determinism); inside a
+    /// <see cref="ParameterPlaceholders.Scope"/> the parameters are placeholders, left for the chunk engine to initialise.
+    /// </summary>
     public LlamaForCausalLM(LlamaConfig config) : base(nameof(LlamaForCausalLM))
     {
         config.Validate();
@@ -70,12 +74,16 @@ public sealed class LlamaForCausalLM : Module<Tensor, Tensor>, ICausalLm
         RegisterComponents();
         foreach (var (name, module) in named_modules())
             if (module is INamedLayer layer && name.Length > 0) layer.Path = name;
+        if (ParameterPlaceholders.Active) return; // the chunk engine initialises each parameter in its slot
+        foreach (var (name, p) in named_parameters()) InitializeParameter(name, p, p);
+    }
+
+    /// <summary>HF's LLaMA initialisation: N(0, 0.02), norm scales 1.</summary>
+    public void InitializeParameter(string name, Parameter parameter, Tensor target)
+    {
         using var _ = no_grad();
-        foreach (var (name, p) in named_parameters())
-        {
-            if (name.EndsWith("norm.weight")) p.fill_(1.0);
-            else nn.init.normal_(p, 0.0, 0.02);
-        }
+        if (name.EndsWith("norm.weight")) target.fill_(1.0);
+        else nn.init.normal_(target, 0.0, 0.02);
     }
 
     public LlamaBackbone Backbone => model;

@@ -59,20 +59,31 @@ internal sealed class ChunkLists
     /// </summary>
     public void Add(int index, ScalarType computeType, TierMemory host)
     {
-        bool state = HasState(index);
-        Chunk Make(ChunkKind kind, ScalarType dtype)
+        AddReleased(index, computeType);
+        if (HasState(index)) AttachState(index, host);
+    }
+
+    /// <summary>Appends chunk <paramref name="index"/> to every list without payloads (<see cref="AttachState"/> gives them).</summary>
+    public void AddReleased(int index, ScalarType computeType)
+    {
+        if (index != Param.Count) throw new InvalidOperationException($"chunk {index} added out of order: {Param.Count} chunks exist.");
+        Param.Add(new Chunk(index, ChunkKind.Param, computeType, Layout.ChunkSize));
+        Master.Add(new Chunk(index, ChunkKind.Master, ScalarType.Float32, Layout.ChunkSize));
+        Momentum.Add(new Chunk(index, ChunkKind.Momentum, ScalarType.Float32, Layout.ChunkSize));
+        Variance.Add(new Chunk(index, ChunkKind.Variance, ScalarType.Float32, Layout.ChunkSize));
+        if (Accumulating) Gradient.Add(new Chunk(index, ChunkKind.Gradient, ScalarType.Float32, Layout.ChunkSize));
+    }
+
+    /// <summary>Gives chunk <paramref name="index"/> of every list a zeroed host payload (this rank keeps its state).</summary>
+    public void AttachState(int index, TierMemory host)
+    {
+        foreach (var list in Lists)
         {
-            var c = new Chunk(index, kind, dtype, Layout.ChunkSize);
-            if (!state) return c;
-            c.Attach(host.Acquire(dtype, Layout.ChunkSize, $"{kind} chunk {index}"), host);
+            if (index >= list.Count) continue; // no gradient list without accumulation
+            var c = list[index];
+            c.Attach(host.Acquire(c.DType, Layout.ChunkSize, $"{c.Kind} chunk {index}"), host);
             c.Payload!.zero_();
-            return c;
         }
-        Param.Add(Make(ChunkKind.Param, computeType));
-        Master.Add(Make(ChunkKind.Master, ScalarType.Float32));
-        Momentum.Add(Make(ChunkKind.Momentum, ScalarType.Float32));
-        Variance.Add(Make(ChunkKind.Variance, ScalarType.Float32));
-        if (Accumulating) Gradient.Add(Make(ChunkKind.Gradient, ScalarType.Float32));
     }
 
     /// <summary>The optimizer-state chunk of one kind.</summary>

@@ -44,8 +44,10 @@ public sealed class ChunkedEngine : ITrainingEngine
     private EngineStatistics statistics;
 
     /// <param name="communicator">The data-parallel job this rank belongs to; null or one rank trains alone.</param>
+    /// <param name="initializer">Given for a model built with placeholder parameters (<see cref="ParameterPlaceholders"/>):
+    /// each parameter is initialised in its chunk slot (streamed build), never as a whole fp32 model. Null: the model's values are packed.</param>
     public ChunkedEngine(Module<Tensor, Tensor> model, TrainingConfig config, Device computeDevice, ChunkEngineOptions options, Tensor? sampleInput = null,
-        ICommunicator? communicator = null)
+        ICommunicator? communicator = null, IParameterInitializer? initializer = null)
     {
         var comm = communicator is { Size: > 1 } ? communicator : null;
         if (comm is not null && computeDevice.type != DeviceType.CPU)
@@ -59,11 +61,17 @@ public sealed class ChunkedEngine : ITrainingEngine
         device = new TierMemory(Tier.Device, computeDevice, options.DeviceMemory);
         host = new TierMemory(Tier.Host, CPU, options.HostMemory);
         model.train();
+        Runtime.NativeAllocator.ReturnLargeBlocks(); // budgets are what the process uses: freed large blocks must not stay resident
+        RssTrace.Mark("engine start");
         // Parameters take the compute precision first; their fp32 masters are made from those values,
         // as the plain engine does, so both engines start from identical weights.
         if (computeType != ScalarType.Float32) model.to(computeType);
 
+        RssTrace.Mark("after to(compute)");
         var order = ParameterPacking.ExecutionOrder(model, sampleInput);
+        RssTrace.Mark("after order pass");
+        if (initializer is null && order.FirstOrDefault(p => ParameterPlaceholders.IsPlaceholder(p.Parameter)) is { } placeholder)
+            throw new ArgumentException($"parameter '{placeholder.Name}' is a placeholder (the model was built in a ParameterPlaceholders scope): pass the model as the engine's initializer.");
         var specs = order.Select(p => new TensorSpec(p.Name, p.Parameter.numel())).ToList();
         var layout = options.ChunkSize is long size
             ? ChunkLayout.Pack(specs, size)
@@ -77,7 +85,11 @@ public sealed class ChunkedEngine : ITrainingEngine
         placement = new PlacementPolicy(options);
         mover = new ChunkMover(chunks, device, host, placement, tracer, iteration, options.DeviceMemory);
         collectives = new ChunkCollectives(comm, config.Distributed.Mode, chunks, device, host, computeType, iteration, tracer);
-        ParameterPacking.Pack(chunks, ordered, computeType, host, collectives.BindReleased);
+        if (initializer is not null)
+            StreamedPacking.Pack(chunks, ordered, computeType, host, collectives.BindReleased, model.named_parameters(), initializer);
+        else
+            ParameterPacking.Pack(chunks, ordered, computeType, host, collectives.BindReleased);
+        RssTrace.Mark("after pack");
         hooks = new ParameterHooks(model, chunks, managed, mover, collectives, tracer, EnterMoment, computeDevice);
         adam = new ChunkedAdam(chunks, AdamSettings.From(config.Optimizer), computeType, options.TensorAdamOnDevice, device, collectives);
         state = new ChunkStateAccess(chunks, ordered);
@@ -86,7 +98,9 @@ public sealed class ChunkedEngine : ITrainingEngine
             foreach (var c in chunks.Param.Where(c => c.Payload is not null)) mover.Move(c, device, "static placement of parameter chunks");
         GC.Collect();
         GC.WaitForPendingFinalizers(); // tensors dropped before now must not be counted as activations later
+        Runtime.NativeAllocator.Trim(); // what packing freed (a built model's own storage, the order pass's temporaries)
         tracer.TakeBaseline();
+        RssTrace.Mark("engine ready");
         statistics = new EngineStatistics(Chunks: new ChunkStatistics(chunks.Count, layout.ChunkSize, layout.Utilisation));
     }
 
@@ -158,6 +172,7 @@ public sealed class ChunkedEngine : ITrainingEngine
 
     public void Backward(Tensor loss)
     {
+        RssTrace.Mark("after forward");
         foreach (var mp in ordered) mp.Gradient.BeginBackward();
         if (Scaler.Scale == 1) loss.backward();
         else
@@ -168,6 +183,7 @@ public sealed class ChunkedEngine : ITrainingEngine
         BackwardHandles.ReleaseReturned();
         ParameterEvents.RethrowCaptured();
         collectives.ReduceRemainingGradients();
+        RssTrace.Mark("after backward");
         foreach (var mp in ordered) mp.Gradient.EndBackward(mp.Name);
     }
 
@@ -192,6 +208,7 @@ public sealed class ChunkedEngine : ITrainingEngine
         }
         foreach (var mp in ordered) mp.MoveTo(TensorState.Hold, tracer.Label);
         EndIteration();
+        RssTrace.Mark("after step");
         statistics = statistics with { GradNorm = decision.GradNorm, LossScale = Scaler.Scale };
         return new StepOutcome(decision.GradNorm, decision.Skip);
     }

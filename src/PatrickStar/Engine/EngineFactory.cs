@@ -11,8 +11,9 @@ public static class EngineFactory
 {
     /// <param name="sampleInput">A small input the chunk engine runs once to learn the order in which parameters are used.</param>
     /// <param name="communicator">The data-parallel job (only the chunked engine shards across ranks).</param>
+    /// <param name="initializer">For a model built with placeholder parameters: the chunk engine initialises each one in its slot.</param>
     public static ITrainingEngine Create(Module<Tensor, Tensor> model, TrainingConfig config, Device device, Tensor? sampleInput = null,
-        ICommunicator? communicator = null)
+        ICommunicator? communicator = null, Chunks.IParameterInitializer? initializer = null)
     {
         if (communicator is { Size: > 1 } && config.Engine != "chunked")
             throw new ConfigException($"data parallelism needs --engine chunked (engine = \"chunked\"): this job has {communicator.Size} ranks " +
@@ -20,7 +21,7 @@ public static class EngineFactory
         return config.Engine switch
         {
             "plain" => new PlainEngine(model, config, device),
-            "chunked" => new ChunkedEngine(model, config, device, ChunkEngineOptions.From(config, device), sampleInput, communicator),
+            "chunked" => new ChunkedEngine(model, config, device, ChunkEngineOptions.From(config, device), sampleInput, communicator, initializer),
             _ => throw new ArgumentException($"engine '{config.Engine}' is not known; use one of: {string.Join(", ", ConfigLoader.Engines)}."),
         };
     }

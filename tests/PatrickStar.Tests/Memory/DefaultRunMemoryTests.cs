@@ -52,7 +52,7 @@ public class DefaultRunMemoryTests
         Assert.True(peak <= bound, figures);
     }
 
-    private static (int ExitCode, string Output) RunTrain(params string[] args)
+    internal static (int ExitCode, string Output) RunTrain(params string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         start.ArgumentList.Add(typeof(PatrickStar.Cli.Program).Assembly.Location);

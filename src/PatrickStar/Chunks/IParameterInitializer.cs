@@ -1,0 +1,16 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace PatrickStar.Chunks;
+
+/// <summary>
+/// A model that initialises one parameter at a time into any tensor of its shape, drawing from torch's global generator
+/// exactly as its own construction does when it visits its parameters in <c>named_parameters()</c> order. The chunk
+/// engine uses it to fill chunk slots directly from a model built with <see cref="ParameterPlaceholders"/>: the same
+/// seed gives bit-identical parameters, without the whole fp32 model in memory at once.
+/// </summary>
+public interface IParameterInitializer
+{
+    /// <summary>Fills <paramref name="target"/> (contiguous, the parameter's shape, fp32) with <paramref name="parameter"/>'s initial values.</summary>
+    void InitializeParameter(string name, Parameter parameter, Tensor target);
+}
