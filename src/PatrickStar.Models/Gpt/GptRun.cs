@@ -137,7 +137,6 @@ public sealed class GptRun : IDisposable
         var modelConfig = ResolveChoice(config);
 
         EnsureMachineHolds(config, EnsureFits(config, modelConfig, device, comm?.Size ?? 1), device);
-        PatrickStar.Profiling.RssTrace.Mark("before data");
 
         if (data is null)
         {
@@ -151,7 +150,6 @@ public sealed class GptRun : IDisposable
 
         if (initFrom is not null && modelConfig.IsLlama && !(HfFolder.IsFolder(initFrom) && HuggingFaceLlamaFolder.IsLlamaFolder(initFrom)))
             throw new ConfigException($"--init-from {initFrom}: a LLaMA run starts only from a Hugging Face LLaMA folder (config.json with model_type \"llama\"); give one, train from scratch or --resume a checkpoint.");
-        PatrickStar.Profiling.RssTrace.Mark("data loaded");
         TorchSharp.torch.nn.Module<Tensor, Tensor> model;
         ITrainingEngine? engine = null;
         // The chunk engine builds a fresh model streamed: placeholder parameters, each initialised in its chunk slot.
@@ -163,7 +161,6 @@ public sealed class GptRun : IDisposable
             // The activation type is set before the engine: the chunk engine runs the model once to learn the parameter order.
             using (streamed ? ParameterPlaceholders.Scope(PlainEngine.ComputeType(config.Precision)) : null)
                 model = modelConfig.Build(config.ActivationCheckpointing, PlainEngine.ActivationType(config.Precision));
-            PatrickStar.Profiling.RssTrace.Mark("model built");
             // Streamed, the initial values are drawn while the engine packs: still under the lock that orders the draws.
             try
             {

@@ -62,14 +62,11 @@ public sealed class ChunkedEngine : ITrainingEngine
         host = new TierMemory(Tier.Host, CPU, options.HostMemory);
         model.train();
         Runtime.NativeAllocator.ReturnLargeBlocks(); // budgets are what the process uses: freed large blocks must not stay resident
-        RssTrace.Mark("engine start");
         // Parameters take the compute precision first; their fp32 masters are made from those values,
         // as the plain engine does, so both engines start from identical weights.
         if (computeType != ScalarType.Float32) model.to(computeType);
 
-        RssTrace.Mark("after to(compute)");
         var order = ParameterPacking.ExecutionOrder(model, sampleInput);
-        RssTrace.Mark("after order pass");
         if (initializer is null && order.FirstOrDefault(p => ParameterPlaceholders.IsPlaceholder(p.Parameter)) is { } placeholder)
             throw new ArgumentException($"parameter '{placeholder.Name}' is a placeholder (the model was built in a ParameterPlaceholders scope): pass the model as the engine's initializer.");
         var specs = order.Select(p => new TensorSpec(p.Name, p.Parameter.numel())).ToList();
@@ -89,7 +86,6 @@ public sealed class ChunkedEngine : ITrainingEngine
             StreamedPacking.Pack(chunks, ordered, computeType, host, collectives.BindReleased, model.named_parameters(), initializer);
         else
             ParameterPacking.Pack(chunks, ordered, computeType, host, collectives.BindReleased);
-        RssTrace.Mark("after pack");
         hooks = new ParameterHooks(model, chunks, managed, mover, collectives, tracer, EnterMoment, computeDevice);
         adam = new ChunkedAdam(chunks, AdamSettings.From(config.Optimizer), computeType, options.TensorAdamOnDevice, device, collectives);
         state = new ChunkStateAccess(chunks, ordered);
@@ -100,7 +96,6 @@ public sealed class ChunkedEngine : ITrainingEngine
         GC.WaitForPendingFinalizers(); // tensors dropped before now must not be counted as activations later
         Runtime.NativeAllocator.Trim(); // what packing freed (a built model's own storage, the order pass's temporaries)
         tracer.TakeBaseline();
-        RssTrace.Mark("engine ready");
         statistics = new EngineStatistics(Chunks: new ChunkStatistics(chunks.Count, layout.ChunkSize, layout.Utilisation));
     }
 
@@ -172,7 +167,6 @@ public sealed class ChunkedEngine : ITrainingEngine
 
     public void Backward(Tensor loss)
     {
-        RssTrace.Mark("after forward");
         foreach (var mp in ordered) mp.Gradient.BeginBackward();
         if (Scaler.Scale == 1) loss.backward();
         else
@@ -183,7 +177,6 @@ public sealed class ChunkedEngine : ITrainingEngine
         BackwardHandles.ReleaseReturned();
         ParameterEvents.RethrowCaptured();
         collectives.ReduceRemainingGradients();
-        RssTrace.Mark("after backward");
         foreach (var mp in ordered) mp.Gradient.EndBackward(mp.Name);
     }
 
@@ -208,7 +201,6 @@ public sealed class ChunkedEngine : ITrainingEngine
         }
         foreach (var mp in ordered) mp.MoveTo(TensorState.Hold, tracer.Label);
         EndIteration();
-        RssTrace.Mark("after step");
         statistics = statistics with { GradNorm = decision.GradNorm, LossScale = Scaler.Scale };
         return new StepOutcome(decision.GradNorm, decision.Skip);
     }

@@ -57,6 +57,8 @@ internal static class ParameterPacking
             foreach (var p in shared.SharedParameters) yield return p;
     }
 
+    private const long CollectEveryBytes = 256L << 20;
+
     /// <summary>
     /// Fills the chunk lists: chunk by chunk, its parameters move into it and their own storage is freed at once, so
     /// packing never holds the model twice (the peak is the chunks plus the parameters not yet moved, not 20 B/param).
@@ -68,6 +70,7 @@ internal static class ParameterPacking
     {
         using var _ = no_grad();
         var byChunk = ordered.ToLookup(mp => mp.Place.Chunk);
+        long movedSinceCollect = 0;
         for (int i = 0; i < chunks.Count; i++)
         {
             chunks.Add(i, computeType, host);
@@ -89,6 +92,12 @@ internal static class ParameterPacking
             using (var target = param.UsedPart(chunks.Used(i)))
                 target.copy_(used); // the compute-precision copy of the masters
             ChunkMover.Rebind(param);
+            // A parameter's former storage can be held by the tensor it was made from until that tensor is finalized:
+            // collect every so often, or the whole model stays beside its chunks until packing ends (measured: +4 B/param at the peak).
+            if ((movedSinceCollect += master.Bytes) < CollectEveryBytes) continue;
+            movedSinceCollect = 0;
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
         }
     }
 }
