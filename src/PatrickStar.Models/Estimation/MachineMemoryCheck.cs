@@ -29,7 +29,7 @@ public static class MachineMemoryCheck
         string source = cgroupRoom is long c && (memAvailable is not long m || c < m) ? "the cgroup's memory limit" : "MemAvailable";
         return $"this run needs about {Bytes.Format(need)} of memory ({need:N0} bytes: {Bytes.Format(host)} host tier" +
                (cpuDevice ? $" + {Bytes.Format(device)} device tier (the CPU's memory)" : "") +
-               $" + {AllocatorAllowance:P0} allocator allowance + {Bytes.Format(runtimeResident)} runtime) but this machine can give it " +
+               $" + {AllocatorAllowance * 100:0}% allocator allowance + {Bytes.Format(runtimeResident)} runtime) but this machine can give it " +
                $"{Bytes.Format(available)} ({available:N0} bytes, {source}); short by {Bytes.Format(need - available)}. " +
                $"Lower --host-memory to {hostFits >> 20}MiB and put the rest on disk (--disk-dir DIR), free memory, or train a smaller model.";
     }
