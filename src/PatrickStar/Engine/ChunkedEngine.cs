@@ -76,6 +76,9 @@ public sealed class ChunkedEngine : ITrainingEngine
         tracer = new NonModelTracer(computeDevice, device, host, iteration);
         placement = new PlacementPolicy(options);
         mover = new ChunkMover(chunks, device, host, placement, tracer, iteration, options.DeviceMemory);
+        // Data parallelism fetches remote chunks through its own buffers: no read-ahead there.
+        if (options.Prefetch && comm is null)
+            mover.Prefetcher = new ChunkPrefetcher(chunks, device, host, placement, tracer, iteration, mover, AsyncChunkCopy.For(computeDevice), options.DeviceMemory);
         collectives = new ChunkCollectives(comm, config.Distributed.Mode, chunks, device, host, computeType, iteration, tracer);
         ParameterPacking.Pack(chunks, ordered, computeType, host, collectives.BindReleased);
         hooks = new ParameterHooks(model, chunks, managed, mover, collectives, tracer, EnterMoment, computeDevice);
@@ -256,8 +259,17 @@ public sealed class ChunkedEngine : ITrainingEngine
         mover.Profiler = recorder;
     }
 
+    /// <summary>Replaces the read-ahead's copy engine (the engine disposes it); false when read-ahead is off.</summary>
+    public bool UseChunkCopy(IAsyncChunkCopy copier)
+    {
+        if (mover.Prefetcher is not { } prefetcher) return false;
+        prefetcher.Copier = copier;
+        return true;
+    }
+
     public void Dispose()
     {
+        mover.Prefetcher?.Dispose();
         tracer.Dispose();
         hooks.Dispose();
         foreach (var mp in ordered) mp.Gradient.Dispose();
