@@ -25,7 +25,7 @@ public class ChunkedEngineTests
 
     private const long ChunkElements = 4096;
 
-    private static TrainingConfig Chunked(TrainingConfig c, long deviceMemory, int accumulation = 1)
+    internal static TrainingConfig Chunked(TrainingConfig c, long deviceMemory, int accumulation = 1)
     {
         c.Engine = "chunked";
         c.GradientAccumulationSteps = accumulation;
@@ -92,8 +92,10 @@ public class ChunkedEngineTests
         return new RunResult(losses, parameters, stats, measuredPeak, config.Chunks.DeviceMemory ?? 0);
     }
 
+    private long TightBudget(TrainingConfig config) => TightBudget(config, output);
+
     /// <summary>A device budget that leaves room for about three chunks beyond the measured non-model peak.</summary>
-    private long TightBudget(TrainingConfig config)
+    internal static long TightBudget(TrainingConfig config, ITestOutputHelper output)
     {
         config.Steps = 3;
         using var run = GptRun.Create(Chunked(config, 1L << 30), TrainingHarness.CyclicData());
