@@ -35,7 +35,7 @@ public sealed class CudaChunkCopy(Device device, Action<Tensor, Tensor>? copy = 
 
     private static void IssueNonBlocking(Tensor destination, Tensor source)
     {
-        using (no_grad()) destination.copy_(source, nonBlocking: true).Dispose(); // the result is a second handle on the destination
+        using (no_grad()) destination.copy_(source, nonBlocking: true);
     }
 
     private sealed class Completion(Action? synchronize) : IChunkCopyCompletion

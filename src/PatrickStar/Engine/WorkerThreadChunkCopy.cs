@@ -51,7 +51,7 @@ public sealed class WorkerThreadChunkCopy : IAsyncChunkCopy
             // Grad mode is per thread: this one starts with it on. An exception must not escape the thread (it would end the process).
             try
             {
-                using (no_grad()) destination.copy_(source).Dispose(); // the result is a second handle on the destination
+                using (no_grad()) destination.copy_(source);
             }
             catch (Exception e) { fault = e; }
             done.Set();

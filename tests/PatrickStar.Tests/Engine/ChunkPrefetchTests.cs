@@ -43,7 +43,7 @@ public class ChunkPrefetchTests
 
     private Result Train(bool prefetch, IAsyncChunkCopy? copier = null)
     {
-        var config = ChunkedEngineTests.Chunked(Model(steps: 4), Budget());
+        var config = ChunkedEngineTests.Chunked(Model(steps: 3), Budget());
         config.Chunks.Prefetch = prefetch;
         using var run = GptRun.Create(config, TrainingHarness.CyclicData());
         var engine = (ChunkedEngine)run.Engine;
@@ -118,7 +118,7 @@ public class ChunkPrefetchTests
         {
             using var destination = zeros(16, dtype: ScalarType.Float32);
             using var copier = new CudaChunkCopy(new Device(DeviceType.CUDA, 0),
-                copy: (d, s) => { issued++; d.copy_(s).Dispose(); }, synchronize: _ => synchronized++, readsAfterReturn: _ => pinned);
+                copy: (d, s) => { issued++; d.copy_(s); }, synchronize: _ => synchronized++, readsAfterReturn: _ => pinned);
             int before = synchronized;
             var done = copier.Start(destination, source);
             Assert.Equal(!pinned, done.IsCompleted);
@@ -132,7 +132,7 @@ public class ChunkPrefetchTests
 
         // Through the engine: the CUDA copier's logic (copies issued, completions waited for) trains as without read-ahead.
         int engineSyncs = 0;
-        var on = Train(prefetch: true, new CudaChunkCopy(CPU, copy: (d, s) => d.copy_(s).Dispose(), synchronize: _ => engineSyncs++, readsAfterReturn: _ => true));
+        var on = Train(prefetch: true, new CudaChunkCopy(CPU, copy: (d, s) => { using (no_grad()) d.copy_(s); }, synchronize: _ => engineSyncs++, readsAfterReturn: _ => true));
         AssertBitForBit(Reference(), on);
         Assert.Equal(on.Iterations.Sum(i => i.PrefetchHits), engineSyncs);
     }
@@ -148,7 +148,7 @@ public class ChunkPrefetchTests
             return new Completion(this, Task.Run(() =>
             {
                 Thread.Sleep(delay);
-                using (no_grad()) destination.copy_(source).Dispose();
+                using (no_grad()) destination.copy_(source);
             }));
         }
 
