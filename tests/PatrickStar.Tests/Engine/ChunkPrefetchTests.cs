@@ -1,6 +1,7 @@
 using PatrickStar.Config;
 using PatrickStar.Engine;
 using PatrickStar.Models.Gpt;
+using PatrickStar.Profiling;
 using PatrickStar.Runtime;
 using PatrickStar.Tests.Training;
 using PatrickStar.Training;
@@ -35,11 +36,14 @@ public class ChunkPrefetchTests
         return c;
     }
 
+    private const long RuntimeTolerance = 4L << 20;
+
     private static long? budget;
 
     private long Budget() => budget ??= ChunkedEngineTests.TightBudget(Model(steps: 1), output);
 
-    private sealed record Result(List<double> Losses, List<Tensor> Parameters, List<ChunkIterationStatistics> Iterations);
+    /// <param name="MeasuredDevicePeak">On a CPU device: glibc's in-use bytes less the host tier and what the process held before, sampled every 0.2 ms.</param>
+    private sealed record Result(List<double> Losses, List<Tensor> Parameters, List<ChunkIterationStatistics> Iterations, long MeasuredDevicePeak);
 
     private Result Train(bool prefetch, IAsyncChunkCopy? copier = null)
     {
@@ -50,12 +54,22 @@ public class ChunkPrefetchTests
         if (copier is not null) Assert.True(engine.UseChunkCopy(copier));
         var losses = new List<double>();
         var iterations = new List<ChunkIterationStatistics>();
+        long peak;
         run.Trainer.StepCompleted += m => { losses.Add(m.Loss); iterations.Add(m.EngineStatistics.Chunks!.LastIteration!); };
-        run.Trainer.Run();
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        long baseline = MemoryMeter.NativeInUse() - engine.HostTier.UsedBytes - engine.DeviceTier.UsedBytes;
+        using (var sampler = new PeakSampler(() => MemoryMeter.NativeInUse() - engine.HostTier.UsedBytes - baseline))
+        {
+            sampler.Start();
+            run.Trainer.Run();
+            peak = sampler.TakePeak();
+        }
+        output.WriteLine($"prefetch {prefetch}: measured device peak {peak:N0} B, budget {Budget():N0} B");
         foreach (var i in iterations)
             output.WriteLine($"prefetch {prefetch}: evictions {i.Evictions}, moves {i.ChunkMoves}, prefetched {i.PrefetchBytes:N0} B, hits {i.PrefetchHits}, " +
                              $"waited {i.PrefetchWaitSeconds * 1000:F2} ms, device peak {i.PeakDeviceBytes:N0} B of {Budget():N0}");
-        return new Result(losses, run.Model.parameters().Select(p => p.detach().clone()).ToList(), iterations);
+        return new Result(losses, run.Model.parameters().Select(p => p.detach().clone()).ToList(), iterations, peak);
     }
 
     private static void AssertBitForBit(Result expected, Result actual)
@@ -82,6 +96,13 @@ public class ChunkPrefetchTests
         var on = Train(prefetch: true);
         AssertBitForBit(off, on);
         foreach (var i in off.Iterations) Assert.Equal(0, i.PrefetchHits + i.PrefetchBytes);
+        // Read-ahead copies go only into room the placement allows: the device's measured footprint stays within the budget
+        // (plus what the runtime allocates besides chunks and the model's non-model data, as in ChunkedEngineTests).
+        Assert.True(on.MeasuredDevicePeak <= Budget() + RuntimeTolerance, $"measured device peak {on.MeasuredDevicePeak:N0} B > budget {Budget():N0} B");
+        // Sharper: no more than a chunk above the same training without read-ahead (copies beyond the allowance added ~1.8 chunks).
+        long chunkBytes = Model(1).Chunks.ChunkSize!.Value * 4;
+        Assert.True(on.MeasuredDevicePeak <= off.MeasuredDevicePeak + chunkBytes,
+            $"read-ahead raised the measured device peak from {off.MeasuredDevicePeak:N0} B to {on.MeasuredDevicePeak:N0} B");
         // After the warm-up: evictions in every iteration, fetches served by read-ahead copies, the device within its budget.
         foreach (var i in on.Iterations.Skip(1))
         {
