@@ -43,13 +43,12 @@ internal sealed class ChunkPrefetcher(ChunkLists chunks, TierMemory device, Tier
     /// <summary>The current module has its chunks: starts the copies of those the next moment of the same pass uses.</summary>
     public void ReadAhead(bool training)
     {
-        if (System.Environment.GetEnvironmentVariable("PF_BREAK") == "noread") return;
         if (!training || tracer.WarmingUp || !placement.Planned || placement.IsStatic) return;
         var trace = tracer.Trace;
         int now = tracer.Moment, next = now + 1;
         if (now < 0 || next >= trace.MomentCount || trace.Moments[next].Kind != trace.Moments[now].Kind) return;
         DropAllBut(next);
-        long limit = System.Environment.GetEnvironmentVariable("PF_BREAK") == "budget" ? deviceBudget : Math.Min(deviceBudget - tracer.LastNonModel,
+        long limit = Math.Min(deviceBudget - tracer.LastNonModel,
             Math.Min(placement.AllowedChunkBytes(training, now), placement.AllowedChunkBytes(training, next)));
         foreach (int index in ChunksAt(next))
         {
@@ -66,9 +65,9 @@ internal sealed class ChunkPrefetcher(ChunkLists chunks, TierMemory device, Tier
     public void Complete(Chunk chunk)
     {
         if (!pending.Remove(chunk, out var p)) return;
-        if (System.Environment.GetEnvironmentVariable("PF_BREAK") != "nowait") WaitFor(p);
+        WaitFor(p);
         var old = chunk.Replace(p.Buffer, device, tracer.Label);
-        if (System.Environment.GetEnvironmentVariable("PF_BREAK") != "rebind") ChunkMover.Rebind(chunk);
+        ChunkMover.Rebind(chunk);
         host.Return(old);
         iteration.BytesToDevice += chunk.Bytes;
         iteration.Moves++;

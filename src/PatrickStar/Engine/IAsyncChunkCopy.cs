@@ -25,5 +25,5 @@ public static class AsyncChunkCopy
 {
     /// <summary>CUDA: stream-ordered copies (<see cref="CudaChunkCopy"/>); any other device: a copy thread (<see cref="WorkerThreadChunkCopy"/>).</summary>
     public static IAsyncChunkCopy For(Device device) =>
-        device.type == DeviceType.CUDA && System.Environment.GetEnvironmentVariable("PF_BREAK") != "select" ? new CudaChunkCopy(device) : new WorkerThreadChunkCopy();
+        device.type == DeviceType.CUDA ? new CudaChunkCopy(device) : new WorkerThreadChunkCopy();
 }
