@@ -23,18 +23,8 @@ public class ChunkPrefetchTests
         TorchRuntime.EnsureLoaded();
     }
 
-    /// <summary>A GPT whose parameter chunks (13 of 1 MiB) outweigh its activations, so that a tight budget evicts every iteration.</summary>
-    private static TrainingConfig Model(int steps)
-    {
-        var c = TrainingHarness.Config(steps);
-        c.Model.Hidden = 256;
-        c.Model.Heads = 4;
-        c.Model.Layers = 4;
-        c.MicroBatchSize = 2;
-        c.SequenceLength = 16;
-        c.Chunks.ChunkSize = 1 << 18; // the largest tensor (mlp.c_fc.weight, 256 x 1024)
-        return c;
-    }
+    /// <summary>A GPT whose parameter chunks (21 of 1 MiB) outweigh its activations, so that a tight budget evicts every iteration.</summary>
+    private static TrainingConfig Model(int steps) => ChunkedEngineTests.Bigger(steps, hidden: 256);
 
     private const long RuntimeTolerance = 4L << 20;
 

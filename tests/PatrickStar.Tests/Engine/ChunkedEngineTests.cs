@@ -42,17 +42,18 @@ public class ChunkedEngineTests
     /// <summary>
     /// A GPT whose parameters outweigh its activations (hidden 512, 4 layers, 2 x 16 tokens): about 12.6 M
     /// parameters, 200 MB of model data, 50 MB of parameter chunks, about 10 MB of non-model data.
+    /// <paramref name="hidden"/> 256 gives a quarter of that (21 chunks of 1 MiB).
     /// </summary>
-    private static TrainingConfig Bigger(int steps)
+    internal static TrainingConfig Bigger(int steps, int hidden = 512)
     {
         var c = TrainingHarness.Config(steps);
         c.Optimizer.LearningRate = 1e-3;
-        c.Model.Hidden = 512;
+        c.Model.Hidden = hidden;
         c.Model.Heads = 4;
         c.Model.Layers = 4;
         c.MicroBatchSize = 2;
         c.SequenceLength = 16;
-        c.Chunks.ChunkSize = 1 << 20; // the largest tensor (mlp.c_fc.weight, 512 x 2048)
+        c.Chunks.ChunkSize = 4L * hidden * hidden; // the largest tensor (mlp.c_fc.weight, hidden x 4 hidden)
         return c;
     }
 
