@@ -157,6 +157,8 @@ internal static class ConfigKeys
             "\"broadcast\" (one chunk at a time from its owner: less memory, more collectives)."),
         Number("mem_tracer.margin_use_ratio", c => c.Chunks.MarginUseRatio, (c, v) => c.Chunks.MarginUseRatio = v,
             "Chunked engine: fraction of the device margin optimizer-state chunks may take.", Fraction),
+        Bool("prefetch", c => c.Chunks.Prefetch, (c, v) => c.Chunks.Prefetch = v,
+            "Chunked engine: copy the chunks the next module needs to the device while the current one computes (after the warm-up)."),
         .. DeepSpeedKeys.Mapped,
     ];
 

@@ -148,6 +148,8 @@ public sealed class ChunkSection
     public bool HybridAdam { get; set; } = true;
     /// <summary>Fraction of the margin that optimizer-state chunks may take (safety against noisy measurements).</summary>
     public double MarginUseRatio { get; set; } = 0.8;
+    /// <summary>After the warm-up, start copying the chunks the next module needs to the device while the current one computes.</summary>
+    public bool Prefetch { get; set; } = true;
     /// <summary>
     /// Library-only: update device-resident optimizer state with tensor ops even when the device is the CPU. On a
     /// GPU that is the only way; on a CPU the SIMD kernel runs there instead (same memory, faster, and independent of

@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 
 namespace PatrickStar.Engine;
 
-/// <summary>The chunk engine's settings (config keys chunk_size, placement_policy, device_memory, host_memory, mem_tracer.*).</summary>
+/// <summary>The chunk engine's settings (config keys chunk_size, placement_policy, device_memory, host_memory, mem_tracer.*, prefetch).</summary>
 public sealed record ChunkEngineOptions(
     long DeviceMemory,
     long HostMemory,
@@ -15,7 +15,8 @@ public sealed record ChunkEngineOptions(
     double WarmupDeviceFraction = 0.2,
     bool HybridAdam = true,
     double MarginUseRatio = 0.8,
-    bool TensorAdamOnDevice = false)
+    bool TensorAdamOnDevice = false,
+    bool Prefetch = true)
 {
     /// <summary>Budgets from the config; on a CPU device the defaults split the machine's available memory 1:3.</summary>
     public static ChunkEngineOptions From(TrainingConfig config, Device device)
@@ -26,7 +27,7 @@ public sealed record ChunkEngineOptions(
             ? available / 4
             : throw new ArgumentException("device_memory must be set for a non-CPU device (TorchSharp cannot query its memory): e.g. --device-memory 20GiB."));
         long hostBudget = c.HostMemory ?? Math.Max(0, available - (device.type == DeviceType.CPU ? deviceBudget : 0));
-        return new ChunkEngineOptions(deviceBudget, hostBudget, c.ChunkSize, c.Placement, c.WarmupDeviceRatio, c.HybridAdam, c.MarginUseRatio, c.TensorAdamOnDevice);
+        return new ChunkEngineOptions(deviceBudget, hostBudget, c.ChunkSize, c.Placement, c.WarmupDeviceRatio, c.HybridAdam, c.MarginUseRatio, c.TensorAdamOnDevice, c.Prefetch);
     }
 
     /// <summary>Host bytes of model data per parameter: storage-precision copy (bf16 for both bf16 modes), fp32 master, momentum, variance (+ fp32 gradients when accumulating).</summary>

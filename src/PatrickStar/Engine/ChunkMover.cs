@@ -18,6 +18,9 @@ internal sealed class ChunkMover(ChunkLists chunks, TierMemory device, TierMemor
 
     public ProfileRecorder? Profiler { get; set; }
 
+    /// <summary>The read-ahead of parameter chunks; null when it is off.</summary>
+    public ChunkPrefetcher? Prefetcher { get; set; }
+
     /// <summary>
     /// The smallest device budget the checks so far would have accepted: per moment, the non-model bytes the check
     /// compares (the sampled peak during warm-up) plus the parameter-chunk bytes that must be on the device together.
@@ -30,6 +33,7 @@ internal sealed class ChunkMover(ChunkLists chunks, TierMemory device, TierMemor
     /// <summary>A moment begins with <paramref name="nonModel"/> bytes of non-model data: makes room for it, or says why it cannot be.</summary>
     public void ArriveAt(long nonModel, bool training)
     {
+        Prefetcher?.Arrive(tracer.Moment);
         MakeRoom(placement.AllowedAtMomentStart(nonModel, tracer.WarmingUp, tracer.Moment), needed: null, training);
         ObserveNeed(nonModel, chunks.ComputingParamBytes(device));
         if (device.UsedBytes + nonModel > deviceBudget)
@@ -47,6 +51,7 @@ internal sealed class ChunkMover(ChunkLists chunks, TierMemory device, TierMemor
         long nonModel = tracer.LastNonModel;
         // A resident chunk passes unchecked only because it fitted beside this moment's non-model bytes: count it too.
         ObserveNeed(nonModel, chunks.Param.Where(c => c == chunk || (c.Tier == device && c.HasComputingTensor)).Sum(c => c.Bytes));
+        Prefetcher?.Complete(chunk);
         if (chunk.Tier == device) return;
         long workingSet = chunk.Bytes + chunks.ComputingParamBytes(device);
         long room = deviceBudget - nonModel;
@@ -86,6 +91,7 @@ internal sealed class ChunkMover(ChunkLists chunks, TierMemory device, TierMemor
             var candidates = chunks.Param.Where(c => c.Tier == device && c != needed && !c.HasComputingTensor).ToList();
             if (candidates.Count == 0)
             {
+                if (Prefetcher?.CancelOne() == true) continue; // a read-ahead copy gives its room back first
                 // Non-model data above what the warm-up traced: hybrid Adam's optimizer state gives its room back.
                 var group = chunks.Master.LastOrDefault(c => c.Tier == device);
                 if (group is null) break;
@@ -105,6 +111,7 @@ internal sealed class ChunkMover(ChunkLists chunks, TierMemory device, TierMemor
     /// <summary>A real copy into a buffer owned by the target tier; parameters of the chunk are re-pointed at it.</summary>
     public void Move(Chunk chunk, TierMemory target, string purpose, ChunkEventType kind = ChunkEventType.Move)
     {
+        Prefetcher?.Cancel(chunk);
         if (chunk.Tier == target) return;
         using var timed = StepPhases.Begin(StepPhase.ChunkMovement);
         chunk.RequireMovable(tracer.Label);

@@ -81,6 +81,9 @@ public sealed class ChunkedEngine : ITrainingEngine
         tracer = new NonModelTracer(computeDevice, device, host, iteration);
         placement = new PlacementPolicy(options);
         mover = new ChunkMover(chunks, device, host, placement, tracer, iteration, options.DeviceMemory);
+        // Data parallelism fetches remote chunks through its own buffers: no read-ahead there.
+        if (options.Prefetch && comm is null)
+            mover.Prefetcher = new ChunkPrefetcher(chunks, device, host, placement, tracer, iteration, mover, AsyncChunkCopy.For(computeDevice), options.DeviceMemory);
         collectives = new ChunkCollectives(comm, config.Distributed.Mode, chunks, device, host, computeType, iteration, tracer);
         if (initializer is not null)
             StreamedPacking.Pack(chunks, ordered, computeType, host, collectives.BindReleased, model.named_parameters(), initializer);
@@ -265,8 +268,17 @@ public sealed class ChunkedEngine : ITrainingEngine
         mover.Profiler = recorder;
     }
 
+    /// <summary>Replaces the read-ahead's copy engine (the engine disposes it); false when read-ahead is off.</summary>
+    public bool UseChunkCopy(IAsyncChunkCopy copier)
+    {
+        if (mover.Prefetcher is not { } prefetcher) return false;
+        prefetcher.Copier = copier;
+        return true;
+    }
+
     public void Dispose()
     {
+        mover.Prefetcher?.Dispose();
         tracer.Dispose();
         hooks.Dispose();
         foreach (var mp in ordered) mp.Gradient.Dispose();

@@ -7,15 +7,22 @@ internal sealed class IterationCounters
 {
     public long BytesToDevice, BytesToHost, Moves, Evictions, PeakDevice, PeakDeviceModel, PeakDeviceNonModel, PeakNonModel, CommunicatedBytes, Collectives;
     public double CommunicationSeconds;
+    public long PrefetchBytes, PrefetchHits;
+    public double PrefetchWaitSeconds;
 
     public void Reset()
     {
         BytesToDevice = BytesToHost = Moves = Evictions = PeakDevice = PeakDeviceModel = PeakDeviceNonModel = PeakNonModel = CommunicatedBytes = Collectives = 0;
         CommunicationSeconds = 0;
+        PrefetchBytes = PrefetchHits = 0;
+        PrefetchWaitSeconds = 0;
     }
 
     /// <summary>The iteration's figures, with the engine's own readings; <paramref name="heldChunkBytes"/> is null when training alone (no collectives).</summary>
     public ChunkIterationStatistics Snapshot(long deviceNeed, int deviceChunksResident, int optimizerChunksOnDevice, long? heldChunkBytes) =>
         new(BytesToDevice, BytesToHost, Moves, Evictions, PeakDevice, PeakDeviceModel, PeakDeviceNonModel, deviceNeed, deviceChunksResident, optimizerChunksOnDevice,
-            heldChunkBytes is long held ? new CommunicationStatistics(CommunicatedBytes, Collectives, CommunicationSeconds, held) : null);
+            heldChunkBytes is long held ? new CommunicationStatistics(CommunicatedBytes, Collectives, CommunicationSeconds, held) : null)
+        {
+            PrefetchBytes = PrefetchBytes, PrefetchHits = PrefetchHits, PrefetchWaitSeconds = PrefetchWaitSeconds,
+        };
 }

@@ -74,6 +74,7 @@ internal sealed class ParameterHooks : IParameterHandler, IDisposable
             BringToCompute(mp, module);
             if (Training && !ActivationCheckpoint.IsRecomputing) mp.Gradient.CountForwardUse(readsValues);
         }
+        mover.Prefetcher?.ReadAhead(Training);
     }
 
     /// <summary>Fetches the parameter's chunk (from its owner, then to the device) and marks the tensor COMPUTE.</summary>
@@ -105,6 +106,7 @@ internal sealed class ParameterHooks : IParameterHandler, IDisposable
         enterMoment(MomentKind.PreBackward, module);
         backwardReadsValues = !valueFreeModules.Contains(module);
         foreach (var p in parameters) BringToCompute(managed[p], module);
+        mover.Prefetcher?.ReadAhead(Training);
     }
 
     bool IParameterHandler.AcceptGradient(Parameter p, Tensor gradient)

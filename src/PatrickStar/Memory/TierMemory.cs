@@ -70,6 +70,9 @@ public sealed class TierMemory : IDisposable
         return empty(elements, dtype: dtype, device: Device).DetachFromDisposeScope();
     }
 
+    /// <summary>True when <see cref="Acquire"/> would hand out a pooled buffer for this shape (the tier does not grow).</summary>
+    public bool HasPooled(ScalarType dtype, long elements) => pool.TryGetValue((dtype, elements), out var stack) && stack.Count > 0;
+
     /// <summary>Takes a buffer back for reuse.</summary>
     public void Return(Tensor buffer)
     {

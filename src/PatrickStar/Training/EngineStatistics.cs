@@ -42,6 +42,9 @@ public sealed record ChunkStatistics(int Chunks, long ChunkElements, double Chun
         yield return new("optimizer_chunks_on_device", i.OptimizerChunksOnDevice);
         yield return new("host_bytes", i.HostBytes);
         yield return new("peak_host_bytes", i.PeakHostBytes);
+        yield return new("prefetch_bytes", i.PrefetchBytes);
+        yield return new("prefetch_hits", i.PrefetchHits);
+        yield return new("prefetch_wait_seconds", i.PrefetchWaitSeconds);
         if (i.Communication is not { } c) yield break;
         yield return new("comm_bytes", c.Bytes);
         yield return new("comm_calls", c.Calls);
@@ -76,6 +79,15 @@ public sealed record ChunkIterationStatistics(
 
     /// <summary>The host tier's peak chunk bytes since the engine started.</summary>
     public long PeakHostBytes { get; init; }
+
+    /// <summary>Bytes of parameter chunks whose host-to-device copy the read-ahead started.</summary>
+    public long PrefetchBytes { get; init; }
+
+    /// <summary>Fetches served by a read-ahead copy instead of a copy at the fetch.</summary>
+    public long PrefetchHits { get; init; }
+
+    /// <summary>Time fetches spent waiting for a read-ahead copy still in progress.</summary>
+    public double PrefetchWaitSeconds { get; init; }
 }
 
 /// <summary>One iteration's collectives on this rank.</summary>

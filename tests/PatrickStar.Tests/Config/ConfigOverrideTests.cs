@@ -80,6 +80,7 @@ public sealed class ConfigOverrideTests
         ["use_hybrid_adam"] = ("false", "use_hybrid_adam", []),
         ["distributed.mode"] = ("broadcast", "distributed.mode", []),
         ["mem_tracer.margin_use_ratio"] = ("0.5", "mem_tracer.margin_use_ratio", []),
+        ["prefetch"] = ("false", "prefetch", []),
         ["zero_optimization.stage"] = ("3", "engine", []),
         ["zero_optimization.offload_param.device"] = ("cpu", "engine", []),
         ["zero_optimization.offload_optimizer.device"] = ("cpu", "engine", []),

@@ -25,7 +25,7 @@ public class ChunkedEngineTests
 
     private const long ChunkElements = 4096;
 
-    private static TrainingConfig Chunked(TrainingConfig c, long deviceMemory, int accumulation = 1)
+    internal static TrainingConfig Chunked(TrainingConfig c, long deviceMemory, int accumulation = 1)
     {
         c.Engine = "chunked";
         c.GradientAccumulationSteps = accumulation;
@@ -42,17 +42,18 @@ public class ChunkedEngineTests
     /// <summary>
     /// A GPT whose parameters outweigh its activations (hidden 512, 4 layers, 2 x 16 tokens): about 12.6 M
     /// parameters, 200 MB of model data, 50 MB of parameter chunks, about 10 MB of non-model data.
+    /// <paramref name="hidden"/> 256 gives a quarter of that (21 chunks of 1 MiB).
     /// </summary>
-    private static TrainingConfig Bigger(int steps)
+    internal static TrainingConfig Bigger(int steps, int hidden = 512)
     {
         var c = TrainingHarness.Config(steps);
         c.Optimizer.LearningRate = 1e-3;
-        c.Model.Hidden = 512;
+        c.Model.Hidden = hidden;
         c.Model.Heads = 4;
         c.Model.Layers = 4;
         c.MicroBatchSize = 2;
         c.SequenceLength = 16;
-        c.Chunks.ChunkSize = 1 << 20; // the largest tensor (mlp.c_fc.weight, 512 x 2048)
+        c.Chunks.ChunkSize = 4L * hidden * hidden; // the largest tensor (mlp.c_fc.weight, hidden x 4 hidden)
         return c;
     }
 
@@ -92,8 +93,10 @@ public class ChunkedEngineTests
         return new RunResult(losses, parameters, stats, measuredPeak, config.Chunks.DeviceMemory ?? 0);
     }
 
+    private long TightBudget(TrainingConfig config) => TightBudget(config, output);
+
     /// <summary>A device budget that leaves room for about three chunks beyond the measured non-model peak.</summary>
-    private long TightBudget(TrainingConfig config)
+    internal static long TightBudget(TrainingConfig config, ITestOutputHelper output)
     {
         config.Steps = 3;
         using var run = GptRun.Create(Chunked(config, 1L << 30), TrainingHarness.CyclicData());

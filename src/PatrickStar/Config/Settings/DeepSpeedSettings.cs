@@ -45,6 +45,7 @@ public sealed record DeepSpeedSettings
     [JsonPropertyName("mem_tracer")] public MemTracerSettings MemTracer { get; init; } = new();
     [JsonPropertyName("checkpoint")] public CheckpointSettings Checkpoint { get; init; } = new();
     [JsonPropertyName("use_hybrid_adam")] public bool? UseHybridAdam { get; init; }
+    [JsonPropertyName("prefetch")] public bool? Prefetch { get; init; }
     [JsonPropertyName("distributed")] public DistributedSettings Distributed { get; init; } = new();
     [JsonPropertyName("zero_optimization")] public ZeroSettings? ZeroOptimization { get; init; }
 
@@ -137,6 +138,7 @@ public sealed record DeepSpeedSettings
                 AutoResume = c.Checkpoint.AutoResume,
             },
             UseHybridAdam = c.Chunks.HybridAdam,
+            Prefetch = c.Chunks.Prefetch,
             Distributed = new() { Mode = c.Distributed.Mode.ToString() },
         };
     }
