@@ -20,7 +20,7 @@ namespace PatrickStar.Hooks;
 // the dtype they store; input gradients stay in the activation dtype.
 
 /// <summary>Entry points used by the model's layers.</summary>
-public static class ParameterOps
+public static partial class ParameterOps
 {
     /// <summary>y = bias + x·weight for x of shape [N, in] and weight [in, out] (HF's Conv1D).</summary>
     public static Tensor Addmm(Tensor x, Parameter weight, Parameter bias, string module)
@@ -41,8 +41,8 @@ public static class ParameterOps
     public static Tensor Embedding(Tensor indices, Parameter weight, string module, ScalarType? outputType = null) =>
         EmbeddingFunction.apply(indices, weight, module, outputType ?? weight.dtype)[0];
 
-    /// <summary>LayerNorm over the last dimension.</summary>
-    public static Tensor LayerNorm(Tensor x, Parameter weight, Parameter bias, double eps, string module) =>
+    /// <summary>LayerNorm over the last dimension; <paramref name="bias"/> may be null (nn.LayerNorm with bias: false).</summary>
+    public static Tensor LayerNorm(Tensor x, Parameter weight, Parameter? bias, double eps, string module) =>
         LayerNormFunction.apply(x, weight, bias, module, eps)[0];
 }
 
@@ -243,16 +243,16 @@ internal sealed class LayerNormFunction : MultiTensorFunction<LayerNormFunction>
 
     public override List<Tensor> forward(AutogradContext ctx, params object[] vars)
     {
-        var (x, w, b) = ((Tensor)vars[0], (Parameter)vars[1], (Parameter)vars[2]);
+        var (x, w, b) = ((Tensor)vars[0], (Parameter)vars[1], (Parameter?)vars[2]);
         double eps = (double)vars[4];
         ctx.save_for_backward(new List<Tensor> { x });
         ctx.save_data("w", new ParameterRef(w));
-        ctx.save_data("b", new ParameterRef(b));
+        ctx.save_data("b", new ParameterRef(b!));
         ctx.save_data("module", vars[3]);
         ctx.save_data("eps", eps);
         using var _ = no_grad();
         using var scope = NewDisposeScope(); // frees the upcast weight and bias, if any
-        var y = nn.functional.layer_norm(x, new[] { x.shape[^1] }, Mixed.Compute(w, x.dtype), Mixed.Compute(b, x.dtype), eps);
+        var y = nn.functional.layer_norm(x, new[] { x.shape[^1] }, Mixed.Compute(w, x.dtype), b is null ? null : Mixed.Compute(b, x.dtype), eps);
         return ParameterBackward.Outputs(ctx, y.MoveToOuterDisposeScope());
     }
 
@@ -260,10 +260,11 @@ internal sealed class LayerNormFunction : MultiTensorFunction<LayerNormFunction>
     {
         var x = ctx.get_saved_variables()[0];
         var w = ((ParameterRef)ctx.get_data("w")).Parameter;
-        var b = ((ParameterRef)ctx.get_data("b")).Parameter;
+        var b = (Parameter?)((ParameterRef)ctx.get_data("b")).Parameter;
         double eps = (double)ctx.get_data("eps");
         var g = ParameterBackward.OutputGradient(ctx, grads);
-        return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w, b }, new[] { 1, 2 }, 5, [x, g, .. grads], () =>
+        var (parameters, slots) = b is null ? (new[] { w }, new[] { 1 }) : (new[] { w, b }, new[] { 1, 2 });
+        return ParameterBackward.Run((string)ctx.get_data("module"), parameters, slots, 5, [x, g, .. grads], () =>
         {
             // Analytic LayerNorm backward, in fp32 whatever the compute precision:
             // x̂ = (x - μ)·r, dx = r·(ĝ - mean(ĝ) - x̂·mean(ĝ·x̂)) with ĝ = g·w.
@@ -278,8 +279,8 @@ internal sealed class LayerNormFunction : MultiTensorFunction<LayerNormFunction>
             var gh = gf * w.to(ScalarType.Float32);
             var dx = rstd * (gh - gh.mean(new long[] { 1 }, keepdim: true) - xhat * (gh * xhat).mean(new long[] { 1 }, keepdim: true));
             var dw = (gf * xhat).sum(dim: 0);
-            var db = gf.sum(dim: 0);
-            return new Tensor?[] { dx.to(dtype).reshape(x.shape), dw.to(w.dtype), db.to(b.dtype), null, null };
+            var db = b is null ? null : gf.sum(dim: 0).to(b.dtype);
+            return new Tensor?[] { dx.to(dtype).reshape(x.shape), dw.to(w.dtype), db, null, null };
         });
     }
 }
