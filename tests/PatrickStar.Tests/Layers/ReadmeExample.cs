@@ -1,5 +1,6 @@
 // The README's example of a user-written model trained by the chunk engine, compiled and run by ReadmeExampleTests so
 // that it cannot rot: the lines between the markers must appear in README.md as they are here.
+using PatrickStar.Hooks; // for the custom layer below
 // README example begins
 using PatrickStar.Config;
 using PatrickStar.Engine;
@@ -32,3 +33,16 @@ public static class TinyLmTraining
     }
 }
 // README example ends
+// README layer begins
+public sealed class ScaledLinear : Module<Tensor, Tensor>, INamedLayer
+{
+    private readonly Parameter weight;          // registered as "weight"
+    public ScaledLinear(long input, long output) : base(nameof(ScaledLinear))
+    {
+        weight = new Parameter(randn(output, input) / Math.Sqrt(input));
+        RegisterComponents();
+    }
+    public string Path { get; set; } = nameof(ScaledLinear);
+    public override Tensor forward(Tensor x) => ParameterOps.LinearNoBias(x, weight, Path) * 0.5;
+}
+// README layer ends

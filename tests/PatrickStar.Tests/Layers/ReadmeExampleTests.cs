@@ -1,6 +1,7 @@
 using PatrickStar.Runtime;
 using PatrickStar.Tests.Training;
 using Xunit;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace PatrickStar.Tests.Layers;
@@ -17,14 +18,29 @@ public class ReadmeExampleTests
         throw new FileNotFoundException($"no PatrickStar.sln above {AppContext.BaseDirectory}");
     }
 
-    [Fact]
-    public void TheReadmeShowsTheCompiledExample()
+    private static string[] Block(string marker)
     {
         var lines = File.ReadAllLines(RepositoryFile("tests/PatrickStar.Tests/Layers/ReadmeExample.cs"));
-        int begin = Array.FindIndex(lines, l => l.Contains("README example begins")), end = Array.FindIndex(lines, l => l.Contains("README example ends"));
-        var example = string.Join("\n", lines[(begin + 1)..end]);
-        Assert.True(end - begin - 1 <= 30, $"the example has {end - begin - 1} lines; the README promises 30 or fewer");
-        Assert.Contains(example, File.ReadAllText(RepositoryFile("README.md")).Replace("\r\n", "\n"));
+        int begin = Array.FindIndex(lines, l => l == $"// README {marker} begins"), end = Array.FindIndex(lines, l => l == $"// README {marker} ends");
+        return lines[(begin + 1)..end];
+    }
+
+    [Fact]
+    public void TheReadmeShowsTheCompiledExamples()
+    {
+        var readme = File.ReadAllText(RepositoryFile("README.md")).Replace("\r\n", "\n");
+        var example = Block("example");
+        Assert.True(example.Length <= 30, $"the example has {example.Length} lines; the README promises 30 or fewer");
+        Assert.Contains(string.Join("\n", example), readme);
+        Assert.Contains(string.Join("\n", Block("layer")), readme);
+    }
+
+    [Fact]
+    public void TheCustomLayerIsAcceptedAndNamed()
+    {
+        var model = torch.nn.Sequential(new ScaledLinear(4, 4));
+        PatrickStar.Layers.ChunkAwareModel.Prepare(model);
+        Assert.Equal("0", ((ScaledLinear)model[0]).Path);
     }
 
     [Fact]
