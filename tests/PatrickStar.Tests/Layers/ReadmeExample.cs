@@ -1,6 +1,7 @@
 // The README's example of a user-written model trained by the chunk engine, compiled and run by ReadmeExampleTests so
 // that it cannot rot: the lines between the markers must appear in README.md as they are here.
-using PatrickStar.Hooks; // for the custom layer below
+using PatrickStar.Hooks; // these two for the custom layer below
+using TorchSharp.Modules;
 // README example begins
 using PatrickStar.Config;
 using PatrickStar.Engine;

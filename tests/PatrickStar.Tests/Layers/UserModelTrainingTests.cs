@@ -26,7 +26,7 @@ public class UserModelTrainingTests
     private const long Width = 256;
     private const long ChunkElements = Width * Width + Width; // one Linear (weight and bias) per chunk
 
-    /// <summary>Embedding (with a padding row) -> LayerNorm -> 8 x (Linear, GELU) -> bias-free LayerNorm -> RMSNorm -> bias-free Linear head.</summary>
+    /// <summary>Embedding (with a padding row) -> LayerNorm -> 16 x (Linear, GELU) -> bias-free LayerNorm -> RMSNorm -> bias-free Linear head.</summary>
     private sealed class UserLm : Module<Tensor, Tensor>
     {
         private readonly Module<Tensor, Tensor> embed, norm, body, rms, head;
@@ -35,7 +35,7 @@ public class UserModelTrainingTests
         {
             embed = Embedding(TrainingHarness.Vocab, Width, padding_idx: 0);
             norm = LayerNorm(Width);
-            var layers = Enumerable.Range(0, 8).SelectMany(_ => new Module<Tensor, Tensor>[] { Linear(Width, Width), GELU() });
+            var layers = Enumerable.Range(0, 16).SelectMany(_ => new Module<Tensor, Tensor>[] { Linear(Width, Width), GELU() });
             body = Sequential(layers.Append(LayerNorm(Width, bias: false)).ToArray());
             rms = new ChunkRmsNorm(Width);
             head = Linear(Width, TrainingHarness.Vocab, hasBias: false);
@@ -72,7 +72,7 @@ public class UserModelTrainingTests
         for (int step = 0; step < steps; step++)
         {
             using var scope = NewDisposeScope();
-            var (x, y) = data.Batch(PatrickStar.Data.Split.Train, 1, 16, rng, engine.Device);
+            var (x, y) = data.Batch(PatrickStar.Data.Split.Train, 1, 8, rng, engine.Device);
             x[0, 0].fill_(0); // the padding id occurs: its row must get no gradient
             var loss = LanguageModelLoss.CrossEntropy(engine.Model.call(x), y);
             losses.Add(loss.item<float>());
@@ -95,8 +95,9 @@ public class UserModelTrainingTests
         long peakNonModel = Math.Max(measured.Trace.PeakNonModel, measured.PeakNonModelObserved);
         long parameterBytes = measured.Layout.ChunkCount * ChunkElements * 4;
         roomy.Engine.Dispose();
-        // Twice the measured non-model peak plus two chunks: the parameter chunks cannot all stay on the device.
-        long budget = 2 * peakNonModel + 2 * ChunkElements * 4;
+        // Four times the measured non-model peak (the non-model bytes measured on a CPU "device" vary between runs by more than
+        // the 2x that LLaMA's test allows) plus two chunks: the parameter chunks cannot all stay on the device.
+        long budget = 4 * peakNonModel + 2 * ChunkElements * 4;
         output.WriteLine($"peak non-model {peakNonModel:N0} B, budget {budget:N0} B, parameter chunks {parameterBytes:N0} B");
         Assert.True(budget < parameterBytes, "the budget must be too small for every parameter chunk");
 
@@ -127,9 +128,9 @@ public class UserModelTrainingTests
         Assert.Equal("ChunkEmbedding", kinds["embed"]);
         Assert.Equal("ChunkLayerNorm", kinds["norm"]);
         Assert.Equal("ChunkLinear", kinds["body.0"]);
-        Assert.Equal("ChunkLayerNorm", kinds["body.16"]);
+        Assert.Equal("ChunkLayerNorm", kinds["body.32"]);
         Assert.Equal("ChunkLinear", kinds["head"]);
-        Assert.Equal("body.14", ((PatrickStar.Hooks.INamedLayer)model.named_modules().Single(m => m.name == "body.14").module).Path);
+        Assert.Equal("body.30", ((PatrickStar.Hooks.INamedLayer)model.named_modules().Single(m => m.name == "body.30").module).Path);
         using var actual = model.call(ids); // the parent's forward now calls the twins (same values)
         Assert.True(allclose(expected, actual, rtol: 1e-6, atol: 1e-6));
     }
