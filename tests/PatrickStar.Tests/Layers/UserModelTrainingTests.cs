@@ -49,41 +49,11 @@ public class UserModelTrainingTests
         }
     }
 
-    private static TrainingConfig Config(string engine, long deviceMemory)
-    {
-        var c = TrainingHarness.Config(steps: 4);
-        c.Engine = engine;
-        c.Chunks = new ChunkSection { ChunkSize = ChunkElements, DeviceMemory = deviceMemory, HostMemory = 1L << 30, WarmupDeviceRatio = 0.05 };
-        return c;
-    }
+    private static TrainingConfig Config(string engine, long deviceMemory) => TightBudgetRun.Config(engine, ChunkElements, deviceMemory);
 
-    private sealed record Outcome(List<double> Losses, List<Tensor> Parameters, List<EngineStatistics> Stats, ITrainingEngine Engine);
-
-    private static Outcome Train(TrainingConfig config, int steps)
-    {
-        manual_seed(11);
-        var model = new UserLm();
-        using var sample = zeros(1, 1, dtype: ScalarType.Int64);
-        var engine = EngineFactory.Create(model, config, CPU, sample);
-        var data = TrainingHarness.CyclicData();
-        var rng = new PatrickStar.Data.SplitMix64(1);
-        var losses = new List<double>();
-        var stats = new List<EngineStatistics>();
-        for (int step = 0; step < steps; step++)
-        {
-            using var scope = NewDisposeScope();
-            var (x, y) = data.Batch(PatrickStar.Data.Split.Train, 1, 8, rng, engine.Device);
-            x[0, 0].fill_(0); // the padding id occurs: its row must get no gradient
-            var loss = LanguageModelLoss.CrossEntropy(engine.Model.call(x), y);
-            losses.Add(loss.item<float>());
-            engine.Backward(loss);
-            engine.Step(1e-3);
-            stats.Add(engine.Statistics);
-        }
-        var parameters = model.named_parameters().OrderBy(p => p.name, StringComparer.Ordinal)
-            .Select(p => p.parameter.detach().to(ScalarType.Float32).clone()).ToList();
-        return new Outcome(losses, parameters, stats, engine);
-    }
+    // The padding id occurs in every batch: its row must get no gradient.
+    private static TightBudgetRun.Outcome Train(TrainingConfig config, int steps) =>
+        TightBudgetRun.Train(() => new UserLm(), config, steps, batch: 1, sequence: 8, editInput: x => x[0, 0].fill_(0));
 
     [Fact]
     public void TrainsChunkedUnderEvictionsAsThePlainEngineDoes()
