@@ -104,4 +104,30 @@ public class UserModelTrainingTests
         using var actual = model.call(ids); // the parent's forward now calls the twins (same values)
         Assert.True(allclose(expected, actual, rtol: 1e-6, atol: 1e-6));
     }
+
+    private sealed class Containers : Module<Tensor, Tensor>
+    {
+        private readonly ModuleList<Module<Tensor, Tensor>> list = new(Linear(4, 4));
+        private readonly ModuleDict<Module<Tensor, Tensor>> dict = new();
+        public Containers() : base(nameof(Containers))
+        {
+            dict.Add("proj", Linear(4, 4, hasBias: false));
+            RegisterComponents();
+        }
+        public Module<Tensor, Tensor> Listed => list[0];
+        public Module<Tensor, Tensor> Keyed => dict["proj"];
+        public override Tensor forward(Tensor x) => dict["proj"].call(list[0].call(x));
+    }
+
+    [Fact]
+    public void ListsAndDictionariesOfLayersGetTheTwins()
+    {
+        var model = new Containers();
+        var before = model.named_parameters().ToList();
+        ChunkAwareModel.Prepare(model);
+        Assert.IsType<ChunkLinear>(model.Listed);
+        Assert.IsType<ChunkLinear>(model.Keyed);
+        Assert.Equal(new[] { "list.0", "dict.proj" }, model.named_modules().Where(m => m.module is ChunkLinear).Select(m => m.name));
+        Assert.All(before.Zip(model.named_parameters()), pair => Assert.Same(pair.First.parameter, pair.Second.parameter));
+    }
 }
