@@ -52,6 +52,7 @@ public sealed class ChunkedEngine : ITrainingEngine
         var comm = communicator is { Size: > 1 } ? communicator : null;
         if (comm is not null && computeDevice.type != DeviceType.CPU)
             throw new NotSupportedException($"data parallelism moves chunks through CPU buffers (MPI), but the device is {computeDevice}; use --device cpu.");
+        Layers.ChunkAwareModel.Prepare(model); // standard layers become chunk-aware ones; unmanageable ones are refused here
         this.model = model;
         this.config = config;
         this.options = options;

@@ -132,6 +132,8 @@ internal sealed class ParameterHooks : IParameterHandler, IDisposable
         return true;
     }
 
+    bool IParameterHandler.ReadyForForward(Parameter p) => !managed.TryGetValue(p, out var mp) || mp.State == TensorState.Compute;
+
     void IParameterHandler.AfterBackward(string module, IReadOnlyList<Parameter> parameters)
     {
         var own = parameters.Select(p => managed[p]).ToList();

@@ -21,6 +21,9 @@ public interface IParameterHandler
 
     /// <summary>The operation of <paramref name="module"/> has produced all its gradients.</summary>
     void AfterBackward(string module, IReadOnlyList<Parameter> parameters);
+
+    /// <summary>Whether <paramref name="parameter"/> has been brought in for a forward now (its module's pre-forward event fired).</summary>
+    bool ReadyForForward(Parameter parameter) => true;
 }
 
 /// <summary>
@@ -36,6 +39,17 @@ public static class ParameterEvents
     public static void Detach(Parameter p) => Handlers.Remove(p);
 
     public static IParameterHandler? HandlerOf(Parameter p) => Handlers.TryGetValue(p, out var h) ? h : null;
+
+    /// <summary>
+    /// Called by a chunk-aware layer's forward: the engine's pre-forward event fires only when a module is invoked with
+    /// .call(x), so a parent that calls .forward(x) would hand the operator a parameter the engine has not fetched.
+    /// </summary>
+    public static void EnsureReadyForForward(string module, Parameter p)
+    {
+        if (HandlerOf(p) is { } handler && !handler.ReadyForForward(p))
+            throw new InvalidOperationException($"layer '{module}' ran without the chunk engine's pre-forward event: its parent called .forward(x); " +
+                                                "call submodules with .call(x) so that the engine can fetch their parameters.");
+    }
 
     /// <summary>Errors raised inside backward callbacks; they cannot propagate there (the process would abort).</summary>
     private static readonly object ErrorGate = new();

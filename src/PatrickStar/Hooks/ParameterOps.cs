@@ -30,10 +30,13 @@ public static class ParameterOps
     }
 
     /// <summary>y = x·weightᵀ for x [..., h] and weight [vocab, h] (the tied LM head).</summary>
-    public static Tensor LinearNoBias(Tensor x, Parameter weight, string module)
+    public static Tensor LinearNoBias(Tensor x, Parameter weight, string module) => Linear(x, weight, null, module);
+
+    /// <summary>nn.Linear: y = x·weightᵀ + bias for x [..., in], weight [out, in] and bias [out] (null: no bias).</summary>
+    public static Tensor Linear(Tensor x, Parameter weight, Parameter? bias, string module)
     {
         using var timed = StepPhases.Begin(StepPhase.ForwardMatmul);
-        return LinearNoBiasFunction.apply(x, weight, module)[0];
+        return LinearFunction.apply(x, weight, bias, module)[0];
     }
 
     /// <summary>Rows of <paramref name="weight"/> picked by integer <paramref name="indices"/>, in <paramref name="outputType"/>
@@ -41,8 +44,8 @@ public static class ParameterOps
     public static Tensor Embedding(Tensor indices, Parameter weight, string module, ScalarType? outputType = null) =>
         EmbeddingFunction.apply(indices, weight, module, outputType ?? weight.dtype)[0];
 
-    /// <summary>LayerNorm over the last dimension.</summary>
-    public static Tensor LayerNorm(Tensor x, Parameter weight, Parameter bias, double eps, string module) =>
+    /// <summary>LayerNorm over the last dimension; <paramref name="bias"/> may be null (nn.LayerNorm with bias: false).</summary>
+    public static Tensor LayerNorm(Tensor x, Parameter weight, Parameter? bias, double eps, string module) =>
         LayerNormFunction.apply(x, weight, bias, module, eps)[0];
 }
 
@@ -165,19 +168,21 @@ internal sealed class AddmmFunction : MultiTensorFunction<AddmmFunction>
     }
 }
 
-internal sealed class LinearNoBiasFunction : MultiTensorFunction<LinearNoBiasFunction>
+/// <summary>nn.Linear's math, y = x·weightᵀ (+ bias) for x [..., in], weight [out, in], bias [out] or null.</summary>
+internal sealed class LinearFunction : MultiTensorFunction<LinearFunction>
 {
-    public override string Name => "PatrickStar.LinearNoBias";
+    public override string Name => "PatrickStar.Linear";
 
     public override List<Tensor> forward(AutogradContext ctx, params object[] vars)
     {
-        var (x, w) = ((Tensor)vars[0], (Parameter)vars[1]);
+        var (x, w, b) = ((Tensor)vars[0], (Parameter)vars[1], (Parameter?)vars[2]);
         ctx.save_for_backward(new List<Tensor> { x });
         ctx.save_data("w", new ParameterRef(w));
-        ctx.save_data("module", vars[2]);
+        ctx.save_data("b", new ParameterRef(b!));
+        ctx.save_data("module", vars[3]);
         using var _ = no_grad();
-        using var scope = NewDisposeScope(); // frees the upcast weight, if any
-        var y = nn.functional.linear(x, Mixed.Compute(w, x.dtype));
+        using var scope = NewDisposeScope(); // frees the upcast weight and bias, if any
+        var y = nn.functional.linear(x, Mixed.Compute(w, x.dtype), b is null ? null : Mixed.Compute(b, x.dtype));
         return ParameterBackward.Outputs(ctx, y.MoveToOuterDisposeScope());
     }
 
@@ -185,15 +190,18 @@ internal sealed class LinearNoBiasFunction : MultiTensorFunction<LinearNoBiasFun
     {
         var x = ctx.get_saved_variables()[0];
         var w = ((ParameterRef)ctx.get_data("w")).Parameter;
+        var b = (Parameter?)((ParameterRef)ctx.get_data("b")).Parameter;
         var g = ParameterBackward.OutputGradient(ctx, grads);
-        return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w }, new[] { 1 }, 3, [x, g, .. grads], () =>
+        var (parameters, slots) = b is null ? (new[] { w }, new[] { 1 }) : (new[] { w, b }, new[] { 1, 2 });
+        return ParameterBackward.Run((string)ctx.get_data("module"), parameters, slots, 4, [x, g, .. grads], () =>
         {
             long h = x.shape[^1], v = w.shape[0];
             var g2 = g.reshape(-1, v);
             return new Tensor?[]
             {
-                g.matmul(Mixed.Compute(w, g.dtype)),               // dL/dx  [..., h]
-                Mixed.Stored(g2.t().mm(x.reshape(-1, h)), w),      // dL/dW  [vocab, h]
+                g.matmul(Mixed.Compute(w, g.dtype)),                   // dL/dx  [..., h]
+                Mixed.Stored(g2.t().mm(x.reshape(-1, h)), w),          // dL/dW  [out, h]
+                b is null ? null : Mixed.Stored(g2.sum(dim: 0), b),    // dL/db  [out]
                 null,
             };
         });
@@ -243,16 +251,16 @@ internal sealed class LayerNormFunction : MultiTensorFunction<LayerNormFunction>
 
     public override List<Tensor> forward(AutogradContext ctx, params object[] vars)
     {
-        var (x, w, b) = ((Tensor)vars[0], (Parameter)vars[1], (Parameter)vars[2]);
+        var (x, w, b) = ((Tensor)vars[0], (Parameter)vars[1], (Parameter?)vars[2]);
         double eps = (double)vars[4];
         ctx.save_for_backward(new List<Tensor> { x });
         ctx.save_data("w", new ParameterRef(w));
-        ctx.save_data("b", new ParameterRef(b));
+        ctx.save_data("b", new ParameterRef(b!));
         ctx.save_data("module", vars[3]);
         ctx.save_data("eps", eps);
         using var _ = no_grad();
         using var scope = NewDisposeScope(); // frees the upcast weight and bias, if any
-        var y = nn.functional.layer_norm(x, new[] { x.shape[^1] }, Mixed.Compute(w, x.dtype), Mixed.Compute(b, x.dtype), eps);
+        var y = nn.functional.layer_norm(x, new[] { x.shape[^1] }, Mixed.Compute(w, x.dtype), b is null ? null : Mixed.Compute(b, x.dtype), eps);
         return ParameterBackward.Outputs(ctx, y.MoveToOuterDisposeScope());
     }
 
@@ -260,10 +268,11 @@ internal sealed class LayerNormFunction : MultiTensorFunction<LayerNormFunction>
     {
         var x = ctx.get_saved_variables()[0];
         var w = ((ParameterRef)ctx.get_data("w")).Parameter;
-        var b = ((ParameterRef)ctx.get_data("b")).Parameter;
+        var b = (Parameter?)((ParameterRef)ctx.get_data("b")).Parameter;
         double eps = (double)ctx.get_data("eps");
         var g = ParameterBackward.OutputGradient(ctx, grads);
-        return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w, b }, new[] { 1, 2 }, 5, [x, g, .. grads], () =>
+        var (parameters, slots) = b is null ? (new[] { w }, new[] { 1 }) : (new[] { w, b }, new[] { 1, 2 });
+        return ParameterBackward.Run((string)ctx.get_data("module"), parameters, slots, 5, [x, g, .. grads], () =>
         {
             // Analytic LayerNorm backward, in fp32 whatever the compute precision:
             // x̂ = (x - μ)·r, dx = r·(ĝ - mean(ĝ) - x̂·mean(ĝ·x̂)) with ĝ = g·w.
@@ -278,8 +287,8 @@ internal sealed class LayerNormFunction : MultiTensorFunction<LayerNormFunction>
             var gh = gf * w.to(ScalarType.Float32);
             var dx = rstd * (gh - gh.mean(new long[] { 1 }, keepdim: true) - xhat * (gh * xhat).mean(new long[] { 1 }, keepdim: true));
             var dw = (gf * xhat).sum(dim: 0);
-            var db = gf.sum(dim: 0);
-            return new Tensor?[] { dx.to(dtype).reshape(x.shape), dw.to(w.dtype), db.to(b.dtype), null, null };
+            var db = b is null ? null : gf.sum(dim: 0).to(b.dtype);
+            return new Tensor?[] { dx.to(dtype).reshape(x.shape), dw.to(w.dtype), db, null, null };
         });
     }
 }

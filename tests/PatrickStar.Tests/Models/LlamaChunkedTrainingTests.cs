@@ -25,39 +25,10 @@ public class LlamaChunkedTrainingTests
     private static readonly LlamaConfig Sizes = new(TrainingHarness.Vocab, ContextLength: 32, Layers: 4, Hidden: 256, Heads: 4, KvHeads: 2, Intermediate: 688);
     private const long ChunkElements = 256 * 688;
 
-    private static TrainingConfig Config(string engine, long deviceMemory)
-    {
-        var c = TrainingHarness.Config(steps: 4);
-        c.Engine = engine;
-        c.Chunks = new ChunkSection { ChunkSize = ChunkElements, DeviceMemory = deviceMemory, HostMemory = 1L << 30, WarmupDeviceRatio = 0.05 };
-        return c;
-    }
+    private static TrainingConfig Config(string engine, long deviceMemory) => TightBudgetRun.Config(engine, ChunkElements, deviceMemory);
 
-    private sealed record Outcome(List<double> Losses, List<Tensor> Parameters, List<EngineStatistics> Stats, ITrainingEngine Engine);
-
-    private static Outcome Train(TrainingConfig config, int steps)
-    {
-        manual_seed(11);
-        var model = new LlamaForCausalLM(Sizes);
-        using var sample = zeros(1, 1, dtype: ScalarType.Int64);
-        var engine = EngineFactory.Create(model, config, CPU, sample);
-        var data = TrainingHarness.CyclicData();
-        var rng = new PatrickStar.Data.SplitMix64(1);
-        var losses = new List<double>();
-        var stats = new List<EngineStatistics>();
-        for (int step = 0; step < steps; step++)
-        {
-            using var scope = NewDisposeScope();
-            var (x, y) = data.Batch(PatrickStar.Data.Split.Train, 2, 16, rng, engine.Device);
-            var loss = LanguageModelLoss.CrossEntropy(engine.Model.call(x), y);
-            losses.Add(loss.item<float>());
-            engine.Backward(loss);
-            engine.Step(1e-3);
-            stats.Add(engine.Statistics);
-        }
-        var parameters = model.parameters().Select(p => p.detach().to(ScalarType.Float32).clone()).ToList();
-        return new Outcome(losses, parameters, stats, engine);
-    }
+    private static TightBudgetRun.Outcome Train(TrainingConfig config, int steps) =>
+        TightBudgetRun.Train(() => new LlamaForCausalLM(Sizes), config, steps, batch: 2, sequence: 16);
 
     [Fact]
     public void Fp32UnderATightBudgetMatchesThePlainTrainer()
