@@ -50,13 +50,14 @@ public class ScaleDiskTests
     {
         using var dir = new TempDir();
         string report = Path.Combine(dir.Path, "report");
-        var (code, _, err) = Pstar("bench", "--parts", "scale", "--disk-dir", dir.Path, "--report", report);
+        // Each case would fail fast even if its check were missing (the optimizer part, or --hidden 0): no scale search starts.
+        var (code, _, err) = Pstar("bench", "--parts", "optimizer", "--disk-dir", dir.Path, "--report", report);
         Assert.Equal(1, code);
         Assert.Equal("error: --disk-dir and --disk-memory go together: give the disk tier's folder and its budget, or neither.", err.Trim());
         (code, _, err) = Pstar("bench", "--parts", "optimizer", "--disk-dir", dir.Path, "--disk-memory", "1GiB", "--report", report);
         Assert.Equal(1, code);
         Assert.Contains("--disk-dir and --disk-memory are for the scale part", err);
-        (code, _, err) = Pstar("bench", "--parts", "scale", "--disk-dir", Path.Combine(dir.Path, "none"), "--disk-memory", "1GiB", "--report", report);
+        (code, _, err) = Pstar("bench", "--parts", "scale", "--disk-dir", Path.Combine(dir.Path, "none"), "--disk-memory", "1GiB", "--hidden", "0", "--report", report);
         Assert.Equal(1, code);
         Assert.Contains("does not exist", err);
         Assert.False(Directory.Exists(report), "nothing may be written for a refused run");
