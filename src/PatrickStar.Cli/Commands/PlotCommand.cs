@@ -21,7 +21,7 @@ public static class PlotCommand
         };
         var iterations = new Option<string?>("--iterations")
         {
-            Description = "Show only these iterations in memory.png and chunks.png: N, or A:B (inclusive). Default: all.",
+            Description = "Show only these iterations in memory.png, chunks.png and tiers.png: N, or A:B (inclusive). Default: all.",
         };
         var command = new Command("plot", "Draw memory.png (device memory per moment), chunks.png (which tier each chunk is in), " +
                                           "tiers.png (chunk bytes per tier: device, host, disk) and loss.png from a profile; " +
