@@ -44,6 +44,9 @@ public sealed record BenchSettings
     // scale
     public long ScaleDeviceMemory { get; init; }
     public long ScaleHostMemory { get; init; }
+    /// <summary>The disk tier's folder and budget (disk_dir, disk_memory): both given adds a search with the disk tier.</summary>
+    public string? ScaleDiskDir { get; init; }
+    public long? ScaleDiskMemory { get; init; }
     public int ScaleHidden { get; init; }
     public int ScaleHeads { get; init; }
 }

@@ -12,28 +12,43 @@ namespace PatrickStar.Cli.Benchmarks;
 /// <summary>
 /// The largest GPT (by layer count at a fixed width) that each engine trains for a few steps under given
 /// device and host budgets: the plain trainer (everything within the device budget, measured), the chunk
-/// engine with static placement, and with dynamic placement. Found by doubling, then bisection.
+/// engine with static placement, and with dynamic placement; with a disk budget also dynamic placement with the disk tier
+/// (<see cref="DiskPolicy"/>). Found by doubling, then bisection.
 /// </summary>
 public static class ScaleBenchmark
 {
+    /// <summary>Dynamic placement with chunks spilling to disk (config keys disk_dir and disk_memory).</summary>
+    public const string DiskPolicy = "dynamic+disk";
+
     public sealed record Outcome(string Policy, int Layers, long Parameters);
 
+    /// <summary>The search's budgets; <see cref="DiskDir"/> and <see cref="DiskMemory"/> together add the <see cref="DiskPolicy"/> search.</summary>
+    public sealed record Budgets(long Device, long Host, string? DiskDir = null, long? DiskMemory = null)
+    {
+        public bool HasDisk => DiskDir is not null && DiskMemory is not null;
+    }
+
+    /// <summary>The policies searched, in order: the disk one last, beside dynamic placement without it.</summary>
+    public static string[] Policies(Budgets budgets) =>
+        budgets.HasDisk ? new[] { "plain", "static", "dynamic", DiskPolicy } : new[] { "plain", "static", "dynamic" };
+
     /// <param name="precision">The training precision of every trial (fp32 unless asked; bf16-fp32 stores 14 B/param at fp32 speed).</param>
-    public static List<Outcome> Run(long deviceBudget, long hostBudget, int hidden, int heads, int seq, int maxLayers,
+    public static List<Outcome> Run(Budgets budgets, int hidden, int heads, int seq, int maxLayers,
         Precision precision = Precision.Fp32)
     {
+        long deviceBudget = budgets.Device, hostBudget = budgets.Host;
         var outcomes = new List<Outcome>();
-        foreach (var policy in new[] { "plain", "static", "dynamic" })
+        foreach (var policy in Policies(budgets))
         {
             int best = 0;
             int lo = 0, hi = 1;
             // Doubling until a size fails (or the ceiling), then bisection between the last success and the failure.
-            while (hi <= maxLayers && Trial(policy, hi, deviceBudget, hostBudget, hidden, heads, seq, precision)) { lo = hi; hi *= 2; }
+            while (hi <= maxLayers && Trial(policy, hi, budgets, hidden, heads, seq, precision)) { lo = hi; hi *= 2; }
             hi = Math.Min(hi, maxLayers + 1);
             while (hi - lo > 1)
             {
                 int mid = (lo + hi) / 2;
-                if (Trial(policy, mid, deviceBudget, hostBudget, hidden, heads, seq, precision)) lo = mid; else hi = mid;
+                if (Trial(policy, mid, budgets, hidden, heads, seq, precision)) lo = mid; else hi = mid;
             }
             best = lo;
             long parameters = best == 0 ? 0 : Config(policy, best, deviceBudget, hostBudget, hidden, heads, seq, precision).ParameterCountFor();
@@ -62,8 +77,9 @@ public static class ScaleBenchmark
     };
 
     /// <summary>Does this size train three steps within the budgets? Sizes the machine itself cannot hold count as failures.</summary>
-    private static bool Trial(string policy, int layers, long device, long host, int hidden, int heads, int seq, Precision precision)
+    private static bool Trial(string policy, int layers, Budgets budgets, int hidden, int heads, int seq, Precision precision)
     {
+        long device = budgets.Device, host = budgets.Host;
         var config = Config(policy, layers, device, host, hidden, heads, seq, precision);
         long parameters = config.ParameterCountFor();
         GC.Collect();
@@ -74,14 +90,16 @@ public static class ScaleBenchmark
         // The chunks' model data per parameter (16 B in fp32, 14 B with bf16 parameters), 2 B/param more for the model
         // moving into them, activations and pools, within 85% of the machine.
         long perParameter = PatrickStar.Engine.ChunkEngineOptions.HostBytesPerParameter(config) + 2;
-        if (parameters * perParameter > machine * 0.85)
+        // With the disk tier, what the disk budget holds need not be in memory.
+        long onDisk = policy == DiskPolicy ? budgets.DiskMemory ?? 0 : 0;
+        if (parameters * perParameter - onDisk > machine * 0.85)
         {
             Report(policy, layers, parameters, "beyond this machine's memory");
             return false;
         }
         if (policy == "plain")
             return PlainTrial(config, layers, parameters, device, precision);
-        return ChunkedTrial(config, policy, layers, parameters);
+        return ChunkedTrial(TrialJson(policy, layers, budgets, hidden, heads, seq, precision), policy, layers, parameters);
     }
 
     /// <summary>The plain trainer in this process, with its peak measured against the device budget.</summary>
@@ -121,10 +139,10 @@ public static class ScaleBenchmark
     /// A chunk-engine trial in its own `pstar train` process: models of many GB, one after another, would otherwise
     /// leave the sitting's heap fragmented, and a trial the kernel kills for memory would take the whole sitting with it.
     /// </summary>
-    private static bool ChunkedTrial(TrainingConfig config, string policy, int layers, long parameters)
+    private static bool ChunkedTrial(string configJson, string policy, int layers, long parameters)
     {
-        string file = Path.Combine(Path.GetTempPath(), $"pstar-scale-{Environment.ProcessId}-{policy}-{layers}.json");
-        File.WriteAllText(file, ConfigLoader.ToJson(config));
+        string file = Path.Combine(Path.GetTempPath(), $"pstar-scale-{Environment.ProcessId}-{policy.Replace('+', '-')}-{layers}.json");
+        File.WriteAllText(file, configJson);
         try
         {
             var start = new System.Diagnostics.ProcessStartInfo(LaunchCommand.SelfCommand()[0])
@@ -158,6 +176,18 @@ public static class ScaleBenchmark
         }
     }
 
+    /// <summary>The config file a chunk-engine trial trains with: the disk policy adds the disk tier's keys disk_dir and disk_memory.</summary>
+    public static string TrialJson(string policy, int layers, Budgets budgets, int hidden, int heads, int seq, Precision precision)
+    {
+        string json = ConfigLoader.ToJson(Config(policy, layers, budgets.Device, budgets.Host, hidden, heads, seq, precision));
+        if (policy != DiskPolicy) return json;
+        if (!budgets.HasDisk) throw new ArgumentException($"The {DiskPolicy} trial needs a disk directory and budget.", nameof(budgets));
+        var node = System.Text.Json.Nodes.JsonNode.Parse(json)!.AsObject();
+        node["disk_dir"] = budgets.DiskDir;
+        node["disk_memory"] = budgets.DiskMemory;
+        return node.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
+    }
+
     private static void Report(string policy, int layers, long parameters, string? failure) =>
-        AnsiConsole.MarkupLine($"[grey]  {policy,-7} {layers,3} layers {parameters / 1e6,8:N1}M params: {(failure is null ? "trains" : CommandErrors.Esc(failure))}[/]");
+        AnsiConsole.MarkupLine($"[grey]  {policy,-12} {layers,3} layers {parameters / 1e6,8:N1}M params: {(failure is null ? "trains" : CommandErrors.Esc(failure))}[/]");
 }

@@ -4,7 +4,8 @@ using PatrickStar.Profiling;
 
 namespace PatrickStar.Cli.Benchmarks;
 
-/// <summary>Part `scale`: the largest GPT (layers at a fixed width) the plain trainer, static and dynamic placement each train under the budgets.</summary>
+/// <summary>Part `scale`: the largest GPT (layers at a fixed width) the plain trainer, static and dynamic placement each train under the budgets;
+/// with --disk-dir and --disk-memory also dynamic placement with the disk tier, beside it.</summary>
 public sealed class ScalePart : IBenchPart
 {
     private const int Seq = 64;
@@ -19,7 +20,9 @@ public sealed class ScalePart : IBenchPart
         BenchContext.Progress($"largest GPT (hidden {s.ScaleHidden}, seq {Seq}, batch 1, layers searched, {PrecisionNames.Name(s.Precision ?? PatrickStar.Config.Precision.Fp32)}) per engine under " +
                               $"{Bytes.Format(device)} device / {Bytes.Format(host)} host...");
         var precision = s.Precision ?? PatrickStar.Config.Precision.Fp32; // the search is about memory: auto means fp32 here
-        var outcomes = ScaleBenchmark.Run(device, host, s.ScaleHidden, s.ScaleHeads, Seq, MaxLayers, precision);
+        var budgets = new ScaleBenchmark.Budgets(device, host, s.ScaleDiskDir, s.ScaleDiskMemory);
+        if (budgets.HasDisk) BenchContext.Progress($"...and dynamic placement with a {Bytes.Format(budgets.DiskMemory!.Value)} disk tier in {budgets.DiskDir}");
+        var outcomes = ScaleBenchmark.Run(budgets, s.ScaleHidden, s.ScaleHeads, Seq, MaxLayers, precision);
         long limit = (device + host) / 14;
         long staticParams = outcomes.First(o => o.Policy == "static").Parameters;
 
@@ -29,6 +32,7 @@ public sealed class ScalePart : IBenchPart
             table.Row(o.Policy, $"{o.Layers}", $"{o.Parameters:N0}", $"{100.0 * o.Parameters / limit:0.0}%",
                 staticParams > 0 ? $"{(double)o.Parameters / staticParams:0.00}x" : "-");
         table.Notes.Add($"memory limit (device + host) / 14 B per parameter = {limit:N0} parameters; each size trains 3 steps to count.");
+        if (DiskNote(outcomes, budgets) is string note) table.Notes.Add(note);
         context.Report.Add(Name, table);
 
         context.Report.Json[Name] = new JsonObject
@@ -40,10 +44,23 @@ public sealed class ScalePart : IBenchPart
             ["seq"] = Seq,
             ["precision"] = PrecisionNames.Name(precision),
             ["limit_parameters"] = limit,
+            ["disk_dir"] = budgets.DiskDir,
+            ["disk_bytes"] = budgets.DiskMemory,
             ["results"] = new JsonArray(outcomes.Select(o => (JsonNode)new JsonObject
             {
                 ["engine"] = o.Policy, ["layers"] = o.Layers, ["parameters"] = o.Parameters,
             }).ToArray()),
         };
+    }
+
+    /// <summary>The largest model with the disk tier beside the largest without it (dynamic placement both).</summary>
+    public static string? DiskNote(IReadOnlyList<ScaleBenchmark.Outcome> outcomes, ScaleBenchmark.Budgets budgets)
+    {
+        if (!budgets.HasDisk) return null;
+        var without = outcomes.First(o => o.Policy == "dynamic");
+        var with = outcomes.First(o => o.Policy == ScaleBenchmark.DiskPolicy);
+        string ratio = without.Parameters > 0 ? $" ({(double)with.Parameters / without.Parameters:0.00}x)" : "";
+        return $"with a {Bytes.Format(budgets.DiskMemory!.Value)} disk tier: {with.Layers} layers, {with.Parameters:N0} parameters{ratio}; " +
+               $"without: {without.Layers} layers, {without.Parameters:N0} parameters (dynamic placement both).";
     }
 }

@@ -38,6 +38,8 @@ public static class BenchCommand
             Description = "trainers: device budget of the extra dynamic run: auto (half the parameter chunks, two at least, + the measured non-model peak + 10%), a size, or off.",
             DefaultValueFactory = _ => "auto",
         };
+        var diskDir = new Option<DirectoryInfo?>("--disk-dir") { Description = "scale: also search dynamic placement with the disk tier in this folder (disk_dir); needs --disk-memory." };
+        var diskMemory = new Option<string?>("--disk-memory") { Description = "scale: the disk tier's budget (disk_memory) of that search; needs --disk-dir." };
         var chunkSize = new Option<long?>("--chunk-size") { Description = "trainers: elements per chunk of every chunked run (default: the engine's choice; the tight run: the largest tensor's size, the finest layout)." };
         var report = new Option<DirectoryInfo?>("--report") { Description = $"Folder for report.md and report.json (default ./{DefaultReportDirectory})." };
         var json = new Option<FileInfo?>("--json") { Description = "Also write report.json's content to this file." };
@@ -53,8 +55,9 @@ public static class BenchCommand
             $"Tables on the console; report.md and report.json in --report (default ./{DefaultReportDirectory})." + Examples.Format(
                 "pstar bench --quick                      # a few minutes",
                 "pstar bench --parts trainers --precision fp32 --report bench-fp32",
-                "pstar bench --parts scale --precision bf16-fp32"));
-        foreach (var o in new Option[] { parts, quick, hidden, layers, heads, seq, batch, steps, precision, deviceMemory, hostMemory, tightMemory, chunkSize, report, json, scale, adamElements, matmulSize })
+                "pstar bench --parts scale --precision bf16-fp32",
+                "pstar bench --parts scale --host-memory 8GiB --disk-dir /nvme/pstar --disk-memory 64GiB"));
+        foreach (var o in new Option[] { parts, quick, hidden, layers, heads, seq, batch, steps, precision, deviceMemory, hostMemory, tightMemory, diskDir, diskMemory, chunkSize, report, json, scale, adamElements, matmulSize })
             command.Options.Add(o);
         command.SetAction(r => CommandErrors.Run(() =>
         {
@@ -65,6 +68,7 @@ public static class BenchCommand
             long? device = ParseSize(r.GetValue(deviceMemory), "--device-memory");
             long? host = ParseSize(r.GetValue(hostMemory), "--host-memory");
             string tight = r.GetValue(tightMemory)!;
+            var (scaleDiskDir, scaleDiskMemory) = DiskFlags(r.GetValue(diskDir), ParseSize(r.GetValue(diskMemory), "--disk-memory"), partList);
             var settings = new BenchSettings
             {
                 Parts = partList,
@@ -90,6 +94,8 @@ public static class BenchCommand
                 AdamReps = q ? 3 : 5,
                 ScaleDeviceMemory = device ?? 1L << 30,
                 ScaleHostMemory = host ?? 16L << 30,
+                ScaleDiskDir = scaleDiskDir,
+                ScaleDiskMemory = scaleDiskMemory,
                 ScaleHidden = Positive(r.GetValue(hidden) ?? 1024, "--hidden"),
                 ScaleHeads = Positive(r.GetValue(heads) ?? 16, "--heads"),
             };
@@ -99,6 +105,18 @@ public static class BenchCommand
             return BenchSuite.Run(settings, CommandLine(r), reportDir, r.GetValue(json)?.FullName);
         }));
         return command;
+    }
+
+    /// <summary>--disk-dir and --disk-memory: both or neither, for the scale part, an existing folder and a positive budget.</summary>
+    internal static (string? Dir, long? Memory) DiskFlags(DirectoryInfo? dir, long? memory, IReadOnlyList<string> parts)
+    {
+        if (dir is null && memory is null) return (null, null);
+        if (dir is null || memory is null)
+            throw new ArgumentException("--disk-dir and --disk-memory go together: give the disk tier's folder and its budget, or neither.");
+        if (!parts.Contains("scale")) throw new ArgumentException("--disk-dir and --disk-memory are for the scale part; add --parts scale.");
+        if (!dir.Exists) throw new DirectoryNotFoundException($"--disk-dir '{dir.FullName}' does not exist; create it or give an existing folder on the disk to use.");
+        if (memory <= 0) throw new ArgumentException($"--disk-memory must be positive (got {memory} B).");
+        return (dir.FullName, memory);
     }
 
     private static long? ParseSize(string? text, string flag) => text is null ? null : ByteSize.Parse(text, flag);

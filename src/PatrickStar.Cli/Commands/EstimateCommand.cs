@@ -21,6 +21,7 @@ public static class EstimateCommand
         var config = new Option<FileInfo?>("--config") { Description = "A JSON config file, as for `pstar train`; flags override it." };
         var ranks = new Option<int?>("--ranks") { Description = "Data-parallel ranks; the chunk engine shards model data 1/N per rank (default 1)." };
         var json = new Option<bool>("--json") { Description = "Print the estimate as JSON instead of a table." };
+        var diskFlags = new EstimateDisk();
 
         var command = new Command("estimate",
             "Will it fit? Model data (in the chunk layout the engine would build), the non-model peaks and where each lives, " +
@@ -28,11 +29,13 @@ public static class EstimateCommand
             $"exit code 0 when it fits, {DoesNotFit} when it does not (with the changes that would make it fit)." + Examples.Format(
                 "pstar estimate --model gpt2 --engine chunked --device-memory 2GiB",
                 "pstar estimate --model llama-2-7b --engine chunked --device-memory 24GiB --host-memory 200GiB",
-                "pstar estimate --config ds_config.json --ranks 4 --json"));
+                "pstar estimate --config ds_config.json --ranks 4 --json",
+                "pstar estimate --model gpt2-xl --engine chunked --host-memory 8GiB --disk-dir /nvme --disk-memory 64GiB --step-seconds 20"));
         command.Options.Add(config);
         var flags = ConfigFlags.AddTo(command, ConfigFlags.ForEstimate);
         command.Options.Add(ranks);
         command.Options.Add(json);
+        diskFlags.AddTo(command);
 
         command.SetAction(r => CommandErrors.Run(() =>
         {
@@ -53,8 +56,19 @@ public static class EstimateCommand
                     MemoryMeter.PhysicalMemory()) is string impossible)
                 throw new ConfigException(impossible);
             var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(c, choice, deviceBudget, hostBudget, r.GetValue(ranks) ?? 1));
-            if (r.GetValue(json)) Console.WriteLine(ToJson(estimate));
-            else Print(estimate, c.Model.Preset);
+            var disk = diskFlags.Wanted(r) ? diskFlags.Estimate(r, estimate) : null;
+            if (disk?.Refusal is string refusal)
+            {
+                Console.Error.WriteLine($"error: {refusal}");
+                return DoesNotFit;
+            }
+            if (disk is not null) estimate = DiskEstimator.WithDisk(estimate, disk);
+            if (r.GetValue(json)) Console.WriteLine(ToJson(estimate, disk));
+            else
+            {
+                Print(estimate, c.Model.Preset);
+                if (disk is not null) EstimateDisk.Print(disk);
+            }
             return estimate.Fits ? 0 : DoesNotFit;
         }));
         return command;
@@ -112,7 +126,7 @@ public static class EstimateCommand
         }
     }
 
-    private static string ToJson(MemoryEstimate e) => JsonSerializer.Serialize(new
+    private static string ToJson(MemoryEstimate e, DiskEstimate? disk) => JsonSerializer.Serialize(new
     {
         fits = e.Fits,
         parameters = e.Parameters,
@@ -133,5 +147,6 @@ public static class EstimateCommand
         working_set_bytes = e.WorkingSetBytes,
         tiers = e.Tiers.Select(t => new { tier = t.Tier, needed = t.Needed, available = t.Available, @short = t.Short, what = t.What }),
         knobs = e.Knobs.Select(k => new { change = k.Change, flags = k.Flags }),
+        disk = disk is null ? null : EstimateDisk.Json(disk),
     }, new JsonSerializerOptions { WriteIndented = true });
 }

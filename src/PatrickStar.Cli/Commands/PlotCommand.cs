@@ -21,10 +21,11 @@ public static class PlotCommand
         };
         var iterations = new Option<string?>("--iterations")
         {
-            Description = "Show only these iterations in memory.png and chunks.png: N, or A:B (inclusive). Default: all.",
+            Description = "Show only these iterations in memory.png, chunks.png and tiers.png: N, or A:B (inclusive). Default: all.",
         };
-        var command = new Command("plot", "Draw memory.png (device memory per moment), chunks.png (which tier each chunk is in) " +
-                                          "and loss.png from a profile." + Examples.Format(
+        var command = new Command("plot", "Draw memory.png (device memory per moment), chunks.png (which tier each chunk is in), " +
+                                          "tiers.png (chunk bytes per tier: device, host, disk) and loss.png from a profile; " +
+                                          "then print the peak per tier and the disk I/O (bytes, seconds, overlapped fraction)." + Examples.Format(
                                               "pstar train --engine chunked --steps 5 --profile run.json && pstar plot run.json --out figures/",
                                               "pstar plot run.json --iterations 2:3 --metrics metrics.jsonl"));
         command.Arguments.Add(file);
@@ -46,6 +47,7 @@ public static class PlotCommand
             Directory.CreateDirectory(dir);
             Console.WriteLine(ProfilePlots.Memory(profile, Path.Combine(dir, "memory.png"), range));
             Console.WriteLine(ProfilePlots.Chunks(profile, Path.Combine(dir, "chunks.png"), range));
+            Console.WriteLine(TierPlots.Tiers(profile, Path.Combine(dir, "tiers.png"), range));
             if (loss.Count > 0)
             {
                 string title = $"Loss: {profile.Run.Model} ({profile.Run.Engine} engine; from {lossSource})";
@@ -56,6 +58,7 @@ public static class PlotCommand
                 Console.Error.WriteLine($"note: loss.png not drawn: the profile has no steps and there is no {MetricsBesideProfile} beside it " +
                                         "(pass one with --metrics).");
             }
+            foreach (string line in ProfileSummary.Of(profile).Lines()) Console.WriteLine(line);
             return 0;
         }));
         return command;

@@ -89,6 +89,7 @@ public sealed class TrainingDisplay
                 {
                     Console.WriteLine(Line(s));
                     if (s.EngineStatistics.Chunks is { } chunks) Console.WriteLine("           " + ChunkLine(chunks));
+                    if (s.EngineStatistics.Disk is { } disk) Console.WriteLine("           " + disk);
                 }
             };
             return run.Trainer.Run(cancel);
@@ -177,6 +178,7 @@ public sealed class TrainingDisplay
         grid.AddRow("[bold]throughput[/]", $"{s.TokensPerSecond:N0} tokens/s   {s.Tflops:0.000} TFLOPS   {s.StepSeconds * 1000:N0} ms/step");
         grid.AddRow("[bold]memory[/]", $"{Bytes.Format(s.Memory.NativeInUse)} allocated   {Bytes.Format(s.Memory.Resident)} resident   peak {Bytes.Format(s.Memory.PeakResident)}");
         if (s.EngineStatistics.Chunks is { } chunks) grid.AddRow("[bold]chunks[/]", ChunkLine(chunks));
+        if (s.EngineStatistics.Disk is { } disk) grid.AddRow("[bold]disk[/]", CommandErrors.Esc(disk.ToString()));
         grid.AddRow("[bold]time[/]", $"elapsed {Clock(s.Elapsed)}   eta {Clock(s.Remaining)}");
         var rows = new Rows(grid, new Text(""), new Markup("[grey]" + CommandErrors.Esc(string.Join("\n", history)) + "[/]"));
         return new Panel(rows).Header("pstar train").Border(BoxBorder.Rounded);
@@ -200,6 +202,7 @@ public sealed class TrainingDisplay
         table.AddRow("peak resident memory", PeakMemoryLine(s));
         table.AddRow("elapsed", Clock(s.Elapsed));
         if (run.Engine.Statistics.Chunks is { } chunks) table.AddRow("chunks (last step)", CommandErrors.Esc(ChunkLine(chunks)));
+        if (run.Engine.Statistics.Disk is { } disk) table.AddRow("disk (last step)", CommandErrors.Esc(disk.ToString()));
         if (metricsPath is not null) table.AddRow("metrics", CommandErrors.Esc(metricsPath));
         if (tensorBoardDir is not null) table.AddRow("tensorboard", CommandErrors.Esc($"{tensorBoardDir} (tensorboard --logdir {tensorBoardDir})"));
         console.Write(table);

@@ -37,8 +37,9 @@ public static class ProfilePlots
     private static readonly Color BackwardBand = Color.FromHex("#EDC948").WithAlpha(0.22);
     private static readonly Color OptimizerBand = Color.FromHex("#B07AA1").WithAlpha(0.20);
 
-    private static readonly Color DeviceColor = Color.FromHex("#E15759");
-    private static readonly Color HostColor = Color.FromHex("#4E79A7");
+    internal static readonly Color DeviceColor = Color.FromHex("#E15759");
+    internal static readonly Color HostColor = Color.FromHex("#4E79A7");
+    internal static readonly Color DiskColor = Color.FromHex("#F28E2B");
     private static readonly Color ReleasedColor = Color.FromHex("#D3D3D3");
 
     private static readonly Dictionary<ChunkKind, Color> KindColors = new()
@@ -172,27 +173,11 @@ public static class ProfilePlots
             r.LineWidth = 0;
         }
 
-        var byChunk = new Dictionary<(ChunkKind, int), List<ProfileChunkEvent>>();
-        foreach (var e in profile.ChunkEvents)
+        bool onDisk = false;
+        foreach (var span in TierOccupancy.Spans(profile, endMs))
         {
-            if (!byChunk.TryGetValue((e.Kind, e.Index), out var list)) byChunk[(e.Kind, e.Index)] = list = new();
-            list.Add(e);
-        }
-        foreach (var ((kind, index), events) in byChunk)
-        {
-            double row = rowOf[(kind, index)];
-            // Before its first event a chunk was where that event took it from (unknown for an allocation).
-            Tier? state = events[0].From;
-            bool known = events[0].Type != ChunkEventType.Allocate;
-            double since = 0;
-            foreach (var e in events)
-            {
-                if (known) AddResidency(plot, since, e.TimeMs, row, half, state, time);
-                state = e.To;
-                known = true;
-                since = e.TimeMs;
-            }
-            AddResidency(plot, since, endMs, row, half, state, time);
+            AddResidency(plot, span.FromMs, span.ToMs, rowOf[(span.Kind, span.Index)], half, span.Tier, time);
+            onDisk |= span.Tier == Tier.Disk;
         }
 
         foreach (double start in IterationStarts(profile))
@@ -214,6 +199,7 @@ public static class ProfilePlots
 
         plot.Legend.ManualItems.Add(new LegendItem { LabelText = "on device", FillColor = DeviceColor });
         plot.Legend.ManualItems.Add(new LegendItem { LabelText = "on host", FillColor = HostColor });
+        if (onDisk) plot.Legend.ManualItems.Add(new LegendItem { LabelText = "on disk", FillColor = DiskColor });
         plot.Legend.ManualItems.Add(new LegendItem { LabelText = "released", FillColor = ReleasedColor });
         plot.Legend.ManualItems.Add(new LegendItem { LabelText = "forward", FillColor = StageColor(ProfileStage.Forward) });
         plot.Legend.ManualItems.Add(new LegendItem { LabelText = "backward", FillColor = StageColor(ProfileStage.Backward) });
@@ -262,14 +248,14 @@ public static class ProfilePlots
         return Save(plot, path, LossWidth, LossHeight);
     }
 
-    private static Plot NewPlot()
+    internal static Plot NewPlot()
     {
         var plot = new Plot();
         PlotFonts.Apply(plot);
         return plot;
     }
 
-    private static string Save(Plot plot, string path, int width, int height)
+    internal static string Save(Plot plot, string path, int width, int height)
     {
         plot.SavePng(path, width, height);
         return path;
@@ -279,7 +265,7 @@ public static class ProfilePlots
     {
         if (toMs <= fromMs) return;
         var r = plot.Add.Rectangle(fromMs / time.Divisor, toMs / time.Divisor, row - half, row + half);
-        r.FillColor = tier switch { Tier.Device => DeviceColor, Tier.Host => HostColor, _ => ReleasedColor };
+        r.FillColor = tier switch { Tier.Device => DeviceColor, Tier.Host => HostColor, Tier.Disk => DiskColor, _ => ReleasedColor };
         r.LineWidth = 0;
     }
 
@@ -318,7 +304,7 @@ public static class ProfilePlots
         return (xs, ys);
     }
 
-    private static void AddStageBands(Plot plot, Profile profile, (double Divisor, string Unit) time, double endMs)
+    internal static void AddStageBands(Plot plot, Profile profile, (double Divisor, string Unit) time, double endMs)
     {
         var seen = new HashSet<ProfileStage>();
         foreach (var (start, end, stage) in StageSpans(profile, endMs))
@@ -370,7 +356,7 @@ public static class ProfilePlots
     }
 
     /// <summary>The last time anything was recorded, so the final moment's state is drawn with some width.</summary>
-    private static double EndMs(Profile profile)
+    internal static double EndMs(Profile profile)
     {
         double end = 0;
         foreach (var m in profile.Moments) end = Math.Max(end, m.TimeMs);
@@ -384,13 +370,13 @@ public static class ProfilePlots
         return end > 0 ? end : 1;
     }
 
-    private static (double Divisor, string Unit) TimeUnit(double spanMs) => spanMs >= 2000 ? (1000, "s") : (1, "ms");
+    internal static (double Divisor, string Unit) TimeUnit(double spanMs) => spanMs >= 2000 ? (1000, "s") : (1, "ms");
 
     /// <summary>Throws the error --iterations would give, before anything is written.</summary>
     public static void CheckIterations(Profile profile, IterationRange? range) => Window(profile, range, EndMs(profile));
 
     /// <summary>The time span the figures show: everything, or from the first selected iteration's start to the next one's.</summary>
-    private static (double FromMs, double ToMs) Window(Profile profile, IterationRange? range, double endMs)
+    internal static (double FromMs, double ToMs) Window(Profile profile, IterationRange? range, double endMs)
     {
         if (range is not IterationRange r) return (0, endMs);
         double from = double.PositiveInfinity, to = double.PositiveInfinity;
@@ -414,11 +400,11 @@ public static class ProfilePlots
         return (from, double.IsPositiveInfinity(to) ? endMs : to);
     }
 
-    private static string Describe(IterationRange? range) => range is IterationRange r
+    internal static string Describe(IterationRange? range) => range is IterationRange r
         ? (r.First == r.Last ? $", iteration {r.First}" : $", iterations {r.First} to {r.Last}")
         : "";
 
-    private static (double Divisor, string Unit) ByteUnit(double maxBytes) =>
+    internal static (double Divisor, string Unit) ByteUnit(double maxBytes) =>
         maxBytes >= 2 * GiB ? (GiB, "GiB") : maxBytes >= 2 * MiB ? (MiB, "MiB") : (KiB, "KiB");
 
     private static Color StageColor(ProfileStage stage, bool band = false) => stage switch

@@ -84,6 +84,7 @@ public record struct KindBytes
 /// <param name="ChunkSizeElements">Elements per chunk.</param>
 /// <param name="ChunkCount">Chunks in each chunk list (all kinds share one layout).</param>
 /// <param name="BytesPerChunk">Bytes of one chunk of each kind (0 for a kind the run does not have).</param>
+/// <param name="DiskBudgetBytes">The disk tier's budget (disk_memory); null when the run had no disk tier.</param>
 public sealed record ProfileRun(
     string Model,
     string Engine,
@@ -91,7 +92,8 @@ public sealed record ProfileRun(
     long HostBudgetBytes,
     long ChunkSizeElements,
     int ChunkCount,
-    KindBytes BytesPerChunk);
+    KindBytes BytesPerChunk,
+    long? DiskBudgetBytes = null);
 
 /// <summary>Memory at one moment (a module's pre-forward or pre-backward hook, or the optimizer step).</summary>
 /// <param name="Iteration">Iteration number given to <see cref="ProfileRecorder.BeginIteration"/>.</param>
@@ -160,6 +162,8 @@ public sealed class Profile
     public List<ProfileChunkEvent> ChunkEvents { get; init; } = new();
     public List<ProfilePhase> Phases { get; init; } = new();
     public List<ProfileStep> Steps { get; init; } = new();
+    /// <summary>Disk traffic per iteration; empty for a run without a disk tier (and in files written before it existed).</summary>
+    public List<ProfileIo> Io { get; init; } = new();
 
     /// <summary>snake_case names and enum values; a missing required field or a null where none is allowed is an error.</summary>
     public static readonly JsonSerializerOptions JsonOptions = new()
@@ -253,7 +257,7 @@ public sealed class Profile
         if (Run.ChunkCount < 0 || Run.ChunkCount > MaxChunkCount)
             throw new ProfileFormatException($"Profile file '{file}': run.chunk_count {Run.ChunkCount} is outside 0..{MaxChunkCount:N0}; " +
                                              "the file is damaged or not written by pstar; record it again.");
-        if (Run.ChunkSizeElements < 0 || Run.DeviceBudgetBytes < 0 || Run.HostBudgetBytes < 0)
+        if (Run.ChunkSizeElements < 0 || Run.DeviceBudgetBytes < 0 || Run.HostBudgetBytes < 0 || Run.DiskBudgetBytes < 0)
             throw new ProfileFormatException($"Profile file '{file}': run has a negative size or budget; the file is damaged; record it again.");
         foreach (ChunkKind kind in Enum.GetValues<ChunkKind>())
             if (Run.BytesPerChunk[kind] < 0)
@@ -273,6 +277,9 @@ public sealed class Profile
             if (e.Type == ChunkEventType.Release && e.To is not null) throw new ProfileFormatException($"{at}: a release event must have \"to\": null.");
             if (e.Type != ChunkEventType.Release && e.To is null) throw new ProfileFormatException($"{at}: a {Snake(e.Type)} event needs a \"to\" tier.");
         }
+        for (int i = 0; i < Io.Count; i++)
+            if (Io[i].BytesRead < 0 || Io[i].BytesWritten < 0 || Io[i].ReadSeconds < 0 || Io[i].WriteSeconds < 0 || Io[i].WaitSeconds < 0)
+                throw new ProfileFormatException($"Profile file '{file}', io[{i}]: bytes and seconds must be >= 0; the file is damaged; record it again.");
         for (int i = 0; i < Phases.Count; i++)
             if (Phases[i].EndMs < Phases[i].StartMs)
                 throw new ProfileFormatException($"Profile file '{file}', phases[{i}]: end_ms {Phases[i].EndMs} is before start_ms {Phases[i].StartMs}.");
@@ -303,6 +310,7 @@ public sealed class ProfileRecorder
     private readonly List<ProfileChunkEvent> _events = new();
     private readonly List<ProfilePhase> _phases = new();
     private readonly List<ProfileStep> _steps = new();
+    private readonly List<ProfileIo> _io = new();
     private int _iteration;
     private int _nextMoment;
     // Start time of each stage's open phase, NaN when none is open: a fixed array, no dictionary.
@@ -318,12 +326,12 @@ public sealed class ProfileRecorder
     public void Restart() { lock (_gate) _clock.Restart(); }
 
     public void SetRun(string model, string engine, long deviceBudgetBytes, long hostBudgetBytes,
-                       long chunkSizeElements, int chunkCount, KindBytes bytesPerChunk)
+                       long chunkSizeElements, int chunkCount, KindBytes bytesPerChunk, long? diskBudgetBytes = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(engine);
         lock (_gate)
-            _run = new ProfileRun(model, engine, deviceBudgetBytes, hostBudgetBytes, chunkSizeElements, chunkCount, bytesPerChunk);
+            _run = new ProfileRun(model, engine, deviceBudgetBytes, hostBudgetBytes, chunkSizeElements, chunkCount, bytesPerChunk, diskBudgetBytes);
     }
 
     /// <summary>Starts attributing moments and chunk events to <paramref name="iteration"/>; moment indices restart at 0.</summary>
@@ -389,6 +397,12 @@ public sealed class ProfileRecorder
         lock (_gate) _steps.Add(new ProfileStep(step, loss, valLoss, stepMs, tokens));
     }
 
+    /// <summary>Records the current iteration's disk traffic (see PatrickStar.Tiers.DiskIterationMeter).</summary>
+    public void Io(long bytesRead, long bytesWritten, double readSeconds, double writeSeconds, double waitSeconds, bool direct)
+    {
+        lock (_gate) _io.Add(new ProfileIo(_iteration, bytesRead, bytesWritten, readSeconds, writeSeconds, waitSeconds, direct));
+    }
+
     /// <summary>A copy of what has been recorded so far.</summary>
     public Profile ToProfile()
     {
@@ -401,6 +415,7 @@ public sealed class ProfileRecorder
                 ChunkEvents = new List<ProfileChunkEvent>(_events),
                 Phases = new List<ProfilePhase>(_phases),
                 Steps = new List<ProfileStep>(_steps),
+                Io = new List<ProfileIo>(_io),
             };
         }
     }

@@ -8,7 +8,7 @@ namespace PatrickStar.Tiers;
 /// </summary>
 public sealed class IoStatistics
 {
-    private long _bytesRead, _bytesWritten, _ioTicks, _waitTicks, _reads, _writes, _cleanSkipped, _servedFromWrites;
+    private long _bytesRead, _bytesWritten, _ioTicks, _readTicks, _writeTicks, _waitTicks, _reads, _writes, _cleanSkipped, _servedFromWrites;
 
     public long BytesRead => Interlocked.Read(ref _bytesRead);
     public long BytesWritten => Interlocked.Read(ref _bytesWritten);
@@ -20,6 +20,10 @@ public sealed class IoStatistics
     public long ReadsServedFromPendingWrites => Interlocked.Read(ref _servedFromWrites);
     /// <summary>Seconds the I/O thread spent in reads and writes.</summary>
     public double IoSeconds => Seconds(Interlocked.Read(ref _ioTicks));
+    /// <summary>The reads' part of <see cref="IoSeconds"/>.</summary>
+    public double ReadSeconds => Seconds(Interlocked.Read(ref _readTicks));
+    /// <summary>The writes' part of <see cref="IoSeconds"/>.</summary>
+    public double WriteSeconds => Seconds(Interlocked.Read(ref _writeTicks));
     /// <summary>Seconds the consumer spent blocked on a read it needed.</summary>
     public double ConsumerWaitSeconds => Seconds(Interlocked.Read(ref _waitTicks));
     public double OverlappedFraction => IoSeconds <= 0 ? 1 : Math.Clamp(1 - ConsumerWaitSeconds / IoSeconds, 0, 1);
@@ -28,6 +32,7 @@ public sealed class IoStatistics
     {
         Interlocked.Add(ref _bytesRead, bytes);
         Interlocked.Add(ref _ioTicks, ticks);
+        Interlocked.Add(ref _readTicks, ticks);
         Interlocked.Increment(ref _reads);
     }
 
@@ -35,6 +40,7 @@ public sealed class IoStatistics
     {
         Interlocked.Add(ref _bytesWritten, bytes);
         Interlocked.Add(ref _ioTicks, ticks);
+        Interlocked.Add(ref _writeTicks, ticks);
         Interlocked.Increment(ref _writes);
     }
 

@@ -1,9 +1,12 @@
+using PatrickStar.Tiers;
+
 namespace PatrickStar.Training;
 
 /// <summary>What an engine reports after each step; the chunk figures come only from the chunk engine.</summary>
 /// <param name="GradNorm">Global L2 norm of the last step's gradients (null before the first step).</param>
 /// <param name="LossScale">The loss scale after the last step (null before the first step).</param>
-public sealed record EngineStatistics(double? GradNorm = null, double? LossScale = null, ChunkStatistics? Chunks = null)
+/// <param name="Disk">The last iteration's disk traffic; null without a disk tier (fill with <see cref="DiskIterationMeter"/>).</param>
+public sealed record EngineStatistics(double? GradNorm = null, double? LossScale = null, ChunkStatistics? Chunks = null, DiskStatistics? Disk = null)
 {
     public static readonly EngineStatistics None = new();
 
@@ -12,6 +15,8 @@ public sealed record EngineStatistics(double? GradNorm = null, double? LossScale
     {
         if (Chunks is not null)
             foreach (var figure in Chunks.Named()) yield return figure;
+        if (Disk is not null)
+            foreach (var figure in Disk.Named()) yield return figure;
         if (GradNorm is double norm) yield return new("grad_norm", norm);
         if (LossScale is double scale) yield return new("loss_scale", scale);
     }

@@ -6,7 +6,7 @@ using static PatrickStar.Tests.Cli.CliTests;
 
 namespace PatrickStar.Tests.Cli;
 
-/// <summary>`pstar plot`: three PNG figures of the expected size from a profile; clear errors for bad input.</summary>
+/// <summary>`pstar plot`: four PNG figures of the expected size from a profile; clear errors for bad input.</summary>
 public class PlotCliTests
 {
     /// <summary>Width and height from a PNG's IHDR chunk (bytes 16..23), after checking the signature.</summary>
@@ -20,7 +20,7 @@ public class PlotCliTests
     }
 
     [Fact]
-    public void PlotDrawsThreeFiguresOfTheExpectedSize()
+    public void PlotDrawsFourFiguresOfTheExpectedSizeAndTheTierSummary()
     {
         using var dir = new TempDir();
         string profile = Path.Combine(dir.Path, "profile.json");
@@ -35,9 +35,12 @@ public class PlotCliTests
             ("memory.png", ProfilePlots.MemoryWidth, ProfilePlots.MemoryHeight),
             ("chunks.png", ProfilePlots.ChunksWidth, ProfilePlots.ChunksHeight),
             ("loss.png", ProfilePlots.LossWidth, ProfilePlots.LossHeight),
+            ("tiers.png", TierPlots.Width, TierPlots.Height),
         };
         var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        Assert.Equal(3, lines.Length);
+        Assert.Equal(4, lines.Count(l => l.EndsWith(".png", StringComparison.Ordinal)));
+        // Then the summary: a line per tier (no disk line for a run without a disk tier).
+        Assert.Equal(new[] { "device: at most 8 chunks, 128.0 MiB", "host: at most 31 chunks, 496.0 MiB" }, lines.Where(l => !l.EndsWith(".png", StringComparison.Ordinal)));
         foreach (var (name, width, height) in expected)
         {
             string path = Path.Combine(outDir, name);
