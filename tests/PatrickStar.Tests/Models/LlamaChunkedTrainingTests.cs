@@ -49,7 +49,7 @@ public class LlamaChunkedTrainingTests
         {
             using var scope = NewDisposeScope();
             var (x, y) = data.Batch(PatrickStar.Data.Split.Train, 2, 16, rng, engine.Device);
-            var loss = LanguageModelLoss.CrossEntropy(engine.Model.call(x), y);
+            var loss = LanguageModelLoss.Of(engine.Model, x, y);
             losses.Add(loss.item<float>());
             engine.Backward(loss);
             engine.Step(1e-3);
