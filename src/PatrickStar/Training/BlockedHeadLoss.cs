@@ -24,6 +24,9 @@ public static class BlockedHeadLoss
     /// <summary>fp32 elements of one block's logits: 32 MiB, large enough for efficient matmuls, small beside [N, V].</summary>
     public const long BlockElements = 1L << 23;
 
+    /// <summary>Elements of one slice of the weight used apart: upcast (stored narrower than used) or its gradient's product in bf16.</summary>
+    public const long SliceElements = 1L << 22;
+
     /// <summary>Rows of one block for a vocabulary of <paramref name="vocab"/> (the estimator uses it too).</summary>
     public static long BlockRows(long vocab) => Math.Max(1, BlockElements / vocab);
 

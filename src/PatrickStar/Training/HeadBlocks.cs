@@ -10,9 +10,6 @@ internal sealed record HeadGradients(Tensor Hidden, Tensor Weight);
 /// <summary>The block loop of <see cref="BlockedHeadLoss"/>: per block of rows, the logits, their loss and their gradients.</summary>
 internal static class HeadBlocks
 {
-    /// <summary>Elements of one upcast slice of the weight, when it is stored in another dtype than the one it is used in.</summary>
-    private const long SliceElements = 1L << 22;
-
     /// <summary>The dtype gradients are computed and kept in: the activations', except fp32 for fp16 (whose unscaled gradients would underflow).</summary>
     public static ScalarType GradientType(ScalarType activation) => activation == ScalarType.Float16 ? ScalarType.Float32 : activation;
 
@@ -52,25 +49,25 @@ internal static class HeadBlocks
 
     /// <summary>
     /// From a block's logits' gradient g [r, V] (fp32): d(hidden) of the block = g·W and d(W) += gᵀ·x_block (summed in fp32),
-    /// with the matmuls in the gradient dtype as the unblocked head's backward would run them.
+    /// with the matmuls in the gradient dtype as the unblocked head's backward would run them. Products of the weight's
+    /// size are made a slice at a time (or added in place), never whole.
     /// </summary>
     private static void AddGradients(Tensor g32, Tensor xb, Tensor w, Tensor dHidden, Tensor dWeight)
     {
         var type = dHidden.dtype;
         var g = g32.to(type);
         var x = xb.to(type);
-        if (w.dtype == type)
+        if (w.dtype == type && type == dWeight.dtype)
         {
-            dHidden.add_(g.mm(w));
-            dWeight.add_(g.t().mm(x));
+            dHidden.addmm_(g, w);
+            dWeight.addmm_(g.t(), x);
             return;
         }
         ForEachSlice(w, type, (start, ws) =>
         {
             long s = ws.shape[0];
             using var gs = g.narrow(1, start, s);
-            using var dx = gs.mm(ws);
-            dHidden.add_(dx);
+            dHidden.addmm_(gs, ws);
             using var rows = dWeight.narrow(0, start, s);
             using var dw = gs.t().mm(x);
             rows.add_(dw);
@@ -80,7 +77,7 @@ internal static class HeadBlocks
     /// <summary>Runs <paramref name="use"/> on each slice of vocabulary rows of <paramref name="w"/>, upcast to <paramref name="type"/>.</summary>
     private static void ForEachSlice(Tensor w, ScalarType type, Action<long, Tensor> use)
     {
-        long v = w.shape[0], slice = Math.Max(1, SliceElements / w.shape[1]);
+        long v = w.shape[0], slice = Math.Max(1, BlockedHeadLoss.SliceElements / w.shape[1]);
         for (long start = 0; start < v; start += slice)
         {
             using var scope = NewDisposeScope();
