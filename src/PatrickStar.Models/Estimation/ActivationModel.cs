@@ -43,16 +43,21 @@ public static class ActivationModel
         long forwardSaved = body + HeadLossEstimate.Kept(t, h, v, precision);
         long atLoss = body + HeadLossEstimate.ForwardPeak(t, h, v, precision);
 
-        // Through the blocks (measured): what forward kept, the gradients in flight (about 11 hidden-sized tensors
-        // per token), the largest fresh weight gradient (mlp, 4·h² elements) and, with checkpointing, the block being
-        // recomputed (its saved activations and the temporaries of its re-run forward: about 1.25 blocks).
-        // The head's weight gradient has gone to .grad or its chunk by then.
-        long atBlocks = body + 12 * t * h * e + 4 * h * h * e + (checkpointing ? 5 * block / 4 : 0);
+        // Through the blocks (measured): what the body kept, the gradients in flight, the largest fresh weight gradient
+        // (mlp, 4·h² elements) and, with checkpointing, the block being recomputed (its saved activations and the
+        // temporaries of its re-run forward: about 1.25 blocks). The head's weight gradient has gone to .grad or its chunk.
+        long atBlocks = body + GradientsInFlight(checkpointing) * t * h * e + 4 * h * h * e + (checkpointing ? 5 * block / 4 : 0);
 
         return atLoss >= atBlocks
             ? new ActivationEstimate(forwardSaved, atLoss, "the LM head and loss (blocked; gradients made in forward)")
             : new ActivationEstimate(forwardSaved, atBlocks, checkpointing ? "backward through a recomputed block" : "backward through the blocks");
     }
+
+    /// <summary>
+    /// Hidden-sized tensors per token in flight through the blocks' backward (measured, fp32, with the blocked head): about
+    /// 12 (d/d(hidden) from the head among them); about 4 to 5.5 when blocks are recomputed, whose saved tensors are fewer.
+    /// </summary>
+    private static long GradientsInFlight(bool checkpointing) => checkpointing ? 6 : 12;
 
     /// <summary>
     /// Kept by one block for backward, per the ops in GptModel (elements x e): ln_1 input, ln_1 output (c_attn's input),
@@ -100,10 +105,10 @@ public static class ActivationModel
         long loss = body + HeadLossEstimate.ForwardPeak(t, h, v, precision);
         long head = saved;
         long embedding = body + table * e + (upcast ? table * ep : 0);
-        // Through the blocks: about 12 hidden-sized gradients per token in flight (d/d(hidden) from the head among them),
+        // Through the blocks: hidden-sized gradients per token in flight (d/d(hidden) from the head among them),
         // the largest fresh weight gradient (mlp, 4·h² elements) and, with checkpointing, the block being recomputed.
         long recomputed = checkpointing ? BlockBytes(c, precision, batch, seq) : 0;
-        long blocks = body + 12 * t * h * e + WeightGradient(4 * h * h) + recomputed;
+        long blocks = body + GradientsInFlight(checkpointing) * t * h * e + WeightGradient(4 * h * h) + recomputed;
         return new NonModelPhase[]
         {
             new("the LM head and loss (blocked; gradients made in forward)", loss, "lm_head"),

@@ -20,7 +20,8 @@ public static class HeadLossEstimate
     /// <remarks>
     /// One block's temporaries (r = its rows): fp32 — the fp32 logits, whose gradient is written over them (4·r·v).
     /// bf16 — the bf16 logits, their fp32 copy and the bf16 gradient (8·r·v), plus one weight slice's bf16 gradient product.
-    /// bf16 storage, fp32 compute — the fp32 logits, one slice's product, and an upcast weight slice and its gradient product.
+    /// bf16 storage, fp32 compute — the fp32 logits, and beside them, while they are made, one upcast weight slice and its
+    /// product with the block; while the gradients are made, one upcast slice and its gradient product.
     /// </remarks>
     public static long ForwardPeak(long t, long h, long v, Precision p)
     {
@@ -28,7 +29,7 @@ public static class HeadLossEstimate
         long rows = Math.Min(t, BlockedHeadLoss.BlockRows(v));
         long slice = Math.Min(v * h, BlockedHeadLoss.SliceElements);
         long block = e != 4 ? 8 * rows * v + slice * e
-            : 4 * rows * v + (ep != e ? 4 * rows * (slice / h) + 2 * slice * e : 0);
+            : 4 * rows * v + (ep != e ? Math.Max(4 * rows * (slice / h) + slice * e, 2 * slice * e) : 0);
         return t * h * e + 4 * v * h + Math.Max(block, ep != 4 ? v * h * ep : 0);
     }
 }
