@@ -28,14 +28,14 @@ public class BlockedHeadLossTests
     {
         var leaf = hiddenSource.clone().requires_grad_(true);
         var hidden = leaf * 1; // a non-leaf, as the final norm's output is
-        var weight = new Parameter(weightSource.to(weightType));
+        var weight = new Parameter(weightSource.to(weightType).clone()); // to() of the same dtype would share the tensor (and its .grad)
         var loss = blocked
             ? BlockedHeadLoss.Mean(hidden, weight, targets, "lm_head", blockRows)
             : F.cross_entropy(F.linear(hidden, weight.to(hidden.dtype)).to(ScalarType.Float32), targets);
         (loss * outerGradient).backward();
         Assert.Equal(ScalarType.Float32, loss.dtype);
         Assert.Equal(weightType, weight.grad!.dtype);
-        return new Result(loss.item<float>(), leaf.grad!.to(ScalarType.Float32), weight.grad!.to(ScalarType.Float32));
+        return new Result(loss.item<float>(), leaf.grad!.to(ScalarType.Float32).clone(), weight.grad!.to(ScalarType.Float32).clone());
     }
 
     /// <summary>
