@@ -38,23 +38,31 @@ public static class FusedCrossEntropy
     }
 
     /// <summary>Sums the loss over all rows block by block (and, when asked, writes each block's gradient over its logits); returns the mean.</summary>
-    private static Tensor Blocks(Tensor logits, Tensor targets, bool writeGradient)
+    private static Tensor Blocks(Tensor logits, Tensor targets, bool writeGradient) =>
+        MeanOverBlocks(logits.shape[0], Math.Max(1, BlockElements / logits.shape[1]), targets, (start, r, t) =>
+        {
+            var block = logits.narrow(0, start, r);
+            // fp32 logits (to() returns them) are worked on in place when they get the gradient; others are upcast per block.
+            var x = block.to(ScalarType.Float32);
+            var loss = BlockLossSum(x, t, logits.shape[0], overwrite: writeGradient, writeGradient);
+            if (writeGradient) block.copy_(x); // the same tensor for fp32: libtorch skips the copy
+            return loss;
+        });
+
+    /// <summary>
+    /// The mean over <paramref name="n"/> rows (an fp32 scalar) of the losses <paramref name="blockLossSum"/> sums per block of
+    /// <paramref name="rows"/> rows, given (first row, rows, the block's targets [r, 1]); each block's temporaries are freed after it.
+    /// </summary>
+    internal static Tensor MeanOverBlocks(long n, long rows, Tensor targets, Func<long, long, Tensor, Tensor> blockLossSum)
     {
-        long n = logits.shape[0], v = logits.shape[1];
-        long rows = Math.Max(1, BlockElements / v);
         using var scope = NewDisposeScope();
-        var total = zeros(1, dtype: ScalarType.Float64, device: logits.device);
+        var total = zeros(1, dtype: ScalarType.Float64, device: targets.device);
         for (long start = 0; start < n; start += rows)
         {
             using var blockScope = NewDisposeScope();
             long r = Math.Min(rows, n - start);
-            var block = logits.narrow(0, start, r);
             var t = targets.narrow(0, start, r).unsqueeze(1);
-            // fp32 logits (to() returns them) are worked on in place when they get the gradient; others are upcast per block.
-            var x = block.to(ScalarType.Float32);
-            total.add_(BlockLossSum(x, t, n, overwrite: writeGradient, writeGradient).to(ScalarType.Float64));
-            if (!writeGradient) continue;
-            block.copy_(x); // the same tensor for fp32: libtorch skips the copy
+            total.add_(blockLossSum(start, r, t).to(ScalarType.Float64));
         }
         return total.div_(n).to(ScalarType.Float32).squeeze().MoveToOuterDisposeScope();
     }

@@ -14,23 +14,15 @@ internal static class HeadBlocks
     public static ScalarType GradientType(ScalarType activation) => activation == ScalarType.Float16 ? ScalarType.Float32 : activation;
 
     /// <summary>The mean loss over all rows (an fp32 scalar); with <paramref name="grads"/>, the gradients of that mean are added into it.</summary>
-    public static Tensor Loss(Tensor x, Tensor w, Tensor targets, long rows, HeadGradients? grads)
-    {
-        long n = x.shape[0];
-        using var scope = NewDisposeScope();
-        var total = zeros(1, dtype: ScalarType.Float64, device: x.device);
-        for (long start = 0; start < n; start += rows)
+    public static Tensor Loss(Tensor x, Tensor w, Tensor targets, long rows, HeadGradients? grads) =>
+        FusedCrossEntropy.MeanOverBlocks(x.shape[0], rows, targets, (start, r, t) =>
         {
-            using var blockScope = NewDisposeScope();
-            long r = Math.Min(rows, n - start);
             var xb = x.narrow(0, start, r);
-            var t = targets.narrow(0, start, r).unsqueeze(1);
             var logits = Logits(xb, w);
-            total.add_(FusedCrossEntropy.BlockLossSum(logits, t, n, overwrite: true, writeGradient: grads is not null).to(ScalarType.Float64));
+            var loss = FusedCrossEntropy.BlockLossSum(logits, t, x.shape[0], overwrite: true, writeGradient: grads is not null);
             if (grads is not null) AddGradients(logits, xb, w, grads.Hidden.narrow(0, start, r), grads.Weight);
-        }
-        return total.div_(n).to(ScalarType.Float32).squeeze().MoveToOuterDisposeScope();
-    }
+            return loss;
+        });
 
     /// <summary>fp32 logits [r, V] of a block: the matmul in the activations' dtype, the weight upcast a slice at a time if it must be.</summary>
     private static Tensor Logits(Tensor xb, Tensor w)
