@@ -56,7 +56,7 @@ public static class ActivationMeter
     private static void Pass(GptModel model, Tensor input, Tensor target)
     {
         using var scope = NewDisposeScope();
-        var loss = LanguageModelLoss.CrossEntropy(model.call(input), target);
+        var loss = LanguageModelLoss.Of(model, input, target);
         loss.backward();
     }
 }

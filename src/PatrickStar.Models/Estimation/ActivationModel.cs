@@ -28,7 +28,7 @@ public static class ActivationModel
     /// vocabularies), and activation checkpointing saves less than the textbook figure: each recomputed block's
     /// saved inputs are held again until the end.
     /// </remarks>
-    /// <param name="chunked">The chunk engine disposes each weight gradient once copied into its chunk slot.</param>
+    /// <param name="chunked">Kept for callers: with the blocked head no figure here differs between the engines any more.</param>
     public static ActivationEstimate Activations(GptConfig c, Precision precision, long batch, long seq, bool checkpointing, bool chunked)
     {
         long e = ActivationBytes(precision);
@@ -36,27 +36,28 @@ public static class ActivationModel
         bool dropout = c.Dropout > 0;
         long block = BlockBytes(c, precision, batch, seq);
         long blockInput = t * h * e;
-        // Token ids (input, target, the embedding's copy), the embedding dropout mask, ln_f's input and output.
-        long outside = 3 * t * 8 + (dropout ? t * h : 0) + 2 * t * h * e;
-        long logits = t * v * e; // kept to the end: the fused cross-entropy writes the logits' gradient over them
-        long forwardSaved = outside + logits + (checkpointing ? l * blockInput : l * block);
-        // The LM head's fresh weight gradient (the tied embedding's size) exists while the chunk engine copies it into
-        // the weight's slot; later contributions add into that slot, so nothing of that size is held across backward.
-        long lmHeadGradient = chunked ? v * h * e : 0;
+        // Token ids (input, target, the embedding's copy), the embedding dropout mask, ln_f's input.
+        long outside = 3 * t * 8 + (dropout ? t * h : 0) + t * h * e;
+        long body = outside + (checkpointing ? l * blockInput : l * block);
+        // The blocked head + loss keeps no logits: its forward makes d/d(hidden) and the tied weight's gradient at once.
+        long forwardSaved = body + HeadLossEstimate.Kept(t, h, v, precision);
+        long atLoss = body + HeadLossEstimate.ForwardPeak(t, h, v, precision);
 
-        // The loss (FusedCrossEntropy) works in blocks of rows and keeps no logits-sized buffer of its own; the LM head's
-        // backward holds one more of the logits' size beside everything forward kept (measured, fp32), and its fresh weight gradient.
-        long atLoss = forwardSaved + logits + lmHeadGradient;
-
-        // Through the blocks (measured): what forward kept, the gradients in flight (about 11 hidden-sized tensors
-        // per token), the largest fresh weight gradient (mlp, 4·h² elements) and, with checkpointing, the block being
-        // recomputed (its saved activations and the temporaries of its re-run forward: about 1.25 blocks).
-        long atBlocks = forwardSaved + 11 * t * h * e + 4 * h * h * e + (checkpointing ? 5 * block / 4 : 0);
+        // Through the blocks (measured): what the body kept, the gradients in flight, the largest fresh weight gradient
+        // (mlp, 4·h² elements) and, with checkpointing, the block being recomputed (its saved activations and the
+        // temporaries of its re-run forward: about 1.25 blocks). The head's weight gradient has gone to .grad or its chunk.
+        long atBlocks = body + GradientsInFlight(checkpointing) * t * h * e + 4 * h * h * e + (checkpointing ? 5 * block / 4 : 0);
 
         return atLoss >= atBlocks
-            ? new ActivationEstimate(forwardSaved, atLoss, "the loss's backward (logits' gradients)")
+            ? new ActivationEstimate(forwardSaved, atLoss, "the LM head and loss (blocked; gradients made in forward)")
             : new ActivationEstimate(forwardSaved, atBlocks, checkpointing ? "backward through a recomputed block" : "backward through the blocks");
     }
+
+    /// <summary>
+    /// Hidden-sized tensors per token in flight through the blocks' backward (measured, fp32, with the blocked head): about
+    /// 12 (d/d(hidden) from the head among them); about 4 to 5.5 when blocks are recomputed, whose saved tensors are fewer.
+    /// </summary>
+    private static long GradientsInFlight(bool checkpointing) => checkpointing ? 6 : 12;
 
     /// <summary>
     /// Kept by one block for backward, per the ops in GptModel (elements x e): ln_1 input, ln_1 output (c_attn's input),
@@ -84,10 +85,10 @@ public static class ActivationModel
     /// pre-backward hook ends it (measured with the engine's own sampler: tests/PatrickStar.Tests/Estimation).
     /// </summary>
     /// <remarks>
-    /// The stretch from the LM head's forward to its pre-backward (the head, the loss and the loss's backward) holds,
-    /// beside what forward kept, one block of the fused cross-entropy's fp32 rows; the head's own backward one buffer of
-    /// the logits' size plus the tied weight's fresh gradient; the embedding's backward its dense gradient. With bf16 storage and fp32 compute every weight is upcast to fp32
-    /// while it is used and its gradient is made in fp32 before the bf16 copy. The runtime's own buffers come on top
+    /// The stretch from the LM head's forward to its pre-backward holds the blocked head + loss's forward peak
+    /// (<see cref="HeadLossEstimate.ForwardPeak"/>); the head's backward only hands over what that forward kept; the
+    /// embedding's backward makes its dense gradient. With bf16 storage and fp32 compute every other weight is upcast to
+    /// fp32 while it is used and its gradient is made in fp32 before the bf16 copy. The runtime's own buffers come on top
     /// (<see cref="MemoryEstimator.RuntimeBuffers"/>).
     /// </remarks>
     public static IReadOnlyList<NonModelPhase> Phases(GptConfig c, Precision precision, long batch, long seq, bool checkpointing)
@@ -96,24 +97,22 @@ public static class ActivationModel
         long t = batch * seq, h = c.Hidden, v = c.VocabSize;
         bool upcast = ep != e;
         long saved = Activations(c, precision, batch, seq, checkpointing, chunked: true).Saved;
+        long body = saved - HeadLossEstimate.Kept(t, h, v, precision); // what the model kept before the head
         long table = v * h; // the tied embedding / LM head weight, in elements
         // A fresh weight gradient in the storage dtype; with upcasting also the fp32 weight and fp32 gradient it came from.
         long WeightGradient(long elements) => upcast ? elements * (e + e + ep) : elements * ep;
 
-        // The fused cross-entropy writes the logits' gradient over the logits (in saved): its own buffers are a block of
-        // rows in fp32; the head's backward holds one more buffer of the logits' size (as in Activations).
-        long lossBlock = Math.Min(t, Math.Max(1, (1L << 21) / v)) * v * 4;
-        long loss = saved + lossBlock;
-        long head = saved + t * v * e + WeightGradient(table);
-        long embedding = saved + table * e + (upcast ? table * ep : 0);
-        // Through the blocks: about 11 hidden-sized gradients per token in flight, the largest fresh weight gradient
-        // (mlp, 4·h² elements) and, with checkpointing, the block being recomputed.
+        long loss = body + HeadLossEstimate.ForwardPeak(t, h, v, precision);
+        long head = saved;
+        long embedding = body + table * e + (upcast ? table * ep : 0);
+        // Through the blocks: hidden-sized gradients per token in flight (d/d(hidden) from the head among them),
+        // the largest fresh weight gradient (mlp, 4·h² elements) and, with checkpointing, the block being recomputed.
         long recomputed = checkpointing ? BlockBytes(c, precision, batch, seq) : 0;
-        long blocks = saved + 11 * t * h * e + WeightGradient(4 * h * h) + recomputed;
+        long blocks = body + GradientsInFlight(checkpointing) * t * h * e + WeightGradient(4 * h * h) + recomputed;
         return new NonModelPhase[]
         {
-            new("the loss and its backward (logits' gradients)", loss, "lm_head"),
-            new("the LM head's backward (the tied weight's gradient)", head, "transformer.ln_f"),
+            new("the LM head and loss (blocked; gradients made in forward)", loss, "lm_head"),
+            new("the LM head's backward (hands over the gradients)", head, "transformer.ln_f"),
             new(checkpointing ? "backward through a recomputed block" : "backward through the blocks", blocks, null),
             new("the embedding's backward (its dense gradient)", embedding, "transformer.wte"),
         };

@@ -56,14 +56,15 @@ public static class LlamaEstimates
         long e = ActivationModel.ActivationBytes(precision);
         long t = batch * seq, h = c.Hidden, v = c.VocabSize, l = c.Layers;
         long layer = LayerBytes(c, precision, batch, seq);
-        // Token ids (input, target, the embedding's copy), the final norm's input and output, the logits.
-        long forwardSaved = 3 * t * 8 + 2 * t * h * e + t * v * e + (checkpointing ? l * t * h * e : l * layer);
-        long atLoss = forwardSaved + t * v * 4 + 5 * t * v * 4 / 2 + (precision == Precision.Bf16 ? t * v * e : 0) + (chunked ? v * h * e : 0);
+        // Token ids (input, target, the embedding's copy), the final norm's input; then what the blocked head + loss keeps.
+        long body = 3 * t * 8 + t * h * e + (checkpointing ? l * t * h * e : l * layer);
+        long forwardSaved = body + HeadLossEstimate.Kept(t, h, v, precision);
+        long atLoss = body + HeadLossEstimate.ForwardPeak(t, h, v, precision);
         // Gradients in flight through a layer (about 11 hidden-sized and 3 intermediate-sized per token), the largest fresh
         // weight gradient (an MLP matrix) and, with checkpointing, the layer being recomputed.
-        long atLayers = forwardSaved + (11 * h + 3L * c.Intermediate) * t * e + h * c.Intermediate * e + (checkpointing ? 5 * layer / 4 : 0);
+        long atLayers = body + (12 * h + 3L * c.Intermediate) * t * e + h * c.Intermediate * e + (checkpointing ? 5 * layer / 4 : 0);
         return atLoss >= atLayers
-            ? new ActivationEstimate(forwardSaved, atLoss, "the loss's backward (logits' gradients)")
+            ? new ActivationEstimate(forwardSaved, atLoss, "the LM head and loss (blocked; gradients made in forward)")
             : new ActivationEstimate(forwardSaved, atLayers, checkpointing ? "backward through a recomputed layer" : "backward through the layers");
     }
 
@@ -74,17 +75,17 @@ public static class LlamaEstimates
         long t = batch * seq, h = c.Hidden, v = c.VocabSize;
         bool upcast = ep != e;
         long saved = Activations(c, precision, batch, seq, checkpointing, chunked: true).Saved;
-        long logits32 = t * v * 4, table = v * h;
+        long body = saved - HeadLossEstimate.Kept(t, h, v, precision), table = v * h;
         long WeightGradient(long elements) => upcast ? elements * (e + e + ep) : elements * ep;
-        long loss = saved + (precision == Precision.Bf16 ? 3 * logits32 + t * v * e : 4 * logits32);
-        long head = saved + 2 * logits32 + WeightGradient(table);
-        long embedding = saved + logits32 + table * e + (upcast ? table * ep : 0);
-        long layers = saved + (11 * h + 3L * c.Intermediate) * t * e + WeightGradient(h * c.Intermediate) +
+        long loss = body + HeadLossEstimate.ForwardPeak(t, h, v, precision);
+        long head = saved;
+        long embedding = body + table * e + (upcast ? table * ep : 0);
+        long layers = body + (12 * h + 3L * c.Intermediate) * t * e + WeightGradient(h * c.Intermediate) +
                       (checkpointing ? LayerBytes(c, precision, batch, seq) : 0);
         return new NonModelPhase[]
         {
-            new("the loss and its backward (logits' gradients)", loss, "lm_head"),
-            new("the LM head's backward (its weight's gradient)", head, "model.norm"),
+            new("the LM head and loss (blocked; gradients made in forward)", loss, "lm_head"),
+            new("the LM head's backward (hands over the gradients)", head, "model.norm"),
             new(checkpointing ? "backward through a recomputed layer" : "backward through the layers", layers, null),
             new("the embedding's backward (its dense gradient)", embedding, "model.embed_tokens"),
         };

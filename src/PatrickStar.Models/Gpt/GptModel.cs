@@ -84,7 +84,7 @@ public sealed class GptEmbedding : Module<Tensor, Tensor>, INamedLayer, IValueFr
 }
 
 /// <summary>The LM head, tied to the token embedding: logits = h·wteᵀ. It registers no parameter of its own.</summary>
-public sealed class TiedLmHead : Module<Tensor, Tensor>, INamedLayer, ISharedParameterUser
+public sealed class TiedLmHead : LmHead, ISharedParameterUser
 {
     // A delegate, not a field of module or parameter type, so that the embedding is not discovered
     // (and renamed) as a child of the head: it belongs to the transformer.
@@ -95,10 +95,8 @@ public sealed class TiedLmHead : Module<Tensor, Tensor>, INamedLayer, ISharedPar
         weight = () => embedding.Weight;
     }
 
-    public string Path { get; set; } = "lm_head";
     public IEnumerable<Parameter> SharedParameters => new[] { weight() };
-
-    public override Tensor forward(Tensor hidden) => ParameterOps.LinearNoBias(hidden, weight(), Path);
+    protected override Parameter HeadWeight => weight();
 }
 
 public sealed partial class CausalSelfAttention : Module<Tensor, Tensor>
@@ -231,7 +229,7 @@ public sealed partial class GptTransformer : Module<Tensor, Tensor>
 /// GPT-2 language model (HF's GPT2LMHeadModel): token ids [B, T] in, logits [B, T, vocab] out.
 /// The LM head is the token embedding itself (tied), so it has no parameter of its own.
 /// </summary>
-public sealed partial class GptModel : Module<Tensor, Tensor>, IParameterInitializer
+public sealed partial class GptModel : Module<Tensor, Tensor>, IParameterInitializer, PatrickStar.Training.ILanguageModelLoss
 {
     private readonly GptTransformer transformer;
     private readonly TiedLmHead lm_head;
@@ -276,12 +274,24 @@ public sealed partial class GptModel : Module<Tensor, Tensor>, IParameterInitial
 
     public override Tensor forward(Tensor idx)
     {
+        using var hidden = Hidden(idx);
+        return lm_head.call(hidden);
+    }
+
+    /// <summary>The mean next-token loss, computed with the head in row blocks: the batch's logits never exist.</summary>
+    public Tensor Loss(Tensor idx, Tensor targets)
+    {
+        using var hidden = Hidden(idx);
+        return lm_head.Loss(hidden, targets);
+    }
+
+    private Tensor Hidden(Tensor idx)
+    {
         if (idx.shape.Length != 2)
             throw new ArgumentException($"GPT input must be token ids of shape [batch, time]; got [{string.Join(", ", idx.shape)}].");
         if (idx.shape[1] > Config.ContextLength)
             throw new ArgumentException($"sequence length {idx.shape[1]} exceeds the model's context length n_positions = {Config.ContextLength}.");
-        using var hidden = transformer.call(idx);
-        return lm_head.call(hidden);
+        return transformer.call(idx);
     }
 
     private readonly HashSet<Parameter> residual = new(ReferenceEqualityComparer.Instance);

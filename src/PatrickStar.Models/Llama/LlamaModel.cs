@@ -54,10 +54,10 @@ public sealed class LlamaBackbone : Module<Tensor, Tensor>
 /// A LLaMA-family language model (HF's LlamaForCausalLM, same parameter names): token ids [B, T] in, logits
 /// [B, T, vocab] out. With tie_word_embeddings the head is the token embedding and registers no lm_head.weight.
 /// </summary>
-public sealed class LlamaForCausalLM : Module<Tensor, Tensor>, ICausalLm, IParameterInitializer
+public sealed class LlamaForCausalLM : Module<Tensor, Tensor>, ICausalLm, IParameterInitializer, PatrickStar.Training.ILanguageModelLoss
 {
     private readonly LlamaBackbone model;
-    private readonly Module<Tensor, Tensor> lm_head;
+    private readonly LmHead lm_head;
 
     public LlamaConfig Config { get; }
 
@@ -70,7 +70,7 @@ public sealed class LlamaForCausalLM : Module<Tensor, Tensor>, ICausalLm, IParam
         config.Validate();
         Config = config;
         model = new LlamaBackbone(config);
-        lm_head = config.TieEmbeddings ? new TiedLmHead(model.TokenEmbedding) : new LlamaLinear(config.Hidden, config.VocabSize);
+        lm_head = config.TieEmbeddings ? new TiedLmHead(model.TokenEmbedding) : new UntiedLmHead(config.Hidden, config.VocabSize);
         RegisterComponents();
         foreach (var (name, module) in named_modules())
             if (module is INamedLayer layer && name.Length > 0) layer.Path = name;
@@ -105,6 +105,14 @@ public sealed class LlamaForCausalLM : Module<Tensor, Tensor>, ICausalLm, IParam
         EnsureInput(ids, 0);
         using var hidden = model.call(ids);
         return lm_head.call(hidden);
+    }
+
+    /// <summary>The mean next-token loss, computed with the head in row blocks: the batch's logits never exist.</summary>
+    public Tensor Loss(Tensor ids, Tensor targets)
+    {
+        EnsureInput(ids, 0);
+        using var hidden = model.call(ids);
+        return lm_head.Loss(hidden, targets);
     }
 
     public Tensor Forward(Tensor ids, KvCache cache)

@@ -38,34 +38,58 @@ public static class FusedCrossEntropy
     }
 
     /// <summary>Sums the loss over all rows block by block (and, when asked, writes each block's gradient over its logits); returns the mean.</summary>
-    private static Tensor Blocks(Tensor logits, Tensor targets, bool writeGradient)
+    private static Tensor Blocks(Tensor logits, Tensor targets, bool writeGradient) =>
+        MeanOverBlocks(logits.shape[0], Math.Max(1, BlockElements / logits.shape[1]), targets, (start, r, t) =>
+        {
+            var block = logits.narrow(0, start, r);
+            // fp32 logits (to() returns them) are worked on in place when they get the gradient; others are upcast per block.
+            var x = block.to(ScalarType.Float32);
+            var loss = BlockLossSum(x, t, logits.shape[0], overwrite: writeGradient, writeGradient);
+            if (writeGradient) block.copy_(x); // the same tensor for fp32: libtorch skips the copy
+            return loss;
+        });
+
+    /// <summary>
+    /// The mean over <paramref name="n"/> rows (an fp32 scalar) of the losses <paramref name="blockLossSum"/> sums per block of
+    /// <paramref name="rows"/> rows, given (first row, rows, the block's targets [r, 1]); each block's temporaries are freed after it.
+    /// </summary>
+    internal static Tensor MeanOverBlocks(long n, long rows, Tensor targets, Func<long, long, Tensor, Tensor> blockLossSum)
     {
-        long n = logits.shape[0], v = logits.shape[1];
-        long rows = Math.Max(1, BlockElements / v);
         using var scope = NewDisposeScope();
-        var total = zeros(1, dtype: ScalarType.Float64, device: logits.device);
+        var total = zeros(1, dtype: ScalarType.Float64, device: targets.device);
         for (long start = 0; start < n; start += rows)
         {
             using var blockScope = NewDisposeScope();
             long r = Math.Min(rows, n - start);
-            var block = logits.narrow(0, start, r);
             var t = targets.narrow(0, start, r).unsqueeze(1);
-            // fp32 logits (to() returns them) are worked on in place when they get the gradient; others are upcast per block.
-            // softmax as torch computes it (shift by the row maximum, exp, divide by the sum), so that results agree to rounding.
-            var x = block.to(ScalarType.Float32);
-            var max = x.amax(new long[] { 1 }, keepdim: true);
-            var shifted = writeGradient ? x.sub_(max) : x - max; // never in place on the caller's logits without a gradient
-            var picked = shifted.gather(1, t);
-            var sum = shifted.exp_().sum(1, keepdim: true);
-            total.add_((sum.log() - picked).sum().to(ScalarType.Float64));
-            if (!writeGradient) continue;
-            // d(mean loss)/dx = (softmax(x) − one_hot(target)) / N
-            shifted.mul_(sum.mul_(n).reciprocal_());
-            shifted.scatter_add_(1, t, full(new long[] { r, 1 }, -1.0 / n, dtype: ScalarType.Float32, device: x.device));
-            block.copy_(shifted); // the same tensor for fp32: libtorch skips the copy
+            total.add_(blockLossSum(start, r, t).to(ScalarType.Float64));
         }
         return total.div_(n).to(ScalarType.Float32).squeeze().MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// The summed loss of one block of fp32 logits [r, V] with targets [r, 1] (an fp32 scalar). With
+    /// <paramref name="writeGradient"/>, <paramref name="x"/> becomes d(mean loss over <paramref name="n"/> rows)/dx =
+    /// (softmax(x) − one_hot(target)) / n; with <paramref name="overwrite"/> only, its values are spoiled; otherwise kept.
+    /// </summary>
+    internal static Tensor BlockLossSum(Tensor x, Tensor t, long n, bool overwrite, bool writeGradient)
+    {
+        // softmax as torch computes it (shift by the row maximum, exp, divide by the sum), so that results agree to rounding.
+        var max = x.amax(new long[] { 1 }, keepdim: true);
+        var shifted = overwrite ? x.sub_(max) : x - max; // never in place on the caller's logits unless allowed
+        var picked = shifted.gather(1, t);
+        var sum = shifted.exp_().sum(1, keepdim: true);
+        var loss = (sum.log() - picked).sum();
+        if (writeGradient)
+        {
+            shifted.mul_(sum.mul_(n).reciprocal_());
+            shifted.scatter_add_(1, t, full(new long[] { x.shape[0], 1 }, -1.0 / n, dtype: ScalarType.Float32, device: x.device));
+        }
+        return loss;
+    }
+
+    /// <summary>An incoming gradient of 1 (a plain loss.backward()) needs no scaling pass; reading it costs a device sync, so only on the CPU.</summary>
+    internal static bool IsOne(Tensor g) => g.device.type == DeviceType.CPU && g.item<float>() == 1f;
 
     private sealed record GradientHolder(Tensor Gradient);
 
@@ -90,9 +114,7 @@ public static class FusedCrossEntropy
             var g = grad_outputs.Count > 0 ? grad_outputs[0] : null;
             if (g is not null && !g.IsInvalid)
             {
-                // An incoming gradient of 1 (a plain loss.backward()) needs no pass; reading it costs a device sync, so only on the CPU.
-                bool one = g.device.type == DeviceType.CPU && g.item<float>() == 1f;
-                if (!one)
+                if (!IsOne(g))
                     using (no_grad()) gradient.mul_(g.to(gradient.dtype));
             }
             PatrickStar.Hooks.BackwardHandles.Release(grad_outputs);

@@ -58,7 +58,7 @@ public static class SequentialEvaluation
                 using var scope = NewDisposeScope();
                 var input = tensor(x, new long[] { count, seq }, ScalarType.Int64).to(device);
                 var target = tensor(y, new long[] { count, seq }, ScalarType.Int64).to(device);
-                lossSum += LanguageModelLoss.CrossEntropy(model.call(input), target).item<float>() * count;
+                lossSum += LanguageModelLoss.Of(model, input, target).item<float>() * count;
             }
             return new EvaluationResult(lossSum / windows, (long)windows * seq, windows, batches);
         }

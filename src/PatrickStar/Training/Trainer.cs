@@ -176,7 +176,7 @@ public sealed class Trainer
             Tensor loss;
             using (StepPhases.Begin(StepPhase.ForwardOther))
             {
-                loss = LanguageModelLoss.CrossEntropy(engine.Model.call(input), target);
+                loss = LanguageModelLoss.Of(engine.Model, input, target);
                 total += loss.item<float>();
             }
             using (StepPhases.Begin(StepPhase.Backward)) engine.Backward(accumulation == 1 ? loss : loss / accumulation);
@@ -210,7 +210,7 @@ public sealed class Trainer
             {
                 using var scope = NewDisposeScope();
                 var (input, target) = data.Batch(Split.Validation, config.MicroBatchSize, config.SequenceLength, rng, engine.Device);
-                total += LanguageModelLoss.CrossEntropy(model.call(input), target).item<float>();
+                total += LanguageModelLoss.Of(model, input, target).item<float>();
             }
             return total / config.Eval.Batches;
         }
@@ -223,6 +223,11 @@ public sealed class Trainer
 
 public static class LanguageModelLoss
 {
+    /// <summary>The mean next-token loss of <paramref name="model"/> on <paramref name="input"/>: without logits when the
+    /// model computes it itself (<see cref="ILanguageModelLoss"/>), else from its logits.</summary>
+    public static Tensor Of(nn.Module<Tensor, Tensor> model, Tensor input, Tensor targets) =>
+        model is ILanguageModelLoss lm ? lm.Loss(input, targets) : CrossEntropy(model.call(input), targets);
+
     /// <summary>Mean next-token cross-entropy, computed in fp32 whatever the logits' precision (<see cref="FusedCrossEntropy"/>:
     /// when the logits require a gradient, they are overwritten with it).</summary>
     public static Tensor CrossEntropy(Tensor logits, Tensor targets)

@@ -53,7 +53,7 @@ public class EstimateCliTests
 
         // Does not fit: the device need in the tiers, the device-memory suggestion and its "device needs" are one figure.
         var (no, text, _) = Pstar("estimate", "--model", "gpt2-tiny", "--engine", "chunked", "--batch", "2", "--seq", "64",
-            "--device-memory", "80MiB", "--host-memory", "1GiB");
+            "--device-memory", "48MiB", "--host-memory", "1GiB");
         Assert.Equal(EstimateCommand.DoesNotFit, no);
         var needed = System.Text.RegularExpressions.Regex.Match(text, @"device\s*│\s*([0-9.]+ MiB)").Groups[1].Value;
         var suggested = System.Text.RegularExpressions.Regex.Match(text, @"--device-memory\s+(\d+)MiB").Groups[1].Value;

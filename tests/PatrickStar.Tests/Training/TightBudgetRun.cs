@@ -36,7 +36,7 @@ internal static class TightBudgetRun
             using var scope = NewDisposeScope();
             var (x, y) = data.Batch(PatrickStar.Data.Split.Train, batch, sequence, rng, engine.Device);
             editInput?.Invoke(x);
-            var loss = LanguageModelLoss.CrossEntropy(engine.Model.call(x), y);
+            var loss = LanguageModelLoss.Of(engine.Model, x, y);
             losses.Add(loss.item<float>());
             engine.Backward(loss);
             engine.Step(1e-3);

@@ -1,0 +1,50 @@
+using PatrickStar.Hooks;
+using PatrickStar.Training;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace PatrickStar.Models;
+
+/// <summary>
+/// An LM head, logits = h·Wᵀ with W [vocab, h]. Called on hidden states it gives the logits (evaluation by logits,
+/// generation); <see cref="Loss"/> gives the mean cross-entropy instead, in row blocks that never hold the batch's logits
+/// (<see cref="BlockedHeadLoss"/>). Both go through <c>.call</c>, so the chunk engine's hooks fetch the weight either way.
+/// </summary>
+public abstract class LmHead : Module<Tensor, Tensor>, INamedLayer
+{
+    private Tensor? targets; // set only while Loss runs: a Module<Tensor, Tensor> takes one input
+
+    protected LmHead(string name) : base(name) { }
+
+    public string Path { get; set; } = "lm_head";
+
+    /// <summary>The head's weight [vocab, h] (the token embedding's when tied).</summary>
+    protected abstract Parameter HeadWeight { get; }
+
+    /// <summary>Mean next-token cross-entropy of hidden states [B, T, h] against targets [B, T], without the logits.</summary>
+    public Tensor Loss(Tensor hidden, Tensor targets)
+    {
+        this.targets = targets;
+        try { return call(hidden); }
+        finally { this.targets = null; }
+    }
+
+    public override Tensor forward(Tensor hidden) => targets is null
+        ? ParameterOps.LinearNoBias(hidden, HeadWeight, Path)
+        : BlockedHeadLoss.Mean(hidden, HeadWeight, targets, Path);
+}
+
+/// <summary>An LM head with its own weight (LLaMA's untied lm_head.weight, nn.Linear's layout [vocab, h]).</summary>
+public sealed class UntiedLmHead : LmHead
+{
+    private readonly Parameter weight;
+
+    public UntiedLmHead(long hidden, long vocab) : base(nameof(UntiedLmHead))
+    {
+        weight = new Parameter(empty(vocab, hidden));
+        RegisterComponents();
+    }
+
+    protected override Parameter HeadWeight => weight;
+}

@@ -1,0 +1,96 @@
+using PatrickStar.Hooks;
+using PatrickStar.Timing;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.autograd;
+
+namespace PatrickStar.Training;
+
+/// <summary>
+/// The LM head and the mean next-token cross-entropy in one op, a block of rows at a time: logits = hidden·Wᵀ of a block
+/// (in the activations' dtype), the loss in fp32, and, when training, the block's gradients at once. No tensor of the
+/// logits' size [N, V] ever exists, nor (with a weight stored narrower than the activations) an upcast copy of the whole
+/// weight: it is upcast a slice of vocabulary rows at a time.
+/// </summary>
+/// <remarks>
+/// Forward computes d(loss)/d(hidden) [N, h] and d(loss)/dW [V, h] eagerly (as <see cref="FusedCrossEntropy"/> does for
+/// the logits); backward only scales them by the incoming gradient and hands the weight's to its handler (the chunk
+/// engine) through the same protocol as the ParameterOps functions. The caller runs it inside the head module's
+/// forward (<c>.call</c>), so the chunk engine's forward hooks bring the weight to the device.
+/// </remarks>
+public static class BlockedHeadLoss
+{
+    /// <summary>fp32 elements of one block's logits: 32 MiB, large enough for efficient matmuls, small beside [N, V].</summary>
+    public const long BlockElements = 1L << 23;
+
+    /// <summary>Elements of one slice of the weight used apart: upcast (stored narrower than used) or its gradient's product in bf16.</summary>
+    public const long SliceElements = 1L << 22;
+
+    /// <summary>Rows of one block for a vocabulary of <paramref name="vocab"/> (the estimator uses it too).</summary>
+    public static long BlockRows(long vocab) => Math.Max(1, BlockElements / vocab);
+
+    /// <summary>
+    /// The mean cross-entropy (an fp32 scalar) of logits hidden·weightᵀ against <paramref name="targets"/>, for hidden
+    /// [..., h], weight [V, h] and targets of hidden's leading shape. <paramref name="blockRows"/> 0: <see cref="BlockRows"/>.
+    /// </summary>
+    public static Tensor Mean(Tensor hidden, Parameter weight, Tensor targets, string module, long blockRows = 0)
+    {
+        long h = hidden.shape[^1];
+        if (weight.dim() != 2 || weight.shape[1] != h || targets.numel() * h != hidden.numel())
+            throw new ArgumentException($"the LM head's loss needs hidden [..., h], weight [V, h] and one target per row; got hidden " +
+                                        $"[{string.Join(", ", hidden.shape)}], weight [{string.Join(", ", weight.shape)}], targets [{string.Join(", ", targets.shape)}].");
+        using var timed = StepPhases.Begin(StepPhase.ForwardMatmul);
+        using var scope = NewDisposeScope();
+        var flat = hidden.reshape(-1, h);
+        var t = targets.reshape(-1);
+        long rows = blockRows > 0 ? blockRows : BlockRows(weight.shape[0]);
+        if (is_grad_enabled() && (flat.requires_grad || weight.requires_grad))
+            return Function.apply(flat, weight, t, module, rows)[0].MoveToOuterDisposeScope();
+        using var _ = no_grad();
+        return HeadBlocks.Loss(flat, weight, t, rows, null).MoveToOuterDisposeScope();
+    }
+
+    private sealed record HeldGradients(Tensor Hidden, Tensor Weight);
+
+    private sealed class Function : MultiTensorFunction<Function>
+    {
+        public override string Name => "PatrickStar.BlockedHeadLoss";
+
+        public override List<Tensor> forward(AutogradContext ctx, params object[] vars)
+        {
+            var (x, w, t, rows) = ((Tensor)vars[0], (Parameter)vars[1], (Tensor)vars[2], (long)vars[4]);
+            ctx.save_data("w", new ParameterRef(w));
+            ctx.save_data("module", vars[3]);
+            ctx.save_data("x_dtype", x.dtype);
+            using var _ = no_grad();
+            using var scope = NewDisposeScope();
+            var grads = new HeadGradients(
+                zeros(x.shape, dtype: HeadBlocks.GradientType(x.dtype), device: x.device),
+                zeros(w.shape, dtype: ScalarType.Float32, device: x.device));
+            var loss = HeadBlocks.Loss(x, w, t, rows, grads);
+            // Kept until backward in the weight's dtype (fp32 under fp16: unscaled fp16 gradients would underflow).
+            var dw = w.dtype == ScalarType.Float16 ? grads.Weight : grads.Weight.to(w.dtype);
+            // Wrapped (TorchSharp refuses tensors as data) and not saved for backward (no version check, no copy).
+            ctx.save_data("grads", new HeldGradients(grads.Hidden.DetachFromDisposeScope(), dw.DetachFromDisposeScope()));
+            return ParameterBackward.Outputs(ctx, loss.MoveToOuterDisposeScope());
+        }
+
+        public override List<Tensor> backward(AutogradContext ctx, List<Tensor> grads)
+        {
+            var w = ((ParameterRef)ctx.get_data("w")).Parameter;
+            var held = (HeldGradients)ctx.get_data("grads");
+            var xType = (ScalarType)ctx.get_data("x_dtype");
+            var g = ParameterBackward.OutputGradient(ctx, grads);
+            return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w }, new[] { 1 }, 5, [g, .. grads], () =>
+            {
+                bool one = FusedCrossEntropy.IsOne(g);
+                Tensor Scaled(Tensor held) => (one ? held : held.mul_(g.to(held.dtype))).detach(); // a handle of this scope
+                var results = new Tensor?[] { Scaled(held.Hidden).to(xType), Mixed.Stored(Scaled(held.Weight), w), null, null, null };
+                held.Hidden.Dispose(); // the storage lives on in the results
+                held.Weight.Dispose();
+                return results;
+            });
+        }
+    }
+}

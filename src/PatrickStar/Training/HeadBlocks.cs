@@ -1,0 +1,80 @@
+using PatrickStar.Hooks;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PatrickStar.Training;
+
+/// <summary>Where <see cref="HeadBlocks.Loss"/> adds the gradients: d/d(hidden) [N, h] and d/dW [V, h] in fp32.</summary>
+internal sealed record HeadGradients(Tensor Hidden, Tensor Weight);
+
+/// <summary>The block loop of <see cref="BlockedHeadLoss"/>: per block of rows, the logits, their loss and their gradients.</summary>
+internal static class HeadBlocks
+{
+    /// <summary>The dtype gradients are computed and kept in: the activations', except fp32 for fp16 (whose unscaled gradients would underflow).</summary>
+    public static ScalarType GradientType(ScalarType activation) => activation == ScalarType.Float16 ? ScalarType.Float32 : activation;
+
+    /// <summary>The mean loss over all rows (an fp32 scalar); with <paramref name="grads"/>, the gradients of that mean are added into it.</summary>
+    public static Tensor Loss(Tensor x, Tensor w, Tensor targets, long rows, HeadGradients? grads) =>
+        FusedCrossEntropy.MeanOverBlocks(x.shape[0], rows, targets, (start, r, t) =>
+        {
+            var xb = x.narrow(0, start, r);
+            var logits = Logits(xb, w);
+            var loss = FusedCrossEntropy.BlockLossSum(logits, t, x.shape[0], overwrite: true, writeGradient: grads is not null);
+            if (grads is not null) AddGradients(logits, xb, w, grads.Hidden.narrow(0, start, r), grads.Weight);
+            return loss;
+        });
+
+    /// <summary>fp32 logits [r, V] of a block: the matmul in the activations' dtype, the weight upcast a slice at a time if it must be.</summary>
+    private static Tensor Logits(Tensor xb, Tensor w)
+    {
+        var type = xb.dtype;
+        if (w.dtype == type) return xb.mm(w.t()).to(ScalarType.Float32); // fp32: to() returns the product itself
+        var logits = empty(new[] { xb.shape[0], w.shape[0] }, dtype: ScalarType.Float32, device: xb.device);
+        ForEachSlice(w, type, (start, ws) =>
+        {
+            using var part = xb.mm(ws.t());
+            using var into = logits.narrow(1, start, ws.shape[0]);
+            into.copy_(part);
+        });
+        return logits;
+    }
+
+    /// <summary>
+    /// From a block's logits' gradient g [r, V] (fp32): d(hidden) of the block = g·W and d(W) += gᵀ·x_block (summed in fp32),
+    /// with the matmuls in the gradient dtype as the unblocked head's backward would run them. Products of the weight's
+    /// size are made a slice at a time (or added in place), never whole.
+    /// </summary>
+    private static void AddGradients(Tensor g32, Tensor xb, Tensor w, Tensor dHidden, Tensor dWeight)
+    {
+        var type = dHidden.dtype;
+        var g = g32.to(type);
+        var x = xb.to(type);
+        if (w.dtype == type && type == dWeight.dtype)
+        {
+            dHidden.addmm_(g, w);
+            dWeight.addmm_(g.t(), x);
+            return;
+        }
+        ForEachSlice(w, type, (start, ws) =>
+        {
+            long s = ws.shape[0];
+            using var gs = g.narrow(1, start, s);
+            dHidden.addmm_(gs, ws);
+            using var rows = dWeight.narrow(0, start, s);
+            using var dw = gs.t().mm(x);
+            rows.add_(dw);
+        });
+    }
+
+    /// <summary>Runs <paramref name="use"/> on each slice of vocabulary rows of <paramref name="w"/>, upcast to <paramref name="type"/>.</summary>
+    private static void ForEachSlice(Tensor w, ScalarType type, Action<long, Tensor> use)
+    {
+        long v = w.shape[0], slice = Math.Max(1, BlockedHeadLoss.SliceElements / w.shape[1]);
+        for (long start = 0; start < v; start += slice)
+        {
+            using var scope = NewDisposeScope();
+            var ws = Mixed.Compute(w.narrow(0, start, Math.Min(slice, v - start)), type);
+            use(start, ws);
+        }
+    }
+}
