@@ -74,9 +74,9 @@ public static class CausalLmCheckpoints
         return checkpoint.Directory;
     }
 
-    /// <summary>A model (fp32, CPU) from an HF folder of either family (by its config.json's model_type) or a GPT-2 safetensors file.</summary>
+    /// <summary>A model (fp32, CPU) from an HF folder or safetensors file of either family (by its config.json's model_type, or its tensor names).</summary>
     public static ICausalLm LoadHf(string path, int? heads) =>
-        HfFolder.IsFolder(path) && HuggingFaceLlamaFolder.IsLlamaFolder(path) ? HuggingFaceLlamaFolder.Load(path) : HuggingFaceGpt2.Load(path, heads);
+        HuggingFaceLlamaFolder.IsLlamaSource(path) ? HuggingFaceLlamaFolder.Load(path) : HuggingFaceGpt2.Load(path, heads);
 
     /// <summary>HF's LlamaConfig for our sizes.</summary>
     public static string LlamaConfigJson(LlamaConfig c, ScalarType dtype)
