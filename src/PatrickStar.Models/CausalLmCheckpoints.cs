@@ -25,6 +25,16 @@ public static class CausalLmCheckpoints
         return choice.Llama ?? throw new ModelFileException($"checkpoint '{checkpoint.Directory}' holds LLaMA weights but its config names a GPT model.");
     }
 
+    /// <summary>The tokenizer the checkpoint's run was configured with (data.tokenizer: a name or a folder); null when it used the default.</summary>
+    public static string? RecordedTokenizer(string checkpointPath)
+    {
+        string dir;
+        using (var checkpoint = CheckpointParameters.Open(checkpointPath)) dir = checkpoint.Directory;
+        return TrainerStateFile.TryReadConfig(dir) is string json
+            ? ConfigLoader.Parse(json, Path.Combine(dir, TrainerStateFile.Name)).Data.Tokenizer
+            : null;
+    }
+
     /// <summary>A model (fp32, CPU) of the checkpoint's family holding its master weights.</summary>
     public static ICausalLm LoadModel(string checkpointPath)
     {

@@ -16,6 +16,8 @@ internal static class InitFromSizes
     /// </summary>
     public static void Apply(TrainingConfig c, string file, string? presetSource)
     {
+        // The folder's own tokenizer, named in the config so that the checkpoints record it (export and generate use it).
+        if (c.Data.Tokenizer is null && Directory.Exists(file) && PatrickStar.Data.TokenizerFolder.HasTokenizer(file)) c.Data.Tokenizer = Path.GetFullPath(file);
         if (presetSource is not null)
             throw new ConfigException($"{presetSource} and --init-from both choose the model: the weights file '{file}' fixes its sizes, " +
                                       $"so drop {presetSource} (sizes can still be given with --layers/--hidden/--heads/--context).");
