@@ -55,7 +55,8 @@ public static class TokenizerFolder
     private static ITextTokenizer SentencePiece(string path)
     {
         using var stream = File.OpenRead(path);
-        var t = LlamaTokenizer.Create(stream, addBeginOfSentence: false, addEndOfSentence: false);
+        // BPE (LLaMA's) or Unigram models; the ids of <s> and </s> are not added: documents are joined by end-of-text, as for GPT-2.
+        var t = SentencePieceTokenizer.Create(stream, addBeginningOfSentence: false, addEndOfSentence: false);
         int top = t.Vocabulary.Values.Max();
         if (t.SpecialTokens is { Count: > 0 } specials) top = Math.Max(top, specials.Values.Max());
         return new LibraryTokenizer(t, $"sp-{Hash(path)}", top + 1, t.EndOfSentenceId);
