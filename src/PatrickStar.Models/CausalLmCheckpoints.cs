@@ -25,6 +25,16 @@ public static class CausalLmCheckpoints
         return choice.Llama ?? throw new ModelFileException($"checkpoint '{checkpoint.Directory}' holds LLaMA weights but its config names a GPT model.");
     }
 
+    /// <summary>The tokenizer the checkpoint's run was configured with (data.tokenizer: a name or a folder); null when it used the default.</summary>
+    public static string? RecordedTokenizer(string checkpointPath)
+    {
+        string dir;
+        using (var checkpoint = CheckpointParameters.Open(checkpointPath)) dir = checkpoint.Directory;
+        return TrainerStateFile.TryReadConfig(dir) is string json
+            ? ConfigLoader.Parse(json, Path.Combine(dir, TrainerStateFile.Name)).Data.Tokenizer
+            : null;
+    }
+
     /// <summary>A model (fp32, CPU) of the checkpoint's family holding its master weights.</summary>
     public static ICausalLm LoadModel(string checkpointPath)
     {
@@ -74,9 +84,9 @@ public static class CausalLmCheckpoints
         return checkpoint.Directory;
     }
 
-    /// <summary>A model (fp32, CPU) from an HF folder of either family (by its config.json's model_type) or a GPT-2 safetensors file.</summary>
+    /// <summary>A model (fp32, CPU) from an HF folder or safetensors file of either family (by its config.json's model_type, or its tensor names).</summary>
     public static ICausalLm LoadHf(string path, int? heads) =>
-        HfFolder.IsFolder(path) && HuggingFaceLlamaFolder.IsLlamaFolder(path) ? HuggingFaceLlamaFolder.Load(path) : HuggingFaceGpt2.Load(path, heads);
+        HuggingFaceLlamaFolder.IsLlamaSource(path) ? HuggingFaceLlamaFolder.Load(path) : HuggingFaceGpt2.Load(path, heads);
 
     /// <summary>HF's LlamaConfig for our sizes.</summary>
     public static string LlamaConfigJson(LlamaConfig c, ScalarType dtype)

@@ -12,6 +12,9 @@ public sealed record BenchSettings
 {
     public required IReadOnlyList<string> Parts { get; init; }
     public bool Quick { get; init; }
+    /// <summary>trainers and scale: the model family (<see cref="BenchModel.Families"/>) and, for LLaMA, its key/value heads (null: the default).</summary>
+    public string Family { get; init; } = "gpt2";
+    public int? KvHeads { get; init; }
 
     // trainers
     public int Hidden { get; init; }

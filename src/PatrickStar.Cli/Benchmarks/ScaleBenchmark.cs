@@ -10,7 +10,7 @@ using TorchSharp;
 namespace PatrickStar.Cli.Benchmarks;
 
 /// <summary>
-/// The largest GPT (by layer count at a fixed width) that each engine trains for a few steps under given
+/// The largest model of a family (by layer count at a fixed width: <see cref="BenchModel"/>) that each engine trains for a few steps under given
 /// device and host budgets: the plain trainer (everything within the device budget, measured), the chunk
 /// engine with static placement, and with dynamic placement; with a disk budget also dynamic placement with the disk tier
 /// (<see cref="DiskPolicy"/>). Found by doubling, then bisection.
@@ -34,7 +34,7 @@ public static class ScaleBenchmark
 
     /// <param name="precision">The training precision of every trial (fp32 unless asked; bf16-fp32 stores 14 B/param at fp32 speed).</param>
     public static List<Outcome> Run(Budgets budgets, int hidden, int heads, int seq, int maxLayers,
-        Precision precision = Precision.Fp32)
+        Precision precision = Precision.Fp32, string family = "gpt2", int? kvHeads = null)
     {
         long deviceBudget = budgets.Device, hostBudget = budgets.Host;
         var outcomes = new List<Outcome>();
@@ -43,26 +43,28 @@ public static class ScaleBenchmark
             int best = 0;
             int lo = 0, hi = 1;
             // Doubling until a size fails (or the ceiling), then bisection between the last success and the failure.
-            while (hi <= maxLayers && Trial(policy, hi, budgets, hidden, heads, seq, precision)) { lo = hi; hi *= 2; }
+            while (hi <= maxLayers && Trial(policy, hi, budgets, hidden, heads, seq, precision, family, kvHeads)) { lo = hi; hi *= 2; }
             hi = Math.Min(hi, maxLayers + 1);
             while (hi - lo > 1)
             {
                 int mid = (lo + hi) / 2;
-                if (Trial(policy, mid, budgets, hidden, heads, seq, precision)) lo = mid; else hi = mid;
+                if (Trial(policy, mid, budgets, hidden, heads, seq, precision, family, kvHeads)) lo = mid; else hi = mid;
             }
             best = lo;
-            long parameters = best == 0 ? 0 : Config(policy, best, deviceBudget, hostBudget, hidden, heads, seq, precision).ParameterCountFor();
+            long parameters = best == 0 ? 0 : Config(policy, best, deviceBudget, hostBudget, hidden, heads, seq, precision, family, kvHeads).ParameterCountFor();
             outcomes.Add(new Outcome(policy, best, parameters));
         }
         return outcomes;
     }
 
-    private static long ParameterCountFor(this TrainingConfig c) => GptRun.ResolveModel(c).ParameterCount;
+    private static long ParameterCountFor(this TrainingConfig c) => GptRun.ResolveChoice(c).ParameterCount;
 
-    private static TrainingConfig Config(string policy, int layers, long device, long host, int hidden, int heads, int seq, Precision precision) => new()
+    /// <summary>The configuration of one trial: the family's model with <paramref name="layers"/> blocks under the engine's budgets.</summary>
+    public static TrainingConfig Config(string policy, int layers, long device, long host, int hidden, int heads, int seq, Precision precision,
+        string family = "gpt2", int? kvHeads = null) => new()
     {
         Precision = precision,
-        Model = new ModelSection { Preset = null, VocabSize = GptConfig.Gpt2VocabSize, ContextLength = seq, Layers = layers, Hidden = hidden, Heads = heads, Dropout = 0 },
+        Model = BenchModel.Section(family, seq, layers, hidden, heads, kvHeads),
         MicroBatchSize = 1,
         SequenceLength = seq,
         Steps = 3,
@@ -77,10 +79,11 @@ public static class ScaleBenchmark
     };
 
     /// <summary>Does this size train three steps within the budgets? Sizes the machine itself cannot hold count as failures.</summary>
-    private static bool Trial(string policy, int layers, Budgets budgets, int hidden, int heads, int seq, Precision precision)
+    private static bool Trial(string policy, int layers, Budgets budgets, int hidden, int heads, int seq, Precision precision,
+        string family, int? kvHeads)
     {
         long device = budgets.Device, host = budgets.Host;
-        var config = Config(policy, layers, device, host, hidden, heads, seq, precision);
+        var config = Config(policy, layers, device, host, hidden, heads, seq, precision, family, kvHeads);
         long parameters = config.ParameterCountFor();
         GC.Collect();
         GC.WaitForPendingFinalizers();
@@ -99,7 +102,7 @@ public static class ScaleBenchmark
         }
         if (policy == "plain")
             return PlainTrial(config, layers, parameters, device, precision);
-        return ChunkedTrial(TrialJson(policy, layers, budgets, hidden, heads, seq, precision), policy, layers, parameters);
+        return ChunkedTrial(TrialJson(policy, layers, budgets, hidden, heads, seq, precision, family, kvHeads), policy, layers, parameters);
     }
 
     /// <summary>The plain trainer in this process, with its peak measured against the device budget.</summary>
@@ -177,9 +180,10 @@ public static class ScaleBenchmark
     }
 
     /// <summary>The config file a chunk-engine trial trains with: the disk policy adds the disk tier's keys disk_dir and disk_memory.</summary>
-    public static string TrialJson(string policy, int layers, Budgets budgets, int hidden, int heads, int seq, Precision precision)
+    public static string TrialJson(string policy, int layers, Budgets budgets, int hidden, int heads, int seq, Precision precision,
+        string family = "gpt2", int? kvHeads = null)
     {
-        string json = ConfigLoader.ToJson(Config(policy, layers, budgets.Device, budgets.Host, hidden, heads, seq, precision));
+        string json = ConfigLoader.ToJson(Config(policy, layers, budgets.Device, budgets.Host, hidden, heads, seq, precision, family, kvHeads));
         if (policy != DiskPolicy) return json;
         if (!budgets.HasDisk) throw new ArgumentException($"The {DiskPolicy} trial needs a disk directory and budget.", nameof(budgets));
         var node = System.Text.Json.Nodes.JsonNode.Parse(json)!.AsObject();

@@ -4,6 +4,7 @@ using PatrickStar.Config;
 using PatrickStar.Data;
 using PatrickStar.Engine;
 using PatrickStar.Memory;
+using PatrickStar.Models;
 using PatrickStar.Models.Estimation;
 using PatrickStar.Models.Gpt;
 using PatrickStar.Profiling;
@@ -65,8 +66,8 @@ public sealed class TrainersPart : IBenchPart
         var s = context.Settings;
         var precision = s.Precision ?? ChoosePrecision(context);
         var config = Config(s, precision);
-        var gpt = GptRun.ResolveModel(config);
-        double flops = gpt.TrainingFlops(s.Batch, s.Seq);
+        var choice = GptRun.ResolveChoice(config);
+        double flops = choice.TrainingFlops(s.Batch, s.Seq);
         var peak = precision == Precision.Bf16 ? context.Bf16Matmul : context.Fp32Matmul;
         long available = MemoryMeter.AvailableHostMemory() ?? 0;
         long ample = s.DeviceMemory ?? (context.Device.type == DeviceType.CPU && available > 0
@@ -75,15 +76,15 @@ public sealed class TrainersPart : IBenchPart
         long host = s.HostMemory ?? Math.Max(available - (context.Device.type == DeviceType.CPU ? ample : 0), 0);
         string budgetWord = s.DeviceMemory is null ? "ample" : "given";
 
-        BenchContext.Progress($"trainers: GPT hidden {s.Hidden}, {s.Layers} layers, {s.Heads} heads, seq {s.Seq}, batch {s.Batch}, {precision.ToString().ToLowerInvariant()}, " +
-                              $"{gpt.ParameterCount / 1e6:N1}M parameters; {s.WarmupSteps} warm-up + {s.Steps} measured steps per run...");
+        BenchContext.Progress($"trainers: {Describe(choice)} hidden {s.Hidden}, {s.Layers} layers, {s.Heads} heads, seq {s.Seq}, batch {s.Batch}, {precision.ToString().ToLowerInvariant()}, " +
+                              $"{choice.ParameterCount / 1e6:N1}M parameters; {s.WarmupSteps} warm-up + {s.Steps} measured steps per run...");
         // One dataset for every run: same tokens, same batches (the trainer's order comes from the seed).
         var data = GptRun.LoadData(config, Gpt2Tokenizer.Instance);
         StepPhases.Synchronize = context.Device.type == DeviceType.CUDA ? () => torch.cuda.synchronize() : null;
         StepPhases.Enabled = true;
         try
         {
-            RunAll(context, s, config, data, gpt, precision, flops, peak, ample, host, budgetWord);
+            RunAll(context, s, config, data, choice, precision, flops, peak, ample, host, budgetWord);
         }
         finally
         {
@@ -92,7 +93,7 @@ public sealed class TrainersPart : IBenchPart
         }
     }
 
-    private void RunAll(BenchContext context, BenchSettings s, TrainingConfig config, TokenDataset data, GptConfig gpt, Precision precision,
+    private void RunAll(BenchContext context, BenchSettings s, TrainingConfig config, TokenDataset data, ModelChoice choice, Precision precision,
         double flops, MatmulResult? peak, long ample, long host, string budgetWord)
     {
 
@@ -103,19 +104,19 @@ public sealed class TrainersPart : IBenchPart
         runs.Add(dynamic);
         // The tight run uses the finest layout (chunks the size of the largest tensor) unless --chunk-size says otherwise:
         // the engine's default search often packs a small model into one or two chunks, leaving nothing to evict.
-        long tightChunk = s.ChunkSize ?? LargestTensor(config, gpt);
+        long tightChunk = s.ChunkSize ?? LargestTensor(config, choice);
         long? tight = s.TightMemory switch
         {
             0 => null,
             long given => given,
-            null => AutoTightBudget(config, gpt, dynamic, tightChunk, host),
+            null => AutoTightBudget(config, choice, dynamic, tightChunk, host),
         };
         if (tight is long t)
             runs.Add(MeasureChunked(config, data, s, "chunked dynamic (tight budget)", ChunkPlacement.Dynamic, t, host, tightChunk));
         else if (s.TightMemory is null)
             BenchContext.Progress("no tight-budget run: the dynamic run did not train, so there is no non-model peak to size it from.");
 
-        Report(context, s, gpt, precision, flops, peak, runs, tight);
+        Report(context, s, choice, precision, flops, peak, runs, tight);
     }
 
     /// <summary>bf16 when its measured matmul peak is higher; without the matmul part, when the hardware has bf16 units.</summary>
@@ -130,9 +131,9 @@ public sealed class TrainersPart : IBenchPart
     }
 
     /// <summary>Elements of the model's largest parameter tensor: the smallest chunk size that can hold every tensor.</summary>
-    private static long LargestTensor(TrainingConfig config, GptConfig gpt)
+    private static long LargestTensor(TrainingConfig config, ModelChoice choice)
     {
-        var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(WithEngine(config, "chunked"), gpt, null, 0), suggestKnobs: false);
+        var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(WithEngine(config, "chunked"), choice, null, 0), suggestKnobs: false);
         return estimate.Layout!.Placements.Max(p => p.Numel);
     }
 
@@ -140,29 +141,33 @@ public sealed class TrainersPart : IBenchPart
     /// ⌈half the parameter chunks⌉ (in the tight run's layout) plus the dynamic run's measured non-model peak and a tenth more
     /// for noise; raised to what the estimator asks for when that is more, since the run is refused below it before it starts.
     /// </summary>
-    private static long? AutoTightBudget(TrainingConfig config, GptConfig gpt, RunResult dynamic, long chunkSize, long host)
+    private static long? AutoTightBudget(TrainingConfig config, ModelChoice choice, RunResult dynamic, long chunkSize, long host)
     {
         if (dynamic.Error is not null || dynamic.PeakDeviceNonModel is not long nonModel) return null;
         var tightConfig = WithEngine(config, "chunked", new ChunkSection { ChunkSize = chunkSize, Placement = ChunkPlacement.Dynamic });
-        var layout = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(tightConfig, gpt, null, host), suggestKnobs: false).Layout!;
+        var layout = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(tightConfig, choice, null, host), suggestKnobs: false).Layout!;
         long chunkBytes = layout.ChunkSize * PatrickStar.Runtime.TensorMemory.ElementSize(PatrickStar.Training.PlainEngine.ComputeType(config.Precision));
         // Two chunks at least: in backward the LM head's chunk (the tied embedding) is still computing when ln_f's is fetched.
         long budget = Math.Max(2, (layout.ChunkCount + 1) / 2) * chunkBytes + nonModel + nonModel / 10;
         // The estimator's device need at this budget (activations estimated, not measured, hence often higher).
-        var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(tightConfig, gpt, budget, host), suggestKnobs: false);
+        var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(tightConfig, choice, budget, host), suggestKnobs: false);
         long estimatorNeed = estimate.Tiers.FirstOrDefault(t => t.Tier == "device")?.Needed ?? 0;
         return Math.Max(budget, estimatorNeed);
     }
 
-    private static TrainingConfig Config(BenchSettings s, Precision precision) => new()
+    /// <summary>The configuration every run of the part starts from (engine and budgets set per run).</summary>
+    public static TrainingConfig Config(BenchSettings s, Precision precision) => new()
     {
-        Model = new ModelSection { Preset = null, VocabSize = GptConfig.Gpt2VocabSize, ContextLength = s.Seq, Layers = s.Layers, Hidden = s.Hidden, Heads = s.Heads, Dropout = 0 },
+        Model = BenchModel.Section(s.Family, s.Seq, s.Layers, s.Hidden, s.Heads, s.KvHeads),
         MicroBatchSize = s.Batch,
         SequenceLength = s.Seq,
         Steps = s.WarmupSteps + s.Steps,
         Precision = precision,
         Eval = new EvalSection { Interval = 0 },
     };
+
+    private static string Describe(ModelChoice m) =>
+        m.Llama is { } l ? $"LLaMA ({l.KvHeads} key/value heads, MLP {l.Intermediate})" : "GPT";
 
     private static TrainingConfig WithEngine(TrainingConfig c, string engine, ChunkSection? chunks = null) => new()
     {
@@ -260,14 +265,14 @@ public sealed class TrainersPart : IBenchPart
         GC.Collect();
     }
 
-    private void Report(BenchContext context, BenchSettings s, GptConfig gpt, Precision precision, double flops, MatmulResult? peak,
+    private void Report(BenchContext context, BenchSettings s, ModelChoice choice, Precision precision, double flops, MatmulResult? peak,
         List<RunResult> runs, long? tight)
     {
         var plain = runs[0];
         string dtype = PrecisionNames.Name(precision);
         long tokens = (long)s.Batch * s.Seq;
 
-        var speed = new ReportTable($"trainers: speed ({gpt.ParameterCount / 1e6:N1}M parameters, {dtype}, batch {s.Batch} × seq {s.Seq})")
+        var speed = new ReportTable($"trainers: speed ({choice.ParameterCount / 1e6:N1}M parameters, {dtype}, batch {s.Batch} × seq {s.Seq})")
             .Column("run", right: false).Column("device budget").Column("chunks").Column("s/iter").Column("x plain").Column("tokens/s").Column("TFLOPS")
             .Column($"of {dtype} matmul peak").Column("loss first → last");
         var memory = new ReportTable("trainers: traffic and memory per iteration")
@@ -296,7 +301,7 @@ public sealed class TrainersPart : IBenchPart
                 peakDevice, plain.PeakDevice > 0 ? $"{(double)r.PeakDevice / plain.PeakDevice:0.00}x" : "-", host, Count(r.Stat(i => i.OptimizerChunksOnDevice)));
         }
         speed.Notes.Add($"s/iter: median of {s.Steps} steps after {s.WarmupSteps} warm-up steps (the chunk engine's first step is its tracing warm-up). " +
-                        $"TFLOPS: model FLOPs {GptConfig.FlopsFormula} = {flops / 1e12:0.000} TFLOP per step, divided by s/iter.");
+                        $"TFLOPS: model FLOPs {BenchModel.FlopsFormula(choice)} = {flops / 1e12:0.000} TFLOP per step, divided by s/iter.");
         speed.Notes.Add(s.DeviceMemory is null
             ? "ample budget: half the machine's available memory, every chunk fits: the chunk engine's pure overhead over the plain trainer."
             : "given budget: --device-memory.");
@@ -325,10 +330,10 @@ public sealed class TrainersPart : IBenchPart
         {
             ["model"] = new JsonObject
             {
-                ["hidden"] = s.Hidden, ["layers"] = s.Layers, ["heads"] = s.Heads, ["seq"] = s.Seq, ["batch"] = s.Batch,
-                ["vocab"] = gpt.VocabSize, ["parameters"] = gpt.ParameterCount,
+                ["family"] = choice.Family, ["hidden"] = s.Hidden, ["layers"] = s.Layers, ["heads"] = s.Heads, ["kv_heads"] = choice.Llama?.KvHeads,
+                ["intermediate"] = choice.Llama?.Intermediate, ["seq"] = s.Seq, ["batch"] = s.Batch, ["vocab"] = choice.Sizes.VocabSize, ["parameters"] = choice.ParameterCount,
                 ["precision"] = dtype, ["precision_chosen_automatically"] = s.Precision is null,
-                ["flops_per_step"] = flops, ["flops_formula"] = GptConfig.FlopsFormula,
+                ["flops_per_step"] = flops, ["flops_formula"] = BenchModel.FlopsFormula(choice),
             },
             ["warmup_steps"] = s.WarmupSteps,
             ["measured_steps"] = s.Steps,

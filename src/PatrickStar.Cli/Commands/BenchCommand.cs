@@ -22,6 +22,13 @@ public static class BenchCommand
         var hidden = new Option<int?>("--hidden") { Description = "trainers: hidden size of the benchmark GPT (default 1024; quick 512). scale: the fixed width (default 1024)." };
         var layers = new Option<int?>("--layers") { Description = "trainers: transformer blocks (default 8; quick 12)." };
         var heads = new Option<int?>("--heads") { Description = "Attention heads (trainers: default 16, quick 8; scale: default 16)." };
+        var family = new Option<string>("--family")
+        {
+            Description = "trainers and scale: the model family: gpt2, or llama (LLaMA's shape at that width: key/value heads --kv-heads, MLP 8/3 of hidden rounded up to 256).",
+            DefaultValueFactory = _ => "gpt2",
+        };
+        family.AcceptOnlyFromAmong(BenchModel.Families);
+        var kvHeads = new Option<int?>("--kv-heads") { Description = "trainers and scale, --family llama: key/value heads (default: a quarter of --heads when it divides them)." };
         var seq = new Option<int?>("--seq") { Description = "trainers: sequence length, also the model's context (default 512; quick 128)." };
         var batch = new Option<int?>("--batch") { Description = "trainers: micro-batch size (default 2)." };
         var steps = new Option<int?>("--steps") { Description = "trainers: measured steps per run after 2 warm-up steps (default 5; quick 3)." };
@@ -51,13 +58,14 @@ public static class BenchCommand
         var command = new Command("bench",
             "The benchmark suite, in one process: matmul peaks (bf16, fp32); the plain trainer beside the chunk engine with static and dynamic placement " +
             "(speed, TFLOPS, traffic between the tiers, memory peaks, ratios to plain); the Adam step four ways against the memory-bandwidth bound; " +
-            $"and, with --parts scale, the largest GPT each engine trains under budgets. Medians after warm-up. Model FLOPs: {GptConfig.FlopsFormula}. " +
+            $"and, with --parts scale, the largest model (--family gpt2 or llama) each engine trains under budgets. Medians after warm-up. Model FLOPs: {GptConfig.FlopsFormula}. " +
             $"Tables on the console; report.md and report.json in --report (default ./{DefaultReportDirectory})." + Examples.Format(
                 "pstar bench --quick                      # a few minutes",
                 "pstar bench --parts trainers --precision fp32 --report bench-fp32",
                 "pstar bench --parts scale --precision bf16-fp32",
-                "pstar bench --parts scale --host-memory 8GiB --disk-dir /nvme/pstar --disk-memory 64GiB"));
-        foreach (var o in new Option[] { parts, quick, hidden, layers, heads, seq, batch, steps, precision, deviceMemory, hostMemory, tightMemory, diskDir, diskMemory, chunkSize, report, json, scale, adamElements, matmulSize })
+                "pstar bench --parts scale --host-memory 8GiB --disk-dir /nvme/pstar --disk-memory 64GiB",
+                "pstar bench --parts scale --family llama --device-memory 1GiB --host-memory 16GiB"));
+        foreach (var o in new Option[] { parts, quick, family, kvHeads, hidden, layers, heads, seq, batch, steps, precision, deviceMemory, hostMemory, tightMemory, diskDir, diskMemory, chunkSize, report, json, scale, adamElements, matmulSize })
             command.Options.Add(o);
         command.SetAction(r => CommandErrors.Run(() =>
         {
@@ -73,6 +81,8 @@ public static class BenchCommand
             {
                 Parts = partList,
                 Quick = q,
+                Family = r.GetValue(family)!,
+                KvHeads = r.GetValue(kvHeads) is int kv ? Positive(kv, "--kv-heads") : null,
                 Hidden = Positive(r.GetValue(hidden) ?? (q ? 512 : 1024), "--hidden"),
                 // Quick: 12 layers so that the tight run's layout has three chunks beside the 50257-token embedding, and something to evict.
                 Layers = Positive(r.GetValue(layers) ?? (q ? 12 : 8), "--layers"),

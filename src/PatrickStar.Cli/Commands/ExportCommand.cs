@@ -19,7 +19,11 @@ public static class ExportCommand
             Required = true,
         };
         var maxShard = new Option<string>("--max-shard-size") { Description = "Folder export: largest shard, e.g. 5GB (the default), 500MB, 2GiB.", DefaultValueFactory = _ => HfFolder.DefaultMaxShardSize };
-        var tokenizer = new Option<string>("--tokenizer") { Description = "Folder export: the tokenizer whose files go in the folder: gpt2 (default), r50k, or a tokenizer folder to copy.", DefaultValueFactory = _ => "gpt2" };
+        var tokenizer = new Option<string?>("--tokenizer")
+        {
+            Description = "Folder export: the tokenizer whose files go in the folder: gpt2, r50k, cl100k, o200k, or a tokenizer folder to copy " +
+                          "(default: the one the checkpoint's run used, else gpt2). Its begin/end-of-text ids go in config.json and generation_config.json.",
+        };
         var dtype = new Option<string>("--dtype") { Description = "Precision of the exported weights.", DefaultValueFactory = _ => "fp32" };
         dtype.AcceptOnlyFromAmong("fp32", "bf16", "fp16");
 
@@ -36,7 +40,7 @@ public static class ExportCommand
         {
             var outFile = r.GetValue(output)!;
             if (!outFile.FullName.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) || Directory.Exists(outFile.FullName))
-                return ExportFolder(r.GetValue(checkpoint)!, outFile.FullName, r.GetValue(dtype)!, r.GetValue(maxShard)!, r.GetValue(tokenizer)!);
+                return ExportFolder(r.GetValue(checkpoint)!, outFile.FullName, r.GetValue(dtype)!, r.GetValue(maxShard)!, r.GetValue(tokenizer));
             OutputPaths.EnsureWritableFile(outFile.FullName, "--out file", viaTempFile: true);
             OutputPaths.EnsureWritableFile(HuggingFaceGpt2.ConfigPathBeside(outFile.FullName), "config.json beside the --out file");
             TorchRuntime.EnsureLoaded();
@@ -48,17 +52,20 @@ public static class ExportCommand
         return command;
     }
 
-    private static int ExportFolder(string checkpoint, string dir, string dtype, string maxShardSize, string tokenizer)
+    private static int ExportFolder(string checkpoint, string dir, string dtype, string maxShardSize, string? tokenizerFlag)
     {
         long maxShardBytes = ByteSize.Parse(maxShardSize, "--max-shard-size");
         if (maxShardBytes <= 0) throw new ArgumentException($"--max-shard-size '{maxShardSize}' must be more than 0 bytes; e.g. 5GB.");
         OutputPaths.EnsureWritableDirectory(dir, "--out folder");
-        var tokenizerFiles = PatrickStar.Data.Tokenizers.Resolve(tokenizer); // an unknown name fails before any work
+        string tokenizer = tokenizerFlag ?? PatrickStar.Models.CausalLmCheckpoints.RecordedTokenizer(checkpoint) ?? PatrickStar.Data.Tokenizers.DefaultName;
+        var tokenizerFiles = PatrickStar.Data.Tokenizers.Resolve(tokenizer); // an unknown name (or a recorded folder since removed) fails before any work
         TorchRuntime.EnsureLoaded();
         string source = PatrickStar.Models.CausalLmCheckpoints.ExportFolder(checkpoint, dir, SafetensorsDTypes.ParsePrecision(dtype), maxShardBytes);
         var written = PatrickStar.Data.TokenizerFolder.Write(tokenizer, null, dir);
+        var (bos, eos) = PatrickStar.Data.Tokenizers.BeginAndEnd(tokenizerFiles);
+        HfSpecialTokens.Set(dir, bos, eos);
         Console.WriteLine($"Exported {source} to the folder {dir} ({dtype}, shards of at most {maxShardSize}); tokenizer files: " +
-                          (written.Count > 0 ? string.Join(", ", written) : $"none ({tokenizerFiles.Id} has no byte-level BPE files to write: give the folder a tokenizer of its own)") + ".");
+                          (written.Count > 0 ? $"{string.Join(", ", written)} ({tokenizerFiles.Id})" : $"none ({tokenizerFiles.Id} has no files to write: give the folder a tokenizer of its own)") + ".");
         return 0;
     }
 }

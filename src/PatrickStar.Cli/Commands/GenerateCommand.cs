@@ -34,7 +34,7 @@ public static class GenerateCommand
             var (model, dev, source) = ModelFiles.Load(r.GetValue(initFrom), r.GetValue(checkpoint), r.GetValue(heads), r.GetValue(device));
             using (model)
             {
-                var textTokenizer = ModelFiles.Tokenizer(r.GetValue(tokenizer), r.GetValue(initFrom), model, source);
+                var textTokenizer = ModelFiles.Tokenizer(r.GetValue(tokenizer), r.GetValue(initFrom), r.GetValue(checkpoint), model, source);
                 string text = r.GetValue(prompt)!;
                 var output = Console.Out;
                 output.Write(text);

@@ -1,5 +1,6 @@
 using PatrickStar.Checkpoints;
 using PatrickStar.Config;
+using PatrickStar.Models;
 using PatrickStar.Models.Gpt;
 using PatrickStar.Models.Llama;
 
@@ -15,10 +16,12 @@ internal static class InitFromSizes
     /// </summary>
     public static void Apply(TrainingConfig c, string file, string? presetSource)
     {
+        // The folder's own tokenizer, named in the config so that the checkpoints record it (export and generate use it).
+        if (c.Data.Tokenizer is null && Directory.Exists(file) && PatrickStar.Data.TokenizerFolder.HasTokenizer(file)) c.Data.Tokenizer = Path.GetFullPath(file);
         if (presetSource is not null)
             throw new ConfigException($"{presetSource} and --init-from both choose the model: the weights file '{file}' fixes its sizes, " +
                                       $"so drop {presetSource} (sizes can still be given with --layers/--hidden/--heads/--context).");
-        if (Directory.Exists(file) && HuggingFaceLlamaFolder.IsLlamaFolder(file))
+        if (HuggingFaceLlamaFolder.IsLlamaSource(file))
         {
             ApplyLlama(c, file);
             return;
@@ -41,18 +44,21 @@ internal static class InitFromSizes
         c.Model.Heads ??= sizes.Heads;
     }
 
-    /// <summary>A LLaMA folder's model: the preset of its shape with the folder's shared sizes (the run's checkpoints record them).</summary>
-    private static void ApplyLlama(TrainingConfig c, string dir)
+    /// <summary>
+    /// A LLaMA folder's (or file's) model: every key of its shape set from its config.json, so that the run's config (and
+    /// the checkpoints that record it) describes that model whatever its shape; size flags given still override.
+    /// </summary>
+    private static void ApplyLlama(TrainingConfig c, string path)
     {
-        var folder = HuggingFaceLlamaFolder.ReadConfig(dir);
-        var preset = HuggingFaceLlamaFolder.PresetFor(folder)
-                     ?? throw new ConfigException($"the LLaMA folder '{dir}' (num_key_value_heads = {folder.KvHeads}, intermediate_size = {folder.Intermediate}, " +
-                                                  $"rope_theta = {folder.RopeTheta}) matches no LLaMA preset's shape (see `pstar models`); training from it is not supported, eval and generate are.");
-        c.Model.Preset = preset.Name;
-        c.Model.VocabSize ??= folder.VocabSize;
-        c.Model.ContextLength ??= folder.ContextLength;
-        c.Model.Layers ??= folder.Layers;
-        c.Model.Hidden ??= folder.Hidden;
-        c.Model.Heads ??= folder.Heads;
+        var weights = HuggingFaceLlamaFolder.ReadConfig(path);
+        var m = c.Model;
+        var (vocab, context, layers, hidden, heads) = (m.VocabSize, m.ContextLength, m.Layers, m.Hidden, m.Heads);
+        m.Preset = null;
+        ModelFamilies.Describe(m, weights);
+        m.VocabSize = vocab ?? weights.VocabSize;
+        m.ContextLength = context ?? weights.ContextLength;
+        m.Layers = layers ?? weights.Layers;
+        m.Hidden = hidden ?? weights.Hidden;
+        m.Heads = heads ?? weights.Heads;
     }
 }

@@ -46,11 +46,12 @@ internal static class ModelFiles
     }
 
     /// <summary>
-    /// The tokenizer for a loaded model: --tokenizer, else an --init-from folder's own, else gpt2; refused before any work
+    /// The tokenizer for a loaded model: --tokenizer, else the checkpoint's run's, else an --init-from folder's own, else gpt2; refused before any work
     /// when its ids do not fit the model's vocabulary.
     /// </summary>
-    public static PatrickStar.Data.ITextTokenizer Tokenizer(string? spec, FileInfo? initFrom, ICausalLm model, string source)
+    public static PatrickStar.Data.ITextTokenizer Tokenizer(string? spec, FileInfo? initFrom, string? checkpoint, ICausalLm model, string source)
     {
+        spec ??= checkpoint is null ? null : CausalLmCheckpoints.RecordedTokenizer(checkpoint);
         var tokenizer = PatrickStar.Data.Tokenizers.Resolve(spec, initFrom is not null && Directory.Exists(initFrom.FullName) ? initFrom.FullName : null);
         PatrickStar.Data.Tokenizers.EnsureFitsModel(tokenizer, model.VocabSize, source);
         return tokenizer;

@@ -148,8 +148,9 @@ public sealed class GptRun : IDisposable
             throw new ConfigException($"the data's tokenizer has {data.VocabSize:N0} tokens but model.vocab_size = {modelConfig.Sizes.VocabSize:N0}; use a vocab_size of at least {data.VocabSize:N0}.");
         data.EnsureFits(config.SequenceLength);
 
-        if (initFrom is not null && modelConfig.IsLlama && !(HfFolder.IsFolder(initFrom) && HuggingFaceLlamaFolder.IsLlamaFolder(initFrom)))
-            throw new ConfigException($"--init-from {initFrom}: a LLaMA run starts only from a Hugging Face LLaMA folder (config.json with model_type \"llama\"); give one, train from scratch or --resume a checkpoint.");
+        if (initFrom is not null && modelConfig.IsLlama != HuggingFaceLlamaFolder.IsLlamaSource(initFrom))
+            throw new ConfigException($"--init-from {initFrom}: the weights are {(modelConfig.IsLlama ? "not a LLaMA's" : "a LLaMA's")} but the run's model is " +
+                                      $"{(modelConfig.IsLlama ? "a LLaMA" : "a GPT-2")}; drop --model/model.preset so that the weights choose the model.");
         TorchSharp.torch.nn.Module<Tensor, Tensor> model;
         ITrainingEngine? engine = null;
         // The chunk engine builds a fresh model streamed: placeholder parameters, each initialised in its chunk slot.

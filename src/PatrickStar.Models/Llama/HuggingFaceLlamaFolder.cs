@@ -79,15 +79,50 @@ public static class HuggingFaceLlamaFolder
         }
     }
 
-    public static LlamaConfig ReadConfig(string dir) => HfFolder.ReadConfig(dir, LlamaHfFamily.Instance);
-
-    /// <summary>Builds a LlamaForCausalLM (fp32, CPU) from a folder's config.json and loads its weights tensor by tensor.</summary>
-    public static LlamaForCausalLM Load(string dir)
+    /// <summary>
+    /// True when <paramref name="path"/> is a LLaMA folder, or a safetensors file of LlamaForCausalLM's tensors (our
+    /// export's layout: its config.json beside it, as GPT-2 files have theirs).
+    /// </summary>
+    public static bool IsLlamaSource(string path)
     {
-        var model = new LlamaForCausalLM(ReadConfig(dir));
+        if (Directory.Exists(path)) return IsLlamaFolder(path);
+        if (!File.Exists(path)) return false;
+        if (IsLlamaFolder(FolderOf(path))) return true;
         try
         {
-            Import(model, dir);
+            using var file = SafetensorsReader.Open(path);
+            return file.Entries.Any(e => e.Name == EmbedName); // a LLaMA without its config.json: ReadConfig says what is missing
+        }
+        catch (ModelFileException)
+        {
+            return false; // not readable as safetensors: the GPT-2 path reports it
+        }
+    }
+
+    private const string EmbedName = "model.embed_tokens.weight";
+
+    private static string FolderOf(string file) => Path.GetDirectoryName(Path.GetFullPath(file)) ?? ".";
+
+    /// <summary>The config of a LLaMA folder, or of a LLaMA safetensors file from the config.json beside it.</summary>
+    public static LlamaConfig ReadConfig(string path)
+    {
+        if (Directory.Exists(path)) return HfFolder.ReadConfig(path, LlamaHfFamily.Instance);
+        string beside = Path.Combine(FolderOf(path), HfFolder.ConfigFile);
+        if (!File.Exists(beside))
+            throw new ModelFileException($"'{path}' holds LLaMA weights but there is no {HfFolder.ConfigFile} beside it; a LLaMA's shape (heads, rope_theta) " +
+                                         $"is not in its tensors: put the model's HF {HfFolder.ConfigFile} in '{FolderOf(path)}'.");
+        if (!IsLlamaFolder(FolderOf(path)))
+            throw new ModelFileException($"'{path}' holds LLaMA weights but '{beside}' does not say \"model_type\": \"llama\"; put the LLaMA's own {HfFolder.ConfigFile} beside it.");
+        return LlamaConfigJson.Read(beside);
+    }
+
+    /// <summary>Builds a LlamaForCausalLM (fp32, CPU) from a folder (or file) and its config.json and loads its weights tensor by tensor.</summary>
+    public static LlamaForCausalLM Load(string path)
+    {
+        var model = new LlamaForCausalLM(ReadConfig(path));
+        try
+        {
+            Import(model, path);
             return model;
         }
         catch
@@ -97,34 +132,37 @@ public static class HuggingFaceLlamaFolder
         }
     }
 
-    /// <summary>Loads a folder's weights into <paramref name="model"/>, whose config must be the folder's.</summary>
-    public static void Import(LlamaForCausalLM model, string dir)
+    /// <summary>Loads a folder's (or a file's) weights into <paramref name="model"/>, whose config must be theirs.</summary>
+    public static void Import(LlamaForCausalLM model, string path)
     {
-        var config = ReadConfig(dir);
+        var config = ReadConfig(path);
         if (config != model.Config)
-            throw new ModelFileException($"'{Path.Combine(dir, HfFolder.ConfigFile)}' describes {config}, not the run's model {model.Config}; " +
-                                         "drop the size flags that differ from the folder's.");
-        using var weights = HfFolder.OpenWeights(dir);
-        using var _ = no_grad();
-        foreach (var (name, p) in model.named_parameters())
+            throw new ModelFileException($"the config.json of '{path}' describes {config}, not the run's model {model.Config}; " +
+                                         "drop the size flags that differ from the weights'.");
+        if (Directory.Exists(path))
         {
-            var entry = weights.Entries.FirstOrDefault(e => e.Name == name)
-                        ?? throw new ModelFileException($"folder '{dir}' has no tensor '{name}', which its config.json's model needs.");
-            if (!entry.Shape.SequenceEqual(p.shape))
-                throw new ModelFileException($"folder '{dir}': '{name}' has shape [{string.Join(", ", entry.Shape)}], its config.json needs [{string.Join(", ", p.shape)}].");
-            weights.ReadInto(name, p);
+            using var weights = HfFolder.OpenWeights(path);
+            Import(model, $"folder '{path}'", weights.Entries, weights.ReadInto);
+        }
+        else
+        {
+            using var file = SafetensorsReader.Open(path);
+            Import(model, $"'{path}'", file.Entries, file.ReadInto);
         }
     }
 
-    /// <summary>
-    /// The LLaMA preset whose shape beyond the shared sizes (key/value heads, MLP width, rotary and norm settings, tying)
-    /// is the folder's, so that a run (and its checkpoints) can describe the folder's model; null when none is.
-    /// </summary>
-    public static LlamaPreset? PresetFor(LlamaConfig folder) =>
-        LlamaZoo.Presets.FirstOrDefault(p => (p.Config with
+    private static void Import(LlamaForCausalLM model, string where, IReadOnlyList<SafetensorsEntry> entries, Action<string, Tensor> readInto)
+    {
+        using var _ = no_grad();
+        foreach (var (name, p) in model.named_parameters())
         {
-            VocabSize = folder.VocabSize, ContextLength = folder.ContextLength, Layers = folder.Layers, Hidden = folder.Hidden, Heads = folder.Heads,
-        }) == folder);
+            var entry = entries.FirstOrDefault(e => e.Name == name)
+                        ?? throw new ModelFileException($"{where} has no tensor '{name}', which its config.json's model needs.");
+            if (!entry.Shape.SequenceEqual(p.shape))
+                throw new ModelFileException($"{where}: '{name}' has shape [{string.Join(", ", entry.Shape)}], its config.json needs [{string.Join(", ", p.shape)}].");
+            readInto(name, p);
+        }
+    }
 
     /// <summary>Writes a model's weights as an HF folder (see <see cref="HfFolder.Write{TConfig}"/>).</summary>
     public static IReadOnlyList<string> Export(LlamaForCausalLM model, string dir, ScalarType dtype, long maxShardBytes) =>

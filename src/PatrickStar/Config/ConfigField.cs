@@ -105,6 +105,13 @@ internal static class Fields
             if (state.ReadBool(value, key, out bool v)) set(c, v);
         }) { Value = c => JsonValue.Create(get(c)) };
 
+    public static Field NullableBool(string key, Func<TrainingConfig, bool?> get, Action<TrainingConfig, bool?> set, string meaning) =>
+        new(key, "bool | null", c => ConfigText.Show(get(c)), meaning, (state, value, c) =>
+        {
+            if (value.ValueKind == JsonValueKind.Null) set(c, null);
+            else if (state.ReadBool(value, key, out bool v)) set(c, v);
+        }) { Value = c => get(c) is bool v ? JsonValue.Create(v) : null };
+
     public static Field String(string key, Func<TrainingConfig, string> get, Action<TrainingConfig, string> set, string meaning) =>
         new(key, "string", c => ConfigText.Show(get(c)), meaning, (state, value, c) =>
         {

@@ -34,6 +34,33 @@ internal static class ConfigKeys
             "Number of attention heads; null takes the preset's.", PresetOr),
         NullableNumber("model.dropout", c => c.Model.Dropout, (c, v) => c.Model.Dropout = v,
             "Dropout probability; null takes the preset's.", Probability with { Note = " (or null to take the preset's value)" }),
+        NullableString("model.family", c => c.Model.Family, (c, v) => c.Model.Family = v,
+            "gpt2 or llama; null takes the preset's family (gpt2 without a preset). A llama without a preset needs every size.")
+            with { OmitWhenDefault = true },
+        NullableInt("model.num_key_value_heads", c => c.Model.KvHeads, (c, v) => c.Model.KvHeads = v,
+            "LLaMA: key/value heads (grouped-query attention when fewer than n_head); null takes the preset's, else n_head.", PresetOr)
+            with { OmitWhenDefault = true },
+        NullableInt("model.intermediate_size", c => c.Model.Intermediate, (c, v) => c.Model.Intermediate = v,
+            "LLaMA: SwiGLU MLP width; null takes the preset's, else 8/3 n_embd rounded up to a multiple of 256.", PresetOr)
+            with { OmitWhenDefault = true },
+        NullableNumber("model.rope_theta", c => c.Model.RopeTheta, (c, v) => c.Model.RopeTheta = v,
+            "LLaMA: rotary base; null takes the preset's, else 10000.", Bounds.Above(0, " (or null to take the preset's value)"))
+            with { OmitWhenDefault = true },
+        NullableNumber("model.rms_norm_eps", c => c.Model.RmsEps, (c, v) => c.Model.RmsEps = v,
+            "LLaMA: RMSNorm epsilon; null takes the preset's, else 1e-5.", Bounds.Above(0, " (or null to take the preset's value)"))
+            with { OmitWhenDefault = true },
+        NullableBool("model.tie_word_embeddings", c => c.Model.TieEmbeddings, (c, v) => c.Model.TieEmbeddings = v,
+            "LLaMA: the LM head is the token embedding; null takes the preset's, else false.") with { OmitWhenDefault = true },
+        NullableNumber("model.rope_scaling.factor", c => c.Model.RopeScalingFactor, (c, v) => c.Model.RopeScalingFactor = v,
+            "LLaMA: Llama-3 rotary scaling factor (the four rope_scaling keys together, or none: the preset's).",
+            Bounds.Above(0, " (or null)")) with { OmitWhenDefault = true },
+        NullableNumber("model.rope_scaling.low_freq_factor", c => c.Model.RopeScalingLowFreqFactor, (c, v) => c.Model.RopeScalingLowFreqFactor = v,
+            "LLaMA: Llama-3 rotary scaling low_freq_factor.", Bounds.Above(0, " (or null)")) with { OmitWhenDefault = true },
+        NullableNumber("model.rope_scaling.high_freq_factor", c => c.Model.RopeScalingHighFreqFactor, (c, v) => c.Model.RopeScalingHighFreqFactor = v,
+            "LLaMA: Llama-3 rotary scaling high_freq_factor (> low_freq_factor).", Bounds.Above(0, " (or null)")) with { OmitWhenDefault = true },
+        NullableInt("model.rope_scaling.original_max_position_embeddings", c => c.Model.RopeScalingOriginalMaxPositions,
+            (c, v) => c.Model.RopeScalingOriginalMaxPositions = v,
+            "LLaMA: Llama-3 rotary scaling original context length.", Bounds.AtLeast(1, " (or null)")) with { OmitWhenDefault = true },
         StringList("data.files", c => c.Data.Files, (c, v) => c.Data.Files = v,
             "Text files to train on; empty uses the built-in generated corpus."),
         Number("data.validation_fraction", c => c.Data.ValidationFraction, (c, v) => c.Data.ValidationFraction = v,

@@ -44,6 +44,20 @@ public sealed class ModelSection
     public int? Hidden { get; set; }
     public int? Heads { get; set; }
     public double? Dropout { get; set; }
+
+    // A LLaMA's shape beyond the shared sizes (HF LlamaConfig's names); null takes the LLaMA preset's, or the family default.
+    /// <summary>"gpt2" or "llama"; null: the preset's family (gpt2 without a preset).</summary>
+    public string? Family { get; set; }
+    public int? KvHeads { get; set; }
+    public int? Intermediate { get; set; }
+    public double? RopeTheta { get; set; }
+    public double? RmsEps { get; set; }
+    public bool? TieEmbeddings { get; set; }
+    /// <summary>Llama-3 rotary scaling: all four set, or none (the preset's).</summary>
+    public double? RopeScalingFactor { get; set; }
+    public double? RopeScalingLowFreqFactor { get; set; }
+    public double? RopeScalingHighFreqFactor { get; set; }
+    public int? RopeScalingOriginalMaxPositions { get; set; }
 }
 
 public sealed class DataSection

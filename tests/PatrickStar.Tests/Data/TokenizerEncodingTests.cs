@@ -31,7 +31,7 @@ public class TokenizerEncodingTests
     {
         using var dir = new TempDir();
         var written = TokenizerFolder.Write("gpt2", null, dir.Path);
-        Assert.Equal(new[] { TokenizerFolder.VocabFile, TokenizerFolder.MergesFile, TokenizerFolder.JsonFile }, written);
+        Assert.Equal(new[] { TokenizerFolder.VocabFile, TokenizerFolder.MergesFile, TokenizerFolder.JsonFile, TokenizerFolder.ConfigFile }, written);
         var expected = Gpt2Tokenizer.Instance.Encode(Sample);
 
         var fromJson = Tokenizers.Resolve(null, dir.Path); // the folder's own tokenizer, by default

@@ -77,6 +77,16 @@ public sealed record DeepSpeedSettings
             {
                 Preset = c.Model.Preset, VocabSize = c.Model.VocabSize, NPositions = c.Model.ContextLength, NLayer = c.Model.Layers,
                 NEmbd = c.Model.Hidden, NHead = c.Model.Heads, Dropout = c.Model.Dropout,
+                Family = c.Model.Family, NumKeyValueHeads = c.Model.KvHeads, IntermediateSize = c.Model.Intermediate, RopeTheta = c.Model.RopeTheta,
+                RmsNormEps = c.Model.RmsEps, TieWordEmbeddings = c.Model.TieEmbeddings,
+                RopeScaling = c.Model.RopeScalingFactor is null && c.Model.RopeScalingLowFreqFactor is null && c.Model.RopeScalingHighFreqFactor is null
+                              && c.Model.RopeScalingOriginalMaxPositions is null
+                    ? null
+                    : new()
+                    {
+                        Factor = c.Model.RopeScalingFactor, LowFreqFactor = c.Model.RopeScalingLowFreqFactor,
+                        HighFreqFactor = c.Model.RopeScalingHighFreqFactor, OriginalMaxPositionEmbeddings = c.Model.RopeScalingOriginalMaxPositions,
+                    },
             },
             Data = new()
             {

@@ -16,6 +16,23 @@ public sealed record ModelSettings
     [JsonPropertyName("n_embd"), JsonIgnore(Condition = JsonIgnoreCondition.Never)] public int? NEmbd { get; init; }
     [JsonPropertyName("n_head"), JsonIgnore(Condition = JsonIgnoreCondition.Never)] public int? NHead { get; init; }
     [JsonPropertyName("dropout"), JsonIgnore(Condition = JsonIgnoreCondition.Never)] public double? Dropout { get; init; }
+    // A LLaMA's shape: written only when set (older checkpoints' configs lack them).
+    [JsonPropertyName("family")] public string? Family { get; init; }
+    [JsonPropertyName("num_key_value_heads")] public int? NumKeyValueHeads { get; init; }
+    [JsonPropertyName("intermediate_size")] public int? IntermediateSize { get; init; }
+    [JsonPropertyName("rope_theta")] public double? RopeTheta { get; init; }
+    [JsonPropertyName("rms_norm_eps")] public double? RmsNormEps { get; init; }
+    [JsonPropertyName("tie_word_embeddings")] public bool? TieWordEmbeddings { get; init; }
+    [JsonPropertyName("rope_scaling")] public RopeScalingSettings? RopeScaling { get; init; }
+}
+
+/// <summary>"model.rope_scaling": Llama-3 rotary frequency scaling.</summary>
+public sealed record RopeScalingSettings
+{
+    [JsonPropertyName("factor")] public double? Factor { get; init; }
+    [JsonPropertyName("low_freq_factor")] public double? LowFreqFactor { get; init; }
+    [JsonPropertyName("high_freq_factor")] public double? HighFreqFactor { get; init; }
+    [JsonPropertyName("original_max_position_embeddings")] public int? OriginalMaxPositionEmbeddings { get; init; }
 }
 
 /// <summary>"data": the training text and its tokenizer.</summary>
