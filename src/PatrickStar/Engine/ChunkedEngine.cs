@@ -41,6 +41,7 @@ public sealed class ChunkedEngine : ITrainingEngine
     private readonly ChunkedAdam adam;
     private readonly ChunkStateAccess state;
     private readonly EngineProfile profile;
+    private readonly DiskPlacement? disk;
     private EngineStatistics statistics;
 
     /// <param name="communicator">The data-parallel job this rank belongs to; null or one rank trains alone.</param>
@@ -77,17 +78,38 @@ public sealed class ChunkedEngine : ITrainingEngine
         placement = new PlacementPolicy(options);
         mover = new ChunkMover(chunks, device, host, placement, tracer, iteration, options.DeviceMemory);
         collectives = new ChunkCollectives(comm, config.Distributed.Mode, chunks, device, host, computeType, iteration, tracer);
-        ParameterPacking.Pack(chunks, ordered, computeType, host, collectives.BindReleased);
+        disk = DiskTierOf(options, chunks, computeType, host, placement, tracer, collectives);
+        mover.Disk = disk;
+        collectives.Disk = disk;
+        try
+        {
+            ParameterPacking.Pack(chunks, ordered, computeType, host, collectives.BindReleased, disk);
+        }
+        catch
+        {
+            disk?.Store.Dispose(); // its files go now, not at exit
+            throw;
+        }
         hooks = new ParameterHooks(model, chunks, managed, mover, collectives, tracer, EnterMoment, computeDevice);
-        adam = new ChunkedAdam(chunks, AdamSettings.From(config.Optimizer), computeType, options.TensorAdamOnDevice, device, collectives);
-        state = new ChunkStateAccess(chunks, ordered);
+        adam = new ChunkedAdam(chunks, AdamSettings.From(config.Optimizer), computeType, options.TensorAdamOnDevice, device, collectives, disk);
+        state = new ChunkStateAccess(chunks, ordered, disk);
         profile = new EngineProfile(chunks, device, placement, tracer);
         if (placement.IsStatic)
             foreach (var c in chunks.Param.Where(c => c.Payload is not null)) mover.Move(c, device, "static placement of parameter chunks");
         GC.Collect();
         GC.WaitForPendingFinalizers(); // tensors dropped before now must not be counted as activations later
         tracer.TakeBaseline();
-        statistics = new EngineStatistics(Chunks: new ChunkStatistics(chunks.Count, layout.ChunkSize, layout.Utilisation));
+        statistics = new EngineStatistics(Chunks: new ChunkStatistics(chunks.Count, layout.ChunkSize, layout.Utilisation), Disk: disk?.Store.Statistics);
+    }
+
+    /// <summary>The disk tier (files, I/O thread, staging buffers) when disk_dir is set; refusals throw <see cref="Tiers.DiskTierRefusedException"/>.</summary>
+    private static DiskPlacement? DiskTierOf(ChunkEngineOptions options, ChunkLists chunks, ScalarType computeType, TierMemory host,
+        PlacementPolicy placement, NonModelTracer tracer, ChunkCollectives collectives)
+    {
+        if (options.DiskDir is null) return null;
+        var store = new DiskChunkStore(chunks, computeType, options.DiskDir, options.DiskMemory, options.DiskFileOpener,
+            options.DiskLog ?? Console.Error.WriteLine, options.DiskReadAhead);
+        return new DiskPlacement(chunks, host, store, placement, tracer, collectives.BindReleased, options.DiskReadAhead);
     }
 
     /// <summary>
@@ -147,6 +169,15 @@ public sealed class ChunkedEngine : ITrainingEngine
     /// <summary>Chunk bytes resident in a tier, by kind (what the profile records at each moment).</summary>
     public KindBytes ChunkBytesIn(Tier tier) => chunks.BytesIn(tier);
 
+    /// <summary>The disk tier's traffic (bytes, seconds, clean evictions skipped); null without disk_dir.</summary>
+    public Tiers.IoStatistics? DiskStatistics => disk?.Store.Statistics;
+
+    /// <summary>True when master, momentum and variance live on disk and the optimizer streams them.</summary>
+    public bool OptimizerStateOnDisk => disk?.StateOnDisk ?? false;
+
+    /// <summary>Bytes of the disk tier's staging buffers (host memory beside the host budget); 0 without disk_dir.</summary>
+    public long DiskBufferBytes => disk?.Store.BufferBytes ?? 0;
+
     public IReadOnlyList<string> ParameterNames => state.ParameterNames;
     public Tensor ReadChunk(ChunkKind kind, int index) => state.ReadChunk(kind, index);
     public void WriteChunk(ChunkKind kind, int index, Tensor values) => state.WriteChunk(kind, index, values);
@@ -177,7 +208,12 @@ public sealed class ChunkedEngine : ITrainingEngine
         using var _ = no_grad();
         // Parameters that received no gradient (unused this step) still hold weights in their slot: zero them.
         foreach (var mp in ordered.Where(m => !chunks.Accumulating && m.Gradient.Content != SlotContent.Gradient && chunks.HasState(m.Place.Chunk)))
-            mp.Parameter.zero_();
+        {
+            var chunk = chunks.Param[mp.Place.Chunk];
+            using var values = disk.ReadValues(chunk);
+            using (var slot = values.narrow(0, mp.Place.Offset, mp.Place.Numel)) slot.zero_();
+            disk.WroteValues(chunk, values);
+        }
 
         var decision = Scaler.Decide(adam.GlobalGradientNorm(), config.GradientClipping);
         if (!decision.Skip)
@@ -207,9 +243,12 @@ public sealed class ChunkedEngine : ITrainingEngine
         {
             if (!chunks.HasState(i)) continue;
             long used = chunks.Used(i);
-            using var master = chunks.Master[i].UsedPart(used);
-            using var param = chunks.Param[i].UsedPart(used);
-            param.copy_(master);
+            using var masterValues = disk.ReadValues(chunks.Master[i]);
+            using var paramValues = disk.ReadValues(chunks.Param[i]);
+            using (var master = masterValues.narrow(0, 0, used))
+            using (var param = paramValues.narrow(0, 0, used))
+                param.copy_(master);
+            disk.WroteValues(chunks.Param[i], paramValues);
         }
         ClearGradientState();
         collectives.ReleaseRemoteChunks();
@@ -256,6 +295,18 @@ public sealed class ChunkedEngine : ITrainingEngine
         mover.Profiler = recorder;
     }
 
+    /// <summary>Points the parameters of an on-disk chunk at a copy of its values read from disk.</summary>
+    private void RebindFromDisk(Chunk c)
+    {
+        using var values = disk!.Read(c);
+        foreach (var mp in c.Tensors)
+        {
+            using var slot = values.narrow(0, mp.Place.Offset, mp.Place.Numel);
+            using var view = slot.view(mp.Shape);
+            mp.Parameter.set_(view);
+        }
+    }
+
     public void Dispose()
     {
         tracer.Dispose();
@@ -264,6 +315,11 @@ public sealed class ChunkedEngine : ITrainingEngine
         // Give parameters their own storage back so the model stays usable after the engine is gone.
         using (no_grad())
         {
+            try
+            {
+                foreach (var c in chunks.Param.Where(c => c.OnDisk)) RebindFromDisk(c);
+            }
+            catch (IOException) { } // the disk failed (the run stops on that error): those parameters keep no values
             foreach (var mp in ordered)
             {
                 using var own = mp.Parameter.detach().clone();
@@ -280,5 +336,6 @@ public sealed class ChunkedEngine : ITrainingEngine
         device.Dispose();
         host.Dispose();
         collectives.Dispose();
+        disk?.Store.Dispose(); // the chunk files are removed
     }
 }

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace PatrickStar.Memory;
 
 /// <summary>The memory tiers a chunk can live in.</summary>
-public enum Tier { Device, Host }
+public enum Tier { Device, Host, Disk }
 
 /// <summary>A tier's byte budget was not enough; the message has the bytes needed and available.</summary>
 public sealed class TierBudgetExceededException : Exception

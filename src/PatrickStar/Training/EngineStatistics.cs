@@ -3,7 +3,9 @@ namespace PatrickStar.Training;
 /// <summary>What an engine reports after each step; the chunk figures come only from the chunk engine.</summary>
 /// <param name="GradNorm">Global L2 norm of the last step's gradients (null before the first step).</param>
 /// <param name="LossScale">The loss scale after the last step (null before the first step).</param>
-public sealed record EngineStatistics(double? GradNorm = null, double? LossScale = null, ChunkStatistics? Chunks = null)
+/// <param name="Disk">The disk tier's traffic since the engine started (cumulative); null without a disk tier.</param>
+public sealed record EngineStatistics(double? GradNorm = null, double? LossScale = null, ChunkStatistics? Chunks = null,
+    Tiers.IoStatistics? Disk = null)
 {
     public static readonly EngineStatistics None = new();
 
@@ -14,6 +16,13 @@ public sealed record EngineStatistics(double? GradNorm = null, double? LossScale
             foreach (var figure in Chunks.Named()) yield return figure;
         if (GradNorm is double norm) yield return new("grad_norm", norm);
         if (LossScale is double scale) yield return new("loss_scale", scale);
+        if (Disk is { } disk)
+        {
+            yield return new("disk_read_bytes", disk.BytesRead);
+            yield return new("disk_write_bytes", disk.BytesWritten);
+            yield return new("disk_io_seconds", disk.IoSeconds);
+            yield return new("disk_wait_seconds", disk.ConsumerWaitSeconds);
+        }
     }
 }
 
