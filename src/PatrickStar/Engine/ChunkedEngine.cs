@@ -78,7 +78,7 @@ public sealed class ChunkedEngine : ITrainingEngine
         placement = new PlacementPolicy(options);
         mover = new ChunkMover(chunks, device, host, placement, tracer, iteration, options.DeviceMemory);
         collectives = new ChunkCollectives(comm, config.Distributed.Mode, chunks, device, host, computeType, iteration, tracer);
-        disk = DiskTierOf(options, chunks, computeType, host, placement, tracer, collectives);
+        disk = DiskPlacement.Open(options, chunks, computeType, host, placement, tracer, collectives.BindReleased);
         mover.Disk = disk;
         collectives.Disk = disk;
         try
@@ -100,16 +100,6 @@ public sealed class ChunkedEngine : ITrainingEngine
         GC.WaitForPendingFinalizers(); // tensors dropped before now must not be counted as activations later
         tracer.TakeBaseline();
         statistics = new EngineStatistics(Chunks: new ChunkStatistics(chunks.Count, layout.ChunkSize, layout.Utilisation), Disk: disk?.Store.Statistics);
-    }
-
-    /// <summary>The disk tier (files, I/O thread, staging buffers) when disk_dir is set; refusals throw <see cref="Tiers.DiskTierRefusedException"/>.</summary>
-    private static DiskPlacement? DiskTierOf(ChunkEngineOptions options, ChunkLists chunks, ScalarType computeType, TierMemory host,
-        PlacementPolicy placement, NonModelTracer tracer, ChunkCollectives collectives)
-    {
-        if (options.DiskDir is null) return null;
-        var store = new DiskChunkStore(chunks, computeType, options.DiskDir, options.DiskMemory, options.DiskFileOpener,
-            options.DiskLog ?? Console.Error.WriteLine, options.DiskReadAhead);
-        return new DiskPlacement(chunks, host, store, placement, tracer, collectives.BindReleased, options.DiskReadAhead);
     }
 
     /// <summary>

@@ -20,6 +20,16 @@ internal sealed class DiskPlacement(ChunkLists chunks, TierMemory host, DiskChun
 
     public DiskChunkStore Store => store;
 
+    /// <summary>The disk tier (files, I/O thread, staging buffers) when disk_dir is set, else null; refusals throw <see cref="Tiers.DiskTierRefusedException"/>.</summary>
+    public static DiskPlacement? Open(ChunkEngineOptions options, ChunkLists chunks, ScalarType computeType, TierMemory host,
+        PlacementPolicy placement, NonModelTracer tracer, Action<Chunk> bindReleased)
+    {
+        if (options.DiskDir is null) return null;
+        var store = new DiskChunkStore(chunks, computeType, options.DiskDir, options.DiskMemory, options.DiskFileOpener,
+            options.DiskLog ?? Console.Error.WriteLine, options.DiskReadAhead);
+        return new DiskPlacement(chunks, host, store, placement, tracer, bindReleased, options.DiskReadAhead);
+    }
+
     private static long OwnedBytes(ChunkLists chunks)
     {
         long perIndex = TierMemory.Bytes(ScalarType.Float32, chunks.Layout.ChunkSize) * (chunks.Accumulating ? 4 : 3);
