@@ -44,6 +44,7 @@ public static partial class CommandErrors
             or TrainingDivergedException or PatrickStar.Memory.TierBudgetExceededException or ArgumentException or FileNotFoundException
             or DirectoryNotFoundException or UnauthorizedAccessException or OutputPathException
             or PatrickStar.Checkpoints.ModelFileException
+            or PatrickStar.Tiers.DiskTierRefusedException or PatrickStar.Tiers.DiskIoException // named chunk, file and OS error
             or ProfileFormatException or InvalidDataException
             or PatrickStar.Distributed.MpiUnavailableException or PatrickStar.Distributed.RankMismatchException
             or PatrickStar.Distributed.CommunicatorAbortedException; // another rank failed and said why

@@ -78,6 +78,8 @@ internal static class ConfigFlags
         new("--engine", "engine", "plain (everything on the device) or chunked (PatrickStar's chunk engine).", FlagValue.Text, ConfigLoader.Engines),
         new("--device-memory", "device_memory", "Chunked engine: device budget, e.g. 1GiB (default: a quarter of available memory on a CPU device).", FlagValue.Json),
         new("--host-memory", "host_memory", "Chunked engine: host budget for chunks, e.g. 16GiB (default: the rest of available memory).", FlagValue.Json),
+        new("--disk-dir", "disk_dir", "Chunked engine: a directory on a local disk for a third tier (chunk files there, removed at exit).", FlagValue.Text),
+        new("--disk-memory", "disk_memory", "Chunked engine: disk tier budget, e.g. 64GiB (default: what the chunks need).", FlagValue.Json),
         new("--chunk-size", "chunk_size", "Chunked engine: elements per chunk, e.g. 4M (default: the size that wastes least).", FlagValue.Json),
         new("--placement", "placement_policy", "Chunked engine: dynamic (traced, OPT eviction) or static (parameters pinned on the device).",
             FlagValue.Text, ["dynamic", "static"]),

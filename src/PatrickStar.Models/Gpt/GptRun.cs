@@ -271,6 +271,8 @@ public sealed class GptRun : IDisposable
     public static MemoryEstimate EnsureFits(TrainingConfig config, ModelChoice modelConfig, Device device, int ranks = 1)
     {
         var (deviceBudget, hostBudget) = EstimateBudgets.For(config, device);
+        // With a disk tier the chunks the host budget cannot hold spill to disk: the host is not the limit here.
+        if (config.Chunks.DiskDir is not null && config.Engine == "chunked") hostBudget = long.MaxValue / 4;
         var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(config, modelConfig, deviceBudget, hostBudget, ranks));
         if (!estimate.Fits)
             throw new PatrickStar.Profiling.InsufficientMemoryException(

@@ -14,6 +14,9 @@ public enum ChunkState
 
     /// <summary>A tensor in it is in use by an operator: it must stay where it is.</summary>
     Compute,
+
+    /// <summary>No payload in memory: the chunk's values are in its slot of the disk tier's file.</summary>
+    OnDisk,
 }
 
 /// <summary>
@@ -42,7 +45,34 @@ internal sealed class Chunk
     public long Bytes => TierMemory.Bytes(DType, Elements);
     public bool HasComputingTensor => Tensors.Any(t => t.State == TensorState.Compute);
 
-    public ChunkState State => Payload is null ? ChunkState.Released : HasComputingTensor ? ChunkState.Compute : ChunkState.Hold;
+    public ChunkState State => OnDisk ? ChunkState.OnDisk : Payload is null ? ChunkState.Released : HasComputingTensor ? ChunkState.Compute : ChunkState.Hold;
+
+    /// <summary>The values are in the disk tier's file, not in memory.</summary>
+    public bool OnDisk { get; private set; }
+
+    /// <summary>The disk slot holds what the payload holds: an eviction to disk needs no write (a clean chunk).</summary>
+    public bool DiskCopyCurrent { get; private set; }
+
+    /// <summary>The payload may now differ from the disk copy (gradients written into it, an update, a restore).</summary>
+    public void MarkModified() => DiskCopyCurrent = false;
+
+    /// <summary>Hold → OnDisk: the payload leaves memory (the caller wrote it to disk, or the disk copy was current).</summary>
+    public Tensor ToDisk(string during)
+    {
+        var old = Detach(during);
+        OnDisk = true;
+        DiskCopyCurrent = true;
+        return old;
+    }
+
+    /// <summary>OnDisk → Hold: the payload read from disk, owned by <paramref name="tier"/>; the disk copy is current.</summary>
+    public void FromDisk(Tensor payload, TierMemory tier)
+    {
+        if (!OnDisk) throw new InvalidOperationException($"{Kind} chunk {Index} is not on disk.");
+        OnDisk = false;
+        Attach(payload, tier);
+        DiskCopyCurrent = true;
+    }
 
     /// <summary>Released → Hold: the chunk takes a payload owned by <paramref name="tier"/>.</summary>
     public void Attach(Tensor payload, TierMemory tier)
@@ -73,7 +103,7 @@ internal sealed class Chunk
     public Tensor Detach(string during)
     {
         if (HasComputingTensor)
-            throw new InvalidOperationException($"remote chunk {Index} cannot be released during {during}: a tensor in it is computing.");
+            throw new InvalidOperationException($"{Kind} chunk {Index} cannot leave memory during {during}: a tensor in it is computing.");
         var old = Payload!;
         Payload = null;
         Tier = null;
@@ -83,6 +113,7 @@ internal sealed class Chunk
     /// <summary>Any state → Released, unchecked: the engine is being disposed. Null when there was no payload.</summary>
     public Tensor? Drop()
     {
+        OnDisk = false;
         var old = Payload;
         Payload = null;
         Tier = null;

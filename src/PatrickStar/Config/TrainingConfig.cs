@@ -156,6 +156,12 @@ public sealed class ChunkSection
     public long? DeviceMemory { get; set; }
     /// <summary>Bytes the host tier may use for chunks; null: the machine's available memory minus the device budget.</summary>
     public long? HostMemory { get; set; }
+    /// <summary>Directory of the disk tier's chunk files (it must exist); null: no disk tier.</summary>
+    public string? DiskDir { get; set; }
+    /// <summary>Bytes the disk tier's files may take; null: what this rank's chunks need.</summary>
+    public long? DiskMemory { get; set; }
+    /// <summary>Library-only: opens the disk tier's chunk files (tests inject failing ones); null for the real files.</summary>
+    public Tiers.ChunkFileOpener? DiskFileOpener { get; set; }
     /// <summary>Fraction of the device budget chunks may use during the warm-up iteration.</summary>
     public double WarmupDeviceRatio { get; set; } = 0.2;
     /// <summary>Update optimizer-state chunks on the device when the warm-up trace shows room left over (the margin).</summary>

@@ -85,9 +85,19 @@ internal sealed class ChunkCollectives : IDisposable
         else BroadcastChunk(chunk);
     }
 
+    /// <summary>The host ↔ disk placement when the engine has a disk tier: this rank's chunks may be on disk.</summary>
+    public DiskPlacement? Disk { get; set; }
+
+    /// <summary>Reads one of this rank's chunks back from disk (into the host tier) before a collective uses its payload.</summary>
+    private void Resident(Chunk chunk)
+    {
+        if (chunk.OnDisk) Disk!.Load(chunk, host, $"{chunk.Kind} chunk {chunk.Index} for a collective ({tracer.Label})");
+    }
+
     /// <summary>A host payload for a remote chunk, its parameters re-pointed at it.</summary>
     private void AttachRemotePayload(Chunk chunk)
     {
+        Disk?.MakeHostRoom(chunk.Bytes, chunk);
         chunk.Attach(host.Acquire(chunk.DType, chunk.Elements, $"remote parameter chunk {chunk.Index}"), host);
         ChunkMover.Rebind(chunk);
     }
@@ -101,6 +111,7 @@ internal sealed class ChunkCollectives : IDisposable
             using (var mine = buffer.narrow(0, Rank * n, n))
             {
                 var own = chunks.Param[group * Ranks + Rank];
+                Resident(own);
                 if (own.Payload is null) mine.zero_(); // a padding chunk
                 else mine.copy_(own.Payload);
                 Timed(() => comm!.AllGather(mine, buffer), buffer);
@@ -201,6 +212,7 @@ internal sealed class ChunkCollectives : IDisposable
             {
                 var chunk = chunks.Param[group * Ranks + r];
                 using var slice = buffer.narrow(0, r * n, n);
+                Resident(chunk);
                 ZeroSlotsWithoutGradient(chunk);
                 if (chunk.Payload is null) slice.zero_();
                 else slice.copy_(chunk.Payload);
@@ -224,6 +236,7 @@ internal sealed class ChunkCollectives : IDisposable
         var buffer = device.Acquire(computeType, chunks.Layout.ChunkSize, $"reduce of chunk {chunk.Index}");
         try
         {
+            Resident(chunk);
             ZeroSlotsWithoutGradient(chunk);
             Tensor send = chunk.Payload ?? buffer.zero_();
             Timed(() => comm!.Reduce(send, owner == Rank ? buffer : null, owner, ReduceOp.Average), send);
@@ -244,6 +257,8 @@ internal sealed class ChunkCollectives : IDisposable
     private void TakeAveragedGradients(Chunk chunk, Tensor averaged)
     {
         if (!chunks.HasState(chunk.Index)) return; // a padding chunk
+        Resident(chunk);
+        chunk.MarkModified();
         long used = chunks.Used(chunk.Index);
         using var result = averaged.narrow(0, 0, used);
         using var param = chunk.UsedPart(used);
@@ -252,7 +267,8 @@ internal sealed class ChunkCollectives : IDisposable
             using var accumulator = chunks.Gradient[chunk.Index].UsedPart(used);
             using var wide = result.to(ScalarType.Float32).to(accumulator.device);
             accumulator.add_(wide);
-            using var master = chunks.Master[chunk.Index].UsedPart(used);
+            using var masterValues = Disk.ReadValues(chunks.Master[chunk.Index]);
+            using var master = masterValues.narrow(0, 0, used);
             param.copy_(master);
             foreach (var mp in chunk.Tensors) mp.Gradient.Clear();
         }

@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 
 namespace PatrickStar.Engine;
 
-/// <summary>The chunk engine's settings (config keys chunk_size, placement_policy, device_memory, host_memory, mem_tracer.*, prefetch).</summary>
+/// <summary>The chunk engine's settings (config keys chunk_size, placement_policy, device_memory, host_memory, disk_dir, disk_memory, mem_tracer.*, prefetch).</summary>
 public sealed record ChunkEngineOptions(
     long DeviceMemory,
     long HostMemory,
@@ -16,8 +16,19 @@ public sealed record ChunkEngineOptions(
     bool HybridAdam = true,
     double MarginUseRatio = 0.8,
     bool TensorAdamOnDevice = false,
-    bool Prefetch = true)
+    bool Prefetch = true,
+    string? DiskDir = null,
+    long? DiskMemory = null)
 {
+    /// <summary>Parameter chunks read ahead from disk, the next ones the trace names (0: none).</summary>
+    public int DiskReadAhead { get; init; } = 2;
+
+    /// <summary>Opens the disk tier's chunk files; null for the real ones (tests inject failing files).</summary>
+    public Tiers.ChunkFileOpener? DiskFileOpener { get; init; }
+
+    /// <summary>Receives the disk tier's start-up lines (I/O mode, a dead run's files removed); null: standard error.</summary>
+    public Action<string>? DiskLog { get; init; }
+
     /// <summary>Budgets from the config; on a CPU device the defaults split the machine's available memory 1:3.</summary>
     public static ChunkEngineOptions From(TrainingConfig config, Device device)
     {
@@ -27,7 +38,8 @@ public sealed record ChunkEngineOptions(
             ? available / 4
             : throw new ArgumentException("device_memory must be set for a non-CPU device (TorchSharp cannot query its memory): e.g. --device-memory 20GiB."));
         long hostBudget = c.HostMemory ?? Math.Max(0, available - (device.type == DeviceType.CPU ? deviceBudget : 0));
-        return new ChunkEngineOptions(deviceBudget, hostBudget, c.ChunkSize, c.Placement, c.WarmupDeviceRatio, c.HybridAdam, c.MarginUseRatio, c.TensorAdamOnDevice, c.Prefetch);
+        return new ChunkEngineOptions(deviceBudget, hostBudget, c.ChunkSize, c.Placement, c.WarmupDeviceRatio, c.HybridAdam, c.MarginUseRatio, c.TensorAdamOnDevice,
+            c.Prefetch, c.DiskDir, c.DiskMemory) { DiskFileOpener = c.DiskFileOpener };
     }
 
     /// <summary>Host bytes of model data per parameter: storage-precision copy (bf16 for both bf16 modes), fp32 master, momentum, variance (+ fp32 gradients when accumulating).</summary>

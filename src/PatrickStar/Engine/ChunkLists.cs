@@ -100,12 +100,12 @@ internal sealed class ChunkLists
     {
         var bytes = new KindBytes();
         foreach (var c in All)
-            if (c.Payload is not null && c.Tier!.Tier == tier) bytes[c.Kind] += c.Bytes;
+            if (c.OnDisk ? tier == Tier.Disk : c.Payload is not null && c.Tier!.Tier == tier) bytes[c.Kind] += c.Bytes;
         return bytes;
     }
 
-    /// <summary>Bytes of chunk payloads held now, both tiers (pooled buffers not counted).</summary>
-    public long PayloadBytes => All.Where(c => c.Payload is not null).Sum(c => c.Bytes);
+    /// <summary>Bytes of chunk payloads held now, in memory and on disk (pooled buffers not counted).</summary>
+    public long PayloadBytes => All.Where(c => c.Payload is not null || c.OnDisk).Sum(c => c.Bytes);
 
     /// <summary>Bytes of parameter chunks on <paramref name="tier"/> with a tensor computing.</summary>
     public long ComputingParamBytes(TierMemory tier) => Param.Where(c => c.Tier == tier && c.HasComputingTensor).Sum(c => c.Bytes);

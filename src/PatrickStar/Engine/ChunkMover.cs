@@ -2,6 +2,7 @@ using PatrickStar.Chunks;
 using PatrickStar.Memory;
 using PatrickStar.Profiling;
 using PatrickStar.Timing;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace PatrickStar.Engine;
@@ -20,6 +21,9 @@ internal sealed class ChunkMover(ChunkLists chunks, TierMemory device, TierMemor
 
     /// <summary>The read-ahead of parameter chunks; null when it is off.</summary>
     public ChunkPrefetcher? Prefetcher { get; set; }
+
+    /// <summary>The host ↔ disk placement when the engine has a disk tier.</summary>
+    public DiskPlacement? Disk { get; set; }
 
     /// <summary>
     /// The smallest device budget the checks so far would have accepted: per moment, the non-model bytes the check
@@ -59,7 +63,10 @@ internal sealed class ChunkMover(ChunkLists chunks, TierMemory device, TierMemor
         if (workingSet > allowed) throw WorkingSetError(module, chunk, allowed);
         MakeRoom(allowed, chunk, training);
         if (device.InUseBytes + chunk.Bytes > allowed) throw WorkingSetError(module, chunk, allowed);
+        // From disk straight into a CPU device's tier; a GPU's chunk goes through the host.
+        Disk?.Load(chunk, device.Device.type == DeviceType.CPU ? device : host, $"{module} ({tracer.Label})");
         Move(chunk, device, $"{module} ({tracer.Label})");
+        Disk?.ReadAheadAfter(tracer.Moment);
         ObserveDevice(nonModel);
     }
 
@@ -115,6 +122,7 @@ internal sealed class ChunkMover(ChunkLists chunks, TierMemory device, TierMemor
         if (chunk.Tier == target) return;
         using var timed = StepPhases.Begin(StepPhase.ChunkMovement);
         chunk.RequireMovable(tracer.Label);
+        if (target == host) Disk?.MakeHostRoom(chunk.Bytes, chunk);
         var buffer = target.Acquire(chunk.DType, chunk.Elements, purpose);
         using (no_grad()) buffer.copy_(chunk.Payload!);
         var oldTier = chunk.Tier!;
@@ -137,6 +145,7 @@ internal sealed class ChunkMover(ChunkLists chunks, TierMemory device, TierMemor
         {
             if (!chunks.HasState(i)) continue;
             var group = chunks.OptimizerGroup(i);
+            if (group.Any(c => c.OnDisk)) continue; // streamed from disk by the optimizer instead
             long bytes = group.Sum(c => c.Bytes);
             if (bytes > margin) break;
             margin -= bytes;

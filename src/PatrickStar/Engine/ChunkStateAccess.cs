@@ -4,8 +4,8 @@ using static TorchSharp.torch;
 
 namespace PatrickStar.Engine;
 
-/// <summary>Reads and writes the optimizer state this rank keeps, by chunk or by parameter (what checkpoints save and restore).</summary>
-internal sealed class ChunkStateAccess(ChunkLists chunks, IReadOnlyList<ManagedParameter> ordered)
+/// <summary>Reads and writes the optimizer state this rank keeps, by chunk or by parameter (what checkpoints save and restore), wherever the chunks are: in memory or on disk.</summary>
+internal sealed class ChunkStateAccess(ChunkLists chunks, IReadOnlyList<ManagedParameter> ordered, DiskPlacement? disk = null)
 {
     private readonly Dictionary<string, ManagedParameter> byName = ordered.ToDictionary(mp => mp.Name, StringComparer.Ordinal);
 
@@ -16,7 +16,8 @@ internal sealed class ChunkStateAccess(ChunkLists chunks, IReadOnlyList<ManagedP
     public Tensor ReadChunk(ChunkKind kind, int index)
     {
         using var _ = no_grad();
-        using var used = chunks.StateChunk(kind, index).UsedPart(chunks.Used(index));
+        using var values = disk.ReadValues(chunks.StateChunk(kind, index));
+        using var used = values.narrow(0, 0, chunks.Used(index));
         return used.to(ScalarType.Float32, CPU, copy: true);
     }
 
@@ -27,13 +28,17 @@ internal sealed class ChunkStateAccess(ChunkLists chunks, IReadOnlyList<ManagedP
         if (values.numel() != used)
             throw new ArgumentException($"{kind} chunk {index} holds {used:N0} elements, but {values.numel():N0} were given.");
         using var _ = no_grad();
-        using var target = chunks.StateChunk(kind, index).UsedPart(used);
+        var chunk = chunks.StateChunk(kind, index);
+        using var stateValues = disk.ReadValues(chunk);
+        using var target = stateValues.narrow(0, 0, used);
         using var flat = values.reshape(-1);
         target.copy_(flat);
+        disk.WroteValues(chunk, stateValues);
         if (kind == ChunkKind.Master)
         {
-            using var param = chunks.Param[index].UsedPart(used);
-            param.copy_(target);
+            using var paramValues = disk.ReadValues(chunks.Param[index]);
+            using (var param = paramValues.narrow(0, 0, used)) param.copy_(target);
+            disk.WroteValues(chunks.Param[index], paramValues);
             foreach (var mp in chunks.Param[index].Tensors) mp.Gradient.Clear();
         }
     }
@@ -43,7 +48,8 @@ internal sealed class ChunkStateAccess(ChunkLists chunks, IReadOnlyList<ManagedP
     {
         var mp = ByName(name);
         using var _ = no_grad();
-        using var slot = chunks.StateChunk(ChunkOf(kind), mp.Place.Chunk).Slot(mp.Place);
+        using var values = disk.ReadValues(chunks.StateChunk(ChunkOf(kind), mp.Place.Chunk));
+        using var slot = values.narrow(0, mp.Place.Offset, mp.Place.Numel);
         using var shaped = slot.view(mp.Shape);
         return shaped.to(ScalarType.Float32, CPU, copy: true);
     }
@@ -55,13 +61,18 @@ internal sealed class ChunkStateAccess(ChunkLists chunks, IReadOnlyList<ManagedP
         if (!value.shape.SequenceEqual(mp.Shape))
             throw new ArgumentException($"{name}: {kind} has shape [{string.Join(", ", mp.Shape)}], but [{string.Join(", ", value.shape)}] was given.");
         using var _ = no_grad();
-        using var slot = chunks.StateChunk(ChunkOf(kind), mp.Place.Chunk).Slot(mp.Place);
+        var chunk = chunks.StateChunk(ChunkOf(kind), mp.Place.Chunk);
+        using var values = disk.ReadValues(chunk);
+        using var slot = values.narrow(0, mp.Place.Offset, mp.Place.Numel);
         using var flat = value.reshape(-1);
         slot.copy_(flat);
+        disk.WroteValues(chunk, values);
         if (kind == StateKind.Master)
         {
-            using var param = chunks.Param[mp.Place.Chunk].Slot(mp.Place);
-            param.copy_(slot);
+            var paramChunk = chunks.Param[mp.Place.Chunk];
+            using var paramValues = disk.ReadValues(paramChunk);
+            using (var param = paramValues.narrow(0, mp.Place.Offset, mp.Place.Numel)) param.copy_(slot);
+            disk.WroteValues(paramChunk, paramValues);
             mp.Gradient.Clear();
         }
     }

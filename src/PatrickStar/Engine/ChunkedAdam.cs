@@ -1,3 +1,4 @@
+using PatrickStar.Chunks;
 using PatrickStar.Config;
 using PatrickStar.Memory;
 using PatrickStar.Optimizer;
@@ -12,7 +13,7 @@ namespace PatrickStar.Engine;
 /// compute-precision parameters back into the parameter chunk.
 /// </summary>
 internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarType computeType, bool tensorAdamOnDevice,
-    TierMemory device, ChunkCollectives collectives)
+    TierMemory device, ChunkCollectives collectives, DiskPlacement? disk = null)
 {
     /// <summary>Adam's step count (bias correction); saved and restored by checkpoints.</summary>
     public long StepCount { get; set; }
@@ -26,7 +27,7 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
         {
             if (!chunks.HasState(i)) continue;
             // One read per gradient on the CPU (no fp32 copy of a 16-bit chunk); tensor ops elsewhere.
-            double norm = PatrickStar.Optimizer.GradientClipping.GlobalNorm([GradientOf(i)]);
+            double norm = PatrickStar.Optimizer.GradientClipping.GlobalNorm([GradientOf(i, staged: null)]);
             sum += norm * norm;
         }
         // Each rank holds the gradients of the chunks it owns: the sum of squares over ranks is the global one, and a
@@ -38,15 +39,37 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
     public void Update(double learningRate, double gradientMultiplier)
     {
         StepCount++;
-        for (int i = 0; i < chunks.Count; i++)
-            if (chunks.HasState(i)) UpdateChunk(i, learningRate, gradientMultiplier);
+        var owned = Enumerable.Range(0, chunks.Count).Where(chunks.HasState).ToList();
+        if (disk is null)
+        {
+            foreach (int i in owned) UpdateChunk(i, learningRate, gradientMultiplier, staged: null);
+            return;
+        }
+        // Chunks on disk stream through a bounded pool: group i+1 is read while group i is updated, group i-1 written behind.
+        disk.Store.DropReadAhead(); // the parameters read ahead are about to change on disk
+        var groups = owned.Select(i => (IReadOnlyList<Chunk>)Members(i).Where(c => c.OnDisk).ToList()).ToList();
+        var streamed = groups.Select(g => (IReadOnlyList<Tiers.StreamedMember>)g.Select(c => disk.Store.Member(c)).ToList()).ToList();
+        Tiers.StreamedGroups.Run(disk.Store.Worker, disk.Store.Streaming, streamed, (g, buffers) =>
+        {
+            var staged = new Dictionary<ChunkKind, Tiers.StagingBuffer>();
+            for (int j = 0; j < buffers.Count; j++) staged[groups[g][j].Kind] = buffers[j];
+            UpdateChunk(owned[g], learningRate, gradientMultiplier, staged);
+        });
     }
 
-    /// <summary>The fp32 gradients of chunk i's used prefix, on the host (where the optimizer state lives).</summary>
-    private Tensor GradientOf(int i)
+    private IEnumerable<Chunk> Members(int i) => [chunks.Master[i], chunks.Momentum[i], chunks.Variance[i], chunks.Param[i]];
+
+    /// <summary>
+    /// The fp32 gradients of chunk i's used prefix, on the host (where the optimizer state lives); from the staging
+    /// buffer when the parameter chunk streams from disk, from a copy read from disk when only the norm needs it.
+    /// </summary>
+    private Tensor GradientOf(int i, IReadOnlyDictionary<ChunkKind, Tiers.StagingBuffer>? staged)
     {
         var source = chunks.Accumulating ? chunks.Gradient[i] : chunks.Param[i];
-        var prefix = source.UsedPart(chunks.Used(i));
+        Tensor whole = staged is not null && staged.TryGetValue(source.Kind, out var buffer)
+            ? DiskChunkStore.FromBuffer(buffer, source.DType, source.Elements)
+            : source.OnDisk ? disk!.Store.ReadCopy(source) : source.Payload!;
+        var prefix = whole.narrow(0, 0, chunks.Used(i));
         return prefix.device_type == DeviceType.CPU ? prefix : prefix.to(ScalarType.Float32).to(CPU);
     }
 
@@ -54,27 +77,33 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
     /// Adam over chunk i, then the new compute-precision parameters into the parameter chunk. Optimizer
     /// state in CPU memory: the fused SIMD kernel updates each parameter's range in one pass and writes the
     /// compute-precision parameter itself (also for the device tier when the device is the CPU, so that where a
-    /// chunk's state lives never changes a bit of the result). Optimizer state on a GPU (hybrid Adam): tensor ops there.
+    /// chunk's state lives never changes a bit of the result; chunks streamed from disk are updated in their staging
+    /// buffers). Optimizer state on a GPU (hybrid Adam): tensor ops there.
     /// </summary>
-    private void UpdateChunk(int i, double lr, double gradientMultiplier)
+    private void UpdateChunk(int i, double lr, double gradientMultiplier, IReadOnlyDictionary<ChunkKind, Tiers.StagingBuffer>? staged)
     {
         using var scope = NewDisposeScope();
-        var grad = GradientOf(i);
-        var master = chunks.Master[i].Payload!;
-        var m = chunks.Momentum[i].Payload!;
-        var v = chunks.Variance[i].Payload!;
-        var paramPayload = chunks.Param[i].Payload!;
-        bool kernel = master.device_type == DeviceType.CPU && grad.device_type == DeviceType.CPU && grad.is_contiguous()
-                      && paramPayload.device_type == DeviceType.CPU
+        bool Staged(Chunk c) => staged?.ContainsKey(c.Kind) == true;
+        var paramChunk = chunks.Param[i];
+        bool kernel = Members(i).All(c => Staged(c) || c.Payload!.device_type == DeviceType.CPU)
+                      && (chunks.Accumulating || Staged(paramChunk) || paramChunk.Payload!.is_contiguous())
                       && !(tensorAdamOnDevice && chunks.Master[i].Tier == device);
+        foreach (var c in Members(i).Where(c => !Staged(c))) c.MarkModified();
         if (kernel)
         {
-            KernelUpdate(i, grad, master, m, v, paramPayload, lr, gradientMultiplier);
+            KernelUpdate(i, staged, lr, gradientMultiplier);
             return;
         }
+        // Tensor ops: chunks streamed from disk are copied out of their staging buffers and back.
+        Tensor TensorOf(Chunk c) => Staged(c) ? DiskChunkStore.FromBuffer(staged![c.Kind], c.DType, c.Elements) : c.Payload!;
+        var grad = GradientOf(i, staged);
+        var master = TensorOf(chunks.Master[i]);
+        var m = TensorOf(chunks.Momentum[i]);
+        var v = TensorOf(chunks.Variance[i]);
+        var paramPayload = TensorOf(paramChunk);
         grad = grad.to(master.device).to(ScalarType.Float32);
         if (gradientMultiplier != 1.0) grad = grad.mul(gradientMultiplier);
-        foreach (var mp in chunks.Param[i].Tensors)
+        foreach (var mp in paramChunk.Tensors)
         {
             long off = mp.Place.Offset, n = mp.Place.Numel;
             AdamMath.Update(master.narrow(0, off, n), grad.narrow(0, off, n), m.narrow(0, off, n), v.narrow(0, off, n),
@@ -82,19 +111,24 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
         }
         long used = chunks.Used(i);
         paramPayload.narrow(0, 0, used).copy_(master.narrow(0, 0, used));
+        foreach (var (c, t) in new[] { (chunks.Master[i], master), (chunks.Momentum[i], m), (chunks.Variance[i], v), (paramChunk, paramPayload) })
+            if (Staged(c)) DiskChunkStore.CopyOut(t, staged![c.Kind]);
     }
 
-    private unsafe void KernelUpdate(int i, Tensor grad, Tensor master, Tensor m, Tensor v, Tensor param, double lr, double gradientMultiplier)
+    private unsafe void KernelUpdate(int i, IReadOnlyDictionary<ChunkKind, Tiers.StagingBuffer>? staged, double lr, double gradientMultiplier)
     {
-        var gradType = KernelAdam.ElementOf(grad.dtype);
+        byte* Address(Chunk c) => staged is not null && staged.TryGetValue(c.Kind, out var b)
+            ? (byte*)b.Pointer : (byte*)Runtime.TensorMemory.Address(c.Payload!);
+        var gradChunk = chunks.Accumulating ? chunks.Gradient[i] : chunks.Param[i];
+        var gradType = KernelAdam.ElementOf(gradChunk.DType);
         var paramType = KernelAdam.ElementOf(computeType);
-        int gradSize = Runtime.TensorMemory.ElementSize(grad.dtype);
+        int gradSize = Runtime.TensorMemory.ElementSize(gradChunk.DType);
         int paramSize = Runtime.TensorMemory.ElementSize(computeType);
-        float* pm = (float*)Runtime.TensorMemory.Address(master);
-        float* pmom = (float*)Runtime.TensorMemory.Address(m);
-        float* pvar = (float*)Runtime.TensorMemory.Address(v);
-        byte* pg = (byte*)Runtime.TensorMemory.Address(grad);
-        byte* pp = (byte*)Runtime.TensorMemory.Address(param);
+        float* pm = (float*)Address(chunks.Master[i]);
+        float* pmom = (float*)Address(chunks.Momentum[i]);
+        float* pvar = (float*)Address(chunks.Variance[i]);
+        byte* pg = Address(gradChunk);
+        byte* pp = Address(chunks.Param[i]);
         foreach (var mp in chunks.Param[i].Tensors)
         {
             long off = mp.Place.Offset;

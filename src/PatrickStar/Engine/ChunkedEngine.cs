@@ -41,6 +41,8 @@ public sealed class ChunkedEngine : ITrainingEngine
     private readonly ChunkedAdam adam;
     private readonly ChunkStateAccess state;
     private readonly EngineProfile profile;
+    private readonly DiskPlacement? disk;
+    private readonly Tiers.DiskIterationMeter? diskMeter;
     private EngineStatistics statistics;
 
     /// <param name="communicator">The data-parallel job this rank belongs to; null or one rank trains alone.</param>
@@ -86,13 +88,24 @@ public sealed class ChunkedEngine : ITrainingEngine
         if (options.Prefetch && comm is null)
             mover.Prefetcher = new ChunkPrefetcher(chunks, device, host, placement, tracer, iteration, mover, AsyncChunkCopy.For(computeDevice), options.DeviceMemory);
         collectives = new ChunkCollectives(comm, config.Distributed.Mode, chunks, device, host, computeType, iteration, tracer);
-        if (initializer is not null)
-            StreamedPacking.Pack(chunks, ordered, computeType, host, collectives.BindReleased, model.named_parameters(), initializer);
-        else
-            ParameterPacking.Pack(chunks, ordered, computeType, host, collectives.BindReleased);
+        disk = DiskPlacement.Open(options, chunks, computeType, host, placement, tracer, collectives.BindReleased);
+        mover.Disk = disk;
+        collectives.Disk = disk;
+        try
+        {
+            if (initializer is not null)
+                StreamedPacking.Pack(chunks, ordered, computeType, host, collectives.BindReleased, model.named_parameters(), initializer, disk);
+            else
+                ParameterPacking.Pack(chunks, ordered, computeType, host, collectives.BindReleased, disk);
+        }
+        catch
+        {
+            disk?.Store.Dispose(); // its files go now, not at exit
+            throw;
+        }
         hooks = new ParameterHooks(model, chunks, managed, mover, collectives, tracer, EnterMoment, computeDevice);
-        adam = new ChunkedAdam(chunks, AdamSettings.From(config.Optimizer), computeType, options.TensorAdamOnDevice, device, collectives);
-        state = new ChunkStateAccess(chunks, ordered);
+        adam = new ChunkedAdam(chunks, AdamSettings.From(config.Optimizer), computeType, options.TensorAdamOnDevice, device, collectives, disk);
+        state = new ChunkStateAccess(chunks, ordered, disk);
         profile = new EngineProfile(chunks, device, placement, tracer);
         if (placement.IsStatic)
             foreach (var c in chunks.Param.Where(c => c.Payload is not null)) mover.Move(c, device, "static placement of parameter chunks");
@@ -100,6 +113,7 @@ public sealed class ChunkedEngine : ITrainingEngine
         GC.WaitForPendingFinalizers(); // tensors dropped before now must not be counted as activations later
         Runtime.NativeAllocator.Trim(); // what packing freed (a built model's own storage, the order pass's temporaries)
         tracer.TakeBaseline();
+        diskMeter = disk is null ? null : new Tiers.DiskIterationMeter(disk.Store.Statistics, disk.Store.Direct);
         statistics = new EngineStatistics(Chunks: new ChunkStatistics(chunks.Count, layout.ChunkSize, layout.Utilisation));
     }
 
@@ -160,6 +174,15 @@ public sealed class ChunkedEngine : ITrainingEngine
     /// <summary>Chunk bytes resident in a tier, by kind (what the profile records at each moment).</summary>
     public KindBytes ChunkBytesIn(Tier tier) => chunks.BytesIn(tier);
 
+    /// <summary>The disk tier's traffic (bytes, seconds, clean evictions skipped); null without disk_dir.</summary>
+    public Tiers.IoStatistics? DiskStatistics => disk?.Store.Statistics;
+
+    /// <summary>True when master, momentum and variance live on disk and the optimizer streams them.</summary>
+    public bool OptimizerStateOnDisk => disk?.StateOnDisk ?? false;
+
+    /// <summary>Bytes of the disk tier's staging buffers (host memory beside the host budget); 0 without disk_dir.</summary>
+    public long DiskBufferBytes => disk?.Store.BufferBytes ?? 0;
+
     public IReadOnlyList<string> ParameterNames => state.ParameterNames;
     public Tensor ReadChunk(ChunkKind kind, int index) => state.ReadChunk(kind, index);
     public void WriteChunk(ChunkKind kind, int index, Tensor values) => state.WriteChunk(kind, index, values);
@@ -190,7 +213,12 @@ public sealed class ChunkedEngine : ITrainingEngine
         using var _ = no_grad();
         // Parameters that received no gradient (unused this step) still hold weights in their slot: zero them.
         foreach (var mp in ordered.Where(m => !chunks.Accumulating && m.Gradient.Content != SlotContent.Gradient && chunks.HasState(m.Place.Chunk)))
-            mp.Parameter.zero_();
+        {
+            var chunk = chunks.Param[mp.Place.Chunk];
+            using var values = disk.ReadValues(chunk);
+            using (var slot = values.narrow(0, mp.Place.Offset, mp.Place.Numel)) slot.zero_();
+            disk.WroteValues(chunk, values);
+        }
 
         var decision = Scaler.Decide(adam.GlobalGradientNorm(), config.GradientClipping);
         if (!decision.Skip)
@@ -220,9 +248,12 @@ public sealed class ChunkedEngine : ITrainingEngine
         {
             if (!chunks.HasState(i)) continue;
             long used = chunks.Used(i);
-            using var master = chunks.Master[i].UsedPart(used);
-            using var param = chunks.Param[i].UsedPart(used);
-            param.copy_(master);
+            using var masterValues = disk.ReadValues(chunks.Master[i]);
+            using var paramValues = disk.ReadValues(chunks.Param[i]);
+            using (var master = masterValues.narrow(0, 0, used))
+            using (var param = paramValues.narrow(0, 0, used))
+                param.copy_(master);
+            disk.WroteValues(chunks.Param[i], paramValues);
         }
         ClearGradientState();
         collectives.ReleaseRemoteChunks();
@@ -256,7 +287,7 @@ public sealed class ChunkedEngine : ITrainingEngine
         // Held bytes are read after the update: remote copies are released.
         var done = iteration.Snapshot(mover.DeviceNeedObserved, chunks.Param.Count(c => c.Tier == device), chunks.Master.Count(c => c.Tier == device),
             collectives.Active ? ModelDataBytesHeld : null) with { HostBytes = host.InUseBytes, PeakHostBytes = host.PeakInUseBytes };
-        statistics = statistics with { Chunks = statistics.Chunks! with { LastIteration = done } };
+        statistics = statistics with { Chunks = statistics.Chunks! with { LastIteration = done }, Disk = diskMeter?.EndIteration(profile.Recorder) };
     }
 
     /// <summary>
@@ -277,6 +308,18 @@ public sealed class ChunkedEngine : ITrainingEngine
         return true;
     }
 
+    /// <summary>Points the parameters of an on-disk chunk at a copy of its values read from disk.</summary>
+    private void RebindFromDisk(Chunk c)
+    {
+        using var values = disk!.Read(c);
+        foreach (var mp in c.Tensors)
+        {
+            using var slot = values.narrow(0, mp.Place.Offset, mp.Place.Numel);
+            using var view = slot.view(mp.Shape);
+            mp.Parameter.set_(view);
+        }
+    }
+
     public void Dispose()
     {
         mover.Prefetcher?.Dispose();
@@ -286,6 +329,11 @@ public sealed class ChunkedEngine : ITrainingEngine
         // Give parameters their own storage back so the model stays usable after the engine is gone.
         using (no_grad())
         {
+            try
+            {
+                foreach (var c in chunks.Param.Where(c => c.OnDisk)) RebindFromDisk(c);
+            }
+            catch (IOException) { } // the disk failed (the run stops on that error): those parameters keep no values
             foreach (var mp in ordered)
             {
                 using var own = mp.Parameter.detach().clone();
@@ -302,5 +350,6 @@ public sealed class ChunkedEngine : ITrainingEngine
         device.Dispose();
         host.Dispose();
         collectives.Dispose();
+        disk?.Store.Dispose(); // the chunk files are removed
     }
 }

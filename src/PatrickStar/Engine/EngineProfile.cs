@@ -17,7 +17,8 @@ internal sealed class EngineProfile(ChunkLists chunks, TierMemory device, Placem
         var perChunk = new KindBytes();
         foreach (var list in chunks.Lists)
             if (list.Count > 0) perChunk[list[0].Kind] = list[0].Bytes;
-        recorder.SetRun(modelDescription, engineName, options.DeviceMemory, options.HostMemory, chunks.Layout.ChunkSize, chunks.Layout.ChunkCount, perChunk);
+        recorder.SetRun(modelDescription, engineName, options.DeviceMemory, options.HostMemory, chunks.Layout.ChunkSize, chunks.Layout.ChunkCount, perChunk,
+            options.DiskDir is null ? null : options.DiskMemory);
         foreach (var c in chunks.All)
         {
             recorder.ChunkEvent(ChunkEventType.Allocate, c.Kind, c.Index, null, Tier.Host, c.Bytes);

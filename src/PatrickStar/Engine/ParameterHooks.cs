@@ -105,7 +105,13 @@ internal sealed class ParameterHooks : IParameterHandler, IDisposable
     {
         enterMoment(MomentKind.PreBackward, module);
         backwardReadsValues = !valueFreeModules.Contains(module);
-        foreach (var p in parameters) BringToCompute(managed[p], module);
+        // Gradients take the parameter slots (unless they accumulate in their own chunks): the disk copy becomes stale.
+        bool slotsChange = Training && !(chunks.Accumulating && !collectives.Active);
+        foreach (var p in parameters)
+        {
+            BringToCompute(managed[p], module);
+            if (slotsChange) chunks.Param[managed[p].Place.Chunk].MarkModified();
+        }
         mover.Prefetcher?.ReadAhead(Training);
     }
 

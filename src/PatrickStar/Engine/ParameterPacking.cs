@@ -63,16 +63,17 @@ internal static class ParameterPacking
     /// Fills the chunk lists: chunk by chunk, its parameters move into it and their own storage is freed at once, so
     /// packing never holds the model twice (the peak is the chunks plus the parameters not yet moved, not 20 B/param).
     /// This rank's chunks get the values (fp32 masters, and their compute-precision copy); other ranks' chunks stay
-    /// released, their parameters bound to nothing until fetched.
+    /// released, their parameters bound to nothing until fetched. With a disk tier, chunks spill to disk as the host budget requires.
     /// </summary>
     public static void Pack(ChunkLists chunks, IReadOnlyList<ManagedParameter> ordered, ScalarType computeType, Memory.TierMemory host,
-        Action<Chunk> bindReleased)
+        Action<Chunk> bindReleased, DiskPlacement? disk = null)
     {
         using var _ = no_grad();
         var byChunk = ordered.ToLookup(mp => mp.Place.Chunk);
         long movedSinceCollect = 0;
         for (int i = 0; i < chunks.Count; i++)
         {
+            disk?.BeforePacking(i);
             chunks.Add(i, computeType, host);
             var param = chunks.Param[i];
             var master = chunks.Master[i];
@@ -92,6 +93,7 @@ internal static class ParameterPacking
             using (var target = param.UsedPart(chunks.Used(i)))
                 target.copy_(used); // the compute-precision copy of the masters
             ChunkMover.Rebind(param);
+            disk?.AfterPacking(i);
             // A parameter's former storage can be held by the tensor it was made from until that tensor is finalized:
             // collect every so often, or the whole model stays beside its chunks until packing ends (measured: +4 B/param at the peak).
             if ((movedSinceCollect += master.Bytes) < CollectEveryBytes) continue;

@@ -14,11 +14,11 @@ namespace PatrickStar.Engine;
 /// </summary>
 internal static class StreamedPacking
 {
-    /// <param name="chunkFilled">Hears of each finished chunk index: where a disk tier can take the chunk out of the
-    /// host budget (spill it) before the next one is filled.</param>
+    /// <param name="disk">The disk tier, if any: it makes host room before a chunk gets its payloads and may spill the
+    /// chunk once it is finished, so a model larger than the host budget is built chunk by chunk.</param>
     public static void Pack(ChunkLists chunks, IReadOnlyList<ManagedParameter> ordered, ScalarType computeType, TierMemory host,
         Action<Chunk> bindReleased, IEnumerable<(string Name, Parameter Parameter)> namedParameters, IParameterInitializer initializer,
-        Action<int>? chunkFilled = null)
+        DiskPlacement? disk = null)
     {
         using var _ = no_grad();
         var byChunk = ordered.ToLookup(mp => mp.Place.Chunk);
@@ -43,18 +43,22 @@ internal static class StreamedPacking
                 initializer.InitializeParameter(name, p, scratch);
                 continue;
             }
-            if (chunks.Master[i].Payload is null) chunks.AttachState(i, host);
+            if (chunks.Master[i].Payload is null)
+            {
+                disk?.BeforePacking(i);
+                chunks.AttachState(i, host);
+            }
             using (var slot = chunks.Master[i].Slot(mp.Place))
             using (var target = slot.view(mp.Shape))
                 initializer.InitializeParameter(name, p, target);
-            if (--pending[i] == 0) Finish(chunks, i, computeType, chunkFilled);
+            if (--pending[i] == 0) Finish(chunks, i, computeType, disk);
         }
         for (int i = 0; i < chunks.Count; i++)
             if (chunks.HasState(i) && pending[i] > 0)
                 throw new InvalidOperationException($"chunk {i}: {pending[i]} of its parameters are not among the model's named parameters, so they were never initialised.");
     }
 
-    private static void Finish(ChunkLists chunks, int index, ScalarType computeType, Action<int>? chunkFilled)
+    private static void Finish(ChunkLists chunks, int index, ScalarType computeType, DiskPlacement? disk)
     {
         long used = chunks.Used(index);
         using (var master = chunks.Master[index].UsedPart(used))
@@ -65,6 +69,6 @@ internal static class StreamedPacking
             if (computeType != ScalarType.Float32) master.copy_(param);
         }
         ChunkMover.Rebind(chunks.Param[index]);
-        chunkFilled?.Invoke(index);
+        disk?.AfterPacking(index);
     }
 }

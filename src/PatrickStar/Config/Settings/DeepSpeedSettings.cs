@@ -42,6 +42,9 @@ public sealed record DeepSpeedSettings
     public long? DeviceMemory { get; init; }
     [JsonPropertyName("host_memory"), JsonConverter(typeof(ByteSizeConverter)), JsonIgnore(Condition = JsonIgnoreCondition.Never)]
     public long? HostMemory { get; init; }
+    [JsonPropertyName("disk_dir"), JsonIgnore(Condition = JsonIgnoreCondition.Never)] public string? DiskDir { get; init; }
+    [JsonPropertyName("disk_memory"), JsonConverter(typeof(ByteSizeConverter)), JsonIgnore(Condition = JsonIgnoreCondition.Never)]
+    public long? DiskMemory { get; init; }
     [JsonPropertyName("mem_tracer")] public MemTracerSettings MemTracer { get; init; } = new();
     [JsonPropertyName("checkpoint")] public CheckpointSettings Checkpoint { get; init; } = new();
     [JsonPropertyName("use_hybrid_adam")] public bool? UseHybridAdam { get; init; }
@@ -141,6 +144,8 @@ public sealed record DeepSpeedSettings
             PlacementPolicy = c.Chunks.Placement.ToString(),
             DeviceMemory = c.Chunks.DeviceMemory,
             HostMemory = c.Chunks.HostMemory,
+            DiskDir = c.Chunks.DiskDir,
+            DiskMemory = c.Chunks.DiskMemory,
             MemTracer = new() { WarmupDeviceRatio = c.Chunks.WarmupDeviceRatio, MarginUseRatio = c.Chunks.MarginUseRatio },
             Checkpoint = new()
             {
