@@ -228,10 +228,15 @@ internal sealed class EmbeddingFunction : MultiTensorFunction<EmbeddingFunction>
         return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w }, new[] { 1 }, 4, [idx, g, .. grads], () =>
         {
             long h = w.shape[1];
+            var flatIdx = idx.reshape(-1);
+            var rows = g.reshape(-1, h);
+            // A handler that takes rows adds them straight into the gradient it keeps: no dense [V, h] table per step.
+            if (ParameterEvents.HandlerOf(w) is IRowGradientHandler byRows && byRows.AcceptRows(w, flatIdx, rows))
+                return new Tensor?[] { null, null, null, null };
             // Rows never looked up get zero gradient; repeated indices add up (as embedding_backward does).
             // Summed in the activation dtype (fp32 under bf16 storage), stored in the weight's.
             var dw = zeros(w.shape, dtype: g.dtype, device: g.device);
-            dw.index_add_(0, idx.reshape(-1), g.reshape(-1, h), 1);
+            dw.index_add_(0, flatIdx, rows, 1);
             return new Tensor?[] { null, Mixed.Stored(dw, w), null, null };
         });
     }
