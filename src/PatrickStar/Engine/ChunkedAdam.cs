@@ -95,13 +95,14 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
         float* pvar = (float*)Runtime.TensorMemory.Address(v);
         byte* pg = (byte*)Runtime.TensorMemory.Address(grad);
         byte* pp = (byte*)Runtime.TensorMemory.Address(param);
+        int threads = KernelAdam.Threads;
         foreach (var mp in chunks.Param[i].Tensors)
         {
             long off = mp.Place.Offset;
             var h = new AdamHyperparameters(lr, adam.Beta1, adam.Beta2, adam.Eps, mp.Decay ? adam.WeightDecay : 0,
                 DecoupledWeightDecay: adam.Type == OptimizerType.AdamW, StepCount, InverseLossScale: gradientMultiplier);
             CpuAdamKernel.Step(pm + off, pmom + off, pvar + off, pg + off * gradSize, gradType,
-                pp + off * paramSize, paramType, mp.Place.Numel, h);
+                pp + off * paramSize, paramType, mp.Place.Numel, h, threads: threads);
         }
     }
 }

@@ -113,7 +113,7 @@ public class BenchCliTests
         var ceiling = json["ceiling"]!.AsObject();
         Assert.Equal("fp32", (string?)ceiling["dtype"]);
         Assert.Equal((double)ceiling["model_flops_per_step"]!, (double)ceiling["gemm_flops_per_step"]!, 6);
-        Assert.Equal(19, ceiling["gemms"]!.AsArray().Count);
+        Assert.Equal(21, ceiling["gemms"]!.AsArray().Count);
         foreach (var key in new[] { "gemm_seconds_per_step", "gemm_only_fraction_of_matmul_peak", "sdpa_forward_backward_seconds_per_layer", "ceiling_step_seconds_with_sdpa" })
             Assert.True((double)ceiling[key]! > 0, key);
         var trainers = ceiling["trainers"]!.AsArray();
