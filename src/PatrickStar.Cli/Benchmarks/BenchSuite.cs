@@ -80,15 +80,19 @@ public sealed class BenchContext
     public MatmulResult? Bf16Matmul { get; set; }
     public MatmulResult? Fp32Matmul { get; set; }
 
+    /// <summary>Set by the trainers part: the precision it trained in, and each run's median step (the ceiling part compares them).</summary>
+    public Precision? TrainersPrecision { get; set; }
+    public List<(string Label, double Seconds)> TrainerSteps { get; } = new();
+
     public static void Progress(string text) => AnsiConsole.MarkupLine($"[grey]{Markup.Escape(text)}[/]");
 }
 
 /// <summary>Runs the chosen parts in order in this process and writes the report.</summary>
 public static class BenchSuite
 {
-    /// <summary>The parts in the order they run; the default set is all but scale (a search of many trainings) and disk.</summary>
-    public static readonly string[] AllParts = { "matmul", "trainers", "optimizer", "scale", "disk" };
-    public static readonly string[] DefaultParts = { "matmul", "trainers", "optimizer" };
+    /// <summary>The parts in the order they run (ceiling after trainers, to set their steps against it); the default set is all but scale (a search of many trainings) and disk.</summary>
+    public static readonly string[] AllParts = { "matmul", "trainers", "ceiling", "optimizer", "scale", "disk" };
+    public static readonly string[] DefaultParts = { "matmul", "trainers", "ceiling", "optimizer" };
 
     /// <summary>"matmul,trainers" (any order, any case, "all") as parts in run order; unknown names are refused.</summary>
     public static List<string> ParseParts(string text)
@@ -117,6 +121,7 @@ public static class BenchSuite
             {
                 "matmul" => new MatmulPart(),
                 "trainers" => new TrainersPart(),
+                "ceiling" => new CeilingPart(),
                 "optimizer" => new OptimizerPart(),
                 "scale" => new ScalePart(),
                 "disk" => new DiskPart(),

@@ -65,6 +65,7 @@ public sealed class TrainersPart : IBenchPart
     {
         var s = context.Settings;
         var precision = s.Precision ?? ChoosePrecision(context);
+        context.TrainersPrecision = precision;
         var config = Config(s, precision);
         var choice = GptRun.ResolveChoice(config);
         double flops = choice.TrainingFlops(s.Batch, s.Seq);
@@ -120,7 +121,7 @@ public sealed class TrainersPart : IBenchPart
     }
 
     /// <summary>bf16 when its measured matmul peak is higher; without the matmul part, when the hardware has bf16 units.</summary>
-    private static Precision ChoosePrecision(BenchContext context)
+    internal static Precision ChoosePrecision(BenchContext context)
     {
         bool bf16 = context.Bf16Matmul is { } b && context.Fp32Matmul is { } f ? b.Gflops >= f.Gflops : context.Machine.Bf16LikelyFast;
         var chosen = bf16 ? Precision.Bf16 : Precision.Fp32;
@@ -322,6 +323,7 @@ public sealed class TrainersPart : IBenchPart
         if (plain.Engine == "plain" && context.Device.type == DeviceType.CPU)
             memory.Notes.Add("On a CPU device the plain trainer's device and host are the same memory: its one measured peak is in the device column.");
         context.Report.Add(Name, speed);
+        context.TrainerSteps.AddRange(runs.Where(r => r.Error is null).Select(r => (r.Label, r.Median)));
         context.Report.Add(Name, StepBreakdown.Table(runs.Where(r => r.Error is null).Select(r => (r.Label, r.MeasuredPhases, r.MeasuredSeconds, r.MeasuredCounters)),
             flops, context.Bf16Matmul, context.Fp32Matmul));
         context.Report.Add(Name, memory);

@@ -78,6 +78,23 @@ public sealed class ParameterGradient : IDisposable
         DropPending();
     }
 
+    /// <summary>
+    /// As <see cref="IntoSlot"/> for a contribution given as rows (gradient[indices[i]] += rows[i], rows in the slot's dtype):
+    /// added in place, so that no dense table of the parameter's size is built.
+    /// </summary>
+    public void RowsIntoSlot(Tensor slot, Tensor indices, Tensor rows)
+    {
+        if (pending is not null)
+        {
+            if (inSlot) slot.add_(pending);
+            else slot.copy_(pending);
+        }
+        else if (!inSlot) slot.zero_();
+        slot.index_add_(0, indices, rows, 1);
+        inSlot = true;
+        DropPending();
+    }
+
     /// <summary>The slot received its gradient from elsewhere (the owner's averaged gradients).</summary>
     public void MarkInSlot() => inSlot = true;
 

@@ -129,13 +129,14 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
         float* pvar = (float*)Address(chunks.Variance[i]);
         byte* pg = Address(gradChunk);
         byte* pp = Address(chunks.Param[i]);
+        int threads = KernelAdam.Threads;
         foreach (var mp in chunks.Param[i].Tensors)
         {
             long off = mp.Place.Offset;
             var h = new AdamHyperparameters(lr, adam.Beta1, adam.Beta2, adam.Eps, mp.Decay ? adam.WeightDecay : 0,
                 DecoupledWeightDecay: adam.Type == OptimizerType.AdamW, StepCount, InverseLossScale: gradientMultiplier);
             CpuAdamKernel.Step(pm + off, pmom + off, pvar + off, pg + off * gradSize, gradType,
-                pp + off * paramSize, paramType, mp.Place.Numel, h);
+                pp + off * paramSize, paramType, mp.Place.Numel, h, threads: threads);
         }
     }
 }

@@ -13,7 +13,7 @@ namespace PatrickStar.Engine;
 /// counted and, once no backward left reads the weight, written over the parameter's slot; after a module's backward
 /// the chunks whose gradients are complete go to their owners.
 /// </summary>
-internal sealed class ParameterHooks : IParameterHandler, IDisposable
+internal sealed class ParameterHooks : IParameterHandler, IRowGradientHandler, IDisposable
 {
     private readonly Module<Tensor, Tensor> model;
     private readonly ChunkLists chunks;
@@ -139,6 +139,32 @@ internal sealed class ParameterHooks : IParameterHandler, IDisposable
     }
 
     bool IParameterHandler.ReadyForForward(Parameter p) => !managed.TryGetValue(p, out var mp) || mp.State == TensorState.Compute;
+
+    bool IRowGradientHandler.AcceptRows(Parameter p, Tensor indices, Tensor rows)
+    {
+        var mp = managed[p];
+        bool accumulate = chunks.Accumulating && !collectives.Active;
+        // Rows in another dtype than the slot (bf16 storage, fp32 compute) take the dense path: summed in fp32, then narrowed.
+        if (!accumulate && rows.dtype != p.dtype) return false;
+        using var _ = no_grad();
+        bool wait = mp.Gradient.Arrive(backwardReadsValues);
+        if (accumulate)
+        {
+            using var slot = chunks.Gradient[mp.Place.Chunk].Slot(mp.Place);
+            using var table = slot.view(p.shape);
+            using var onSlot = rows.to(ScalarType.Float32).to(slot.device);
+            using var at = indices.to(slot.device);
+            table.index_add_(0, at, onSlot, 1);
+        }
+        else if (wait)
+        {
+            using var dense = zeros(p.shape, dtype: rows.dtype, device: rows.device);
+            dense.index_add_(0, indices, rows, 1);
+            mp.Gradient.HoldAside(dense);
+        }
+        else mp.Gradient.RowsIntoSlot(mp.Parameter, indices, rows);
+        return true;
+    }
 
     void IParameterHandler.AfterBackward(string module, IReadOnlyList<Parameter> parameters)
     {

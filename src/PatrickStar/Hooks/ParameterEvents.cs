@@ -27,6 +27,17 @@ public interface IParameterHandler
 }
 
 /// <summary>
+/// A handler that can take a gradient given as rows (an embedding lookup's: gradient[indices[i]] += rows[i]) without the
+/// dense [rows × width] table that would otherwise be built, added and dropped every step.
+/// </summary>
+public interface IRowGradientHandler
+{
+    /// <summary>True when the handler added the rows into the parameter's gradient; false: the caller builds the dense gradient
+    /// and gives it to <see cref="IParameterHandler.AcceptGradient"/> instead. The tensors are only valid during the call.</summary>
+    bool AcceptRows(Parameter parameter, Tensor indices, Tensor rows);
+}
+
+/// <summary>
 /// Where parameterised operations find their parameters' handler. Keyed by the Parameter object so that
 /// several engines (or ranks as threads) can live in one process.
 /// </summary>

@@ -236,10 +236,15 @@ internal sealed class EmbeddingFunction : MultiTensorFunction<EmbeddingFunction>
         return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w }, new[] { 1 }, 4, [idx, g, .. grads], () =>
         {
             long h = w.shape[1];
+            var flatIdx = idx.reshape(-1);
+            var rows = g.reshape(-1, h);
+            // A handler that takes rows adds them straight into the gradient it keeps: no dense [V, h] table per step.
+            if (ParameterEvents.HandlerOf(w) is IRowGradientHandler byRows && byRows.AcceptRows(w, flatIdx, rows))
+                return new Tensor?[] { null, null, null, null };
             // Rows never looked up get zero gradient; repeated indices add up (as embedding_backward does).
             // Summed in the activation dtype (fp32 under bf16 storage), stored in the weight's.
             var dw = zeros(w.shape, dtype: g.dtype, device: g.device);
-            dw.index_add_(0, idx.reshape(-1), g.reshape(-1, h), 1);
+            dw.index_add_(0, flatIdx, rows, 1);
             return new Tensor?[] { null, Mixed.Stored(dw, w), null, null };
         });
     }
@@ -274,21 +279,19 @@ internal sealed class LayerNormFunction : MultiTensorFunction<LayerNormFunction>
         var (parameters, slots) = b is null ? (new[] { w }, new[] { 1 }) : (new[] { w, b }, new[] { 1, 2 });
         return ParameterBackward.Run((string)ctx.get_data("module"), parameters, slots, 5, [x, g, .. grads], () =>
         {
-            // Analytic LayerNorm backward, in fp32 whatever the compute precision:
-            // x̂ = (x - μ)·r, dx = r·(ĝ - mean(ĝ) - x̂·mean(ĝ·x̂)) with ĝ = g·w.
-            var dtype = x.dtype;
+            // libtorch's own fused LayerNorm backward, on a recomputed forward of detached copies (one pass each; 16-bit inputs
+            // are summed in fp32 inside the kernel): where an analytic backward in tensor ops costs about fifteen passes over
+            // the activation, and four casts between bf16 and fp32 under bf16 compute.
             long h = x.shape[^1];
-            var xf = x.to(ScalarType.Float32).reshape(-1, h);
-            var gf = g.to(ScalarType.Float32).reshape(-1, h);
-            var mean = xf.mean(new long[] { 1 }, keepdim: true);
-            var centered = xf - mean;
-            var rstd = (centered.square().mean(new long[] { 1 }, keepdim: true) + eps).rsqrt();
-            var xhat = centered * rstd;
-            var gh = gf * w.to(ScalarType.Float32);
-            var dx = rstd * (gh - gh.mean(new long[] { 1 }, keepdim: true) - xhat * (gh * xhat).mean(new long[] { 1 }, keepdim: true));
-            var dw = (gf * xhat).sum(dim: 0);
-            var db = b is null ? null : gf.sum(dim: 0).to(b.dtype);
-            return new Tensor?[] { dx.to(dtype).reshape(x.shape), dw.to(w.dtype), db, null, null };
+            Tensor xd = x.detach().requires_grad_(), wd = Mixed.Compute(w, x.dtype).detach().requires_grad_();
+            Tensor? bd = b is null ? null : Mixed.Compute(b, x.dtype).detach().requires_grad_();
+            IList<Tensor> d;
+            using (enable_grad())
+            {
+                var y = nn.functional.layer_norm(xd, new[] { h }, wd, bd, eps);
+                d = grad(new[] { y }, bd is null ? new[] { xd, wd } : new[] { xd, wd, bd }, new[] { g });
+            }
+            return new Tensor?[] { d[0], Mixed.Stored(d[1], w), b is null ? null : Mixed.Stored(d[2], b), null, null };
         });
     }
 }

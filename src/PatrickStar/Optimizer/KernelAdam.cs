@@ -19,6 +19,12 @@ public static class KernelAdam
         _ => throw new ArgumentException($"no Adam kernel for {t} tensors"),
     };
 
+    /// <summary>
+    /// Threads of the host kernels (Adam, the gradient norm): torch's intra-op threads, so that a run limited to fewer
+    /// threads than cores (`threads` in the config) keeps that limit in its optimizer too. Results do not depend on it.
+    /// </summary>
+    public static int Threads => Math.Max(1, TorchSharp.torch.get_num_threads());
+
     /// <summary>Whether the kernel can update these operands in place: all contiguous, in host memory, of kernel dtypes.</summary>
     public static bool Applies(Tensor master, Tensor momentum, Tensor variance, Tensor grad, Tensor? copy) =>
         OnHost(master) && OnHost(momentum) && OnHost(variance) && OnHost(grad) && (copy is null || OnHost(copy))
@@ -45,6 +51,6 @@ public static class KernelAdam
         var copyType = copy is null ? ElementType.Float32 : ElementOf(copy.dtype);
         CpuAdamKernel.Step((float*)Runtime.TensorMemory.Address(master), (float*)Runtime.TensorMemory.Address(momentum),
             (float*)Runtime.TensorMemory.Address(variance), Runtime.TensorMemory.Address(grad), ElementOf(grad.dtype),
-            copy is null ? null : Runtime.TensorMemory.Address(copy), copyType, n, h);
+            copy is null ? null : Runtime.TensorMemory.Address(copy), copyType, n, h, threads: Threads);
     }
 }

@@ -147,12 +147,13 @@ public static class GradientClipping
         using var scope = NewDisposeScope();
         Tensor? sumSquares = null;
         double onHost = 0;
+        int threads = KernelAdam.Threads;
         foreach (var g in gradients)
         {
             if (g.device_type == TorchSharp.DeviceType.CPU && g.is_contiguous() && g.dtype is ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16)
             {
                 // One read of the gradient, where the tensor route makes (for 16-bit gradients) an fp32 copy first.
-                unsafe { onHost += SquaredNormKernel.SumOfSquares(Runtime.TensorMemory.Address(g), KernelAdam.ElementOf(g.dtype), g.numel()); }
+                unsafe { onHost += SquaredNormKernel.SumOfSquares(Runtime.TensorMemory.Address(g), KernelAdam.ElementOf(g.dtype), g.numel(), threads: threads); }
                 continue;
             }
             var n = linalg.vector_norm(g.dtype == ScalarType.Float32 || g.dtype == ScalarType.Float64 ? g : g.to(ScalarType.Float32));

@@ -25,6 +25,7 @@ public sealed class PlainEngine : ITrainingEngine
     private readonly double clip;
     private readonly LossScaler scaler;
     private readonly Precision precision;
+    private readonly PlainRowGradients rowGradients;
     private EngineStatistics statistics = EngineStatistics.None;
     private bool gradientsInSlots;     // bf16/fp16: the last micro-batch's gradients are in the parameters' .grad
     private bool mastersHoldGradients; // bf16/fp16: the fp32 accumulators hold earlier micro-batches' gradients
@@ -43,6 +44,7 @@ public sealed class PlainEngine : ITrainingEngine
         model.to(device);
         if (precision != Precision.Fp32) model.to(ComputeType(precision));
         model.train();
+        rowGradients = new PlainRowGradients(model); // after the dtype change, which may replace the Parameter objects
 
         // Tied weights appear once: parameters() already yields each Parameter once.
         var named = model.named_parameters().ToList();
@@ -223,6 +225,7 @@ public sealed class PlainEngine : ITrainingEngine
 
     public void Dispose()
     {
+        rowGradients.Dispose();
         adam.Dispose();
         if (masterGrads is not null)
         {

@@ -101,6 +101,28 @@ public class BenchCliTests
     }
 
     [Fact]
+    public void CeilingPartTimesEveryProductAndSetsTheTrainersAgainstThem()
+    {
+        using var dir = new TempDir();
+        string reportDir = Path.Combine(dir.Path, "report");
+        var (code, output, err) = Pstar("bench", "--parts", "ceiling,trainers,matmul", "--matmul-size", "64", "--tight-memory", "off",
+            "--hidden", "32", "--layers", "1", "--heads", "2", "--seq", "16", "--batch", "1", "--steps", "1", "--precision", "fp32", "--report", reportDir);
+        Assert.True(code == 0, err + output);
+        var json = ReadJson(Path.Combine(reportDir, "report.json"));
+        Assert.Equal(new[] { "matmul", "trainers", "ceiling" }, json["parts"]!.AsArray().Select(p => (string)p!).ToArray());
+        var ceiling = json["ceiling"]!.AsObject();
+        Assert.Equal("fp32", (string?)ceiling["dtype"]);
+        Assert.Equal((double)ceiling["model_flops_per_step"]!, (double)ceiling["gemm_flops_per_step"]!, 6);
+        Assert.Equal(21, ceiling["gemms"]!.AsArray().Count);
+        foreach (var key in new[] { "gemm_seconds_per_step", "gemm_only_fraction_of_matmul_peak", "sdpa_forward_backward_seconds_per_layer", "ceiling_step_seconds_with_sdpa" })
+            Assert.True((double)ceiling[key]! > 0, key);
+        var trainers = ceiling["trainers"]!.AsArray();
+        Assert.Equal(3, trainers.Count); // plain, static, dynamic (no tight run)
+        Assert.True((double)trainers[0]!["x_gemm_seconds"]! > 0);
+        Assert.Contains("ceiling: one step's matrix products alone in libtorch", File.ReadAllText(Path.Combine(reportDir, "report.md")));
+    }
+
+    [Fact]
     public void UnknownPartIsRefused()
     {
         using var dir = new TempDir();

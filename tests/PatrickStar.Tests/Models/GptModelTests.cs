@@ -203,6 +203,26 @@ public class ParameterOpsTests
         for (int i = 0; i < g.Length; i++) AssertClose(g[i], gr[i], 1e-4);
     }
 
+    /// <summary>Backward runs libtorch's own LayerNorm kernel: the same bits as autograd through layer_norm, in fp32 and bf16.</summary>
+    [Theory]
+    [InlineData(ScalarType.Float32)]
+    [InlineData(ScalarType.BFloat16)]
+    public void LayerNormGradientsAreTorchsOwn(ScalarType dtype)
+    {
+        manual_seed(4);
+        var (y, r, g, gr) = Compare(
+            t => PatrickStar.Hooks.ParameterOps.LayerNorm(t[0], (TorchSharp.Modules.Parameter)t[1], (TorchSharp.Modules.Parameter)t[2], 1e-5, "test"),
+            t => nn.functional.layer_norm(t[0], new long[] { 64 }, t[1], t[2], 1e-5),
+            randn(4, 16, 64).to(dtype), (randn(64) + 1).to(dtype), randn(64).to(dtype));
+        static float MaxDifference(Tensor a, Tensor b) => (a.to(ScalarType.Float32) - b.to(ScalarType.Float32)).abs().max().item<float>();
+        Assert.Equal(0f, MaxDifference(y, r));
+        for (int i = 0; i < g.Length; i++)
+        {
+            Assert.Equal(dtype, g[i].dtype);
+            Assert.True(MaxDifference(g[i], gr[i]) == 0, $"gradient {i}: max difference {MaxDifference(g[i], gr[i])}");
+        }
+    }
+
     [Fact]
     public void EmbeddingAndTiedHeadMatchTorch()
     {

@@ -1,0 +1,147 @@
+using System.Text.Json.Nodes;
+using PatrickStar.Config;
+using PatrickStar.Models.Gpt;
+using PatrickStar.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+using Clock = PatrickStar.Benchmarks.Measure;
+
+namespace PatrickStar.Cli.Benchmarks;
+
+/// <summary>
+/// Part `ceiling`: libtorch's own limit on the trainers' model. Every matrix product of one training step
+/// (<see cref="GptGemms"/>: the exact shapes, layouts and dtype the model runs) is timed alone in libtorch, median after
+/// warm-up; their sum is the shortest step any trainer built on these products could take, and model FLOPs over it the
+/// best MFU. The attention path the model really runs (scaled_dot_product_attention, causal) is timed alone too.
+/// Run after `trainers` (as --parts orders it), the trainers' medians are set against the ceiling.
+/// </summary>
+public sealed class CeilingPart : IBenchPart
+{
+    public string Name => "ceiling";
+
+    private const int Warmup = 2;
+
+    public void Run(BenchContext context)
+    {
+        var s = context.Settings;
+        var precision = s.Precision ?? context.TrainersPrecision ?? TrainersPart.ChoosePrecision(context);
+        var dtype = PlainEngine.ActivationType(precision);
+        var gpt = new GptConfig(GptConfig.Gpt2VocabSize, s.Seq, s.Layers, s.Hidden, s.Heads); // as the trainers part builds it
+        gpt.Validate();
+        var gemms = GptGemms.OfStep(gpt, s.Batch, s.Seq);
+        double modelFlops = gpt.TrainingFlops(s.Batch, s.Seq);
+        var peak = dtype == ScalarType.BFloat16 ? context.Bf16Matmul : context.Fp32Matmul;
+        int reps = s.Quick ? 3 : 9;
+        string dtypeName = dtype == ScalarType.BFloat16 ? "bf16" : "fp32";
+        BenchContext.Progress($"ceiling: the {gemms.Count} matrix products of one step alone in libtorch ({dtypeName}), {Warmup} warm-up + {reps} timed each...");
+
+        var timed = gemms.Select(g => (Gemm: g, Seconds: Clock.Median(TimeGemm(g, dtype, context.Device, reps)))).ToList();
+        var (sdpaForward, sdpaStep) = TimeAttention(s, dtype, context.Device, reps);
+
+        double Sum(Func<(Gemm Gemm, double Seconds), bool> which) => timed.Where(which).Sum(t => t.Seconds * t.Gemm.Count);
+        double gemmSeconds = Sum(_ => true);
+        double attentionGemmSeconds = Sum(t => t.Gemm.Name.StartsWith("attention"));
+        double forwardSeconds = Sum(t => t.Gemm.Pass == "forward");
+        // The model runs attention as one fused SDPA call per layer, not as these four-plus-four products.
+        double withSdpa = gemmSeconds - attentionGemmSeconds + s.Layers * sdpaStep;
+        double? Fraction(double seconds) => peak is null ? null : modelFlops / seconds / 1e9 / peak.Gflops;
+        string Percent(double seconds) => Fraction(seconds) is double f ? $"{f * 100:0.0}%" : "-";
+
+        var table = new ReportTable($"ceiling: one step's matrix products alone in libtorch ({dtypeName}, batch {s.Batch} × seq {s.Seq}, median s)")
+            .Column("product", right: false).Column("pass", right: false).Column("shape", right: false).Column("× per step")
+            .Column("s each").Column("GFLOPS").Column($"of {dtypeName} peak").Column("s per step");
+        foreach (var (g, sec) in timed)
+            table.Row(g.Name, g.Pass, g.Shape, $"{g.Count}", $"{sec:0.000000}", $"{g.Flops / sec / 1e9:N1}",
+                peak is null ? "-" : $"{g.Flops / sec / 1e9 / peak.Gflops * 100:0.0}%", $"{sec * g.Count:0.0000}");
+        table.Notes.Add($"All products: {gemmSeconds:0.0000} s per step ({forwardSeconds:0.0000} forward, {gemmSeconds - forwardSeconds:0.0000} backward) " +
+                        $"for {modelFlops / 1e12:0.000} TFLOP of model FLOPs ({GptConfig.FlopsFormula}): {Percent(gemmSeconds)} of the {dtypeName} matmul peak. " +
+                        "No trainer built on libtorch's products can step faster than this.");
+        table.Notes.Add($"Attention as the model runs it (scaled_dot_product_attention, causal, {s.Heads} heads): forward {sdpaForward:0.000000} s, " +
+                        $"forward + backward {sdpaStep:0.000000} s per layer, against {attentionGemmSeconds / s.Layers:0.000000} s for its products as batched matmuls. " +
+                        $"With SDPA in their place: {withSdpa:0.0000} s per step, {Percent(withSdpa)} of peak.");
+        foreach (var (label, seconds) in context.TrainerSteps)
+            table.Notes.Add($"{label}: {seconds:0.0000} s per step = {seconds / gemmSeconds:0.00}x the products alone, {Percent(seconds)} of peak; " +
+                            $"{seconds - withSdpa:0.0000} s of each step is outside the products and SDPA.");
+        if (peak is null) table.Notes.Add("No matmul part in this sitting: fractions of peak need --parts matmul too.");
+        context.Report.Add(Name, table);
+
+        context.Report.Json[Name] = new JsonObject
+        {
+            ["dtype"] = dtypeName,
+            ["model_flops_per_step"] = modelFlops,
+            ["gemm_flops_per_step"] = gemms.Sum(g => g.StepFlops),
+            ["matmul_peak_gflops"] = peak?.Gflops,
+            ["gemm_seconds_per_step"] = gemmSeconds,
+            ["gemm_forward_seconds_per_step"] = forwardSeconds,
+            ["gemm_backward_seconds_per_step"] = gemmSeconds - forwardSeconds,
+            ["gemm_only_fraction_of_matmul_peak"] = Fraction(gemmSeconds),
+            ["sdpa_forward_seconds_per_layer"] = sdpaForward,
+            ["sdpa_forward_backward_seconds_per_layer"] = sdpaStep,
+            ["attention_gemm_seconds_per_layer"] = attentionGemmSeconds / s.Layers,
+            ["ceiling_step_seconds_with_sdpa"] = withSdpa,
+            ["ceiling_with_sdpa_fraction_of_matmul_peak"] = Fraction(withSdpa),
+            ["trainers"] = new JsonArray(context.TrainerSteps.Select(t => (JsonNode)new JsonObject
+            {
+                ["label"] = t.Label, ["median_step_seconds"] = t.Seconds, ["x_gemm_seconds"] = t.Seconds / gemmSeconds,
+                ["seconds_outside_gemms_and_sdpa"] = t.Seconds - withSdpa,
+            }).ToArray()),
+            ["gemms"] = new JsonArray(timed.Select(t => (JsonNode)new JsonObject
+            {
+                ["name"] = t.Gemm.Name, ["pass"] = t.Gemm.Pass, ["batch"] = t.Gemm.Batch, ["m"] = t.Gemm.M, ["k"] = t.Gemm.K, ["n"] = t.Gemm.N,
+                ["transpose_a"] = t.Gemm.TransposeA, ["transpose_b"] = t.Gemm.TransposeB, ["count_per_step"] = t.Gemm.Count,
+                ["flops"] = t.Gemm.Flops, ["median_seconds"] = t.Seconds, ["gflops"] = t.Gemm.Flops / t.Seconds / 1e9,
+            }).ToArray()),
+        };
+    }
+
+    /// <summary>Seconds of single runs of <paramref name="g"/>, operands stored as the model stores them (a transposed one read through a view).</summary>
+    internal static List<double> TimeGemm(Gemm g, ScalarType dtype, Device device, int reps)
+    {
+        using var scope = NewDisposeScope();
+        Tensor Operand(long rows, long cols, bool transposed)
+        {
+            var stored = transposed ? randn(g.Batch, cols, rows, dtype: dtype, device: device) : randn(g.Batch, rows, cols, dtype: dtype, device: device);
+            var view = transposed ? stored.transpose(1, 2) : stored;
+            return g.Batch == 1 ? view.squeeze(0) : view;
+        }
+        var a = Operand(g.M, g.K, g.TransposeA);
+        var b = Operand(g.K, g.N, g.TransposeB);
+        return Clock.Repeat(Warmup, reps, () =>
+        {
+            using var c = g.Batch == 1 ? a.mm(b) : a.bmm(b);
+            Synchronize(device);
+        });
+    }
+
+    /// <summary>Median seconds of one layer's attention as the model runs it: forward alone, and forward + backward.</summary>
+    private static (double Forward, double Step) TimeAttention(BenchSettings s, ScalarType dtype, Device device, int reps)
+    {
+        using var scope = NewDisposeScope();
+        long b = s.Batch, t = s.Seq, h = s.Hidden;
+        var qkv = randn(b, t, 3 * h, dtype: dtype, device: device).requires_grad_();
+        var gradient = randn(b, s.Heads, t, h / s.Heads, dtype: dtype, device: device);
+        Tensor Forward()
+        {
+            using var inner = NewDisposeScope();
+            var parts = qkv.split(h, dim: 2);
+            Tensor Heads(Tensor z) => z.view(b, t, s.Heads, h / s.Heads).transpose(1, 2); // as CausalSelfAttention
+            return F.scaled_dot_product_attention(Heads(parts[0]), Heads(parts[1]), Heads(parts[2]), is_casual: true).MoveToOuterDisposeScope();
+        }
+        double forward;
+        using (no_grad())
+            forward = Clock.Median(Clock.Repeat(Warmup, reps, () => { using var y = Forward(); Synchronize(device); }));
+        double step = Clock.Median(Clock.Repeat(Warmup, reps, () =>
+        {
+            using (var y = Forward()) autograd.backward(new[] { y }, new[] { gradient });
+            qkv.grad = null; // each rep stores its gradient afresh, as a step does
+            Synchronize(device);
+        }));
+        return (forward, step);
+    }
+
+    private static void Synchronize(Device device)
+    {
+        if (device.type == DeviceType.CUDA) cuda.synchronize();
+    }
+}
