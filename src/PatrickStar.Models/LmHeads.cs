@@ -42,7 +42,7 @@ public sealed class UntiedLmHead : LmHead
 
     public UntiedLmHead(long hidden, long vocab) : base(nameof(UntiedLmHead))
     {
-        weight = new Parameter(empty(vocab, hidden));
+        weight = new Parameter(PatrickStar.Chunks.ParameterPlaceholders.Empty(vocab, hidden)); // no memory under a streamed build
         RegisterComponents();
     }
 

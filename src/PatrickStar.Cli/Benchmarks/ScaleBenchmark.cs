@@ -179,17 +179,18 @@ public static class ScaleBenchmark
         }
     }
 
-    /// <summary>The config file a chunk-engine trial trains with: the disk policy adds the disk tier's keys disk_dir and disk_memory.</summary>
+    /// <summary>The config file a chunk-engine trial trains with: the disk policy adds the disk tier (disk_dir, disk_memory).</summary>
     public static string TrialJson(string policy, int layers, Budgets budgets, int hidden, int heads, int seq, Precision precision,
         string family = "gpt2", int? kvHeads = null)
     {
-        string json = ConfigLoader.ToJson(Config(policy, layers, budgets.Device, budgets.Host, hidden, heads, seq, precision, family, kvHeads));
-        if (policy != DiskPolicy) return json;
-        if (!budgets.HasDisk) throw new ArgumentException($"The {DiskPolicy} trial needs a disk directory and budget.", nameof(budgets));
-        var node = System.Text.Json.Nodes.JsonNode.Parse(json)!.AsObject();
-        node["disk_dir"] = budgets.DiskDir;
-        node["disk_memory"] = budgets.DiskMemory;
-        return node.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
+        var config = Config(policy, layers, budgets.Device, budgets.Host, hidden, heads, seq, precision, family, kvHeads);
+        if (policy == DiskPolicy)
+        {
+            if (!budgets.HasDisk) throw new ArgumentException($"The {DiskPolicy} trial needs a disk directory and budget.", nameof(budgets));
+            config.Chunks.DiskDir = budgets.DiskDir;
+            config.Chunks.DiskMemory = budgets.DiskMemory;
+        }
+        return ConfigLoader.ToJson(config);
     }
 
     private static void Report(string policy, int layers, long parameters, string? failure) =>

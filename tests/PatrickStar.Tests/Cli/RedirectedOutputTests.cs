@@ -32,7 +32,7 @@ public class RedirectedOutputTests
     public void EstimateTablesKeepEveryCellOnOneLine()
     {
         var (code, output, _) = MpiTests.RunPstar(null, null, "estimate", "--model", "gpt2-mini", "--engine", "chunked", "--device", "cpu",
-            "--device-memory", "256MiB", "--host-memory", "1GiB", "--batch", "8", "--seq", "256");
+            "--device-memory", "128MiB", "--host-memory", "1GiB", "--batch", "8", "--seq", "256");
         Assert.True(code == 3, output); // does not fit: the tables and the suggestions are printed
         Assert.Contains(output.Split('\n'), l => l.StartsWith("│ param ") && l.Contains("host, moved to the device per module"));
         Assert.DoesNotMatch(ContinuationRow, output);
