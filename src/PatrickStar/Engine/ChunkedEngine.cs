@@ -64,7 +64,6 @@ public sealed class ChunkedEngine : ITrainingEngine
         device = new TierMemory(Tier.Device, computeDevice, options.DeviceMemory);
         host = new TierMemory(Tier.Host, CPU, options.HostMemory);
         model.train();
-        Runtime.NativeAllocator.ReturnLargeBlocks(); // budgets are what the process uses: freed large blocks must not stay resident
         // Parameters take the compute precision first; their fp32 masters are made from those values,
         // as the plain engine does, so both engines start from identical weights.
         if (computeType != ScalarType.Float32) model.to(computeType);
@@ -77,6 +76,10 @@ public sealed class ChunkedEngine : ITrainingEngine
             ? ChunkLayout.Pack(specs, size)
             : ChunkSizeSearch.ForDevice(specs, options.DeviceMemory, Runtime.TensorMemory.ElementSize(computeType));
         chunks = new ChunkLists(layout, comm?.Size ?? 1, comm?.Rank ?? 0, accumulate: config.GradientAccumulationSteps > 1);
+        // Near the machine's limit the budgets must be what the process uses: freed large blocks must not stay resident.
+        if (LargeBlockPolicy.ShouldReturn(LargeBlockPolicy.ModelDataBytes(chunks, Runtime.TensorMemory.ElementSize(computeType)),
+                MemoryMeter.AvailableHostMemory(), Environment.GetEnvironmentVariable(LargeBlockPolicy.Variable)))
+            Runtime.NativeAllocator.ReturnLargeBlocks();
         ordered = order.Select(p => new ManagedParameter(p.Name, p.Parameter, p.Parameter.shape.ToArray(), layout[p.Name],
             decay: !config.Optimizer.NoDecayOnBiasAndNorm || p.Parameter.dim() >= 2)).ToList();
         var managed = ordered.ToDictionary(mp => mp.Parameter, (IEqualityComparer<Parameter>)ReferenceEqualityComparer.Instance);

@@ -52,13 +52,16 @@ public class DefaultRunMemoryTests
         Assert.True(peak <= bound, figures);
     }
 
-    internal static (int ExitCode, string Output) RunTrain(params string[] args)
+    internal static (int ExitCode, string Output) RunTrain(params string[] args) => RunTrain(null, args);
+
+    internal static (int ExitCode, string Output) RunTrain(IReadOnlyDictionary<string, string>? environment, params string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         start.ArgumentList.Add(typeof(PatrickStar.Cli.Program).Assembly.Location);
         start.ArgumentList.Add("train");
         foreach (var a in args) start.ArgumentList.Add(a);
         start.Environment["TERM"] = "dumb";
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
