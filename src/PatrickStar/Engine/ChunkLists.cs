@@ -63,6 +63,14 @@ internal sealed class ChunkLists
         if (HasState(index)) AttachState(index, host);
     }
 
+    /// <summary>Bytes of the chunks this rank keeps: fp32 master, momentum and variance (and fp32 gradients when
+    /// accumulating) plus the parameters at <paramref name="parameterElementBytes"/> per element.</summary>
+    public long OwnedBytes(int parameterElementBytes)
+    {
+        long perIndex = Layout.ChunkSize * (4L * (Accumulating ? 4 : 3) + parameterElementBytes);
+        return perIndex * (Count / Ranks);
+    }
+
     /// <summary>Appends chunk <paramref name="index"/> to every list without payloads (<see cref="AttachState"/> gives them).</summary>
     public void AddReleased(int index, ScalarType computeType)
     {

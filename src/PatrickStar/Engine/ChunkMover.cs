@@ -156,12 +156,15 @@ internal sealed class ChunkMover(ChunkLists chunks, TierMemory device, TierMemor
     }
 
     /// <summary>Points every parameter of a parameter chunk at its slot in the current payload (same Parameter objects).</summary>
-    public static void Rebind(Chunk chunk)
+    public static void Rebind(Chunk chunk) => Rebind(chunk, chunk.Payload!);
+
+    /// <summary>Points every parameter of <paramref name="chunk"/> at its slot in <paramref name="payload"/> (the chunk's own, or a copy of its values).</summary>
+    public static void Rebind(Chunk chunk, Tensor payload)
     {
         using var _ = no_grad();
         foreach (var mp in chunk.Tensors)
         {
-            using var slot = chunk.Slot(mp.Place);
+            using var slot = payload.narrow(0, mp.Place.Offset, mp.Place.Numel);
             using var view = slot.view(mp.Shape);
             mp.Parameter.set_(view);
         }

@@ -77,7 +77,7 @@ public sealed class ChunkedEngine : ITrainingEngine
             : ChunkSizeSearch.ForDevice(specs, options.DeviceMemory, Runtime.TensorMemory.ElementSize(computeType));
         chunks = new ChunkLists(layout, comm?.Size ?? 1, comm?.Rank ?? 0, accumulate: config.GradientAccumulationSteps > 1);
         // Near the machine's limit the budgets must be what the process uses: freed large blocks must not stay resident.
-        if (LargeBlockPolicy.ShouldReturn(LargeBlockPolicy.ModelDataBytes(chunks, Runtime.TensorMemory.ElementSize(computeType)),
+        if (LargeBlockPolicy.ShouldReturn(chunks.OwnedBytes(Runtime.TensorMemory.ElementSize(computeType)),
                 MemoryMeter.AvailableHostMemory(), Environment.GetEnvironmentVariable(LargeBlockPolicy.Variable)))
             Runtime.NativeAllocator.ReturnLargeBlocks();
         ordered = order.Select(p => new ManagedParameter(p.Name, p.Parameter, p.Parameter.shape.ToArray(), layout[p.Name],
@@ -94,6 +94,7 @@ public sealed class ChunkedEngine : ITrainingEngine
         disk = DiskPlacement.Open(options, chunks, computeType, host, placement, tracer, collectives.BindReleased);
         mover.Disk = disk;
         collectives.Disk = disk;
+        if (disk is not null) disk.Prefetcher = mover.Prefetcher;
         try
         {
             if (initializer is not null)
@@ -315,12 +316,7 @@ public sealed class ChunkedEngine : ITrainingEngine
     private void RebindFromDisk(Chunk c)
     {
         using var values = disk!.Read(c);
-        foreach (var mp in c.Tensors)
-        {
-            using var slot = values.narrow(0, mp.Place.Offset, mp.Place.Numel);
-            using var view = slot.view(mp.Shape);
-            mp.Parameter.set_(view);
-        }
+        ChunkMover.Rebind(c, values);
     }
 
     public void Dispose()

@@ -16,7 +16,7 @@ internal sealed class DiskPlacement(ChunkLists chunks, TierMemory host, DiskChun
     NonModelTracer tracer, Action<Chunk> bindReleased, int readAhead)
 {
     /// <summary>True when optimizer state lives on disk (the host budget cannot hold every chunk of this rank).</summary>
-    public bool StateOnDisk { get; } = OwnedBytes(chunks) > host.Budget;
+    public bool StateOnDisk { get; } = chunks.OwnedBytes(parameterElementBytes: 4) > host.Budget; // the widest compute type: a bound is all the decision needs
 
     public DiskChunkStore Store => store;
 
@@ -30,12 +30,8 @@ internal sealed class DiskPlacement(ChunkLists chunks, TierMemory host, DiskChun
         return new DiskPlacement(chunks, host, store, placement, tracer, bindReleased, options.DiskReadAhead);
     }
 
-    private static long OwnedBytes(ChunkLists chunks)
-    {
-        long perIndex = TierMemory.Bytes(ScalarType.Float32, chunks.Layout.ChunkSize) * (chunks.Accumulating ? 4 : 3);
-        long param = chunks.Layout.ChunkSize * 4; // the widest compute type: a bound is all the decision needs
-        return (perIndex + param) * (chunks.Count / chunks.Ranks);
-    }
+    /// <summary>The host-to-device read-ahead, if on: a parameter chunk leaving for disk first drops its pending copy.</summary>
+    public ChunkPrefetcher? Prefetcher { get; set; }
 
     // Chunk indices being filled: a streamed build fills several at once, and none may leave before it is complete.
     private readonly HashSet<int> packing = new();
@@ -73,6 +69,7 @@ internal sealed class DiskPlacement(ChunkLists chunks, TierMemory host, DiskChun
                 && !packing.Contains(c.Index)).ToList();
             if (candidates.Count == 0) return; // the tier's own refusal names the budget
             var victim = placement.ChooseVictim(candidates, tracer.Trace, tracer.Moment, useTrace: !tracer.WarmingUp && tracer.Moment >= 0);
+            Prefetcher?.Cancel(victim); // a pending read-ahead copy reads the host payload the spill gives back
             store.Spill(victim, tracer.Label);
             bindReleased(victim);
         }

@@ -19,11 +19,4 @@ public static class LargeBlockPolicy
         "0" => false,
         _ => availableBytes is long available && modelDataBytes >= available / 2,
     };
-
-    /// <summary>Bytes of the chunks this rank keeps: fp32 master, momentum and variance plus the compute-precision parameters (and fp32 gradients when accumulating).</summary>
-    internal static long ModelDataBytes(ChunkLists chunks, int computeElementBytes)
-    {
-        long perIndex = chunks.Layout.ChunkSize * (4L * (chunks.Accumulating ? 4 : 3) + computeElementBytes);
-        return perIndex * (chunks.Count / Math.Max(1, chunks.Ranks));
-    }
 }
