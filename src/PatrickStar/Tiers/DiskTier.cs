@@ -3,7 +3,7 @@ namespace PatrickStar.Tiers;
 /// <summary>
 /// The disk tier of one run: validates the directory, claims it (<see cref="DiskDirLock"/>, cleaning a dead run's files),
 /// chooses O_DIRECT or buffered I/O, and creates preallocated <see cref="ChunkFileStore"/>s within the budget. Dispose
-/// (or process exit, as a fallback) removes every file it made. Start-up refusals throw <see cref="DiskTierRefusedException"/>.
+/// (or process exit, or an immediate exit on a second signal, as fallbacks) removes every file it made. Start-up refusals throw <see cref="DiskTierRefusedException"/>.
 /// </summary>
 public sealed class DiskTier : IDisposable
 {
@@ -11,6 +11,7 @@ public sealed class DiskTier : IDisposable
     private readonly ChunkFileOpener _open;
     private readonly List<ChunkFileStore> _stores = new();
     private readonly EventHandler _onExit;
+    private readonly IDisposable _onImmediateExit;
     private bool _disposed;
 
     private DiskTier(DiskTierOptions options, DiskDirLock claim, DirectIoChoice io, ChunkFileOpener open, List<string> messages)
@@ -22,6 +23,8 @@ public sealed class DiskTier : IDisposable
         StartupMessages = messages;
         _onExit = (_, _) => Dispose();
         AppDomain.CurrentDomain.ProcessExit += _onExit;
+        // A second Ctrl-C ends the process with _exit, which skips ProcessExit: remove the files there too.
+        _onImmediateExit = PatrickStar.Runtime.ImmediateExit.Register(claim.Dispose);
     }
 
     public DiskTierOptions Options { get; }
@@ -89,6 +92,7 @@ public sealed class DiskTier : IDisposable
         if (_disposed) return;
         _disposed = true;
         AppDomain.CurrentDomain.ProcessExit -= _onExit;
+        _onImmediateExit.Dispose();
         foreach (var s in _stores) s.Dispose();
         _lock.Dispose();
     }

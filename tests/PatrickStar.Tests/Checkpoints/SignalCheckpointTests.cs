@@ -108,6 +108,20 @@ public class SignalCheckpointTests
     }
 
     [Fact]
+    public void ASecondSignalLeavesNoDiskTierFilesBehind()
+    {
+        // The immediate exit skips .NET's exit handlers, where the disk tier removes its chunk files: it must remove them
+        // on that path too, or every second Ctrl-C leaves the model's size on disk until the next run.
+        using var dir = new TempDir();
+        using var disk = new TempDir();
+        var outcome = Interrupt(dir.Path, "step ", PatrickStar.Cli.Commands.TrainCommand.DuplicateSignalWindowMs + 300, [SigTerm, SigTerm],
+            "--batch", "8", "--seq", "256", "--accum", "6", "--engine", "chunked", "--host-memory", "128MiB", "--disk-dir", disk.Path);
+        Assert.True(outcome.ExitCode == 128 + SigTerm, $"exit code {outcome.ExitCode}:\n{outcome.Output}");
+        Assert.Contains("disk tier:", outcome.Output);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(disk.Path));
+    }
+
+    [Fact]
     public void ASignalDeliveredTwiceAtOnceStillSaves()
     {
         // `dotnet run`, `timeout` or a batch system signalling a process group: pstar gets the signal from the sender and
