@@ -133,4 +133,23 @@ public class CudaChunkCopyTests
             Assert.Equal(new Device(DeviceType.CUDA, 1).ToString(), Assert.IsType<CudaCurrentStreamChunkCopy>(copy).Device.ToString());
         Assert.Equal(new[] { "notice: chunk read-ahead copies run on the compute stream, not a side stream: libcudart could not be loaded (tried libcudart.so.12)." }, notices);
     }
+
+    [Fact]
+    public void TheSelfCheckSeesTheValuesOnlyWhenComputeWaitsOnTheCopy()
+    {
+        var ok = CudaCopyCheck.Run(new FakeCudaRuntime(), CPU, 1 << 20, pinned: false);
+        Assert.True(ok.Equal, ok.ToString());
+        Assert.Equal(1 << 20, ok.Bytes);
+        // A runtime where the compute stream's wait does not order the copy: the read-back sees the old contents.
+        var unordered = CudaCopyCheck.Run(new FakeCudaRuntime { RunOnComputeWait = false }, CPU, 1 << 20, pinned: false);
+        Assert.False(unordered.Equal);
+        Assert.EndsWith("VALUES DIFFER", unordered.ToString());
+
+        // Without libcudart (this machine) the command says so in one line.
+        var (code, stdout, stderr) = PatrickStar.Tests.Cli.CliTests.Pstar("cuda-check", "--size", "1MiB");
+        Assert.NotEqual(0, code);
+        Assert.Equal("", stdout);
+        Assert.Matches("^error: (libcudart could not be loaded \\(tried .*\\); install the CUDA libtorch package|no CUDA device)", stderr.Trim());
+        Assert.DoesNotContain("\n", stderr.Trim());
+    }
 }
