@@ -115,8 +115,20 @@ public static class DiskEstimator
         tiers.Add(new TierDemand("disk", d.DiskBytes, d.DiskBudgetBytes, "chunk files: a slot for every chunk of the four kinds, rounded up to 4 KiB"));
         tiers.Add(new TierDemand(StagingTier, d.StagingBytes, null, "the disk tier's staging buffers (host memory beside the host budget)"));
         var withDisk = new MemoryEstimate(m.Request, m.Parameters, m.Layout, m.ModelData, m.Activations, m.WorkingSetBytes, m.WorkingSetModule, tiers);
-        if (!withDisk.Fits) withDisk.Knobs = m.Knobs;
+        if (!withDisk.Fits) withDisk.Knobs = [.. HostKnob(m, d), .. m.Knobs];
         return withDisk;
+    }
+
+    /// <summary>A host too small even with the disk tier: the host budget that holds what stays (in whole MiB), if that makes the run fit.</summary>
+    private static IEnumerable<FitKnob> HostKnob(MemoryEstimate m, DiskEstimate d)
+    {
+        if (d.HostShortBytes == 0) yield break;
+        long host = MemoryEstimator.RoundUpMiB(d.HostNeedBytes);
+        var more = MemoryEstimator.Estimate(m.Request with { HostMemory = host }, suggestKnobs: false);
+        var result = WithDisk(more, Estimate(more, d.DiskBudgetBytes, d.Rates, d.ComputeSeconds));
+        if (result.Fits)
+            yield return new FitKnob($"host memory {Bytes.Format(host)} (+{Bytes.Format(host - d.HostBudgetBytes)}), with the disk tier",
+                $"--host-memory {host >> 20}MiB", result);
     }
 
     /// <summary>A step's compute time from the model FLOPs (<see cref="Gpt.GptConfig.TrainingFlops"/>, all micro-batches)

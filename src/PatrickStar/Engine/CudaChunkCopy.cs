@@ -66,8 +66,17 @@ public sealed class CudaChunkCopy : IAsyncChunkCopy
         // Own handles: the caller may dispose or recycle its tensors; the storage stays until the copy is seen done.
         var completion = new Completion(this, done, destination.detach(), source.detach(), pinned);
         using var scope = OnDevice();
-        runtime.Ok(runtime.EventRecord(computeReady, CudaConstants.StreamLegacy), "cudaEventRecord");
-        runtime.Ok(runtime.StreamWaitEvent(sideStream, computeReady, 0), "cudaStreamWaitEvent");
+        try
+        {
+            runtime.Ok(runtime.EventRecord(computeReady, CudaConstants.StreamLegacy), "cudaEventRecord");
+            runtime.Ok(runtime.StreamWaitEvent(sideStream, computeReady, 0), "cudaStreamWaitEvent");
+        }
+        catch
+        {
+            completion.Abandon(); // nothing was queued: the tensors and the event go back at once
+            throw;
+        }
+        // From here a failure may leave the copy queued: its tensors are left to the finalizer rather than freed under it.
         runtime.Ok(runtime.MemcpyAsync(Runtime.TensorMemory.DataPointer(destination), Runtime.TensorMemory.DataPointer(source), (nuint)bytes,
             CudaConstants.MemcpyHostToDevice, sideStream), "cudaMemcpyAsync");
         runtime.Ok(runtime.EventRecord(done, sideStream), "cudaEventRecord");
@@ -164,12 +173,14 @@ public sealed class CudaChunkCopy : IAsyncChunkCopy
             Release();
         }
 
+        public void Abandon() => Release();
+
         private void Release()
         {
             released = true;
             destination.Dispose();
             source.Dispose();
-            owner.inFlight.Remove(this);
+            owner.inFlight.Remove(this); // absent when abandoned before it was added
             owner.freeEvents.Push(done);
         }
     }

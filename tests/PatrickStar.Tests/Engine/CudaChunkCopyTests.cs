@@ -102,6 +102,9 @@ public class CudaChunkCopyTests
         var done = copier.Start(destination, source);
         Assert.Equal("CUDA call cudaEventQuery failed: cudaErrorIllegalAddress (error 700).",
             Assert.Throws<CudaException>(() => done.IsCompleted).Message);
+        fake.FailWith = "StreamWaitEvent";
+        Assert.Throws<CudaException>(() => copier.Start(destination, source));
+        Assert.Equal(1, copier.TensorsHeld); // the failed start queued nothing and holds nothing; the copy above is still in flight
         fake.FailWith = null;
 
         var refused = new FakeCudaRuntime { FailWith = "StreamCreate" };

@@ -81,6 +81,7 @@ public sealed class DiskEstimateAgreesWithEngineTests : IDisposable
         output.WriteLine(e.Message);
         Assert.Contains($"host needs {PatrickStar.Profiling.Bytes.Format(4 * ChunkBytes)} ({4 * ChunkBytes:N0} bytes: the chunks not on disk", e.Message);
         Assert.Contains($"short by {PatrickStar.Profiling.Bytes.Format(ChunkBytes)}", e.Message);
+        Assert.Contains("host memory 1.0 MiB (+976.0 KiB), with the disk tier (--host-memory 1MiB)", e.Message); // the fix, in whole MiB
         Assert.Empty(Directory.EnumerateFileSystemEntries(disk.Path)); // refused before any file was made
     }
 
