@@ -100,7 +100,7 @@ internal static class ConfigFlags
     public static readonly string[] ForEstimate =
     [
         "--model", "--layers", "--hidden", "--heads", "--vocab", "--context", "--device", "--device-memory", "--host-memory", "--batch", "--seq",
-        "--accum", "--checkpointing", "--precision", "--engine", "--placement", "--dp-mode", "--chunk-size",
+        "--accum", "--checkpointing", "--precision", "--engine", "--placement", "--dp-mode", "--chunk-size", "--disk-dir", "--disk-memory",
     ];
 
     /// <summary>The flags of `pstar train`: all but --vocab (the data's tokenizer decides it).</summary>

@@ -56,7 +56,7 @@ public static class EstimateCommand
                     MemoryMeter.PhysicalMemory()) is string impossible)
                 throw new ConfigException(impossible);
             var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(c, choice, deviceBudget, hostBudget, r.GetValue(ranks) ?? 1));
-            var disk = diskFlags.Wanted(r) ? diskFlags.Estimate(r, estimate) : null;
+            var disk = diskFlags.Wanted(r, c) ? diskFlags.Estimate(r, c, estimate) : null;
             if (disk?.Refusal is string refusal)
             {
                 Console.Error.WriteLine($"error: {refusal}");

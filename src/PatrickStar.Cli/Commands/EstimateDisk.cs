@@ -10,13 +10,12 @@ using Spectre.Console;
 namespace PatrickStar.Cli.Commands;
 
 /// <summary>
-/// The disk flags of `pstar estimate` (--disk-memory, --disk-dir, --disk-bandwidth, --step-seconds, --tflops): the disk
-/// tier's need, bandwidth (given, or measured by writing and reading a few chunks in --disk-dir) and predicted step time.
+/// The disk tier in `pstar estimate`: disk_dir / disk_memory come from the config and its flags (--disk-dir, --disk-memory,
+/// as for `pstar train`); --disk-bandwidth, --step-seconds and --tflops are the estimate's own. The disk tier's need,
+/// bandwidth (given, or measured by writing and reading a few chunks in disk_dir) and predicted step time.
 /// </summary>
 public sealed class EstimateDisk
 {
-    private readonly Option<string?> _memory = new("--disk-memory") { Description = "Disk tier budget (as disk_memory): chunks that do not fit the host budget go to disk, optimizer state first; refused when they need more." };
-    private readonly Option<DirectoryInfo?> _dir = new("--disk-dir") { Description = "Disk tier folder (as disk_dir): its bandwidth is measured there (a few 64 MiB chunks written and read) unless --disk-bandwidth is given; its free space is the budget unless --disk-memory is." };
     private readonly Option<string?> _bandwidth = new("--disk-bandwidth") { Description = "Sequential disk bandwidth for reads and writes: MB/s (\"1500\") or a size per second (\"1.5GB/s\", \"800MiB/s\")." };
     private readonly Option<double?> _stepSeconds = new("--step-seconds") { Description = "A step's time without disk traffic (the median step of a run that fits in memory), for the predicted step time." };
     private readonly Option<double?> _tflops = new("--tflops") { Description = "Sustained TFLOPS, to take a step's compute time from the model FLOPs instead of --step-seconds." };
@@ -27,21 +26,20 @@ public sealed class EstimateDisk
 
     public void AddTo(Command command)
     {
-        foreach (var o in new Option[] { _memory, _dir, _bandwidth, _stepSeconds, _tflops, _probe }) command.Options.Add(o);
+        foreach (var o in new Option[] { _bandwidth, _stepSeconds, _tflops, _probe }) command.Options.Add(o);
     }
 
-    /// <summary>True when any disk flag is given: the estimate then has a disk tier.</summary>
-    public bool Wanted(ParseResult r) => r.GetValue(_memory) is not null || r.GetValue(_dir) is not null || r.GetValue(_bandwidth) is not null;
+    /// <summary>True when the config has a disk tier (disk_dir or disk_memory) or --disk-bandwidth is given.</summary>
+    public bool Wanted(ParseResult r, TrainingConfig c) => c.Chunks.DiskDir is not null || c.Chunks.DiskMemory is not null || r.GetValue(_bandwidth) is not null;
 
     /// <summary>Checks the flags (before any work), measures the bandwidth when asked, and estimates.</summary>
-    public DiskEstimate Estimate(ParseResult r, MemoryEstimate memory)
+    public DiskEstimate Estimate(ParseResult r, TrainingConfig c, MemoryEstimate memory)
     {
-        if (!memory.Request.Chunked) throw new ArgumentException("--disk-memory / --disk-dir / --disk-bandwidth need the chunk engine (the disk tier is the chunk engine's); add --engine chunked.");
-        long? budget = r.GetValue(_memory) is string m ? ByteSize.Parse(m, "--disk-memory") : null;
-        if (budget <= 0) throw new ArgumentException($"--disk-memory must be positive (got {budget} B).");
-        string? dir = r.GetValue(_dir)?.FullName;
+        if (!memory.Request.Chunked) throw new ArgumentException("disk_dir / disk_memory / --disk-bandwidth need the chunk engine (the disk tier is the chunk engine's); add --engine chunked.");
+        long? budget = c.Chunks.DiskMemory;
+        string? dir = c.Chunks.DiskDir is string d ? Path.GetFullPath(d) : null;
         if (dir is not null && !Directory.Exists(dir))
-            throw new DirectoryNotFoundException($"--disk-dir '{dir}' does not exist; create it or give an existing folder on the disk to use.");
+            throw new DirectoryNotFoundException($"disk_dir '{dir}' does not exist; create it or set --disk-dir / disk_dir to an existing folder on the disk to use.");
         double? stepSeconds = r.GetValue(_stepSeconds), tflops = r.GetValue(_tflops);
         if (stepSeconds is not null && tflops is not null) throw new ArgumentException("--step-seconds and --tflops both give the compute time; give one.");
         if (stepSeconds <= 0 || tflops <= 0) throw new ArgumentException("--step-seconds and --tflops must be positive.");
@@ -79,7 +77,7 @@ public sealed class EstimateDisk
         }
         catch (DiskTierRefusedException e)
         {
-            throw new ConfigException($"--disk-dir: {e.Message}");
+            throw new ConfigException($"disk_dir: {e.Message}");
         }
     }
 
@@ -91,9 +89,10 @@ public sealed class EstimateDisk
         t.AddRow("chunks on disk", $"{d.OptimizerChunksOnDisk} optimizer (of {3 * d.ChunksPerKind}) + {d.ParamChunksOnDisk} parameter (of {d.ChunksPerKind})");
         t.AddRow("disk need", $"{Bytes.Format(d.DiskBytes)}{(d.DiskBudgetBytes is long b ? $" of {Bytes.Format(b)}" : "")}");
         t.AddRow("host with them on disk", $"{Bytes.Format(d.HostNeedBytes)} of {Bytes.Format(d.HostBudgetBytes)}");
+        t.AddRow("staging buffers", $"{Bytes.Format(d.StagingBytes)} beside the host budget");
         t.AddRow("disk traffic per step", $"read {Bytes.Format(d.ReadBytesPerStep)}, write {Bytes.Format(d.WriteBytesPerStep)}");
         t.AddRow("bandwidth", d.Rates is { } r ? CommandErrors.Esc($"read {Bytes.Format(r.ReadBytesPerSecond)}/s, write {Bytes.Format(r.WriteBytesPerSecond)}/s ({r.Source})")
-            : "unknown: give --disk-dir (measured) or --disk-bandwidth");
+            : "unknown: give disk_dir (--disk-dir, measured) or --disk-bandwidth");
         if (d.IoSeconds is double io) t.AddRow("disk seconds per step", $"{io:0.000} s");
         t.AddRow("predicted step", d.PredictedStepSeconds is double p
             ? $"{p:0.000} s with I/O overlapped (compute {d.ComputeSeconds:0.000} s + max(0, I/O - compute)); {d.SerialStepSeconds:0.000} s without overlap"
@@ -109,6 +108,7 @@ public sealed class EstimateDisk
         disk_need_bytes = d.DiskBytes,
         disk_budget_bytes = d.DiskBudgetBytes,
         host_need_bytes = d.HostNeedBytes,
+        staging_bytes = d.StagingBytes,
         read_bytes_per_step = d.ReadBytesPerStep,
         write_bytes_per_step = d.WriteBytesPerStep,
         read_bytes_per_second = d.Rates?.ReadBytesPerSecond,

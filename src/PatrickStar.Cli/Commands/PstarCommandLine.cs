@@ -25,6 +25,7 @@ public static partial class PstarCommandLine
         root.Subcommands.Add(PlotCommand.Build());
         root.Subcommands.Add(LaunchCommand.Build());
         root.Subcommands.Add(LaunchCommand.BuildCommCheck());
+        root.Subcommands.Add(CudaCheckCommand.Build());
         Examples.Install(root);
         return root;
     }

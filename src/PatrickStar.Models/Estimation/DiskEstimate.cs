@@ -1,5 +1,6 @@
 using System.Globalization;
 using PatrickStar.Profiling;
+using PatrickStar.Engine;
 using PatrickStar.Tiers;
 
 namespace PatrickStar.Models.Estimation;
@@ -12,10 +13,11 @@ public sealed record DiskRates(double ReadBytesPerSecond, double WriteBytesPerSe
 /// traffic of one step and, with a bandwidth and a compute time, the predicted step time. See <see cref="DiskEstimator"/>.
 /// </summary>
 /// <param name="OptimizerChunksOnDisk">fp32 master, momentum and variance chunks on disk (of 3 x ChunksPerKind).</param>
-/// <param name="ParamChunksOnDisk">Parameter chunks on disk (of ChunksPerKind).</param>
-/// <param name="DiskBytes">Bytes the chunk files take: each chunk in a slot rounded up to 4096 bytes.</param>
-/// <param name="HostNeedBytes">Host bytes with that many chunks on disk: the chunks left plus the staging buffers.</param>
-/// <param name="HostShortBytes">Host bytes missing even with every optimizer and parameter chunk on disk (0 normally).</param>
+/// <param name="ParamChunksOnDisk">Parameter chunks on disk once the model is built (of ChunksPerKind).</param>
+/// <param name="DiskBytes">Bytes the chunk files take: a slot (rounded up to 4096 bytes) for every chunk of the four kinds, as the engine preallocates.</param>
+/// <param name="HostNeedBytes">The host tier's peak: the chunks that stay in memory, at the moment the model is packed.</param>
+/// <param name="HostShortBytes">Host bytes missing even with every optimizer and parameter chunk that can go on disk (0 normally).</param>
+/// <param name="StagingBytes">The disk tier's staging buffers: host memory beside the host budget.</param>
 /// <param name="ComputeSeconds">One step's time without disk traffic (given, or from the model FLOPs); null: unknown.</param>
 public sealed record DiskEstimate(
     int ChunksPerKind,
@@ -26,6 +28,7 @@ public sealed record DiskEstimate(
     long HostBudgetBytes,
     long HostNeedBytes,
     long HostShortBytes,
+    long StagingBytes,
     long ReadBytesPerStep,
     long WriteBytesPerStep,
     DiskRates? Rates,
@@ -46,21 +49,23 @@ public sealed record DiskEstimate(
     /// <summary>One line naming the disk need against the budget and the fix, when the need exceeds the budget.</summary>
     public string? Refusal => DiskShortBytes > 0
         ? string.Create(CultureInfo.InvariantCulture,
-            $"disk need {Bytes.Format(DiskBytes)} ({DiskBytes} B: {OptimizerChunksOnDisk} optimizer + {ParamChunksOnDisk} parameter chunks that do not fit the " +
-            $"{Bytes.Format(HostBudgetBytes)} host budget) exceeds --disk-memory {Bytes.Format(DiskBudgetBytes!.Value)} ({DiskBudgetBytes} B); " +
-            $"raise --disk-memory to at least {(DiskBytes + (1 << 20) - 1) >> 20}MiB or --host-memory.")
+            $"disk need {Bytes.Format(DiskBytes)} ({DiskBytes} B: the files of {ChunksPerKind} parameter and {3 * ChunksPerKind} optimizer chunk slots, " +
+            $"{OptimizerChunksOnDisk} + {ParamChunksOnDisk} of them on disk under the {Bytes.Format(HostBudgetBytes)} host budget) exceeds disk_memory " +
+            $"{Bytes.Format(DiskBudgetBytes!.Value)} ({DiskBudgetBytes} B); raise --disk-memory to at least {(DiskBytes + (1 << 20) - 1) >> 20}MiB.")
         : null;
 }
 
 /// <summary>
-/// The disk tier's estimate. The model, stated:
+/// The disk tier's estimate: what the chunk engine does (DiskPlacement, DiskChunkStore, ChunkedAdam), stated:
 /// <list type="bullet">
-/// <item>The host must hold every chunk of the rank (<see cref="MemoryEstimate.ModelDataBytes"/>). What exceeds the host budget
-/// goes to disk in whole chunks: optimizer state first (master, momentum, variance: used once per step), then parameter chunks.
-/// Gradient-accumulation chunks stay on the host.</item>
-/// <item>With optimizer chunks on disk the host keeps <see cref="OptimizerStagingGroups"/> groups (at most the chunks per kind) of three fp32 buffers
-/// (read group i+1 while group i is updated and group i-1 is written back); with parameter chunks on disk,
-/// <see cref="ParamStagingChunks"/> parameter buffers (one read ahead, one in use).</item>
+/// <item>Optimizer state goes to disk, all of it, when every chunk list of the rank (parameters counted at 4 B) exceeds
+/// the host budget; ChunkedAdam then streams it through staging buffers, not through the host tier.</item>
+/// <item>The host tier peaks while the model is packed: chunk index i is packed beside the chunks before it, after room
+/// was made for all its lists (parameters at 4 B); its optimizer chunks go to disk once it is packed. Parameter chunks
+/// spill to disk to make that room; fp32 gradient chunks (accumulation) never go to disk. Training moves chunks within
+/// the same budget and needs less (one parameter chunk at a time comes back from disk).</item>
+/// <item>The disk files hold a slot for every chunk of the four kinds (preallocated); the staging buffers
+/// (<see cref="DiskStaging"/>) are host memory beside the host budget.</item>
 /// <item>Per step, each optimizer chunk on disk is read once and written once; each parameter chunk on disk is read in the
 /// forward and again in the backward pass of every micro-batch, and written once after the update.</item>
 /// <item>Predicted step = compute + max(0, I/O seconds - compute): read-ahead and write-behind hide the disk under compute up
@@ -69,8 +74,8 @@ public sealed record DiskEstimate(
 /// </summary>
 public static class DiskEstimator
 {
-    public const int OptimizerStagingGroups = 3;
-    public const int ParamStagingChunks = 2;
+    /// <summary>The tier name of the staging buffers in <see cref="WithDisk"/>: not checked against a budget, counted by <see cref="MachineMemoryCheck"/>.</summary>
+    public const string StagingTier = "staging";
 
     /// <param name="computeSeconds">A step's time without disk traffic; null: unknown (no predicted step time).</param>
     public static DiskEstimate Estimate(MemoryEstimate memory, long? diskBudget, DiskRates? rates, double? computeSeconds)
@@ -78,27 +83,27 @@ public static class DiskEstimator
         var r = memory.Request;
         var layout = memory.Layout ?? throw new ArgumentException("The disk tier is the chunk engine's; use --engine chunked.");
         int chunks = (layout.ChunkCount + r.Ranks - 1) / r.Ranks;
-        long fp32 = layout.ChunkSize * 4, param = layout.ChunkSize * ActivationModel.ParameterBytes(r.Precision);
-        long host = r.HostMemory, need = memory.ModelDataBytes;
+        long n = layout.ChunkSize, fp32 = n * 4, param = n * ActivationModel.ParameterBytes(r.Precision);
+        long grad = r.GradientAccumulation > 1 ? fp32 : 0;
+        long host = r.HostMemory, need = memory.ModelDataBytes, shortBytes = 0;
 
         int optimizer = 0, parameters = 0;
-        if (need > host)
+        if (chunks * (fp32 + 3 * fp32 + grad) > host)
         {
-            need += Math.Min(OptimizerStagingGroups, chunks) * 3 * fp32;
-            optimizer = (int)Math.Min(3L * chunks, CeilDiv(need - host, fp32));
-            need -= optimizer * fp32;
-            if (need > host)
-            {
-                need += Math.Min(ParamStagingChunks, chunks) * param;
-                parameters = (int)Math.Min(chunks, CeilDiv(need - host, param));
-                need -= parameters * param;
-            }
+            optimizer = 3 * chunks;
+            long resident = chunks * (param + grad);
+            // Packing the last index: room for all its lists beside the chunks packed before it (the packing one cannot spill).
+            long check = resident - param - grad + fp32 * (grad > 0 ? 5 : 4);
+            parameters = (int)Math.Clamp(CeilDiv(check - host, param), 0, Math.Max(0, chunks - 1));
+            need = resident + 3 * fp32 - parameters * param; // with that index's optimizer group, before it goes to disk
+            long floor = check - parameters * param;
+            if (floor > host) (need, shortBytes) = (floor, floor - host);
         }
         long fp32Slot = StagingBuffer.RoundUp(fp32), paramSlot = StagingBuffer.RoundUp(param);
         long reads = optimizer * fp32Slot + parameters * paramSlot * 2L * r.GradientAccumulation;
         long writes = optimizer * fp32Slot + parameters * paramSlot;
-        return new DiskEstimate(chunks, optimizer, parameters, optimizer * fp32Slot + parameters * paramSlot, diskBudget, host,
-            need, Math.Max(0, need - host), reads, writes, rates, computeSeconds);
+        return new DiskEstimate(chunks, optimizer, parameters, chunks * (3 * fp32Slot + paramSlot), diskBudget, host,
+            need, shortBytes, DiskStaging.Bytes(n), reads, writes, rates, computeSeconds);
     }
 
     /// <summary>The memory estimate with the disk tier in its tiers: the host holds what stays of the chunks, the disk the rest.</summary>
@@ -106,11 +111,24 @@ public static class DiskEstimator
     {
         var tiers = m.Tiers.Where(t => t.Tier != "host").ToList();
         tiers.Add(new TierDemand("host", d.HostNeedBytes, d.HostBudgetBytes,
-            $"the chunks not on disk + staging buffers ({d.OptimizerChunksOnDisk} optimizer and {d.ParamChunksOnDisk} parameter chunks on disk)"));
-        tiers.Add(new TierDemand("disk", d.DiskBytes, d.DiskBudgetBytes, "chunk files, each chunk rounded up to 4 KiB"));
+            $"the chunks not on disk, at the peak while the model is packed ({d.OptimizerChunksOnDisk} optimizer and {d.ParamChunksOnDisk} parameter chunks on disk)"));
+        tiers.Add(new TierDemand("disk", d.DiskBytes, d.DiskBudgetBytes, "chunk files: a slot for every chunk of the four kinds, rounded up to 4 KiB"));
+        tiers.Add(new TierDemand(StagingTier, d.StagingBytes, null, "the disk tier's staging buffers (host memory beside the host budget)"));
         var withDisk = new MemoryEstimate(m.Request, m.Parameters, m.Layout, m.ModelData, m.Activations, m.WorkingSetBytes, m.WorkingSetModule, tiers);
-        if (!withDisk.Fits) withDisk.Knobs = m.Knobs;
+        if (!withDisk.Fits) withDisk.Knobs = [.. HostKnob(m, d), .. m.Knobs];
         return withDisk;
+    }
+
+    /// <summary>A host too small even with the disk tier: the host budget that holds what stays (in whole MiB), if that makes the run fit.</summary>
+    private static IEnumerable<FitKnob> HostKnob(MemoryEstimate m, DiskEstimate d)
+    {
+        if (d.HostShortBytes == 0) yield break;
+        long host = MemoryEstimator.RoundUpMiB(d.HostNeedBytes);
+        var more = MemoryEstimator.Estimate(m.Request with { HostMemory = host }, suggestKnobs: false);
+        var result = WithDisk(more, Estimate(more, d.DiskBudgetBytes, d.Rates, d.ComputeSeconds));
+        if (result.Fits)
+            yield return new FitKnob($"host memory {Bytes.Format(host)} (+{Bytes.Format(host - d.HostBudgetBytes)}), with the disk tier",
+                $"--host-memory {host >> 20}MiB", result);
     }
 
     /// <summary>A step's compute time from the model FLOPs (<see cref="Gpt.GptConfig.TrainingFlops"/>, all micro-batches)

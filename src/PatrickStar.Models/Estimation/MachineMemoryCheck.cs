@@ -23,7 +23,7 @@ public static class MachineMemoryCheck
         long available = free + residentNow;
         long TierUse(string name) => estimate.Tiers.Where(t => t.Tier == name).Sum(t => Math.Min(t.Needed, t.Available ?? t.Needed));
         long device = cpuDevice ? TierUse("device") : 0;
-        long host = Math.Min(TierUse("host"), hostCap ?? long.MaxValue);
+        long host = Math.Min(TierUse("host"), hostCap ?? long.MaxValue) + TierUse(DiskEstimator.StagingTier);
         long need = (long)((device + host) * (1 + AllocatorAllowance)) + runtimeResident;
         if (need <= available) return null;
         long hostFits = Math.Max(0, (long)((available - runtimeResident) / (1 + AllocatorAllowance)) - device);

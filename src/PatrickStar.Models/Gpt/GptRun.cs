@@ -262,7 +262,8 @@ public sealed class GptRun : IDisposable
     /// <summary>
     /// Refuses, before anything is allocated, a run the estimator says cannot fit: model data in the engine's real
     /// chunk layout (sharded over <paramref name="ranks"/>) plus the non-model peaks against the device and host budgets
-    /// the engine would take (<see cref="EstimateBudgets.For"/>, the same defaults as `pstar estimate`).
+    /// the engine would take (<see cref="EstimateBudgets.For"/>, the same defaults as `pstar estimate`). With a disk tier,
+    /// the host need is what stays in memory with the chunks the engine puts on disk, and the chunk files must fit disk_memory.
     /// </summary>
     public static MemoryEstimate EnsureFits(TrainingConfig config, GptConfig modelConfig, Device device, int ranks = 1) =>
         EnsureFits(config, new ModelChoice(modelConfig, null), device, ranks);
@@ -271,9 +272,15 @@ public sealed class GptRun : IDisposable
     public static MemoryEstimate EnsureFits(TrainingConfig config, ModelChoice modelConfig, Device device, int ranks = 1)
     {
         var (deviceBudget, hostBudget) = EstimateBudgets.For(config, device);
-        // With a disk tier the chunks the host budget cannot hold spill to disk: the host is not the limit here.
-        if (config.Chunks.DiskDir is not null && config.Engine == "chunked") hostBudget = long.MaxValue / 4;
-        var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(config, modelConfig, deviceBudget, hostBudget, ranks));
+        bool disk = config.Chunks.DiskDir is not null && config.Engine == "chunked";
+        var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(config, modelConfig, deviceBudget, hostBudget, ranks), suggestKnobs: !disk);
+        // With a disk tier the host holds what the disk tier leaves it (DiskEstimator: what the engine spills and when).
+        if (disk)
+        {
+            var onDisk = DiskEstimator.Estimate(estimate, config.Chunks.DiskMemory, null, null);
+            if (onDisk.Refusal is string refusal) throw new PatrickStar.Profiling.InsufficientMemoryException(refusal);
+            estimate = DiskEstimator.WithDisk(estimate, onDisk);
+        }
         if (!estimate.Fits)
             throw new PatrickStar.Profiling.InsufficientMemoryException(
                 $"model '{config.Model.Preset ?? "custom"}' with the {config.Engine} engine cannot be trained in the memory given. " +

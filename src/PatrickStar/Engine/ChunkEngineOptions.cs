@@ -21,7 +21,7 @@ public sealed record ChunkEngineOptions(
     long? DiskMemory = null)
 {
     /// <summary>Parameter chunks read ahead from disk, the next ones the trace names (0: none).</summary>
-    public int DiskReadAhead { get; init; } = 2;
+    public int DiskReadAhead { get; init; } = DiskStaging.DefaultReadAhead;
 
     /// <summary>Opens the disk tier's chunk files; null for the real ones (tests inject failing files).</summary>
     public Tiers.ChunkFileOpener? DiskFileOpener { get; init; }

@@ -24,6 +24,8 @@ internal sealed class ChunkPrefetcher(ChunkLists chunks, TierMemory device, Tier
     NonModelTracer tracer, IterationCounters iteration, ChunkMover mover, IAsyncChunkCopy copier, long deviceBudget) : IDisposable
 {
     private readonly Dictionary<Chunk, Pending> pending = new(ReferenceEqualityComparer.Instance);
+    // Host payloads a completed fetch gave up while its copy may still read them (CUDA, pinned source): returned once read.
+    private readonly List<(Tensor Source, IChunkCopyCompletion Copy)> sourcesInFlight = new();
     private List<int>[]? chunksAtMoment;
 
     private sealed record Pending(Tensor Buffer, IChunkCopyCompletion Copy, int ForMoment);
@@ -43,6 +45,7 @@ internal sealed class ChunkPrefetcher(ChunkLists chunks, TierMemory device, Tier
     /// <summary>The current module has its chunks: starts the copies of those the next moment of the same pass uses.</summary>
     public void ReadAhead(bool training)
     {
+        ReturnReadSources(wait: false);
         if (!training || tracer.WarmingUp || !placement.Planned || placement.IsStatic) return;
         var trace = tracer.Trace;
         int now = tracer.Moment, next = now + 1;
@@ -68,7 +71,8 @@ internal sealed class ChunkPrefetcher(ChunkLists chunks, TierMemory device, Tier
         WaitFor(p);
         var old = chunk.Replace(p.Buffer, device, tracer.Label);
         ChunkMover.Rebind(chunk);
-        host.Return(old);
+        if (p.Copy.SourceRead) host.Return(old);
+        else sourcesInFlight.Add((old, p.Copy));
         iteration.BytesToDevice += chunk.Bytes;
         iteration.Moves++;
         iteration.PrefetchHits++;
@@ -95,6 +99,19 @@ internal sealed class ChunkPrefetcher(ChunkLists chunks, TierMemory device, Tier
     public void CancelAll()
     {
         while (CancelOne()) { }
+        ReturnReadSources(wait: true);
+    }
+
+    private void ReturnReadSources(bool wait)
+    {
+        for (int i = sourcesInFlight.Count - 1; i >= 0; i--)
+        {
+            var (source, copy) = sourcesInFlight[i];
+            if (wait) copy.Wait();
+            else if (!copy.SourceRead) continue;
+            host.Return(source);
+            sourcesInFlight.RemoveAt(i);
+        }
     }
 
     private void DropAllBut(int moment)
@@ -116,7 +133,7 @@ internal sealed class ChunkPrefetcher(ChunkLists chunks, TierMemory device, Tier
             return;
         }
         long start = Stopwatch.GetTimestamp();
-        p.Copy.Wait();
+        p.Copy.BeforeUse(); // CUDA: the compute stream waits, the host does not
         iteration.PrefetchWaitSeconds += Stopwatch.GetElapsedTime(start).TotalSeconds;
     }
 

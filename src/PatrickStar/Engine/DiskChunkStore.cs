@@ -26,8 +26,7 @@ internal sealed class DiskChunkStore : IDisposable
     /// <summary>Kinds that may live on disk.</summary>
     public static readonly ChunkKind[] Kinds = [ChunkKind.Param, ChunkKind.Master, ChunkKind.Momentum, ChunkKind.Variance];
 
-    /// <summary>Buffers for one-chunk transfers beyond the read-ahead ones: a load and a spill at once.</summary>
-    private const int TransferBuffers = 2;
+    private const int TransferBuffers = DiskStaging.TransferBuffers;
 
     public DiskChunkStore(ChunkLists chunks, ScalarType computeType, string directory, long? budget, ChunkFileOpener? open,
         Action<string> log, int readAhead)
@@ -55,7 +54,7 @@ internal sealed class DiskChunkStore : IDisposable
             long slot = bytes.Values.Max();
             transfers = new BufferPool(TransferBuffers + readAhead, slot);
             // Three groups' worth (a group: master, momentum, variance and perhaps the parameters): read, update and write overlap.
-            Streaming = new BufferPool(3 * Kinds.Length, slot);
+            Streaming = new BufferPool(DiskStaging.StreamedGroups * Kinds.Length, slot);
         }
         catch
         {

@@ -11,6 +11,15 @@ public interface IChunkCopyCompletion
 
     /// <summary>Blocks until the copy is complete; throws what the copy threw.</summary>
     void Wait();
+
+    /// <summary>
+    /// Before the destination's first use: orders every later use on the compute device after the copy. On CUDA the
+    /// compute stream waits on the copy's event and the host does not block; elsewhere this is <see cref="Wait"/>.
+    /// </summary>
+    void BeforeUse() => Wait();
+
+    /// <summary>True once the copy no longer reads its source, which may then be reused (after <see cref="BeforeUse"/> a CUDA copy from pinned memory may still read it).</summary>
+    bool SourceRead => IsCompleted;
 }
 
 /// <summary>The copy engine of the chunk read-ahead: copies a host chunk into a device buffer while the caller computes.</summary>
@@ -23,7 +32,31 @@ public interface IAsyncChunkCopy : IDisposable
 /// <summary>Picks the copy engine for a compute device.</summary>
 public static class AsyncChunkCopy
 {
-    /// <summary>CUDA: stream-ordered copies (<see cref="CudaChunkCopy"/>); any other device: a copy thread (<see cref="WorkerThreadChunkCopy"/>).</summary>
-    public static IAsyncChunkCopy For(Device device) =>
-        device.type == DeviceType.CUDA ? new CudaChunkCopy(device) : new WorkerThreadChunkCopy();
+    private static int noticed;
+
+    /// <summary>
+    /// CUDA: a side stream and events (<see cref="CudaChunkCopy"/>), or, when libcudart cannot be loaded, copies on the
+    /// current stream (<see cref="CudaCurrentStreamChunkCopy"/>) after a one-line notice (once per process); any other
+    /// device: a copy thread (<see cref="WorkerThreadChunkCopy"/>).
+    /// </summary>
+    /// <param name="loadRuntime">Loads the CUDA runtime (null and the reason when it cannot); by default libcudart.</param>
+    /// <param name="notice">Where the fallback notice goes; by default standard error.</param>
+    public static IAsyncChunkCopy For(Device device, Func<(Runtime.Cuda.ICudaRuntime? Runtime, string Reason)>? loadRuntime = null,
+        Action<string>? notice = null)
+    {
+        if (device.type != DeviceType.CUDA) return new WorkerThreadChunkCopy();
+        var (runtime, reason) = (loadRuntime ?? LoadCudaRuntime)();
+        if (runtime is not null) return new CudaChunkCopy(device, runtime);
+        if (notice is not null || Interlocked.Exchange(ref noticed, 1) == 0)
+            (notice ?? Console.Error.WriteLine)($"notice: chunk read-ahead copies run on the compute stream, not a side stream: {reason}.");
+        return new CudaCurrentStreamChunkCopy(device);
+    }
+
+    private static readonly Lazy<(Runtime.Cuda.ICudaRuntime?, string)> CudaRuntime = new(() =>
+    {
+        var runtime = Runtime.Cuda.CudaRuntimeLibrary.TryLoad(out string reason);
+        return (runtime, reason);
+    });
+
+    private static (Runtime.Cuda.ICudaRuntime?, string) LoadCudaRuntime() => CudaRuntime.Value;
 }

@@ -15,9 +15,15 @@ public static class TensorMemory
     {
         if (t.device_type != TorchSharp.DeviceType.CPU)
             throw new ArgumentException($"only CPU tensors have an address the host can use; this one is on {t.device}.");
+        return (void*)DataPointer(t);
+    }
+
+    /// <summary>Address of the first element of a contiguous tensor on any device (a device address for a CUDA tensor).</summary>
+    public static nint DataPointer(Tensor t)
+    {
         if (!t.is_contiguous())
             throw new ArgumentException("the tensor must be contiguous.");
-        return (byte*)StorageDataPointer(t.Handle) + t.storage_offset() * ElementSize(t.dtype);
+        return StorageDataPointer(t.Handle) + (nint)(t.storage_offset() * ElementSize(t.dtype));
     }
 
     /// <summary>Bytes per element of the dtypes chunks and kernels use.</summary>

@@ -116,19 +116,15 @@ public class ChunkPrefetchTests
     }
 
     [Fact]
-    public void CudaDevicesGetStreamOrderedCopiesThatSynchronizeOnlyWhileTheSourceIsRead()
+    public void TheCurrentStreamFallbackSynchronizesOnlyWhileTheSourceIsRead()
     {
-        using (var cpuCopy = AsyncChunkCopy.For(CPU)) Assert.IsType<WorkerThreadChunkCopy>(cpuCopy);
-        using (var cudaCopy = AsyncChunkCopy.For(new Device(DeviceType.CUDA, 1)))
-            Assert.Equal(new Device(DeviceType.CUDA, 1).ToString(), Assert.IsType<CudaChunkCopy>(cudaCopy).Device.ToString());
-
         // The CUDA path with the device calls faked: issued once, synchronized once and only when the source is still read (pinned).
         int issued = 0, synchronized = 0;
         using var source = arange(16, dtype: ScalarType.Float32);
         foreach (bool pinned in new[] { true, false })
         {
             using var destination = zeros(16, dtype: ScalarType.Float32);
-            using var copier = new CudaChunkCopy(new Device(DeviceType.CUDA, 0),
+            using var copier = new CudaCurrentStreamChunkCopy(new Device(DeviceType.CUDA, 0),
                 copy: (d, s) => { issued++; d.copy_(s); }, synchronize: _ => synchronized++, readsAfterReturn: _ => pinned);
             int before = synchronized;
             var done = copier.Start(destination, source);
@@ -143,9 +139,25 @@ public class ChunkPrefetchTests
 
         // Through the engine: the CUDA copier's logic (copies issued, completions waited for) trains as without read-ahead.
         int engineSyncs = 0;
-        var on = Train(prefetch: true, new CudaChunkCopy(CPU, copy: (d, s) => { using (no_grad()) d.copy_(s); }, synchronize: _ => engineSyncs++, readsAfterReturn: _ => true));
+        var on = Train(prefetch: true, new CudaCurrentStreamChunkCopy(CPU, copy: (d, s) => { using (no_grad()) d.copy_(s); }, synchronize: _ => engineSyncs++, readsAfterReturn: _ => true));
         AssertBitForBit(Reference(), on);
         Assert.Equal(on.Iterations.Sum(i => i.PrefetchHits), engineSyncs);
+    }
+
+    [Fact]
+    public void TheSideStreamCopyTrainsBitForBitWithComputeWaitingOnEventsNotTheHost()
+    {
+        // The fake runs a side-stream copy only when compute waits on its event (or on a host synchronize): a chunk used
+        // before that would hold a recycled buffer's values, and training would differ.
+        var fake = new FakeCudaRuntime();
+        var on = Train(prefetch: true, new CudaChunkCopy(CPU, fake, isPinned: _ => true));
+        AssertBitForBit(Reference(), on);
+        long hits = on.Iterations.Sum(i => i.PrefetchHits), started = fake.Count("MemcpyAsync");
+        output.WriteLine($"copies {started}, hits {hits}, compute waits {fake.Count("StreamWaitEvent compute")}, host synchronizes {fake.Count("EventSynchronize")}");
+        Assert.True(hits > 0);
+        Assert.Equal(hits, fake.Count("StreamWaitEvent compute"));
+        Assert.True(fake.Count("EventSynchronize") <= started - hits, "a fetch must not synchronize the host");
+        Assert.Equal((0, 0), (fake.LiveStreams, fake.LiveEvents));
     }
 
     /// <summary>A copy engine whose copies complete only after a delay, on another thread.</summary>
