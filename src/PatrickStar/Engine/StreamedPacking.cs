@@ -38,9 +38,7 @@ internal static class StreamedPacking
             int i = mp.Place.Chunk;
             if (!chunks.HasState(i))
             {
-                // Another rank keeps this chunk: draw what it draws, so that every later parameter gets the same values.
-                using var scratch = empty(mp.Shape, dtype: ScalarType.Float32);
-                initializer.InitializeParameter(name, p, scratch);
+                initializer.SkipParameter(name, p); // another rank keeps this chunk
                 continue;
             }
             if (chunks.Master[i].Payload is null)
