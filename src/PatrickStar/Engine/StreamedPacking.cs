@@ -21,6 +21,11 @@ internal static class StreamedPacking
         DiskPlacement? disk = null)
     {
         using var _ = no_grad();
+        // The order pass ran the model on placeholders, and a matmul materialises a placeholder weight whole: give those
+        // temporaries back before the chunks take their memory, or they stay resident beside them.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        Runtime.NativeAllocator.Trim();
         var byChunk = ordered.ToLookup(mp => mp.Place.Chunk);
         var managed = ordered.ToDictionary(mp => mp.Parameter, (IEqualityComparer<Parameter>)ReferenceEqualityComparer.Instance);
         var pending = new int[chunks.Count];
@@ -45,6 +50,7 @@ internal static class StreamedPacking
             {
                 disk?.BeforePacking(i);
                 chunks.AttachState(i, host);
+                TempRss.Mark($"attached {i}"); // TEMP
             }
             using (var slot = chunks.Master[i].Slot(mp.Place))
             using (var target = slot.view(mp.Shape))
@@ -68,5 +74,6 @@ internal static class StreamedPacking
         }
         ChunkMover.Rebind(chunks.Param[index]);
         disk?.AfterPacking(index);
+        TempRss.Mark($"finished {index}"); // TEMP
     }
 }
