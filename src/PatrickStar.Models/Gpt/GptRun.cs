@@ -155,8 +155,7 @@ public sealed class GptRun : IDisposable
         ITrainingEngine? engine = null;
         // The chunk engine builds the model streamed: placeholder parameters, each initialised (or read from --init-from)
         // in its chunk slot; a rank of a data-parallel job fills only the chunks it keeps.
-        bool streamed = config.Engine == "chunked" && Environment.GetEnvironmentVariable("PSTAR_TEMP_WHOLE") is null; // TEMP
-        PatrickStar.Engine.TempRss.Mark("before build"); // TEMP
+        bool streamed = config.Engine == "chunked";
         using var sample = zeros(1, 1, dtype: ScalarType.Int64);
         lock (ModelConstruction)
         {
@@ -184,7 +183,6 @@ public sealed class GptRun : IDisposable
             if (!streamed && initFrom is not null && model is LlamaForCausalLM llama) HuggingFaceLlamaFolder.Import(llama, initFrom);
             else if (!streamed && initFrom is not null) HuggingFaceGpt2.Import((GptModel)model, initFrom);
             engine ??= EngineFactory.Create(model, config, device, sample, comm);
-            PatrickStar.Engine.TempRss.Mark("engine built"); // TEMP
             if (comm is not null) comm.AllAgree(SetupFingerprint(config, modelConfig.Sizes, engine), "the hash of (config, model sizes, chunk layout)");
             var run = new GptRun(config, modelConfig, data, model, engine, device, comm, owned);
             if (resumeFrom is not null)

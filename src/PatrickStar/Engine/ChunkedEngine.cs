@@ -68,9 +68,7 @@ public sealed class ChunkedEngine : ITrainingEngine
         // as the plain engine does, so both engines start from identical weights.
         if (computeType != ScalarType.Float32) model.to(computeType);
 
-        TempRss.Mark("engine start"); // TEMP
         var order = ParameterPacking.ExecutionOrder(model, sampleInput);
-        TempRss.Mark("order pass"); // TEMP
         if (initializer is null && order.FirstOrDefault(p => ParameterPlaceholders.IsPlaceholder(p.Parameter)) is { } placeholder)
             throw new ArgumentException($"parameter '{placeholder.Name}' is a placeholder (the model was built in a ParameterPlaceholders scope): pass the model as the engine's initializer.");
         var specs = order.Select(p => new TensorSpec(p.Name, p.Parameter.numel())).ToList();
@@ -109,14 +107,12 @@ public sealed class ChunkedEngine : ITrainingEngine
             disk?.Store.Dispose(); // its files go now, not at exit
             throw;
         }
-        TempRss.Mark("packed"); // TEMP
         hooks = new ParameterHooks(model, chunks, managed, mover, collectives, tracer, EnterMoment, computeDevice);
         adam = new ChunkedAdam(chunks, AdamSettings.From(config.Optimizer), computeType, options.TensorAdamOnDevice, device, collectives, disk);
         state = new ChunkStateAccess(chunks, ordered, disk);
         profile = new EngineProfile(chunks, device, placement, tracer);
         if (placement.IsStatic)
             foreach (var c in chunks.Param.Where(c => c.Payload is not null)) mover.Move(c, device, "static placement of parameter chunks");
-        TempRss.Mark("before collect"); // TEMP
         GC.Collect();
         GC.WaitForPendingFinalizers(); // tensors dropped before now must not be counted as activations later
         Runtime.NativeAllocator.Trim(); // what packing freed (a built model's own storage, the order pass's temporaries)

@@ -50,7 +50,6 @@ internal static class StreamedPacking
             {
                 disk?.BeforePacking(i);
                 chunks.AttachState(i, host);
-                TempRss.Mark($"attached {i}"); // TEMP
             }
             using (var slot = chunks.Master[i].Slot(mp.Place))
             using (var target = slot.view(mp.Shape))
@@ -74,6 +73,5 @@ internal static class StreamedPacking
         }
         ChunkMover.Rebind(chunks.Param[index]);
         disk?.AfterPacking(index);
-        TempRss.Mark($"finished {index}"); // TEMP
     }
 }
