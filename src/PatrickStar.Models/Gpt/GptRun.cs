@@ -153,8 +153,9 @@ public sealed class GptRun : IDisposable
                                       $"{(modelConfig.IsLlama ? "a LLaMA" : "a GPT-2")}; drop --model/model.preset so that the weights choose the model.");
         TorchSharp.torch.nn.Module<Tensor, Tensor> model;
         ITrainingEngine? engine = null;
-        // The chunk engine builds a fresh model streamed: placeholder parameters, each initialised in its chunk slot.
-        bool streamed = config.Engine == "chunked" && initFrom is null && comm is null;
+        // The chunk engine builds the model streamed: placeholder parameters, each initialised (or read from --init-from)
+        // in its chunk slot; a rank of a data-parallel job fills only the chunks it keeps.
+        bool streamed = config.Engine == "chunked";
         using var sample = zeros(1, 1, dtype: ScalarType.Int64);
         lock (ModelConstruction)
         {
@@ -165,7 +166,11 @@ public sealed class GptRun : IDisposable
             // Streamed, the initial values are drawn while the engine packs: still under the lock that orders the draws.
             try
             {
-                if (streamed) engine = EngineFactory.Create(model, config, device, sample, comm, (IParameterInitializer)model);
+                if (streamed)
+                {
+                    using var weights = initFrom is null ? null : PretrainedWeights.Open(model, initFrom);
+                    engine = EngineFactory.Create(model, config, device, sample, comm, weights ?? (IParameterInitializer)model);
+                }
             }
             catch
             {
@@ -175,8 +180,8 @@ public sealed class GptRun : IDisposable
         }
         try
         {
-            if (initFrom is not null && model is LlamaForCausalLM llama) HuggingFaceLlamaFolder.Import(llama, initFrom);
-            else if (initFrom is not null) HuggingFaceGpt2.Import((GptModel)model, initFrom);
+            if (!streamed && initFrom is not null && model is LlamaForCausalLM llama) HuggingFaceLlamaFolder.Import(llama, initFrom);
+            else if (!streamed && initFrom is not null) HuggingFaceGpt2.Import((GptModel)model, initFrom);
             engine ??= EngineFactory.Create(model, config, device, sample, comm);
             if (comm is not null) comm.AllAgree(SetupFingerprint(config, modelConfig.Sizes, engine), "the hash of (config, model sizes, chunk layout)");
             var run = new GptRun(config, modelConfig, data, model, engine, device, comm, owned);

@@ -88,20 +88,60 @@ public static class HuggingFaceGpt2
     }
 
     /// <summary>Loads the weights of an HF folder (one file or shards), one tensor at a time.</summary>
-    public static void Import(GptModel model, HfWeights weights) =>
-        ImportCore(model, $"folder '{weights.Directory}'", weights.Entries.Select(e =>
-            new Offered(e.Name, e.Shape, e.DType, t => weights.ReadInto(e.Name, t), () => weights.Read(e.Name))));
+    public static void Import(GptModel model, HfWeights weights) => ImportCore(model, $"folder '{weights.Directory}'", Offers(weights));
 
-    public static void Import(GptModel model, SafetensorsReader file) =>
-        ImportCore(model, $"'{file.Path}'", file.Entries.Select(e =>
-            new Offered(e.Name, e.Shape, e.DType, t => file.ReadInto(e.Name, t), () => file.Read(e.Name))));
+    public static void Import(GptModel model, SafetensorsReader file) => ImportCore(model, $"'{file.Path}'", Offers(file));
 
     /// <summary>Loads the fp32 master weights of a training checkpoint into <paramref name="model"/>.</summary>
     public static void Import(GptModel model, CheckpointParameters checkpoint) =>
         ImportCore(model, $"checkpoint '{checkpoint.Directory}'", checkpoint.Names.Select(n =>
             new Offered(n, checkpoint.Shape(n), ScalarType.Float32, t => checkpoint.ReadInto(n, t), () => checkpoint.Read(n))));
 
+    /// <summary>
+    /// The reader of each parameter's tensor in a safetensors file or HF folder, matched and checked against the model
+    /// (which may hold placeholders: only names and shapes are used) before anything is read. <paramref name="source"/>
+    /// stays open until disposed; the readers need it.
+    /// </summary>
+    public static IReadOnlyDictionary<string, Action<Tensor>> Readers(GptModel model, string path, out IDisposable source)
+    {
+        if (HfFolder.IsFolder(path))
+        {
+            var weights = HfFolder.OpenWeights(path);
+            source = weights;
+            return Checked(() => Match(model, $"folder '{weights.Directory}'", Offers(weights)), weights);
+        }
+        var file = SafetensorsReader.Open(path);
+        source = file;
+        return Checked(() => Match(model, $"'{file.Path}'", Offers(file)), file);
+    }
+
+    private static IReadOnlyDictionary<string, Action<Tensor>> Checked(Func<Dictionary<string, Offered>> match, IDisposable source)
+    {
+        try
+        {
+            return match().ToDictionary(kv => kv.Key, kv => kv.Value.ReadInto, StringComparer.Ordinal);
+        }
+        catch
+        {
+            source.Dispose();
+            throw;
+        }
+    }
+
+    private static IEnumerable<Offered> Offers(HfWeights weights) => weights.Entries.Select(e =>
+        new Offered(e.Name, e.Shape, e.DType, t => weights.ReadInto(e.Name, t), () => weights.Read(e.Name)));
+
+    private static IEnumerable<Offered> Offers(SafetensorsReader file) => file.Entries.Select(e =>
+        new Offered(e.Name, e.Shape, e.DType, t => file.ReadInto(e.Name, t), () => file.Read(e.Name)));
+
     private static void ImportCore(GptModel model, string source, IEnumerable<Offered> offered)
+    {
+        var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
+        foreach (var (name, o) in Match(model, source, offered)) o.ReadInto(parameters[name]);
+    }
+
+    /// <summary>The offered tensor of each parameter; every mismatch (missing, unexpected, wrong shape) reported together.</summary>
+    private static Dictionary<string, Offered> Match(GptModel model, string source, IEnumerable<Offered> offered)
     {
         var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
         var matched = new Dictionary<string, Offered>(StringComparer.Ordinal);
@@ -158,8 +198,7 @@ public static class HuggingFaceGpt2
                                          $"vocab_size={model.Config.VocabSize}, n_positions={model.Config.ContextLength}); {problems.Count} problem(s):\n  - " +
                                          string.Join("\n  - ", problems) +
                                          $"\nCheck that {ConfigFileName} (or --heads and the inferred sizes) describes this file.");
-
-        foreach (var (name, o) in matched) o.ReadInto(parameters[name]);
+        return matched;
     }
 
     // ---------------------------------------------------------------- export

@@ -135,32 +135,53 @@ public static class HuggingFaceLlamaFolder
     /// <summary>Loads a folder's (or a file's) weights into <paramref name="model"/>, whose config must be theirs.</summary>
     public static void Import(LlamaForCausalLM model, string path)
     {
+        var readers = Readers(model, path, out var source);
+        using var _ = source;
+        using var noGrad = no_grad();
+        foreach (var (name, p) in model.named_parameters()) readers[name](p);
+    }
+
+    /// <summary>
+    /// The reader of each parameter's tensor (a tied head is one parameter: read once), checked against the model's config,
+    /// names and shapes before anything is read; the model may hold placeholders. <paramref name="source"/> stays open until disposed.
+    /// </summary>
+    public static IReadOnlyDictionary<string, Action<Tensor>> Readers(LlamaForCausalLM model, string path, out IDisposable source)
+    {
         var config = ReadConfig(path);
         if (config != model.Config)
             throw new ModelFileException($"the config.json of '{path}' describes {config}, not the run's model {model.Config}; " +
                                          "drop the size flags that differ from the weights'.");
+        string where;
+        IReadOnlyList<SafetensorsEntry> entries;
+        Action<string, Tensor> readInto;
         if (Directory.Exists(path))
         {
-            using var weights = HfFolder.OpenWeights(path);
-            Import(model, $"folder '{path}'", weights.Entries, weights.ReadInto);
+            var weights = HfFolder.OpenWeights(path);
+            (source, where, entries, readInto) = (weights, $"folder '{path}'", weights.Entries, weights.ReadInto);
         }
         else
         {
-            using var file = SafetensorsReader.Open(path);
-            Import(model, $"'{path}'", file.Entries, file.ReadInto);
+            var file = SafetensorsReader.Open(path);
+            (source, where, entries, readInto) = (file, $"'{path}'", file.Entries, file.ReadInto);
         }
-    }
-
-    private static void Import(LlamaForCausalLM model, string where, IReadOnlyList<SafetensorsEntry> entries, Action<string, Tensor> readInto)
-    {
-        using var _ = no_grad();
-        foreach (var (name, p) in model.named_parameters())
+        try
         {
-            var entry = entries.FirstOrDefault(e => e.Name == name)
-                        ?? throw new ModelFileException($"{where} has no tensor '{name}', which its config.json's model needs.");
-            if (!entry.Shape.SequenceEqual(p.shape))
-                throw new ModelFileException($"{where}: '{name}' has shape [{string.Join(", ", entry.Shape)}], its config.json needs [{string.Join(", ", p.shape)}].");
-            readInto(name, p);
+            var byName = entries.ToDictionary(e => e.Name, StringComparer.Ordinal);
+            var readers = new Dictionary<string, Action<Tensor>>(StringComparer.Ordinal);
+            foreach (var (name, p) in model.named_parameters())
+            {
+                var entry = byName.GetValueOrDefault(name)
+                            ?? throw new ModelFileException($"{where} has no tensor '{name}', which its config.json's model needs.");
+                if (!entry.Shape.SequenceEqual(p.shape))
+                    throw new ModelFileException($"{where}: '{name}' has shape [{string.Join(", ", entry.Shape)}], its config.json needs [{string.Join(", ", p.shape)}].");
+                readers[name] = t => readInto(name, t);
+            }
+            return readers;
+        }
+        catch
+        {
+            source.Dispose();
+            throw;
         }
     }
 

@@ -465,8 +465,38 @@ public sealed class SafetensorsReader : IDisposable
             Fill(e, destination);
             return;
         }
+        if (destination.is_contiguous())
+        {
+            FillConverted(e, destination);
+            return;
+        }
         using var t = Read(name);
         destination.copy_(t);
+    }
+
+    // Elements converted per block: the file's dtype is staged this much at a time, never the whole tensor (a chunk
+    // slot filled from a bf16 file must not need the tensor twice).
+    private const long ConvertBlockElements = 1L << 22;
+
+    /// <summary>Reads the tensor in blocks through a small staging buffer of the file's dtype, each block converted into its place.</summary>
+    private void FillConverted(SafetensorsEntry e, Tensor contiguous)
+    {
+        long count = e.ElementCount;
+        if (count == 0) return;
+        long elementBytes = e.ByteLength / count;
+        using var flat = contiguous.view(-1);
+        using var staging = empty(Math.Min(count, ConvertBlockElements), e.DType);
+        stream.Seek(dataStart + e.Begin, SeekOrigin.Begin);
+        for (long done = 0; done < count;)
+        {
+            long n = Math.Min(ConvertBlockElements, count - done);
+            using var part = staging.narrow(0, 0, n);
+            if (RawBytes.Read(stream, part, n * elementBytes) != n * elementBytes)
+                throw new SafetensorsException(Path, e.Name, $"truncated: expected {e.ByteLength} bytes of data, fewer are present (the file changed since it was opened?).");
+            using var target = flat.narrow(0, done, n);
+            target.copy_(part);
+            done += n;
+        }
     }
 
     private void Fill(SafetensorsEntry e, Tensor contiguousCpu)

@@ -13,4 +13,14 @@ public interface IParameterInitializer
 {
     /// <summary>Fills <paramref name="target"/> (contiguous, the parameter's shape, fp32) with <paramref name="parameter"/>'s initial values.</summary>
     void InitializeParameter(string name, Parameter parameter, Tensor target);
+
+    /// <summary>
+    /// Called instead of <see cref="InitializeParameter"/> for a parameter another rank keeps. By default its values are
+    /// drawn into a scratch tensor and dropped, so that every later parameter gets the values a whole build gives it.
+    /// </summary>
+    void SkipParameter(string name, Parameter parameter)
+    {
+        using var scratch = empty(parameter.shape, dtype: ScalarType.Float32);
+        InitializeParameter(name, parameter, scratch);
+    }
 }

@@ -134,6 +134,36 @@ public sealed class ChunkedEngine : ITrainingEngine
         return new ChunkedEngine(modelFactory(), config, device, ChunkEngineOptions.From(config, device), sampleInput);
     }
 
+    /// <summary>
+    /// As <see cref="Initialize"/>, streamed: the model is built with placeholder parameters (<see cref="ParameterPlaceholders"/>)
+    /// and each is initialised in its chunk slot by the model itself, so the whole fp32 model never exists (with a disk tier,
+    /// finished chunks spill as the budgets require). The values equal those <see cref="Initialize"/> gives for the same seed.
+    /// </summary>
+    public static ChunkedEngine InitializeStreamed<TModel>(Func<TModel> modelFactory, TrainingConfig config, Tensor? sampleInput = null)
+        where TModel : Module<Tensor, Tensor>, IParameterInitializer
+    {
+        ConfigLoader.Validate(config);
+        Runtime.TorchRuntime.EnsureLoaded();
+        var device = Runtime.TorchRuntime.ResolveDevice(config.Device);
+        manual_seed(config.Seed);
+        TModel model;
+        using (ParameterPlaceholders.Scope(PlainEngine.ComputeType(config.Precision)))
+            model = modelFactory();
+        try
+        {
+            // A parameter made with its values would be overwritten, and its construction's draws made twice.
+            if (model.named_parameters().FirstOrDefault(p => p.parameter.numel() > 1 && !ParameterPlaceholders.IsPlaceholder(p.parameter)) is { name: not null } built)
+                throw new ArgumentException($"parameter '{built.name}' of {typeof(TModel).Name} was built with values: create it with ParameterPlaceholders.Empty/Zeros/Ones " +
+                                            "for a streamed build, or use ChunkedEngine.Initialize.");
+            return new ChunkedEngine(model, config, device, ChunkEngineOptions.From(config, device), sampleInput, initializer: model);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
     public string Name => placement.IsStatic ? "chunked (static)" : "chunked";
     public Module<Tensor, Tensor> Model => model;
     public Device Device { get; }

@@ -21,6 +21,11 @@ internal static class StreamedPacking
         DiskPlacement? disk = null)
     {
         using var _ = no_grad();
+        // The order pass ran the model on placeholders, and a matmul materialises a placeholder weight whole: give those
+        // temporaries back before the chunks take their memory, or they stay resident beside them.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        Runtime.NativeAllocator.Trim();
         var byChunk = ordered.ToLookup(mp => mp.Place.Chunk);
         var managed = ordered.ToDictionary(mp => mp.Parameter, (IEqualityComparer<Parameter>)ReferenceEqualityComparer.Instance);
         var pending = new int[chunks.Count];
@@ -38,9 +43,7 @@ internal static class StreamedPacking
             int i = mp.Place.Chunk;
             if (!chunks.HasState(i))
             {
-                // Another rank keeps this chunk: draw what it draws, so that every later parameter gets the same values.
-                using var scratch = empty(mp.Shape, dtype: ScalarType.Float32);
-                initializer.InitializeParameter(name, p, scratch);
+                initializer.SkipParameter(name, p); // another rank keeps this chunk
                 continue;
             }
             if (chunks.Master[i].Payload is null)
