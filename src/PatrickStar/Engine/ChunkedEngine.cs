@@ -304,7 +304,7 @@ public sealed class ChunkedEngine : ITrainingEngine
         mover.Profiler = recorder;
     }
 
-    /// <summary>Replaces the read-ahead's copy engine (the engine disposes it); false when read-ahead is off.</summary>
+    /// <summary>Replaces the read-ahead's copy engine (the engine disposes it); false when there is no read-ahead (off, or a CPU device, where moves copy nothing).</summary>
     public bool UseChunkCopy(IAsyncChunkCopy copier)
     {
         if (mover.Prefetcher is not { } prefetcher) return false;
