@@ -26,6 +26,9 @@ public sealed record ChunkEngineOptions(
     /// <summary>Opens the disk tier's chunk files; null for the real ones (tests inject failing files).</summary>
     public Tiers.ChunkFileOpener? DiskFileOpener { get; init; }
 
+    /// <summary>Copies chunks between a CPU device and the host (one memory) as between a GPU and the host; tests run the copy path so. Off: the tiers hand buffers over.</summary>
+    public bool CopyWithinOneMemory { get; init; }
+
     /// <summary>Receives the disk tier's start-up lines (I/O mode, a dead run's files removed); null: standard error.</summary>
     public Action<string>? DiskLog { get; init; }
 
@@ -39,7 +42,7 @@ public sealed record ChunkEngineOptions(
             : throw new ArgumentException("device_memory must be set for a non-CPU device (TorchSharp cannot query its memory): e.g. --device-memory 20GiB."));
         long hostBudget = c.HostMemory ?? Math.Max(0, available - (device.type == DeviceType.CPU ? deviceBudget : 0));
         return new ChunkEngineOptions(deviceBudget, hostBudget, c.ChunkSize, c.Placement, c.WarmupDeviceRatio, c.HybridAdam, c.MarginUseRatio, c.TensorAdamOnDevice,
-            c.Prefetch, c.DiskDir, c.DiskMemory) { DiskFileOpener = c.DiskFileOpener };
+            c.Prefetch, c.DiskDir, c.DiskMemory) { DiskFileOpener = c.DiskFileOpener, CopyWithinOneMemory = c.CopyWithinOneMemory };
     }
 
     /// <summary>Host bytes of model data per parameter: storage-precision copy (bf16 for both bf16 modes), fp32 master, momentum, variance (+ fp32 gradients when accumulating).</summary>

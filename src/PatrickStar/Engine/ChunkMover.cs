@@ -10,7 +10,8 @@ namespace PatrickStar.Engine;
 /// <summary>
 /// Moves chunks between the tiers, synchronously: fetches a parameter chunk to the device before use, evicts others
 /// when the placement policy says the device is full, and keeps the device-side accounting (peak, smallest budget
-/// that would have done). Every move is a real copy into a buffer owned by the target tier.
+/// that would have done). A move is a real copy into a buffer owned by the target tier, except between tiers of one
+/// memory (a CPU device and the host), where the target tier takes the buffer over.
 /// </summary>
 internal sealed class ChunkMover(ChunkLists chunks, TierMemory device, TierMemory host, PlacementPolicy placement,
     NonModelTracer tracer, IterationCounters iteration, long deviceBudget)
@@ -115,7 +116,19 @@ internal sealed class ChunkMover(ChunkLists chunks, TierMemory device, TierMemor
         if (device.UsedBytes + extra > allowed) device.Trim(Math.Max(0, allowed - extra - device.InUseBytes));
     }
 
-    /// <summary>A real copy into a buffer owned by the target tier; parameters of the chunk are re-pointed at it.</summary>
+    /// <summary>
+    /// Copy chunks even between tiers that share one memory (a CPU device and the host), as between a GPU and the host.
+    /// Off by default: there the copy would only cost time, fresh pages and read-ahead work. Tests turn it on to run the copy path on a CPU.
+    /// </summary>
+    public bool CopyWithinOneMemory { get; init; }
+
+    /// <summary>True when a move from <paramref name="from"/> to <paramref name="to"/> copies the payload (false: the target tier takes the buffer over).</summary>
+    public bool Copies(TierMemory from, TierMemory to) => CopyWithinOneMemory || !from.SharesMemoryWith(to);
+
+    /// <summary>
+    /// The chunk changes tier: a copy into a buffer owned by the target tier (parameters of the chunk are re-pointed at it),
+    /// or, where both tiers are one memory, the target tier takes the payload over as it is (no copy; parameters stay put).
+    /// </summary>
     public void Move(Chunk chunk, TierMemory target, string purpose, ChunkEventType kind = ChunkEventType.Move)
     {
         Prefetcher?.Cancel(chunk);
@@ -123,12 +136,20 @@ internal sealed class ChunkMover(ChunkLists chunks, TierMemory device, TierMemor
         using var timed = StepPhases.Begin(StepPhase.ChunkMovement);
         chunk.RequireMovable(tracer.Label);
         if (target == host) Disk?.MakeHostRoom(chunk.Bytes, chunk);
-        var buffer = target.Acquire(chunk.DType, chunk.Elements, purpose);
-        using (no_grad()) buffer.copy_(chunk.Payload!);
         var oldTier = chunk.Tier!;
-        var old = chunk.Replace(buffer, target, tracer.Label);
-        if (chunk.Kind == ChunkKind.Param) Rebind(chunk);
-        oldTier.Return(old);
+        if (Copies(oldTier, target))
+        {
+            var buffer = target.Acquire(chunk.DType, chunk.Elements, purpose);
+            using (no_grad()) buffer.copy_(chunk.Payload!);
+            var old = chunk.Replace(buffer, target, tracer.Label);
+            if (chunk.Kind == ChunkKind.Param) Rebind(chunk);
+            oldTier.Return(old);
+        }
+        else
+        {
+            target.TakeOver(chunk.Payload!, oldTier, purpose);
+            chunk.Replace(chunk.Payload!, target, tracer.Label); // the same tensor: nothing to give back, nothing to re-point
+        }
         if (target == device) iteration.BytesToDevice += chunk.Bytes; else iteration.BytesToHost += chunk.Bytes;
         iteration.Moves++;
         Profiler?.ChunkEvent(kind, chunk.Kind, chunk.Index, oldTier.Tier, target.Tier, chunk.Bytes);

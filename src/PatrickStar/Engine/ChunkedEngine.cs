@@ -86,9 +86,9 @@ public sealed class ChunkedEngine : ITrainingEngine
 
         tracer = new NonModelTracer(computeDevice, device, host, iteration);
         placement = new PlacementPolicy(options);
-        mover = new ChunkMover(chunks, device, host, placement, tracer, iteration, options.DeviceMemory);
-        // Data parallelism fetches remote chunks through its own buffers: no read-ahead there.
-        if (options.Prefetch && comm is null)
+        mover = new ChunkMover(chunks, device, host, placement, tracer, iteration, options.DeviceMemory) { CopyWithinOneMemory = options.CopyWithinOneMemory };
+        // Data parallelism fetches remote chunks through its own buffers: no read-ahead there. Nor where moves copy nothing (a CPU device).
+        if (options.Prefetch && comm is null && mover.Copies(host, device))
             mover.Prefetcher = new ChunkPrefetcher(chunks, device, host, placement, tracer, iteration, mover, AsyncChunkCopy.For(computeDevice), options.DeviceMemory);
         collectives = new ChunkCollectives(comm, config.Distributed.Mode, chunks, device, host, computeType, iteration, tracer);
         disk = DiskPlacement.Open(options, chunks, computeType, host, placement, tracer, collectives.BindReleased);
@@ -334,7 +334,7 @@ public sealed class ChunkedEngine : ITrainingEngine
         mover.Profiler = recorder;
     }
 
-    /// <summary>Replaces the read-ahead's copy engine (the engine disposes it); false when read-ahead is off.</summary>
+    /// <summary>Replaces the read-ahead's copy engine (the engine disposes it); false when there is no read-ahead (off, or a CPU device, where moves copy nothing).</summary>
     public bool UseChunkCopy(IAsyncChunkCopy copier)
     {
         if (mover.Prefetcher is not { } prefetcher) return false;

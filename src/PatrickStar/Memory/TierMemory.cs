@@ -57,6 +57,34 @@ public sealed class TierMemory : IDisposable
             PeakInUseBytes = Math.Max(PeakInUseBytes, InUseBytes);
             return stack.Pop();
         }
+        Reserve(bytes, purpose);
+        FreshAllocations++;
+        // Owned by this tier, not by whatever dispose scope the caller happens to run in.
+        return empty(elements, dtype: dtype, device: Device).DetachFromDisposeScope();
+    }
+
+    /// <summary>
+    /// True when this tier's buffers and <paramref name="other"/>'s are the same memory (a CPU device and the host): a
+    /// chunk then changes tier by changing owner, because a copy within one memory would only cost time and fresh pages.
+    /// </summary>
+    public bool SharesMemoryWith(TierMemory other) => Device.type == DeviceType.CPU && other.Device.type == DeviceType.CPU;
+
+    /// <summary>
+    /// Takes <paramref name="buffer"/> over from <paramref name="from"/>, which shares this tier's memory: counted against
+    /// this budget from now on and no longer against that one's; no copy, no allocation. Throws, changing nothing, when
+    /// this budget cannot hold it.
+    /// </summary>
+    public void TakeOver(Tensor buffer, TierMemory from, string purpose)
+    {
+        if (!SharesMemoryWith(from)) throw new InvalidOperationException($"the {Tier} tier ({Device}) cannot take over a buffer of the {from.Tier} tier ({from.Device}): they are different memories.");
+        long bytes = Bytes(buffer.dtype, buffer.numel());
+        Reserve(bytes, purpose);
+        from.InUseBytes -= bytes;
+    }
+
+    /// <summary>Counts <paramref name="bytes"/> more in use (pooled buffers make way first); throws when the budget cannot hold them.</summary>
+    private void Reserve(long bytes, string purpose)
+    {
         if (UsedBytes + bytes > Budget) Trim(keepBytes: Budget - InUseBytes - bytes);
         if (InUseBytes + bytes > Budget)
             throw new TierBudgetExceededException(
@@ -65,9 +93,6 @@ public sealed class TierMemory : IDisposable
                 (Tier == Tier.Host ? "Raise host_memory (--host-memory)." : "Raise device_memory (--device-memory) or use a smaller model or batch."));
         InUseBytes += bytes;
         PeakInUseBytes = Math.Max(PeakInUseBytes, InUseBytes);
-        FreshAllocations++;
-        // Owned by this tier, not by whatever dispose scope the caller happens to run in.
-        return empty(elements, dtype: dtype, device: Device).DetachFromDisposeScope();
     }
 
     /// <summary>True when <see cref="Acquire"/> would hand out a pooled buffer for this shape (the tier does not grow).</summary>

@@ -39,6 +39,7 @@ public class ChunkPrefetchTests
     {
         var config = ChunkedEngineTests.Chunked(Model(steps: 3), Budget());
         config.Chunks.Prefetch = prefetch;
+        config.Chunks.CopyWithinOneMemory = true; // read-ahead copies; on a CPU device tiers otherwise hand buffers over
         using var run = GptRun.Create(config, TrainingHarness.CyclicData());
         var engine = (ChunkedEngine)run.Engine;
         if (copier is not null) Assert.True(engine.UseChunkCopy(copier));
