@@ -5,6 +5,7 @@ using PatrickStar.Config;
 using PatrickStar.Data;
 using PatrickStar.Engine;
 using PatrickStar.Memory;
+using PatrickStar.Models.Estimation;
 using PatrickStar.Models.Gpt;
 using PatrickStar.Profiling;
 using PatrickStar.Tiers;
@@ -22,7 +23,7 @@ namespace PatrickStar.Cli.Benchmarks;
 /// </summary>
 /// <remarks>
 /// Budgets, unless --device-memory / --host-memory: the device holds ⌈half the parameter chunks⌉ plus 1.2x the non-model
-/// peak of the compute run; the host holds one chunk's four fp32 lists (what packing needs) and one parameter chunk, so
+/// peak of the compute run (at least the estimator's device need); the host holds one chunk's four fp32 lists (what packing needs) and one parameter chunk, so
 /// that the optimizer state and the other parameter chunks live on disk.
 /// </remarks>
 public sealed class OverlapPart : IBenchPart
@@ -52,6 +53,12 @@ public sealed class OverlapPart : IBenchPart
         var compute = Train(WithChunks(config, new ChunkSection { DeviceMemory = ample, HostMemory = ample, ChunkSize = s.ChunkSize }), data, s);
 
         var (device, host) = Budgets(s, compute, precision);
+        if (s.DeviceMemory is null) // the run is refused below the estimator's device need (activations estimated, not measured)
+        {
+            var layoutConfig = WithChunks(config, new ChunkSection { ChunkSize = compute.ChunkElements });
+            var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(layoutConfig, choice, device, host), suggestKnobs: false);
+            device = Math.Max(device, estimate.Tiers.FirstOrDefault(t => t.Tier == "device")?.Needed ?? 0);
+        }
         var runs = new List<(OverlapFigures Figures, Measured Run)>();
         foreach (bool readAhead in new[] { true, false })
         {
