@@ -22,7 +22,7 @@ namespace PatrickStar.Cli.Benchmarks;
 /// run's step (median after the warm-up steps) is set against max(compute, disk bytes / bandwidth); the aim is 1.25x.
 /// </summary>
 /// <remarks>
-/// Budgets, unless --device-memory / --host-memory: the device holds ⌈half the parameter chunks⌉ plus 1.2x the non-model
+/// Chunks are the size of the largest tensor unless --chunk-size. Budgets, unless --device-memory / --host-memory: the device holds ⌈half the parameter chunks⌉ plus 1.2x the non-model
 /// peak of the compute run (at least the estimator's device need); the host holds one chunk's four fp32 lists (what packing needs) and one parameter chunk, so
 /// that the optimizer state and the other parameter chunks live on disk.
 /// </remarks>
@@ -49,8 +49,11 @@ public sealed class OverlapPart : IBenchPart
         long available = MemoryMeter.AvailableHostMemory() ?? 0;
         long ample = context.Device.type == DeviceType.CPU && available > 0 ? available / 2
             : s.DeviceMemory ?? throw new ArgumentException("--device-memory is needed for the overlap part on this device (its memory cannot be queried): e.g. --device-memory 20GiB.");
+        // The finest layout (chunks the size of the largest tensor) unless --chunk-size: the most chunks to spread over the tiers.
+        long chunkSize = s.ChunkSize ?? MemoryEstimator.Estimate(MemoryEstimator.RequestFor(WithChunks(config, new ChunkSection()), choice, null, 0), suggestKnobs: false)
+            .Layout!.Placements.Max(p => p.Numel);
         BenchContext.Progress("  compute: the chunk engine without a disk tier, every chunk in memory...");
-        var compute = Train(WithChunks(config, new ChunkSection { DeviceMemory = ample, HostMemory = ample, ChunkSize = s.ChunkSize }), data, s);
+        var compute = Train(WithChunks(config, new ChunkSection { DeviceMemory = ample, HostMemory = ample, ChunkSize = chunkSize }), data, s);
 
         var (device, host) = Budgets(s, compute, precision);
         if (s.DeviceMemory is null) // the run is refused below the estimator's device need (activations estimated, not measured)
