@@ -22,9 +22,8 @@ namespace PatrickStar.Cli.Benchmarks;
 /// run's step (median after the warm-up steps) is set against max(compute, disk bytes / bandwidth); the aim is 1.25x.
 /// </summary>
 /// <remarks>
-/// Chunks are the size of the largest tensor unless --chunk-size. Budgets, unless --device-memory / --host-memory: the device holds ⌈half the parameter chunks⌉ plus 1.2x the non-model
-/// peak of the compute run (at least the estimator's device need); the host holds one chunk's four fp32 lists (what packing needs) and one parameter chunk, so
-/// that the optimizer state and the other parameter chunks live on disk.
+/// Chunks are the size of the largest tensor unless --chunk-size; budgets: <see cref="Budgets"/>. The compute run has the
+/// same device budget and an ample host one (nothing goes to disk).
 /// </remarks>
 public sealed class OverlapPart : IBenchPart
 {
@@ -46,28 +45,22 @@ public sealed class OverlapPart : IBenchPart
         BenchContext.Progress($"  {(bandwidth.Direct ? "O_DIRECT" : "buffered")}: write {bandwidth.WriteBytesPerSecond / (1 << 20):N0} MiB/s, read {bandwidth.ReadBytesPerSecond / (1 << 20):N0} MiB/s");
 
         var data = GptRun.LoadData(config, Gpt2Tokenizer.Instance);
-        long available = MemoryMeter.AvailableHostMemory() ?? 0;
-        long ample = context.Device.type == DeviceType.CPU && available > 0 ? available / 2
-            : s.DeviceMemory ?? throw new ArgumentException("--device-memory is needed for the overlap part on this device (its memory cannot be queried): e.g. --device-memory 20GiB.");
         // The finest layout (chunks the size of the largest tensor) unless --chunk-size: the most chunks to spread over the tiers.
-        long chunkSize = s.ChunkSize ?? MemoryEstimator.Estimate(MemoryEstimator.RequestFor(WithChunks(config, new ChunkSection()), choice, null, 0), suggestKnobs: false)
-            .Layout!.Placements.Max(p => p.Numel);
-        BenchContext.Progress("  compute: the chunk engine without a disk tier, every chunk in memory...");
-        var compute = Train(WithChunks(config, new ChunkSection { DeviceMemory = ample, HostMemory = ample, ChunkSize = chunkSize }), data, s);
+        var layout = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(WithChunks(config, new ChunkSection { ChunkSize = s.ChunkSize }), choice, null, 0),
+            suggestKnobs: false).Layout!;
+        long chunkSize = s.ChunkSize ?? layout.Placements.Max(p => p.Numel);
+        var (device, host) = Budgets(s, WithChunks(config, new ChunkSection { ChunkSize = chunkSize }), choice, precision);
+        long available = MemoryMeter.AvailableHostMemory() ?? 0;
+        long ample = Math.Max(available / 2, 4 * host); // a budget, not an allocation: what the model data needs is all it takes
 
-        var (device, host) = Budgets(s, compute, precision);
-        if (s.DeviceMemory is null) // the run is refused below the estimator's device need (activations estimated, not measured)
-        {
-            var layoutConfig = WithChunks(config, new ChunkSection { ChunkSize = compute.ChunkElements });
-            var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(layoutConfig, choice, device, host), suggestKnobs: false);
-            device = Math.Max(device, estimate.Tiers.FirstOrDefault(t => t.Tier == "device")?.Needed ?? 0);
-        }
+        BenchContext.Progress($"  compute: device {Bytes.Format(device)}, host {Bytes.Format(ample)}, no disk tier...");
+        var compute = Train(WithChunks(config, new ChunkSection { DeviceMemory = device, HostMemory = ample, ChunkSize = chunkSize }), data, s);
         var runs = new List<(OverlapFigures Figures, Measured Run)>();
         foreach (bool readAhead in new[] { true, false })
         {
             string label = readAhead ? "read-ahead on" : "read-ahead off";
             BenchContext.Progress($"  {label}: device {Bytes.Format(device)}, host {Bytes.Format(host)}, disk tier in {directory}...");
-            var chunks = new ChunkSection { DeviceMemory = device, HostMemory = host, ChunkSize = compute.ChunkElements, DiskDir = directory, DiskReadAhead = readAhead };
+            var chunks = new ChunkSection { DeviceMemory = device, HostMemory = host, ChunkSize = chunkSize, DiskDir = directory, DiskReadAhead = readAhead };
             var run = Train(WithChunks(config, chunks), data, s);
             var figures = OverlapFigures.From(label, run.Steps, run.Disk, compute.Median, bandwidth.ReadBytesPerSecond, bandwidth.WriteBytesPerSecond);
             runs.Add((figures, run));
@@ -76,7 +69,7 @@ public sealed class OverlapPart : IBenchPart
     }
 
     /// <summary>The measured steps of one run: seconds, disk figures, and what was on disk when training started.</summary>
-    private sealed record Measured(List<double> Steps, List<DiskStatistics> Disk, long ChunkElements, int ChunkCount, long PeakNonModel, KindBytes OnDiskAtStart)
+    private sealed record Measured(List<double> Steps, List<DiskStatistics> Disk, long ChunkElements, int ChunkCount, KindBytes OnDiskAtStart)
     {
         public double Median => Measure.Median(Steps);
     }
@@ -97,21 +90,24 @@ public sealed class OverlapPart : IBenchPart
             if (m.EngineStatistics.Disk is { } d) disk.Add(d);
         };
         run.Trainer.Run();
-        return new Measured(steps, disk, engine.Layout.ChunkSize, engine.ChunkCount,
-            Math.Max(engine.Trace.PeakNonModel, engine.PeakNonModelObserved), onDisk);
+        return new Measured(steps, disk, engine.Layout.ChunkSize, engine.ChunkCount, onDisk);
     }
 
-    /// <summary>The disk runs' budgets: the flags, or half the parameter chunks on the device and a host that holds little.</summary>
-    internal static (long Device, long Host) Budgets(BenchSettings s, (long ChunkElements, int ChunkCount, long PeakNonModel) layout, Precision precision)
+    /// <summary>
+    /// The budgets of the runs: the flags, or a device that holds ⌈half the parameter chunks⌉ beside what the estimator
+    /// says the run needs there (the working set and the non-model peak), and a host that holds one chunk's four fp32
+    /// lists (what packing needs) and one parameter chunk: the optimizer state and the other parameter chunks go to disk.
+    /// </summary>
+    internal static (long Device, long Host) Budgets(BenchSettings s, TrainingConfig config, PatrickStar.Models.ModelChoice choice, Precision precision)
     {
-        long paramChunk = layout.ChunkElements * PatrickStar.Runtime.TensorMemory.ElementSize(PlainEngine.ComputeType(precision));
-        long device = s.DeviceMemory ?? (long)(1.2 * layout.PeakNonModel) + (layout.ChunkCount + 1) / 2 * paramChunk;
-        long host = s.HostMemory ?? 4 * layout.ChunkElements * 4 + paramChunk;
-        return (device, host);
+        long chunkElements = config.Chunks.ChunkSize!.Value;
+        long paramChunk = chunkElements * PatrickStar.Runtime.TensorMemory.ElementSize(PlainEngine.ComputeType(precision));
+        long host = s.HostMemory ?? 4 * chunkElements * 4 + paramChunk;
+        if (s.DeviceMemory is long given) return (given, host);
+        var estimate = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(config, choice, null, host), suggestKnobs: false);
+        long need = estimate.Tiers.FirstOrDefault(t => t.Tier == "device")?.Needed ?? 0;
+        return (need + (estimate.Layout!.ChunkCount + 1) / 2 * paramChunk, host);
     }
-
-    private static (long, long) Budgets(BenchSettings s, Measured compute, Precision precision) =>
-        Budgets(s, (compute.ChunkElements, compute.ChunkCount, compute.PeakNonModel), precision);
 
     private static TrainingConfig WithChunks(TrainingConfig c, ChunkSection chunks) => new()
     {
@@ -132,7 +128,7 @@ public sealed class OverlapPart : IBenchPart
         var on = runs[0].Figures;
         table.Notes.Add($"aim: with read-ahead on, step / max(compute, I/O) <= {OverlapFigures.Aim:0.00}x; here {on.Ratio:0.00}x ({(on.Ratio <= OverlapFigures.Aim ? "met" : "not met")}), " +
                         $"read-ahead off {runs[1].Figures.Ratio:0.00}x. serial / max: the ratio if compute and I/O ran one after the other.");
-        table.Notes.Add($"compute s: median step of the same model with the chunk engine and no disk tier (every chunk in memory). I/O s at bandwidth: the step's disk bytes " +
+        table.Notes.Add($"compute s: median step of the same model and device budget with a host budget that holds every chunk (no disk tier). I/O s at bandwidth: the step's disk bytes " +
                         $"over the sequential bandwidth measured in the same folder ({bandwidth.ReadBytesPerSecond / (1 << 20):N0} MiB/s read, {bandwidth.WriteBytesPerSecond / (1 << 20):N0} MiB/s write). " +
                         "I/O thread s, waited s, overlapped: the engine's own disk figures (waited: compute blocked on a read or a write; overlapped: 1 - waited / I/O thread s).");
         table.Notes.Add($"on disk at start: {string.Join(", ", DiskChunkKinds.Select(k => $"{k} {Bytes.Format(runs[0].Run.OnDiskAtStart[k])}"))}. " +
