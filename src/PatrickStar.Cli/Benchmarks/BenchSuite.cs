@@ -50,6 +50,10 @@ public sealed record BenchSettings
     /// <summary>The disk tier's folder and budget (disk_dir, disk_memory): both given adds a search with the disk tier.</summary>
     public string? ScaleDiskDir { get; init; }
     public long? ScaleDiskMemory { get; init; }
+
+    // overlap
+    /// <summary>The disk tier's folder of the overlap part (--disk-dir); null: the temp directory.</summary>
+    public string? OverlapDiskDir { get; init; }
     public int ScaleHidden { get; init; }
     public int ScaleHeads { get; init; }
 }
@@ -90,8 +94,8 @@ public sealed class BenchContext
 /// <summary>Runs the chosen parts in order in this process and writes the report.</summary>
 public static class BenchSuite
 {
-    /// <summary>The parts in the order they run (ceiling after trainers, to set their steps against it); the default set is all but scale (a search of many trainings) and disk.</summary>
-    public static readonly string[] AllParts = { "matmul", "trainers", "ceiling", "optimizer", "scale", "disk" };
+    /// <summary>The parts in the order they run (ceiling after trainers, to set their steps against it); the default set is all but scale (a search of many trainings), disk and overlap.</summary>
+    public static readonly string[] AllParts = { "matmul", "trainers", "ceiling", "optimizer", "scale", "disk", "overlap" };
     public static readonly string[] DefaultParts = { "matmul", "trainers", "ceiling", "optimizer" };
 
     /// <summary>"matmul,trainers" (any order, any case, "all") as parts in run order; unknown names are refused.</summary>
@@ -125,6 +129,7 @@ public static class BenchSuite
                 "optimizer" => new OptimizerPart(),
                 "scale" => new ScalePart(),
                 "disk" => new DiskPart(),
+                "overlap" => new OverlapPart(),
                 _ => throw new ArgumentException($"unknown bench part '{name}'."),
             };
             part.Run(context);

@@ -45,7 +45,7 @@ public static class BenchCommand
             Description = "trainers: device budget of the extra dynamic run: auto (half the parameter chunks, two at least, + the measured non-model peak + 10%), a size, or off.",
             DefaultValueFactory = _ => "auto",
         };
-        var diskDir = new Option<DirectoryInfo?>("--disk-dir") { Description = "scale: also search dynamic placement with the disk tier in this folder (disk_dir); needs --disk-memory." };
+        var diskDir = new Option<DirectoryInfo?>("--disk-dir") { Description = "scale: also search dynamic placement with the disk tier in this folder (disk_dir); needs --disk-memory. overlap: the disk tier's folder (default: the temp directory)." };
         var diskMemory = new Option<string?>("--disk-memory") { Description = "scale: the disk tier's budget (disk_memory) of that search; needs --disk-dir." };
         var chunkSize = new Option<long?>("--chunk-size") { Description = "trainers: elements per chunk of every chunked run (default: the engine's choice; the tight run: the largest tensor's size, the finest layout)." };
         var report = new Option<DirectoryInfo?>("--report") { Description = $"Folder for report.md and report.json (default ./{DefaultReportDirectory})." };
@@ -64,7 +64,8 @@ public static class BenchCommand
                 "pstar bench --parts trainers --precision fp32 --report bench-fp32",
                 "pstar bench --parts scale --precision bf16-fp32",
                 "pstar bench --parts scale --host-memory 8GiB --disk-dir /nvme/pstar --disk-memory 64GiB",
-                "pstar bench --parts scale --family llama --device-memory 1GiB --host-memory 16GiB"));
+                "pstar bench --parts scale --family llama --device-memory 1GiB --host-memory 16GiB",
+                "pstar bench --parts overlap --precision fp32 --disk-dir /nvme/pstar   # read-ahead on vs off"));
         foreach (var o in new Option[] { parts, quick, family, kvHeads, hidden, layers, heads, seq, batch, steps, precision, deviceMemory, hostMemory, tightMemory, diskDir, diskMemory, chunkSize, report, json, scale, adamElements, matmulSize })
             command.Options.Add(o);
         command.SetAction(r => CommandErrors.Run(() =>
@@ -106,6 +107,7 @@ public static class BenchCommand
                 ScaleHostMemory = host ?? 16L << 30,
                 ScaleDiskDir = scaleDiskDir,
                 ScaleDiskMemory = scaleDiskMemory,
+                OverlapDiskDir = partList.Contains("overlap") ? r.GetValue(diskDir)?.FullName : null,
                 ScaleHidden = Positive(r.GetValue(hidden) ?? 1024, "--hidden"),
                 ScaleHeads = Positive(r.GetValue(heads) ?? 16, "--heads"),
             };
@@ -117,13 +119,16 @@ public static class BenchCommand
         return command;
     }
 
-    /// <summary>--disk-dir and --disk-memory: both or neither, for the scale part, an existing folder and a positive budget.</summary>
+    /// <summary>--disk-dir and --disk-memory: both or neither, for the scale part, an existing folder and a positive budget
+    /// (the overlap part takes --disk-dir alone).</summary>
     internal static (string? Dir, long? Memory) DiskFlags(DirectoryInfo? dir, long? memory, IReadOnlyList<string> parts)
     {
         if (dir is null && memory is null) return (null, null);
+        if (parts.Contains("overlap") && !parts.Contains("scale") && memory is null)
+            return dir!.Exists ? (null, null) : throw new DirectoryNotFoundException($"--disk-dir '{dir.FullName}' does not exist; create it or give an existing folder on the disk to use.");
         if (dir is null || memory is null)
             throw new ArgumentException("--disk-dir and --disk-memory go together: give the disk tier's folder and its budget, or neither.");
-        if (!parts.Contains("scale")) throw new ArgumentException("--disk-dir and --disk-memory are for the scale part; add --parts scale.");
+        if (!parts.Contains("scale")) throw new ArgumentException("--disk-dir and --disk-memory are for the scale part (--disk-dir alone also for the overlap part); add --parts scale.");
         if (!dir.Exists) throw new DirectoryNotFoundException($"--disk-dir '{dir.FullName}' does not exist; create it or give an existing folder on the disk to use.");
         if (memory <= 0) throw new ArgumentException($"--disk-memory must be positive (got {memory} B).");
         return (dir.FullName, memory);

@@ -13,7 +13,7 @@ public static class RunIdentity
     private static readonly string[] Ignored =
     [
         "steps", "scheduler.params.total_steps", "checkpoint.", "eval.", "engine", "device", "threads", "activation_checkpointing",
-        "chunk_size", "placement_policy", "device_memory", "host_memory", "disk_dir", "disk_memory", "mem_tracer.", "use_hybrid_adam", "prefetch", "distributed.",
+        "chunk_size", "placement_policy", "device_memory", "host_memory", "disk_dir", "disk_memory", "disk_read_ahead", "mem_tracer.", "use_hybrid_adam", "prefetch", "distributed.",
     ];
 
     /// <summary>The keys whose values differ, as "key: saved -> now" (empty when the checkpoint is of this run).</summary>

@@ -172,6 +172,8 @@ internal static class ConfigKeys
         Size("disk_memory", c => c.Chunks.DiskMemory, (c, v) => c.Chunks.DiskMemory = v,
             "Chunked engine: disk tier budget (the chunk files' total size) in bytes or \"64GiB\"; null: what the chunks need.",
             Bounds.AtLeast(1, " byte (or null)")),
+        Bool("disk_read_ahead", c => c.Chunks.DiskReadAhead, (c, v) => c.Chunks.DiskReadAhead = v,
+            "Chunked engine, disk tier: read chunks ahead and write evicted ones behind, overlapping compute; false waits for each (to measure the overlap)."),
         Number("mem_tracer.warmup_device_ratio", c => c.Chunks.WarmupDeviceRatio, (c, v) => c.Chunks.WarmupDeviceRatio = v,
             "Chunked engine: fraction of the device budget chunks may use during the warm-up iteration.", Bounds.Within(0, 1, minOpen: true)),
         NullableString("checkpoint.save_dir", c => c.Checkpoint.SaveDir, (c, v) => c.Checkpoint.SaveDir = v,

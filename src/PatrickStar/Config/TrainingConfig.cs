@@ -160,6 +160,8 @@ public sealed class ChunkSection
     public string? DiskDir { get; set; }
     /// <summary>Bytes the disk tier's files may take; null: what this rank's chunks need.</summary>
     public long? DiskMemory { get; set; }
+    /// <summary>Disk traffic overlaps compute (read ahead, write behind); false waits for each read and write.</summary>
+    public bool DiskReadAhead { get; set; } = true;
     /// <summary>Library-only: opens the disk tier's chunk files (tests inject failing ones); null for the real files.</summary>
     public Tiers.ChunkFileOpener? DiskFileOpener { get; set; }
     /// <summary>Library-only: copy chunks between a CPU device and the host as between a GPU and the host (tests of the copy path).</summary>

@@ -23,6 +23,10 @@ public sealed record ChunkEngineOptions(
     /// <summary>Parameter chunks read ahead from disk, the next ones the trace names (0: none).</summary>
     public int DiskReadAhead { get; init; } = DiskStaging.DefaultReadAhead;
 
+    /// <summary>Config key disk_read_ahead: disk traffic overlaps compute (read ahead, write behind); false waits for every
+    /// read and write where it is needed, to measure what the overlap gains.</summary>
+    public bool DiskOverlap { get; init; } = true;
+
     /// <summary>Opens the disk tier's chunk files; null for the real ones (tests inject failing files).</summary>
     public Tiers.ChunkFileOpener? DiskFileOpener { get; init; }
 
@@ -42,7 +46,7 @@ public sealed record ChunkEngineOptions(
             : throw new ArgumentException("device_memory must be set for a non-CPU device (TorchSharp cannot query its memory): e.g. --device-memory 20GiB."));
         long hostBudget = c.HostMemory ?? Math.Max(0, available - (device.type == DeviceType.CPU ? deviceBudget : 0));
         return new ChunkEngineOptions(deviceBudget, hostBudget, c.ChunkSize, c.Placement, c.WarmupDeviceRatio, c.HybridAdam, c.MarginUseRatio, c.TensorAdamOnDevice,
-            c.Prefetch, c.DiskDir, c.DiskMemory) { DiskFileOpener = c.DiskFileOpener, CopyWithinOneMemory = c.CopyWithinOneMemory };
+            c.Prefetch, c.DiskDir, c.DiskMemory) { DiskFileOpener = c.DiskFileOpener, CopyWithinOneMemory = c.CopyWithinOneMemory, DiskOverlap = c.DiskReadAhead };
     }
 
     /// <summary>Host bytes of model data per parameter: storage-precision copy (bf16 for both bf16 modes), fp32 master, momentum, variance (+ fp32 gradients when accumulating).</summary>

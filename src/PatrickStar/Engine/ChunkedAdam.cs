@@ -45,7 +45,8 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
             foreach (int i in owned) UpdateChunk(i, learningRate, gradientMultiplier, staged: null);
             return;
         }
-        // Chunks on disk stream through a bounded pool: group i+1 is read while group i is updated, group i-1 written behind.
+        // Chunks on disk stream through a bounded pool: group i+1 is read while group i is updated, group i-1 written behind;
+        // the last groups' writes go on behind the next forward (a read of those chunks sees them).
         disk.Store.DropReadAhead(); // the parameters read ahead are about to change on disk
         var groups = owned.Select(i => (IReadOnlyList<Chunk>)Members(i).Where(c => c.OnDisk).ToList()).ToList();
         var streamed = groups.Select(g => (IReadOnlyList<Tiers.StreamedMember>)g.Select(c => disk.Store.Member(c)).ToList()).ToList();
@@ -54,7 +55,7 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
             var staged = new Dictionary<ChunkKind, Tiers.StagingBuffer>();
             for (int j = 0; j < buffers.Count; j++) staged[groups[g][j].Kind] = buffers[j];
             UpdateChunk(owned[g], learningRate, gradientMultiplier, staged);
-        });
+        }, overlap: disk.Store.Overlap, waitForWrites: !disk.Store.Overlap);
     }
 
     private IEnumerable<Chunk> Members(int i) => [chunks.Master[i], chunks.Momentum[i], chunks.Variance[i], chunks.Param[i]];

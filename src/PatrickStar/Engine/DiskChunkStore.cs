@@ -11,7 +11,8 @@ namespace PatrickStar.Engine;
 /// holding the chunks this rank owns, an <see cref="IoWorker"/> that reads ahead and writes behind, and two bounded pools of
 /// staging buffers (single-chunk transfers and read-ahead; the optimizer's streamed groups). Copies between a chunk payload
 /// and a staging buffer are plain memory copies, so payloads that meet the disk are CPU tensors. Fp32 gradient chunks
-/// (gradient accumulation) never go to disk: they are written at every micro-batch.
+/// (gradient accumulation) never go to disk: they are written at every micro-batch. Without <see cref="Overlap"/> (config
+/// disk_read_ahead false) nothing is read ahead and every write is waited for, so that a run shows what the overlap gains.
 /// </summary>
 internal sealed class DiskChunkStore : IDisposable
 {
@@ -29,9 +30,10 @@ internal sealed class DiskChunkStore : IDisposable
     private const int TransferBuffers = DiskStaging.TransferBuffers;
 
     public DiskChunkStore(ChunkLists chunks, ScalarType computeType, string directory, long? budget, ChunkFileOpener? open,
-        Action<string> log, int readAhead)
+        Action<string> log, int readAhead, bool overlap = true)
     {
         this.chunks = chunks;
+        Overlap = overlap;
         int owned = chunks.Count / chunks.Ranks;
         long n = chunks.Layout.ChunkSize;
         var bytes = new Dictionary<ChunkKind, long>
@@ -64,6 +66,8 @@ internal sealed class DiskChunkStore : IDisposable
     }
 
     public IoStatistics Statistics => worker.Statistics;
+    /// <summary>Disk traffic overlaps compute: reads issued ahead, dirty evictions written behind.</summary>
+    public bool Overlap { get; }
     public BufferPool Streaming { get; }
     public IoWorker Worker => worker;
     public bool Direct => tier.Direct;
@@ -88,6 +92,7 @@ internal sealed class DiskChunkStore : IDisposable
         from.Return(old);
         var m = Member(c);
         worker.Evict(m.Store, m.Index, buffer, dirty, transfers.Return);
+        if (!Overlap && dirty) worker.Flush();
     }
 
     /// <summary>OnDisk → Hold in <paramref name="into"/> (a CPU tier), using a read issued ahead when there is one.</summary>
@@ -111,7 +116,7 @@ internal sealed class DiskChunkStore : IDisposable
     /// <summary>Starts reading an on-disk chunk now, if a buffer is free, so that its <see cref="Load"/> finds it read.</summary>
     public void ReadAhead(Chunk c)
     {
-        if (!c.OnDisk || ahead.ContainsKey(c) || ahead.Count >= transfers.Count - TransferBuffers) return;
+        if (!Overlap || !c.OnDisk || ahead.ContainsKey(c) || ahead.Count >= transfers.Count - TransferBuffers) return;
         if (transfers.TryRent(1) is not { } buffer) return;
         ahead[c] = Issue(c, buffer[0]);
     }
@@ -153,6 +158,7 @@ internal sealed class DiskChunkStore : IDisposable
         CopyOut(values, buffer);
         var m = Member(c);
         worker.Evict(m.Store, m.Index, buffer, dirty: true, transfers.Return);
+        if (!Overlap) worker.Flush();
     }
 
     /// <summary>Waits until every queued write is on disk; throws the first I/O error.</summary>

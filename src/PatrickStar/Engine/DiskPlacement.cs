@@ -25,9 +25,10 @@ internal sealed class DiskPlacement(ChunkLists chunks, TierMemory host, DiskChun
         PlacementPolicy placement, NonModelTracer tracer, Action<Chunk> bindReleased)
     {
         if (options.DiskDir is null) return null;
+        int readAhead = options.DiskOverlap ? options.DiskReadAhead : 0;
         var store = new DiskChunkStore(chunks, computeType, options.DiskDir, options.DiskMemory, options.DiskFileOpener,
-            options.DiskLog ?? Console.Error.WriteLine, options.DiskReadAhead);
-        return new DiskPlacement(chunks, host, store, placement, tracer, bindReleased, options.DiskReadAhead);
+            options.DiskLog ?? Console.Error.WriteLine, readAhead, options.DiskOverlap);
+        return new DiskPlacement(chunks, host, store, placement, tracer, bindReleased, readAhead);
     }
 
     /// <summary>The host-to-device read-ahead, if on: a parameter chunk leaving for disk first drops its pending copy.</summary>

@@ -8,7 +8,7 @@ namespace PatrickStar.Tiers;
 /// </summary>
 /// <param name="ReadSeconds">Seconds the I/O thread spent reading.</param>
 /// <param name="WriteSeconds">Seconds the I/O thread spent writing.</param>
-/// <param name="WaitSeconds">Seconds the consumer (compute) was blocked on a read it needed.</param>
+/// <param name="WaitSeconds">Seconds the consumer (compute) was blocked on the disk: reads it needed, writes it waited for.</param>
 /// <param name="Direct">O_DIRECT (true) or buffered (false) I/O.</param>
 public sealed record DiskStatistics(long BytesRead, long BytesWritten, double ReadSeconds, double WriteSeconds, double WaitSeconds, bool Direct)
 {

@@ -24,7 +24,7 @@ public sealed class IoStatistics
     public double ReadSeconds => Seconds(Interlocked.Read(ref _readTicks));
     /// <summary>The writes' part of <see cref="IoSeconds"/>.</summary>
     public double WriteSeconds => Seconds(Interlocked.Read(ref _writeTicks));
-    /// <summary>Seconds the consumer spent blocked on a read it needed.</summary>
+    /// <summary>Seconds the consumer spent blocked on the disk: a read it needed, or writes it waited for (<see cref="IoWorker.Flush"/>).</summary>
     public double ConsumerWaitSeconds => Seconds(Interlocked.Read(ref _waitTicks));
     public double OverlappedFraction => IoSeconds <= 0 ? 1 : Math.Clamp(1 - ConsumerWaitSeconds / IoSeconds, 0, 1);
 

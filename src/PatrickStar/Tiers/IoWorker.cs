@@ -93,12 +93,15 @@ public sealed class IoWorker : IDisposable
         }, _ => Finish());
     }
 
-    /// <summary>Waits until every request queued so far has been served; throws the worker's fault if any.</summary>
+    /// <summary>Waits until every request queued so far has been served (the time blocked counts as the consumer's wait);
+    /// throws the worker's fault if any.</summary>
     public void Flush()
     {
         var done = new ManualResetEventSlim();
         Enqueue(done.Set, _ => done.Set());
+        long start = Stopwatch.GetTimestamp();
         done.Wait();
+        Statistics.AddWait(Stopwatch.GetTimestamp() - start);
         done.Dispose();
         ThrowIfFaulted();
     }

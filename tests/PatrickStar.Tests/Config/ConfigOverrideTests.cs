@@ -84,6 +84,7 @@ public sealed class ConfigOverrideTests
         ["host_memory"] = ("2GiB", "host_memory", []),
         ["disk_dir"] = ("/tmp/chunks", "disk_dir", []),
         ["disk_memory"] = ("8GiB", "disk_memory", []),
+        ["disk_read_ahead"] = ("false", "disk_read_ahead", []),
         ["mem_tracer.warmup_device_ratio"] = ("0.5", "mem_tracer.warmup_device_ratio", []),
         ["checkpoint.save_dir"] = ("runs/a", "checkpoint.save_dir", []),
         ["checkpoint.save_every"] = ("10", "checkpoint.save_every", []),

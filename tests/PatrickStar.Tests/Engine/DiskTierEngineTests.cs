@@ -149,10 +149,10 @@ public sealed class DiskTierEngineTests : IDisposable
         return c;
     }
 
-    [Fact]
-    public void ParameterChunksCycleThroughDiskUnderATightDeviceBudget()
+    /// <summary>Bigger under a device budget that holds only some parameter chunks and a host budget of six: parameter chunks
+    /// cycle device, host and disk (the budget from a probe run's non-model peak, at least the estimator's need).</summary>
+    private TrainingConfig Cycling()
     {
-        var plain = Train(Bigger("plain"));
         long chunkBytes = 256 * 1024 * 4;
         long peakNonModel, estimated;
         var probeConfig = Bigger("chunked");
@@ -168,12 +168,42 @@ public sealed class DiskTierEngineTests : IDisposable
                 .Tiers.Single(t => t.Tier == "device").Needed;
         }
         long budget = Math.Max(2 * peakNonModel + 3 * chunkBytes, estimated);
+        output.WriteLine($"device budget {budget:N0} B (peak non-model {peakNonModel:N0} B)");
         var config = WithDisk(Bigger("chunked", budget));
         config.Chunks.HostMemory = 6 * chunkBytes;
-        var disk = Train(config);
-        output.WriteLine($"device budget {budget:N0} B (peak non-model {peakNonModel:N0} B); disk: {disk.Io}");
+        return config;
+    }
+
+    [Fact]
+    public void ParameterChunksCycleThroughDiskUnderATightDeviceBudget()
+    {
+        var plain = Train(Bigger("plain"));
+        var disk = Train(Cycling());
+        output.WriteLine($"disk: {disk.Io}");
         AssertSame(plain, disk);
         Assert.True(disk.Io!.CleanEvictionsSkipped > 0, $"no parameter chunk left the host clean: {disk.Io}");
+    }
+
+    /// <summary>
+    /// Chunk files whose every read and write pauses halfway: a chunk used before its read completed, or read back from a
+    /// half-written file instead of the pending write, would change the losses. Training through disk still equals plain
+    /// training, with read-ahead and write-behind (disk_read_ahead) on and off; off, compute waits for all the disk traffic.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void SlowReadsAndWritesNeverReachComputeEarly(bool readAhead)
+    {
+        var plain = Train(Bigger("plain"));
+        var config = Cycling();
+        config.Chunks.DiskReadAhead = readAhead;
+        config.Chunks.DiskFileOpener = (path, direct) => new Tiers.InjectedChunkFile(PosixChunkFile.Open(path, direct)) { ReadDelayMs = 4, WriteDelayMs = 4 };
+        var disk = Train(config);
+        output.WriteLine($"disk_read_ahead {readAhead}: {disk.Io}, reads served from pending writes {disk.Io!.ReadsServedFromPendingWrites}");
+        AssertSame(plain, disk);
+        Assert.True(disk.Io.Reads > 0 && disk.Io.Writes > 0, $"disk traffic: {disk.Io}");
+        if (!readAhead)
+            Assert.True(disk.Io.ConsumerWaitSeconds >= 0.9 * disk.Io.IoSeconds, $"compute waited {disk.Io.ConsumerWaitSeconds:0.000} s of {disk.Io.IoSeconds:0.000} s of I/O");
     }
 
     [Fact]

@@ -55,6 +55,30 @@ public class IoWorkerTests
     }
 
     [Fact]
+    public void AReadOfAChunkWhileItsSlowWriteRunsIsServedFromTheWritesBuffer()
+    {
+        using var f = new TierFixture(make: inner => new InjectedChunkFile(inner) { WriteDelayMs = 400 });
+        var store = f.Tier.CreateStore("param", ChunkBytes, 2);
+        WriteChunks(store, 1); // the old contents on disk
+        using var pool = new BufferPool(3, ChunkBytes);
+        using var worker = new IoWorker();
+
+        var evicted = pool.Rent();
+        TierFixture.Fill(evicted, ChunkBytes, 5);
+        worker.Evict(store, 1, evicted, dirty: true, pool.Return); // written behind: returns at once
+        Assert.True(SpinWait.SpinUntil(() => f.Files[0].WriteCount == 2, 5000)); // the write has started: half the slot is on disk
+        Assert.Equal(0, worker.Statistics.Writes);
+        var read = worker.Read(store, 1, pool.Rent());
+        Assert.True(read.IsCompleted); // served from the write's buffer, not from the half-written file
+        Assert.True(TierFixture.Holds(read.Buffer, ChunkBytes, 5));
+        Assert.Equal(1, worker.Statistics.ReadsServedFromPendingWrites);
+
+        worker.Flush();
+        Assert.Equal(ChunkBytes, worker.Statistics.BytesWritten);
+        Assert.True(TierFixture.Holds(worker.Read(store, 1, pool.Rent()).Wait(), ChunkBytes, 5)); // and the file holds it
+    }
+
+    [Fact]
     public void ACleanEvictionIsNotWritten()
     {
         using var f = new TierFixture();

@@ -12,6 +12,8 @@ internal sealed class InjectedChunkFile(IChunkFile inner) : IChunkFile
     public int Errno { get; init; } = 5; // EIO
     /// <summary>A read fills the first half of the buffer, sleeps this long, then fills the rest.</summary>
     public int ReadDelayMs { get; init; }
+    /// <summary>A write stores the first half of the buffer, sleeps this long, then stores the rest.</summary>
+    public int WriteDelayMs { get; init; }
 
     public int ReadCount, WriteCount;
 
@@ -23,15 +25,24 @@ internal sealed class InjectedChunkFile(IChunkFile inner) : IChunkFile
     public int Read(long offset, nint buffer, long length)
     {
         if (Interlocked.Increment(ref ReadCount) == FailReadNumber) return Errno;
-        if (ReadDelayMs == 0) return inner.Read(offset, buffer, length);
-        long half = length / 2 / 4096 * 4096;
-        int error = inner.Read(offset, buffer, half);
-        Thread.Sleep(ReadDelayMs);
-        return error != 0 ? error : inner.Read(offset + half, buffer + (nint)half, length - half);
+        return InTwoHalves(inner.Read, offset, buffer, length, ReadDelayMs);
     }
 
-    public int Write(long offset, nint buffer, long length) =>
-        Interlocked.Increment(ref WriteCount) == FailWriteNumber ? Errno : inner.Write(offset, buffer, length);
+    public int Write(long offset, nint buffer, long length)
+    {
+        if (Interlocked.Increment(ref WriteCount) == FailWriteNumber) return Errno;
+        return InTwoHalves(inner.Write, offset, buffer, length, WriteDelayMs);
+    }
+
+    /// <summary>The transfer at once, or its first half, a pause, then the rest (so a torn transfer shows in the data).</summary>
+    private static int InTwoHalves(Func<long, nint, long, int> transfer, long offset, nint buffer, long length, int delayMs)
+    {
+        if (delayMs == 0) return transfer(offset, buffer, length);
+        long half = length / 2 / 4096 * 4096;
+        int error = transfer(offset, buffer, half);
+        Thread.Sleep(delayMs);
+        return error != 0 ? error : transfer(offset + half, buffer + (nint)half, length - half);
+    }
 
     public void Dispose() => inner.Dispose();
 }

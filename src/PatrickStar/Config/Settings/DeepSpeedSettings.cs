@@ -45,6 +45,7 @@ public sealed record DeepSpeedSettings
     [JsonPropertyName("disk_dir"), JsonIgnore(Condition = JsonIgnoreCondition.Never)] public string? DiskDir { get; init; }
     [JsonPropertyName("disk_memory"), JsonConverter(typeof(ByteSizeConverter)), JsonIgnore(Condition = JsonIgnoreCondition.Never)]
     public long? DiskMemory { get; init; }
+    [JsonPropertyName("disk_read_ahead")] public bool? DiskReadAhead { get; init; }
     [JsonPropertyName("mem_tracer")] public MemTracerSettings MemTracer { get; init; } = new();
     [JsonPropertyName("checkpoint")] public CheckpointSettings Checkpoint { get; init; } = new();
     [JsonPropertyName("use_hybrid_adam")] public bool? UseHybridAdam { get; init; }
@@ -146,6 +147,7 @@ public sealed record DeepSpeedSettings
             HostMemory = c.Chunks.HostMemory,
             DiskDir = c.Chunks.DiskDir,
             DiskMemory = c.Chunks.DiskMemory,
+            DiskReadAhead = c.Chunks.DiskReadAhead,
             MemTracer = new() { WarmupDeviceRatio = c.Chunks.WarmupDeviceRatio, MarginUseRatio = c.Chunks.MarginUseRatio },
             Checkpoint = new()
             {
