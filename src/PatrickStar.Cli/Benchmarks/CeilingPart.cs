@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using PatrickStar.Config;
+using PatrickStar.Models.Generation;
 using PatrickStar.Models.Gpt;
 using PatrickStar.Training;
 using TorchSharp;
@@ -13,7 +14,7 @@ namespace PatrickStar.Cli.Benchmarks;
 /// Part `ceiling`: libtorch's own limit on the trainers' model. Every matrix product of one training step
 /// (<see cref="GptGemms"/>: the exact shapes, layouts and dtype the model runs) is timed alone in libtorch, median after
 /// warm-up; their sum is the shortest step any trainer built on these products could take, and model FLOPs over it the
-/// best MFU. The attention path the model really runs (scaled_dot_product_attention, causal) is timed alone too.
+/// best MFU. The attention path the model really runs (batched products in bf16 on a CPU, else causal SDPA) is timed alone too.
 /// Run after `trainers` (as --parts orders it), the trainers' medians are set against the ceiling.
 /// </summary>
 public sealed class CeilingPart : IBenchPart
@@ -43,7 +44,7 @@ public sealed class CeilingPart : IBenchPart
         double gemmSeconds = Sum(_ => true);
         double attentionGemmSeconds = Sum(t => t.Gemm.Name.StartsWith("attention"));
         double forwardSeconds = Sum(t => t.Gemm.Pass == "forward");
-        // The model runs attention as one fused SDPA call per layer, not as these four-plus-four products.
+        // The model runs attention as one call per layer (with its softmax, mask and head reshapes), not as these products alone.
         double withSdpa = gemmSeconds - attentionGemmSeconds + s.Layers * sdpaStep;
         double? Fraction(double seconds) => peak is null ? null : modelFlops / seconds / 1e9 / peak.Gflops;
         string Percent(double seconds) => Fraction(seconds) is double f ? $"{f * 100:0.0}%" : "-";
@@ -57,12 +58,13 @@ public sealed class CeilingPart : IBenchPart
         table.Notes.Add($"All products: {gemmSeconds:0.0000} s per step ({forwardSeconds:0.0000} forward, {gemmSeconds - forwardSeconds:0.0000} backward) " +
                         $"for {modelFlops / 1e12:0.000} TFLOP of model FLOPs ({GptConfig.FlopsFormula}): {Percent(gemmSeconds)} of the {dtypeName} matmul peak. " +
                         "No trainer built on libtorch's products can step faster than this.");
-        table.Notes.Add($"Attention as the model runs it (scaled_dot_product_attention, causal, {s.Heads} heads): forward {sdpaForward:0.000000} s, " +
+        string attentionPath = BatchedCausalAttention.Applies(dtype, context.Device, s.Seq, 0) ? "batched products around a softmax" : "scaled_dot_product_attention";
+        table.Notes.Add($"Attention as the model runs it ({attentionPath}, causal, {s.Heads} heads, heads split and merged): forward {sdpaForward:0.000000} s, " +
                         $"forward + backward {sdpaStep:0.000000} s per layer, against {attentionGemmSeconds / s.Layers:0.000000} s for its products as batched matmuls. " +
-                        $"With SDPA in their place: {withSdpa:0.0000} s per step, {Percent(withSdpa)} of peak.");
+                        $"With it in their place: {withSdpa:0.0000} s per step, {Percent(withSdpa)} of peak.");
         foreach (var (label, seconds) in context.TrainerSteps)
             table.Notes.Add($"{label}: {seconds:0.0000} s per step = {seconds / gemmSeconds:0.00}x the products alone, {Percent(seconds)} of peak; " +
-                            $"{seconds - withSdpa:0.0000} s of each step is outside the products and SDPA.");
+                            $"{seconds - withSdpa:0.0000} s of each step is outside the products and attention.");
         if (peak is null) table.Notes.Add("No matmul part in this sitting: fractions of peak need --parts matmul too.");
         context.Report.Add(Name, table);
 
@@ -120,13 +122,16 @@ public sealed class CeilingPart : IBenchPart
         using var scope = NewDisposeScope();
         long b = s.Batch, t = s.Seq, h = s.Hidden;
         var qkv = randn(b, t, 3 * h, dtype: dtype, device: device).requires_grad_();
-        var gradient = randn(b, s.Heads, t, h / s.Heads, dtype: dtype, device: device);
-        Tensor Forward()
+        var gradient = randn(b, t, h, dtype: dtype, device: device);
+        bool batched = BatchedCausalAttention.Applies(dtype, device, t, 0);
+        Tensor Forward() // as CausalSelfAttention
         {
+            if (batched) return BatchedCausalAttention.Attend(qkv, s.Heads);
             using var inner = NewDisposeScope();
             var parts = qkv.split(h, dim: 2);
-            Tensor Heads(Tensor z) => z.view(b, t, s.Heads, h / s.Heads).transpose(1, 2); // as CausalSelfAttention
-            return F.scaled_dot_product_attention(Heads(parts[0]), Heads(parts[1]), Heads(parts[2]), is_casual: true).MoveToOuterDisposeScope();
+            Tensor Heads(Tensor z) => z.view(b, t, s.Heads, h / s.Heads).transpose(1, 2);
+            return F.scaled_dot_product_attention(Heads(parts[0]), Heads(parts[1]), Heads(parts[2]), is_casual: true)
+                .transpose(1, 2).contiguous().view(b, t, h).MoveToOuterDisposeScope();
         }
         double forward;
         using (no_grad())

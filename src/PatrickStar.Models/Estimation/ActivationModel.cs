@@ -63,13 +63,17 @@ public static class ActivationModel
     /// Kept by one block for backward, per the ops in GptModel (elements x e): ln_1 input, ln_1 output (c_attn's input),
     /// qkv (3h: q, k, v are views), attention output and its contiguous copy (c_proj's input), the residual sum (ln_2's
     /// input), ln_2 output, c_fc output (gelu's input) and gelu output = 17·h per token, plus the attention's fp32
-    /// log-sum-exp per head.
+    /// log-sum-exp per head. Where attention may run as batched products (<see cref="Generation.BatchedCausalAttention"/>,
+    /// bf16 on a CPU; the device is not known here, so counted for any) four score-sized buffers come on top: it keeps
+    /// the probabilities, and the engine measured 1.5 MiB more than that on gpt2-tiny 2L h128 4 heads s128 b2 (not yet
+    /// explained, so counted generously).
     /// </summary>
     private static long BlockBytes(GptConfig c, Precision precision, long batch, long seq)
     {
         long e = ActivationBytes(precision);
         long t = batch * seq, h = c.Hidden, a = c.Heads;
-        long block = 17 * t * h * e + 4 * batch * a * seq;
+        bool batched = precision == Precision.Bf16 && seq <= Generation.BatchedCausalAttention.MaxSequence && c.Dropout == 0;
+        long block = 17 * t * h * e + 4 * batch * a * seq + (batched ? 4 * batch * a * seq * seq * e : 0);
         if (c.Dropout > 0)
         {
             // Two residual dropout masks (1 byte each); attention dropout leaves the fused kernel for the math path,

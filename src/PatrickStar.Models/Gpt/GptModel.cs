@@ -4,6 +4,7 @@ using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 using PatrickStar.Chunks;
 using PatrickStar.Hooks;
+using PatrickStar.Models.Generation;
 using F = TorchSharp.torch.nn.functional;
 
 namespace PatrickStar.Models.Gpt;
@@ -124,14 +125,20 @@ public sealed partial class CausalSelfAttention : Module<Tensor, Tensor>
         long b = x.shape[0], t = x.shape[1], h = x.shape[2];
         using var scope = NewDisposeScope();
         var qkv = c_attn.call(x);
-        var parts = qkv.split(h, dim: 2);
-        // [B, T, h] -> [B, heads, T, head_size]
-        Tensor Heads(Tensor z) => z.view(b, t, heads, h / heads).transpose(1, 2);
+        double dropout = training ? attentionDropout : 0.0;
         Tensor y;
         using (PatrickStar.Timing.StepPhases.Begin(PatrickStar.Timing.StepPhase.Attention))
-            y = F.scaled_dot_product_attention(Heads(parts[0]), Heads(parts[1]), Heads(parts[2]),
-                p: training ? attentionDropout : 0.0, is_casual: true);
-        y = y.transpose(1, 2).contiguous().view(b, t, h);
+        {
+            if (BatchedCausalAttention.Applies(qkv.dtype, qkv.device, t, dropout)) y = BatchedCausalAttention.Attend(qkv, heads);
+            else
+            {
+                var parts = qkv.split(h, dim: 2);
+                // [B, T, h] -> [B, heads, T, head_size]
+                Tensor Heads(Tensor z) => z.view(b, t, heads, h / heads).transpose(1, 2);
+                y = F.scaled_dot_product_attention(Heads(parts[0]), Heads(parts[1]), Heads(parts[2]), p: dropout, is_casual: true)
+                    .transpose(1, 2).contiguous().view(b, t, h);
+            }
+        }
         return resid_dropout.call(c_proj.call(y)).MoveToOuterDisposeScope();
     }
 }

@@ -1,0 +1,101 @@
+using PatrickStar.Models.Generation;
+using PatrickStar.Runtime;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace PatrickStar.Tests.Models;
+
+public class BatchedCausalAttentionTests
+{
+    public BatchedCausalAttentionTests() => TorchRuntime.EnsureLoaded();
+
+    /// <summary>libtorch's fused causal attention on the same fused projection, heads merged: the reference.</summary>
+    private static Tensor Reference(Tensor qkv, int heads)
+    {
+        long b = qkv.shape[0], t = qkv.shape[1], h = qkv.shape[2] / 3;
+        var parts = qkv.split(h, dim: 2);
+        Tensor Heads(Tensor z) => z.view(b, t, heads, h / heads).transpose(1, 2);
+        return F.scaled_dot_product_attention(Heads(parts[0]), Heads(parts[1]), Heads(parts[2]), is_casual: true)
+            .transpose(1, 2).contiguous().view(b, t, h);
+    }
+
+    /// <summary>Output and input gradient of one attention under a fixed upstream gradient, in fp32.</summary>
+    private static (Tensor Output, Tensor Gradient) Run(Func<Tensor, int, Tensor> attend, Tensor qkv, Tensor upstream, int heads)
+    {
+        using var scope = NewDisposeScope();
+        var x = qkv.detach().requires_grad_();
+        var y = attend(x, heads);
+        y.backward(new[] { upstream });
+        return (y.detach().to(ScalarType.Float32).MoveToOuterDisposeScope(), x.grad!.to(ScalarType.Float32).MoveToOuterDisposeScope());
+    }
+
+    private static double MaxRelativeError(Tensor actual, Tensor expected)
+    {
+        using var diff = (actual - expected).abs().max();
+        using var scale = expected.abs().max();
+        return diff.item<float>() / scale.item<float>();
+    }
+
+    [Theory]
+    [InlineData(ScalarType.Float32, 1e-5)]
+    [InlineData(ScalarType.BFloat16, 2e-2)] // bf16 scores and probabilities: 8 bits of mantissa, a few roundings deep
+    public void EqualsFusedAttentionForwardAndBackward(ScalarType dtype, double tolerance)
+    {
+        manual_seed(7);
+        using var qkv = randn(2, 24, 3 * 32).to(dtype);
+        using var upstream = randn(2, 24, 32).to(dtype);
+        var (y, g) = Run(BatchedCausalAttention.Attend, qkv, upstream, heads: 4);
+        var (yRef, gRef) = Run(Reference, qkv, upstream, heads: 4);
+        using (y) using (g) using (yRef) using (gRef)
+        {
+            Assert.True(MaxRelativeError(y, yRef) < tolerance, $"output differs by {MaxRelativeError(y, yRef):e2} of its largest value");
+            Assert.True(MaxRelativeError(g, gRef) < tolerance, $"input gradient differs by {MaxRelativeError(g, gRef):e2} of its largest value");
+        }
+    }
+
+    [Fact]
+    public void AppliesOnlyToBf16OnCpuWithoutDropoutUpToItsLength()
+    {
+        Assert.True(BatchedCausalAttention.Applies(ScalarType.BFloat16, CPU, 256, 0));
+        Assert.False(BatchedCausalAttention.Applies(ScalarType.Float32, CPU, 256, 0));
+        Assert.False(BatchedCausalAttention.Applies(ScalarType.BFloat16, CPU, 256, 0.1));
+        Assert.False(BatchedCausalAttention.Applies(ScalarType.BFloat16, CPU, BatchedCausalAttention.MaxSequence + 1, 0));
+        Assert.False(BatchedCausalAttention.Applies(ScalarType.BFloat16, new Device(DeviceType.CUDA, 0), 256, 0));
+    }
+
+    /// <summary>
+    /// Process CPU time (not wall time: the probe is meant for a shared machine) of one attention forward and forward + backward
+    /// at the bench model's sizes, on one torch thread so that no thread spins waiting for a descheduled partner.
+    /// </summary>
+    [Fact(Skip = "timing probe, run by hand")]
+    public void TimingProbe()
+    {
+        int threads = torch.get_num_threads();
+        torch.set_num_threads(1);
+        try
+        {
+            using var qkv = randn(2, 256, 3 * 768).to(ScalarType.BFloat16);
+            using var upstream = randn(2, 256, 768).to(ScalarType.BFloat16);
+            static double Cpu() => PatrickStar.Timing.ProcessCounters.Read() is { } c ? (c.UserSeconds + c.SystemSeconds) * 1000 : 0;
+            foreach (var (name, f) in new (string, Func<Tensor, int, Tensor>)[] { ("sdpa", Reference), ("batched", BatchedCausalAttention.Attend), ("sdpa", Reference), ("batched", BatchedCausalAttention.Attend) })
+            {
+                var fwd = new List<double>(); var all = new List<double>();
+                for (int i = 0; i < 21; i++)
+                {
+                    using var scope = NewDisposeScope();
+                    var x = qkv.detach().requires_grad_();
+                    double start = Cpu();
+                    var y = f(x, 12);
+                    fwd.Add(Cpu() - start);
+                    y.backward(new[] { upstream });
+                    all.Add(Cpu() - start);
+                }
+                fwd.Sort(); all.Sort();
+                Console.Error.WriteLine($"PROBE {name}: CPU ms forward {fwd[10]:0.00} (min {fwd[0]:0.00}), forward+backward {all[10]:0.00} (min {all[0]:0.00})");
+            }
+        }
+        finally { torch.set_num_threads(threads); }
+    }
+}
