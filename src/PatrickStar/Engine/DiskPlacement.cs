@@ -26,7 +26,7 @@ internal sealed class DiskPlacement(ChunkLists chunks, TierMemory host, DiskChun
     {
         if (options.DiskDir is null) return null;
         var store = new DiskChunkStore(chunks, computeType, options.DiskDir, options.DiskMemory, options.DiskFileOpener,
-            options.DiskLog ?? Console.Error.WriteLine, options.DiskReadAhead);
+            options.DiskLog ?? Console.Error.WriteLine, options.DiskReadAhead, options.DiskSliceBytes);
         return new DiskPlacement(chunks, host, store, placement, tracer, bindReleased, options.DiskReadAhead);
     }
 
