@@ -58,8 +58,9 @@ public sealed record DiskEstimate(
 /// <item>The host must hold every chunk of the rank (<see cref="MemoryEstimate.ModelDataBytes"/>). What exceeds the host budget
 /// goes to disk in whole chunks: optimizer state first (master, momentum, variance: used once per step), then parameter chunks.
 /// Gradient-accumulation chunks stay on the host.</item>
-/// <item>With optimizer chunks on disk the host keeps <see cref="OptimizerStagingGroups"/> groups (at most the chunks per kind) of three fp32 buffers
-/// (read group i+1 while group i is updated and group i-1 is written back); with parameter chunks on disk,
+/// <item>With optimizer chunks on disk the host keeps the optimizer's slice pool, <see cref="OptimizerStagingBytes"/>:
+/// <see cref="StreamedGroups.OptimizerBuffers"/> buffers of a slice of a chunk (read slice s+1 while slice s is updated and
+/// slice s-1 is written back), a fixed size whatever the chunk size; with parameter chunks on disk,
 /// <see cref="ParamStagingChunks"/> parameter buffers (one read ahead, one in use).</item>
 /// <item>Per step, each optimizer chunk on disk is read once and written once; each parameter chunk on disk is read in the
 /// forward and again in the backward pass of every micro-batch, and written once after the update.</item>
@@ -69,7 +70,10 @@ public sealed record DiskEstimate(
 /// </summary>
 public static class DiskEstimator
 {
-    public const int OptimizerStagingGroups = 3;
+    /// <summary>Host bytes of the optimizer's slice pool: whole fp32 chunks when one is smaller than a slice.</summary>
+    public static long OptimizerStagingBytes(long chunkElements) =>
+        StreamedGroups.OptimizerBuffers * Math.Min(StagingBuffer.RoundUp(chunkElements * 4), StreamedGroups.DefaultSliceBytes);
+
     public const int ParamStagingChunks = 2;
 
     /// <param name="computeSeconds">A step's time without disk traffic; null: unknown (no predicted step time).</param>
@@ -84,7 +88,7 @@ public static class DiskEstimator
         int optimizer = 0, parameters = 0;
         if (need > host)
         {
-            need += Math.Min(OptimizerStagingGroups, chunks) * 3 * fp32;
+            need += OptimizerStagingBytes(layout.ChunkSize);
             optimizer = (int)Math.Min(3L * chunks, CeilDiv(need - host, fp32));
             need -= optimizer * fp32;
             if (need > host)

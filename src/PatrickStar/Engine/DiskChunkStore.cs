@@ -30,7 +30,7 @@ internal sealed class DiskChunkStore : IDisposable
     private const int TransferBuffers = 2;
 
     /// <summary>Buffers of the optimizer's streamed slices: three groups of every kind that may be on disk.</summary>
-    public static readonly int StreamingBuffers = 3 * Kinds.Length;
+    public const int StreamingBuffers = StreamedGroups.OptimizerBuffers;
 
     public DiskChunkStore(ChunkLists chunks, ScalarType computeType, string directory, long? budget, ChunkFileOpener? open,
         Action<string> log, int readAhead, long sliceBytes = StreamedGroups.DefaultSliceBytes)

@@ -32,6 +32,10 @@ public static class StreamedGroups
     /// 32 MiB read or write is long enough to run at the disk's sequential speed.</summary>
     public const long DefaultSliceBytes = 32L << 20;
 
+    /// <summary>Buffers of the chunk engine's optimizer pool: three slices in flight (read ahead, updated, written behind) of
+    /// the four kinds that may be on disk (parameters, master, momentum, variance).</summary>
+    public const int OptimizerBuffers = 3 * 4;
+
     /// <summary>
     /// Runs <paramref name="update"/>(slice, buffers of the slice in member order) over every slice of groups 0..N-1 in
     /// order, each after its reads completed, then writes back the members marked so. Returns once every write is on disk.
