@@ -21,11 +21,11 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
     /// <summary>The L2 norm of every rank's gradients together (non-finite on every rank when any rank overflowed).</summary>
     public double GlobalGradientNorm()
     {
-        using var scope = NewDisposeScope();
         double sum = 0;
         for (int i = 0; i < chunks.Count; i++)
         {
             if (!chunks.HasState(i)) continue;
+            using var scope = NewDisposeScope(); // per chunk: a copy read from disk goes before the next is read
             // One read per gradient on the CPU (no fp32 copy of a 16-bit chunk); tensor ops elsewhere.
             double norm = PatrickStar.Optimizer.GradientClipping.GlobalNorm([GradientOf(i, staged: null)]);
             sum += norm * norm;
