@@ -32,6 +32,8 @@ public sealed record ChunkEngineOptions(
 
     /// <summary>Copies chunks between a CPU device and the host (one memory) as between a GPU and the host; tests run the copy path so. Off: the tiers hand buffers over.</summary>
     public bool CopyWithinOneMemory { get; init; }
+    /// <summary>Bytes of one buffer of the optimizer's streamed slices of disk-resident chunks (the pool is a few of them).</summary>
+    public long DiskSliceBytes { get; init; } = Tiers.StreamedGroups.DefaultSliceBytes;
 
     /// <summary>Receives the disk tier's start-up lines (I/O mode, a dead run's files removed); null: standard error.</summary>
     public Action<string>? DiskLog { get; init; }
@@ -46,7 +48,8 @@ public sealed record ChunkEngineOptions(
             : throw new ArgumentException("device_memory must be set for a non-CPU device (TorchSharp cannot query its memory): e.g. --device-memory 20GiB."));
         long hostBudget = c.HostMemory ?? Math.Max(0, available - (device.type == DeviceType.CPU ? deviceBudget : 0));
         return new ChunkEngineOptions(deviceBudget, hostBudget, c.ChunkSize, c.Placement, c.WarmupDeviceRatio, c.HybridAdam, c.MarginUseRatio, c.TensorAdamOnDevice,
-            c.Prefetch, c.DiskDir, c.DiskMemory) { DiskFileOpener = c.DiskFileOpener, CopyWithinOneMemory = c.CopyWithinOneMemory, DiskOverlap = c.DiskReadAhead };
+            c.Prefetch, c.DiskDir, c.DiskMemory) { DiskFileOpener = c.DiskFileOpener, CopyWithinOneMemory = c.CopyWithinOneMemory, DiskOverlap = c.DiskReadAhead,
+                DiskSliceBytes = c.DiskSliceBytes ?? Tiers.StreamedGroups.DefaultSliceBytes };
     }
 
     /// <summary>Host bytes of model data per parameter: storage-precision copy (bf16 for both bf16 modes), fp32 master, momentum, variance (+ fp32 gradients when accumulating).</summary>

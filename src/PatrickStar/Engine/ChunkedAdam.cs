@@ -21,11 +21,11 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
     /// <summary>The L2 norm of every rank's gradients together (non-finite on every rank when any rank overflowed).</summary>
     public double GlobalGradientNorm()
     {
-        using var scope = NewDisposeScope();
         double sum = 0;
         for (int i = 0; i < chunks.Count; i++)
         {
             if (!chunks.HasState(i)) continue;
+            using var scope = NewDisposeScope(); // per chunk: a copy read from disk goes before the next is read
             // One read per gradient on the CPU (no fp32 copy of a 16-bit chunk); tensor ops elsewhere.
             double norm = PatrickStar.Optimizer.GradientClipping.GlobalNorm([GradientOf(i, staged: null)]);
             sum += norm * norm;
@@ -42,21 +42,27 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
         var owned = Enumerable.Range(0, chunks.Count).Where(chunks.HasState).ToList();
         if (disk is null)
         {
-            foreach (int i in owned) UpdateChunk(i, learningRate, gradientMultiplier, staged: null);
+            foreach (int i in owned) UpdateChunk(i, learningRate, gradientMultiplier, staged: null, WholeChunk);
             return;
         }
-        // Chunks on disk stream through a bounded pool: group i+1 is read while group i is updated, group i-1 written behind;
-        // the last groups' writes go on behind the next forward (a read of those chunks sees them).
+        // Chunks with nothing on disk are updated in place; the others stream through a bounded pool in slices (Adam is
+        // elementwise): slice s+1 is read while slice s is updated, slice s-1 written behind; the last slices' writes go
+        // on behind the next forward (a read of those chunks sees them).
         disk.Store.DropReadAhead(); // the parameters read ahead are about to change on disk
-        var groups = owned.Select(i => (IReadOnlyList<Chunk>)Members(i).Where(c => c.OnDisk).ToList()).ToList();
+        foreach (int i in owned.Where(i => !Members(i).Any(c => c.OnDisk))) UpdateChunk(i, learningRate, gradientMultiplier, staged: null, WholeChunk);
+        var streamedChunks = owned.Where(i => Members(i).Any(c => c.OnDisk)).ToList();
+        var groups = streamedChunks.Select(i => (IReadOnlyList<Chunk>)Members(i).Where(c => c.OnDisk).ToList()).ToList();
         var streamed = groups.Select(g => (IReadOnlyList<Tiers.StreamedMember>)g.Select(c => disk.Store.Member(c)).ToList()).ToList();
-        Tiers.StreamedGroups.Run(disk.Store.Worker, disk.Store.Streaming, streamed, (g, buffers) =>
+        Tiers.StreamedGroups.Run(disk.Store.Worker, disk.Store.Streaming, streamed, (slice, buffers) =>
         {
             var staged = new Dictionary<ChunkKind, Tiers.StagingBuffer>();
-            for (int j = 0; j < buffers.Count; j++) staged[groups[g][j].Kind] = buffers[j];
-            UpdateChunk(owned[g], learningRate, gradientMultiplier, staged);
+            for (int j = 0; j < buffers.Count; j++) staged[groups[slice.Group][j].Kind] = buffers[j];
+            UpdateChunk(streamedChunks[slice.Group], learningRate, gradientMultiplier, staged, (slice.First, slice.Elements));
         }, overlap: disk.Store.Overlap, waitForWrites: !disk.Store.Overlap);
     }
+
+    /// <summary>The slice that is a whole chunk.</summary>
+    private (long First, long Count) WholeChunk => (0, chunks.Layout.ChunkSize);
 
     private IEnumerable<Chunk> Members(int i) => [chunks.Master[i], chunks.Momentum[i], chunks.Variance[i], chunks.Param[i]];
 
@@ -64,13 +70,16 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
     /// The fp32 gradients of chunk i's used prefix, on the host (where the optimizer state lives); from the staging
     /// buffer when the parameter chunk streams from disk, from a copy read from disk when only the norm needs it.
     /// </summary>
-    private Tensor GradientOf(int i, IReadOnlyDictionary<ChunkKind, Tiers.StagingBuffer>? staged)
+    private Tensor GradientOf(int i, IReadOnlyDictionary<ChunkKind, Tiers.StagingBuffer>? staged) => GradientOf(i, staged, WholeChunk);
+
+    /// <summary>The fp32 gradients of the used part of a slice of chunk i (elements from <c>slice.First</c>).</summary>
+    private Tensor GradientOf(int i, IReadOnlyDictionary<ChunkKind, Tiers.StagingBuffer>? staged, (long First, long Count) slice)
     {
         var source = chunks.Accumulating ? chunks.Gradient[i] : chunks.Param[i];
-        Tensor whole = staged is not null && staged.TryGetValue(source.Kind, out var buffer)
-            ? DiskChunkStore.FromBuffer(buffer, source.DType, source.Elements)
-            : source.OnDisk ? disk!.Store.ReadCopy(source) : source.Payload!;
-        var prefix = whole.narrow(0, 0, chunks.Used(i));
+        Tensor part = staged is not null && staged.TryGetValue(source.Kind, out var buffer)
+            ? DiskChunkStore.FromBuffer(buffer, source.DType, slice.Count)
+            : (source.OnDisk ? disk!.Store.ReadCopy(source) : source.Payload!).narrow(0, slice.First, slice.Count);
+        var prefix = part.narrow(0, 0, UsedIn(i, slice));
         return prefix.device_type == DeviceType.CPU ? prefix : prefix.to(ScalarType.Float32).to(CPU);
     }
 
@@ -81,7 +90,8 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
     /// chunk's state lives never changes a bit of the result; chunks streamed from disk are updated in their staging
     /// buffers). Optimizer state on a GPU (hybrid Adam): tensor ops there.
     /// </summary>
-    private void UpdateChunk(int i, double lr, double gradientMultiplier, IReadOnlyDictionary<ChunkKind, Tiers.StagingBuffer>? staged)
+    private void UpdateChunk(int i, double lr, double gradientMultiplier, IReadOnlyDictionary<ChunkKind, Tiers.StagingBuffer>? staged,
+        (long First, long Count) slice)
     {
         using var scope = NewDisposeScope();
         bool Staged(Chunk c) => staged?.ContainsKey(c.Kind) == true;
@@ -92,12 +102,14 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
         foreach (var c in Members(i).Where(c => !Staged(c))) c.MarkModified();
         if (kernel)
         {
-            KernelUpdate(i, staged, lr, gradientMultiplier);
+            KernelUpdate(i, staged, slice, lr, gradientMultiplier);
             return;
         }
         // Tensor ops: chunks streamed from disk are copied out of their staging buffers and back.
-        Tensor TensorOf(Chunk c) => Staged(c) ? DiskChunkStore.FromBuffer(staged![c.Kind], c.DType, c.Elements) : c.Payload!;
-        var grad = GradientOf(i, staged);
+        Tensor TensorOf(Chunk c) => Staged(c)
+            ? DiskChunkStore.FromBuffer(staged![c.Kind], c.DType, slice.Count)
+            : c.Payload!.narrow(0, slice.First, slice.Count);
+        var grad = GradientOf(i, staged, slice);
         var master = TensorOf(chunks.Master[i]);
         var m = TensorOf(chunks.Momentum[i]);
         var v = TensorOf(chunks.Variance[i]);
@@ -106,20 +118,34 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
         if (gradientMultiplier != 1.0) grad = grad.mul(gradientMultiplier);
         foreach (var mp in paramChunk.Tensors)
         {
-            long off = mp.Place.Offset, n = mp.Place.Numel;
+            if (Overlap(mp, slice) is not { } part) continue;
+            var (off, n) = part;
             AdamMath.Update(master.narrow(0, off, n), grad.narrow(0, off, n), m.narrow(0, off, n), v.narrow(0, off, n),
                 lr, adam, StepCount, mp.Decay);
         }
-        long used = chunks.Used(i);
+        long used = UsedIn(i, slice);
         paramPayload.narrow(0, 0, used).copy_(master.narrow(0, 0, used));
         foreach (var (c, t) in new[] { (chunks.Master[i], master), (chunks.Momentum[i], m), (chunks.Variance[i], v), (paramChunk, paramPayload) })
             if (Staged(c)) DiskChunkStore.CopyOut(t, staged![c.Kind]);
     }
 
-    private unsafe void KernelUpdate(int i, IReadOnlyDictionary<ChunkKind, Tiers.StagingBuffer>? staged, double lr, double gradientMultiplier)
+    /// <summary>The elements of chunk i in use within the slice.</summary>
+    private long UsedIn(int i, (long First, long Count) slice) => Math.Clamp(chunks.Used(i) - slice.First, 0, slice.Count);
+
+    /// <summary>Where parameter <paramref name="mp"/>'s range meets the slice, relative to the slice's first element; null if nowhere.</summary>
+    private static (long Offset, long Count)? Overlap(ManagedParameter mp, (long First, long Count) slice)
     {
+        long from = Math.Max(mp.Place.Offset, slice.First), to = Math.Min(mp.Place.Offset + mp.Place.Numel, slice.First + slice.Count);
+        return to > from ? (from - slice.First, to - from) : null;
+    }
+
+    private unsafe void KernelUpdate(int i, IReadOnlyDictionary<ChunkKind, Tiers.StagingBuffer>? staged, (long First, long Count) slice,
+        double lr, double gradientMultiplier)
+    {
+        // Element slice.First of every chunk: the start of a staging buffer, or that element of a payload.
         byte* Address(Chunk c) => staged is not null && staged.TryGetValue(c.Kind, out var b)
-            ? (byte*)b.Pointer : (byte*)Runtime.TensorMemory.Address(c.Payload!);
+            ? (byte*)b.Pointer
+            : (byte*)Runtime.TensorMemory.Address(c.Payload!) + slice.First * Runtime.TensorMemory.ElementSize(c.DType);
         var gradChunk = chunks.Accumulating ? chunks.Gradient[i] : chunks.Param[i];
         var gradType = KernelAdam.ElementOf(gradChunk.DType);
         var paramType = KernelAdam.ElementOf(computeType);
@@ -133,11 +159,12 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
         int threads = KernelAdam.Threads;
         foreach (var mp in chunks.Param[i].Tensors)
         {
-            long off = mp.Place.Offset;
+            if (Overlap(mp, slice) is not { } part) continue;
+            var (off, count) = part;
             var h = new AdamHyperparameters(lr, adam.Beta1, adam.Beta2, adam.Eps, mp.Decay ? adam.WeightDecay : 0,
                 DecoupledWeightDecay: adam.Type == OptimizerType.AdamW, StepCount, InverseLossScale: gradientMultiplier);
             CpuAdamKernel.Step(pm + off, pmom + off, pvar + off, pg + off * gradSize, gradType,
-                pp + off * paramSize, paramType, mp.Place.Numel, h, threads: threads);
+                pp + off * paramSize, paramType, count, h, threads: threads);
         }
     }
 }

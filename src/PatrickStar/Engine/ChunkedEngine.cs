@@ -217,6 +217,9 @@ public sealed class ChunkedEngine : ITrainingEngine
     /// <summary>Bytes of the disk tier's staging buffers (host memory beside the host budget); 0 without disk_dir.</summary>
     public long DiskBufferBytes => disk?.Store.BufferBytes ?? 0;
 
+    /// <summary>Bytes of the optimizer's slice pool, part of <see cref="DiskBufferBytes"/>; 0 without disk_dir.</summary>
+    public long DiskStreamingBytes => disk is null ? 0 : disk.Store.Streaming.Count * disk.Store.Streaming.BytesEach;
+
     public IReadOnlyList<string> ParameterNames => state.ParameterNames;
     public Tensor ReadChunk(ChunkKind kind, int index) => state.ReadChunk(kind, index);
     public void WriteChunk(ChunkKind kind, int index, Tensor values) => state.WriteChunk(kind, index, values);

@@ -29,8 +29,10 @@ internal sealed class DiskChunkStore : IDisposable
 
     private const int TransferBuffers = DiskStaging.TransferBuffers;
 
+    public const int StreamingBuffers = DiskStaging.StreamingBuffers;
+
     public DiskChunkStore(ChunkLists chunks, ScalarType computeType, string directory, long? budget, ChunkFileOpener? open,
-        Action<string> log, int readAhead, bool overlap = true)
+        Action<string> log, int readAhead, bool overlap = true, long sliceBytes = StreamedGroups.DefaultSliceBytes)
     {
         this.chunks = chunks;
         Overlap = overlap;
@@ -55,8 +57,9 @@ internal sealed class DiskChunkStore : IDisposable
             worker = new IoWorker(tier.Options.QueueCapacity);
             long slot = bytes.Values.Max();
             transfers = new BufferPool(TransferBuffers + readAhead, slot);
-            // Three groups' worth (a group: master, momentum, variance and perhaps the parameters): read, update and write overlap.
-            Streaming = new BufferPool(DiskStaging.StreamedGroups * Kinds.Length, slot);
+            // Three groups' worth (a group: master, momentum, variance and perhaps the parameters): read, update and write
+            // overlap. Slices, not whole chunks: the pool stays a few tens of MiB whatever the chunk size.
+            Streaming = new BufferPool(StreamingBuffers, Math.Min(slot, sliceBytes));
         }
         catch
         {
@@ -74,10 +77,11 @@ internal sealed class DiskChunkStore : IDisposable
     public IReadOnlyList<string> StartupMessages => tier.StartupMessages;
 
     /// <summary>Bytes of staging buffers (host memory outside the host budget).</summary>
-    public long BufferBytes => (transfers.Count + Streaming.Count) * transfers.BytesEach;
+    public long BufferBytes => transfers.Count * transfers.BytesEach + Streaming.Count * Streaming.BytesEach;
 
     /// <summary>The file and slot of chunk <paramref name="c"/>: owned chunks of this rank, packed.</summary>
-    public StreamedMember Member(Chunk c, bool writeBack = true) => new(stores[c.Kind], c.Index / chunks.Ranks, writeBack);
+    public StreamedMember Member(Chunk c, bool writeBack = true) =>
+        new(stores[c.Kind], c.Index / chunks.Ranks, writeBack, Runtime.TensorMemory.ElementSize(c.DType));
 
     /// <summary>Hold → OnDisk: a dirty payload is written behind; a clean one (its disk copy current) is dropped without a write.</summary>
     public void Spill(Chunk c, string during)

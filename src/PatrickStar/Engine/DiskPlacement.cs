@@ -27,7 +27,7 @@ internal sealed class DiskPlacement(ChunkLists chunks, TierMemory host, DiskChun
         if (options.DiskDir is null) return null;
         int readAhead = options.DiskOverlap ? options.DiskReadAhead : 0;
         var store = new DiskChunkStore(chunks, computeType, options.DiskDir, options.DiskMemory, options.DiskFileOpener,
-            options.DiskLog ?? Console.Error.WriteLine, readAhead, options.DiskOverlap);
+            options.DiskLog ?? Console.Error.WriteLine, readAhead, options.DiskOverlap, options.DiskSliceBytes);
         return new DiskPlacement(chunks, host, store, placement, tracer, bindReleased, readAhead);
     }
 

@@ -11,17 +11,19 @@ public static class DiskStaging
     /// <summary>Buffers for one-chunk transfers beyond the read-ahead ones: a load and a spill at once.</summary>
     public const int TransferBuffers = 2;
 
-    /// <summary>Groups (master, momentum, variance and perhaps the parameters) the optimizer streams at once: read, update and write overlap.</summary>
-    public const int StreamedGroups = 3;
-
-    /// <summary>Chunk kinds that may live on disk, and so the members of a streamed group.</summary>
-    public const int KindsOnDisk = 4;
+    /// <summary>Buffers of the optimizer's streamed slices (<see cref="Tiers.StreamedGroups.OptimizerBuffers"/>).</summary>
+    public const int StreamingBuffers = Tiers.StreamedGroups.OptimizerBuffers;
 
     /// <summary>The engine's default of chunks read ahead from disk (<see cref="ChunkEngineOptions.DiskReadAhead"/>).</summary>
     public const int DefaultReadAhead = 2;
 
-    public static int Buffers(int readAhead) => TransferBuffers + readAhead + StreamedGroups * KindsOnDisk;
-
-    /// <summary>Bytes of all staging buffers for chunks of <paramref name="chunkElements"/> (each slot rounded up for O_DIRECT).</summary>
-    public static long Bytes(long chunkElements, int readAhead = DefaultReadAhead) => Buffers(readAhead) * StagingBuffer.RoundUp(chunkElements * 4);
+    /// <summary>
+    /// Bytes of all staging buffers for chunks of <paramref name="chunkElements"/>: whole fp32 chunk slots for transfers and
+    /// read-ahead, and the optimizer's slice pool, each buffer at most <paramref name="sliceBytes"/> (slots rounded up for O_DIRECT).
+    /// </summary>
+    public static long Bytes(long chunkElements, int readAhead = DefaultReadAhead, long sliceBytes = Tiers.StreamedGroups.DefaultSliceBytes)
+    {
+        long slot = StagingBuffer.RoundUp(chunkElements * 4);
+        return (TransferBuffers + readAhead) * slot + StreamingBuffers * Math.Min(slot, sliceBytes);
+    }
 }

@@ -15,7 +15,7 @@ public sealed class IoWorker : IDisposable
 {
     private readonly BlockingCollection<Action> _queue;
     private readonly Thread _thread;
-    private readonly Dictionary<(ChunkFileStore Store, int Index), PendingWrite> _pendingWrites = new();
+    private readonly Dictionary<(ChunkFileStore Store, int Index, long Offset, long Length), PendingWrite> _pendingWrites = new();
     private readonly object _gate = new();
     private Exception? _fault;
 
@@ -33,17 +33,22 @@ public sealed class IoWorker : IDisposable
 
     /// <summary>Queues a read of chunk <paramref name="index"/> into <paramref name="into"/>, which belongs to the worker until
     /// the read completes. Blocks only while the queue is full.</summary>
-    public unsafe ChunkRead Read(ChunkFileStore store, int index, StagingBuffer into)
+    public ChunkRead Read(ChunkFileStore store, int index, StagingBuffer into) => Read(store, index, 0, store.SlotBytes, into);
+
+    /// <summary>Queues a read of <paramref name="length"/> bytes at <paramref name="offset"/> within chunk <paramref name="index"/>'s
+    /// slot (a slice; aligned) into the start of <paramref name="into"/>.</summary>
+    public unsafe ChunkRead Read(ChunkFileStore store, int index, long offset, long length, StagingBuffer into)
     {
         ThrowIfFaulted();
-        store.CheckTransfer(index, into); // here, not on the I/O thread, where it would stop the worker
-        var read = new ChunkRead(store.ChunkName(index), Statistics);
+        store.CheckTransfer(index, offset, length, into); // here, not on the I/O thread, where it would stop the worker
+        var read = new ChunkRead(Name(store, index, offset, length), Statistics);
         lock (_gate)
         {
-            if (_pendingWrites.TryGetValue((store, index), out var pending))
+            // Only a write of the same range serves a read; any other overlap is ordered by the FIFO queue.
+            if (_pendingWrites.TryGetValue((store, index, offset, length), out var pending))
             {
                 // The write's buffer is only read by the worker meanwhile, so copying from it is safe.
-                NativeMemory.Copy(pending.Buffer.Pointer, into.Pointer, (nuint)store.SlotBytes);
+                NativeMemory.Copy(pending.Buffer.Pointer, into.Pointer, (nuint)length);
                 Statistics.AddServedFromWrite();
                 read.Complete(into);
                 return read;
@@ -52,8 +57,8 @@ public sealed class IoWorker : IDisposable
         Enqueue(() =>
         {
             long start = Stopwatch.GetTimestamp();
-            store.Read(index, into);
-            Statistics.AddRead(store.SlotBytes, Stopwatch.GetTimestamp() - start);
+            store.Read(index, offset, length, into);
+            Statistics.AddRead(length, Stopwatch.GetTimestamp() - start);
             read.Complete(into);
         }, read.Fail);
         return read;
@@ -63,17 +68,22 @@ public sealed class IoWorker : IDisposable
     /// Hands over an evicted chunk's buffer. Dirty: written behind, then <paramref name="release"/>d by the I/O thread.
     /// Clean (the disk copy is current): released at once, nothing written.
     /// </summary>
-    public void Evict(ChunkFileStore store, int index, StagingBuffer buffer, bool dirty, Action<StagingBuffer> release)
+    public void Evict(ChunkFileStore store, int index, StagingBuffer buffer, bool dirty, Action<StagingBuffer> release) =>
+        Evict(store, index, 0, store.SlotBytes, buffer, dirty, release);
+
+    /// <summary><see cref="Evict(ChunkFileStore, int, StagingBuffer, bool, Action{StagingBuffer})"/> for a slice: the buffer's
+    /// first <paramref name="length"/> bytes go to <paramref name="offset"/> within the chunk's slot.</summary>
+    public void Evict(ChunkFileStore store, int index, long offset, long length, StagingBuffer buffer, bool dirty, Action<StagingBuffer> release)
     {
         ThrowIfFaulted();
-        store.CheckTransfer(index, buffer);
+        store.CheckTransfer(index, offset, length, buffer);
         if (!dirty)
         {
             Statistics.AddCleanSkipped();
             release(buffer);
             return;
         }
-        var key = (store, index);
+        var key = (store, index, offset, length);
         var pending = new PendingWrite(buffer);
         lock (_gate) _pendingWrites[key] = pending;
         int finished = 0;
@@ -87,9 +97,9 @@ public sealed class IoWorker : IDisposable
         Enqueue(() =>
         {
             long start = Stopwatch.GetTimestamp();
-            try { store.Write(index, buffer); }
+            try { store.Write(index, offset, length, buffer); }
             finally { Finish(); }
-            Statistics.AddWrite(store.SlotBytes, Stopwatch.GetTimestamp() - start);
+            Statistics.AddWrite(length, Stopwatch.GetTimestamp() - start);
         }, _ => Finish());
     }
 
@@ -105,6 +115,10 @@ public sealed class IoWorker : IDisposable
         done.Dispose();
         ThrowIfFaulted();
     }
+
+    /// <summary>"master#3", or "master#3[+offset B]" for a slice.</summary>
+    private static string Name(ChunkFileStore store, int index, long offset, long length) =>
+        offset == 0 && length == store.SlotBytes ? store.ChunkName(index) : $"{store.ChunkName(index)}[{length} B at {offset}]";
 
     public void ThrowIfFaulted()
     {

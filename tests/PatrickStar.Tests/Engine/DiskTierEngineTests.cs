@@ -64,7 +64,7 @@ public sealed class DiskTierEngineTests : IDisposable
     }
 
     private sealed record Outcome(List<double> Losses, Dictionary<string, float[]> Masters, IoStatistics? Io, long HostPeak, long AllChunkBytes,
-        KindBytes OnDiskAtStart);
+        KindBytes OnDiskAtStart, long StreamingBytes = 0);
 
     private static Outcome Train(TrainingConfig config, ICommunicator? comm = null, int? stopAfter = null, string? saveDir = null, string? resumeFrom = null)
     {
@@ -92,7 +92,7 @@ public sealed class DiskTierEngineTests : IDisposable
             masters[name] = t.data<float>().ToArray();
         }
         long all = (long)engine.ChunkCount / engine.Ranks * (config.GradientAccumulationSteps > 1 ? 5 : 4) * ChunkBytes;
-        return new Outcome(losses, masters, engine.DiskStatistics, engine.HostTier.PeakInUseBytes, all, onDiskAtStart);
+        return new Outcome(losses, masters, engine.DiskStatistics, engine.HostTier.PeakInUseBytes, all, onDiskAtStart, engine.DiskStreamingBytes);
     }
 
     private static void AssertSame(Outcome reference, Outcome disk, int skipSteps = 0)
@@ -205,6 +205,38 @@ public sealed class DiskTierEngineTests : IDisposable
         if (!readAhead)
             Assert.True(disk.Io.ConsumerWaitSeconds >= 0.9 * disk.Io.IoSeconds, $"compute waited {disk.Io.ConsumerWaitSeconds:0.000} s of {disk.Io.IoSeconds:0.000} s of I/O");
     }
+
+    [Fact]
+    public void StreamingTheOptimizerInSlicesOfAChunkEqualsWholeChunksBitForBit()
+    {
+        var whole = Train(WithDisk(Config("chunked")));
+        var config = WithDisk(Config("chunked"));
+        config.Chunks.DiskSliceBytes = 4096; // a quarter of a 16 KiB chunk
+        var sliced = Train(config);
+        output.WriteLine($"whole chunks: {whole.Io}; slices: {sliced.Io}");
+        Assert.Equal(whole.Losses, sliced.Losses);
+        foreach (var (name, values) in whole.Masters) Assert.Equal(Bits(values), Bits(sliced.Masters[name]));
+        Assert.Equal(StreamedGroups.OptimizerBuffers * 4096L, sliced.StreamingBytes);
+        Assert.Equal(StreamedGroups.OptimizerBuffers * ChunkBytes, whole.StreamingBytes); // a chunk below the default slice: one buffer each
+        Assert.True(sliced.Io!.Writes > whole.Io!.Writes, $"not streamed in slices: {sliced.Io} vs {whole.Io}");
+    }
+
+    [Theory]
+    [InlineData(256 * 1024)] // 1 MiB fp32 chunks
+    [InlineData(1024 * 1024)] // 4 MiB
+    public void TheOptimizerSlicePoolStaysAtItsBoundWhateverTheChunkSize(long chunkElements)
+    {
+        var config = WithDisk(Bigger("chunked"));
+        config.Steps = 1;
+        config.Chunks.ChunkSize = chunkElements;
+        config.Chunks.HostMemory = 6 * chunkElements * 4;
+        config.Chunks.DiskSliceBytes = 64 << 10;
+        var run = Train(config);
+        Assert.Equal(StreamedGroups.OptimizerBuffers * (64L << 10), run.StreamingBytes);
+        Assert.True(run.OnDiskAtStart[ChunkKind.Master] > 0, "the optimizer state was not on disk");
+    }
+
+    private static int[] Bits(float[] values) => System.Runtime.InteropServices.MemoryMarshal.Cast<float, int>(values).ToArray();
 
     [Fact]
     public void GradientAccumulationThroughDiskEqualsPlainTraining()
