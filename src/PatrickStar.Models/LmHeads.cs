@@ -11,9 +11,10 @@ namespace PatrickStar.Models;
 /// generation); <see cref="Loss"/> gives the mean cross-entropy instead, in row blocks that never hold the batch's logits
 /// (<see cref="BlockedHeadLoss"/>). Both go through <c>.call</c>, so the chunk engine's hooks fetch the weight either way.
 /// </summary>
-public abstract class LmHead : Module<Tensor, Tensor>, INamedLayer
+public abstract class LmHead : Module<Tensor, Tensor>, INamedLayer, IWholeWeightGradient
 {
     private Tensor? targets; // set only while Loss runs: a Module<Tensor, Tensor> takes one input
+    private readonly HeadGradientBuffer weightGradient = new(); // d/dW, kept from step to step
 
     protected LmHead(string name) : base(name) { }
 
@@ -32,7 +33,13 @@ public abstract class LmHead : Module<Tensor, Tensor>, INamedLayer
 
     public override Tensor forward(Tensor hidden) => targets is null
         ? ParameterOps.LinearNoBias(hidden, HeadWeight, Path)
-        : BlockedHeadLoss.Mean(hidden, HeadWeight, targets, Path);
+        : BlockedHeadLoss.Mean(hidden, HeadWeight, targets, Path, weightGradient: weightGradient);
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) weightGradient.Dispose();
+        base.Dispose(disposing);
+    }
 }
 
 /// <summary>An LM head with its own weight (LLaMA's untied lm_head.weight, nn.Linear's layout [vocab, h]).</summary>

@@ -76,9 +76,8 @@ public sealed class ChunkedEngine : ITrainingEngine
             ? ChunkLayout.Pack(specs, size)
             : ChunkSizeSearch.ForDevice(specs, options.DeviceMemory, Runtime.TensorMemory.ElementSize(computeType));
         chunks = new ChunkLists(layout, comm?.Size ?? 1, comm?.Rank ?? 0, accumulate: config.GradientAccumulationSteps > 1);
-        // Near the machine's limit the budgets must be what the process uses: freed large blocks must not stay resident.
-        if (LargeBlockPolicy.ShouldReturn(chunks.OwnedBytes(Runtime.TensorMemory.ElementSize(computeType)),
-                MemoryMeter.AvailableHostMemory(), Environment.GetEnvironmentVariable(LargeBlockPolicy.Variable)))
+        // The budgets must be what the process uses: freed large blocks must not stay resident.
+        if (LargeBlockPolicy.ShouldReturn(Environment.GetEnvironmentVariable(LargeBlockPolicy.Variable)))
             Runtime.NativeAllocator.ReturnLargeBlocks();
         ordered = order.Select(p => new ManagedParameter(p.Name, p.Parameter, p.Parameter.shape.ToArray(), layout[p.Name],
             decay: !config.Optimizer.NoDecayOnBiasAndNorm || p.Parameter.dim() >= 2)).ToList();
@@ -358,7 +357,9 @@ public sealed class ChunkedEngine : ITrainingEngine
         tracer.Dispose();
         hooks.Dispose();
         foreach (var mp in ordered) mp.Gradient.Dispose();
-        // Give parameters their own storage back so the model stays usable after the engine is gone.
+        // Give parameters their own storage back so the model stays usable after the engine is gone: the optimizer's
+        // chunks are freed first, and each parameter chunk as soon as its parameters hold their copies, so that the copies
+        // never sit beside the whole model's chunks (at exit, a transient of the model's size: +3.6 GB for 908M in fp32).
         using (no_grad())
         {
             try
@@ -366,22 +367,31 @@ public sealed class ChunkedEngine : ITrainingEngine
                 foreach (var c in chunks.Param.Where(c => c.OnDisk)) RebindFromDisk(c);
             }
             catch (IOException) { } // the disk failed (the run stops on that error): those parameters keep no values
-            foreach (var mp in ordered)
+            foreach (var c in chunks.All.Where(c => c.Kind != ChunkKind.Param)) Release(c);
+            foreach (var group in ordered.GroupBy(mp => mp.Place.Chunk))
             {
-                using var own = mp.Parameter.detach().clone();
-                mp.Parameter.set_(own);
+                foreach (var mp in group)
+                {
+                    using var own = mp.Parameter.detach().clone();
+                    mp.Parameter.set_(own);
+                }
+                Release(chunks.Param[group.Key]);
             }
         }
-        foreach (var c in chunks.All)
-        {
-            if (c.Payload is null) continue;
-            var tier = c.Tier!;
-            profile.Recorder?.ChunkEvent(ChunkEventType.Release, c.Kind, c.Index, tier.Tier, null, c.Bytes);
-            tier.Return(c.Drop()!);
-        }
+        foreach (var c in chunks.All) Release(c);
         device.Dispose();
         host.Dispose();
         collectives.Dispose();
         disk?.Store.Dispose(); // the chunk files are removed
+    }
+
+    /// <summary>Frees a chunk's payload now (not into its tier's pool): a step of <see cref="Dispose"/>.</summary>
+    private void Release(Chunk c)
+    {
+        if (c.Payload is null) return;
+        var tier = c.Tier!;
+        profile.Recorder?.ChunkEvent(ChunkEventType.Release, c.Kind, c.Index, tier.Tier, null, c.Bytes);
+        tier.Return(c.Drop()!);
+        tier.Trim();
     }
 }

@@ -97,6 +97,12 @@ public interface INamedLayer
 /// </summary>
 public interface IValueFreeBackward;
 
+/// <summary>
+/// A layer whose backward hands over its weight's whole gradient, computed ahead in storage the layer keeps (the blocked LM
+/// head): a handler must add it into the parameter's gradient, never keep the tensor itself.
+/// </summary>
+public interface IWholeWeightGradient;
+
 /// <summary>A layer that uses parameters registered elsewhere (a tied LM head uses the token embedding's weight).</summary>
 public interface ISharedParameterUser
 {

@@ -63,6 +63,20 @@ public static class NativeAllocator
         }
     }
 
+    /// <summary>Undoes <see cref="ReturnLargeBlocks"/>: freed large blocks stay in the heap again (tests that measure either way).</summary>
+    public static bool KeepLargeBlocks()
+    {
+        if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("PSTAR_DEFAULT_MALLOC") == "1") return false;
+        try
+        {
+            return Mallopt(M_MMAP_MAX, 0) == 1;
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Gives the heap's free pages back to the system (after a phase that freed much, such as packing); false where it cannot.</summary>
     public static bool Trim()
     {

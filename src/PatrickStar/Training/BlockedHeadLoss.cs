@@ -34,7 +34,8 @@ public static class BlockedHeadLoss
     /// The mean cross-entropy (an fp32 scalar) of logits hidden·weightᵀ against <paramref name="targets"/>, for hidden
     /// [..., h], weight [V, h] and targets of hidden's leading shape. <paramref name="blockRows"/> 0: <see cref="BlockRows"/>.
     /// </summary>
-    public static Tensor Mean(Tensor hidden, Parameter weight, Tensor targets, string module, long blockRows = 0)
+    /// <param name="weightGradient">Where d/dW is written, kept across steps by the head (null: a temporary of this call).</param>
+    public static Tensor Mean(Tensor hidden, Parameter weight, Tensor targets, string module, long blockRows = 0, HeadGradientBuffer? weightGradient = null)
     {
         long h = hidden.shape[^1];
         if (weight.dim() != 2 || weight.shape[1] != h || targets.numel() * h != hidden.numel())
@@ -46,12 +47,13 @@ public static class BlockedHeadLoss
         var t = targets.reshape(-1);
         long rows = blockRows > 0 ? blockRows : BlockRows(weight.shape[0]);
         if (is_grad_enabled() && (flat.requires_grad || weight.requires_grad))
-            return Function.apply(flat, weight, t, module, rows)[0].MoveToOuterDisposeScope();
+            return Function.apply(flat, weight, t, module, rows, weightGradient!)[0].MoveToOuterDisposeScope();
         using var _ = no_grad();
         return HeadBlocks.Loss(flat, weight, t, rows, null).MoveToOuterDisposeScope();
     }
 
-    private sealed record HeldGradients(Tensor Hidden, Tensor Weight);
+    /// <summary>The gradients computed in forward: d/d(hidden), and d/dW in fp32 (in <paramref name="Lender"/>'s kept tensor when not null).</summary>
+    private sealed record HeldGradients(Tensor Hidden, Tensor Weight, HeadGradientBuffer? Lender);
 
     private sealed class Function : MultiTensorFunction<Function>
     {
@@ -59,20 +61,19 @@ public static class BlockedHeadLoss
 
         public override List<Tensor> forward(AutogradContext ctx, params object[] vars)
         {
-            var (x, w, t, rows) = ((Tensor)vars[0], (Parameter)vars[1], (Tensor)vars[2], (long)vars[4]);
+            var (x, w, t, rows, buffer) = ((Tensor)vars[0], (Parameter)vars[1], (Tensor)vars[2], (long)vars[4], vars[5] as HeadGradientBuffer);
             ctx.save_data("w", new ParameterRef(w));
             ctx.save_data("module", vars[3]);
             ctx.save_data("x_dtype", x.dtype);
             using var _ = no_grad();
             using var scope = NewDisposeScope();
-            var grads = new HeadGradients(
-                zeros(x.shape, dtype: HeadBlocks.GradientType(x.dtype), device: x.device),
-                zeros(w.shape, dtype: ScalarType.Float32, device: x.device));
+            var kept = buffer?.Lend(w.shape, x.device);
+            // d/dW is written over by the first block: no pass to clear it.
+            var grads = new HeadGradients(zeros(x.shape, dtype: HeadBlocks.GradientType(x.dtype), device: x.device),
+                kept ?? empty(w.shape, dtype: ScalarType.Float32, device: x.device));
             var loss = HeadBlocks.Loss(x, w, t, rows, grads);
-            // Kept until backward in the weight's dtype (fp32 under fp16: unscaled fp16 gradients would underflow).
-            var dw = w.dtype == ScalarType.Float16 ? grads.Weight : grads.Weight.to(w.dtype);
             // Wrapped (TorchSharp refuses tensors as data) and not saved for backward (no version check, no copy).
-            ctx.save_data("grads", new HeldGradients(grads.Hidden.DetachFromDisposeScope(), dw.DetachFromDisposeScope()));
+            ctx.save_data("grads", new HeldGradients(grads.Hidden.DetachFromDisposeScope(), grads.Weight.DetachFromDisposeScope(), kept is null ? null : buffer));
             return ParameterBackward.Outputs(ctx, loss.MoveToOuterDisposeScope());
         }
 
@@ -82,15 +83,24 @@ public static class BlockedHeadLoss
             var held = (HeldGradients)ctx.get_data("grads");
             var xType = (ScalarType)ctx.get_data("x_dtype");
             var g = ParameterBackward.OutputGradient(ctx, grads);
-            return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w }, new[] { 1 }, 5, [g, .. grads], () =>
+            try
             {
-                bool one = FusedCrossEntropy.IsOne(g);
-                Tensor Scaled(Tensor held) => (one ? held : held.mul_(g.to(held.dtype))).detach(); // a handle of this scope
-                var results = new Tensor?[] { Scaled(held.Hidden).to(xType), Mixed.Stored(Scaled(held.Weight), w), null, null, null };
-                held.Hidden.Dispose(); // the storage lives on in the results
-                held.Weight.Dispose();
-                return results;
-            });
+                return ParameterBackward.Run((string)ctx.get_data("module"), new[] { w }, new[] { 1 }, 6, [g, .. grads], () =>
+                {
+                    bool one = FusedCrossEntropy.IsOne(g);
+                    Tensor Scaled(Tensor held) => (one ? held : held.mul_(g.to(held.dtype))).detach(); // a handle of this scope
+                    // d/dW stays fp32: the weight's gradient takes it in, converting where it is stored narrower (no copy of its size).
+                    HeadBlocks.ScaleWeightGradient(held.Weight, one ? null : g, w.dtype);
+                    var results = new Tensor?[] { Scaled(held.Hidden).to(xType), held.Weight.detach(), null, null, null, null };
+                    held.Hidden.Dispose(); // the storage lives on in the results
+                    held.Weight.Dispose();
+                    return results;
+                });
+            }
+            finally
+            {
+                held.Lender?.GiveBack(); // the gradient has been added where it belongs (or handed to autograd, which copies it)
+            }
         }
     }
 }

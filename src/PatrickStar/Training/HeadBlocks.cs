@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 
 namespace PatrickStar.Training;
 
-/// <summary>Where <see cref="HeadBlocks.Loss"/> adds the gradients: d/d(hidden) [N, h] and d/dW [V, h] in fp32.</summary>
+/// <summary>Where <see cref="HeadBlocks.Loss"/> puts the gradients: d/d(hidden) [N, h] (added) and d/dW [V, h] in fp32 (written over).</summary>
 internal sealed record HeadGradients(Tensor Hidden, Tensor Weight);
 
 /// <summary>The block loop of <see cref="BlockedHeadLoss"/>: per block of rows, the logits, their loss and their gradients.</summary>
@@ -13,14 +13,14 @@ internal static class HeadBlocks
     /// <summary>The dtype gradients are computed and kept in: the activations', except fp32 for fp16 (whose unscaled gradients would underflow).</summary>
     public static ScalarType GradientType(ScalarType activation) => activation == ScalarType.Float16 ? ScalarType.Float32 : activation;
 
-    /// <summary>The mean loss over all rows (an fp32 scalar); with <paramref name="grads"/>, the gradients of that mean are added into it.</summary>
+    /// <summary>The mean loss over all rows (an fp32 scalar); with <paramref name="grads"/>, the gradients of that mean go into it.</summary>
     public static Tensor Loss(Tensor x, Tensor w, Tensor targets, long rows, HeadGradients? grads) =>
         FusedCrossEntropy.MeanOverBlocks(x.shape[0], rows, targets, (start, r, t) =>
         {
             var xb = x.narrow(0, start, r);
             var logits = Logits(xb, w);
             var loss = FusedCrossEntropy.BlockLossSum(logits, t, x.shape[0], overwrite: true, writeGradient: grads is not null);
-            if (grads is not null) AddGradients(logits, xb, w, grads.Hidden.narrow(0, start, r), grads.Weight);
+            if (grads is not null) AddGradients(logits, xb, w, grads.Hidden.narrow(0, start, r), grads.Weight, first: start == 0);
             return loss;
         });
 
@@ -40,11 +40,11 @@ internal static class HeadBlocks
     }
 
     /// <summary>
-    /// From a block's logits' gradient g [r, V] (fp32): d(hidden) of the block = g·W and d(W) += gᵀ·x_block (summed in fp32),
-    /// with the matmuls in the gradient dtype as the unblocked head's backward would run them. Products of the weight's
-    /// size are made a slice at a time (or added in place), never whole.
+    /// From a block's logits' gradient g [r, V] (fp32): d(hidden) of the block = g·W and d(W) += gᵀ·x_block (summed in fp32;
+    /// the <paramref name="first"/> block writes over what d(W) held), with the matmuls in the gradient dtype as the unblocked
+    /// head's backward would run them. Products of the weight's size are made a slice at a time (or added in place), never whole.
     /// </summary>
-    private static void AddGradients(Tensor g32, Tensor xb, Tensor w, Tensor dHidden, Tensor dWeight)
+    private static void AddGradients(Tensor g32, Tensor xb, Tensor w, Tensor dHidden, Tensor dWeight, bool first)
     {
         var type = dHidden.dtype;
         var g = g32.to(type);
@@ -52,7 +52,7 @@ internal static class HeadBlocks
         if (w.dtype == type && type == dWeight.dtype)
         {
             dHidden.addmm_(g, w);
-            dWeight.addmm_(g.t(), x);
+            dWeight.addmm_(g.t(), x, beta: first ? 0 : 1); // beta 0: the old values are not read (not even a NaN)
             return;
         }
         ForEachSlice(w, type, (start, ws) =>
@@ -62,8 +62,33 @@ internal static class HeadBlocks
             dHidden.addmm_(gs, ws);
             using var rows = dWeight.narrow(0, start, s);
             using var dw = gs.t().mm(x);
-            rows.add_(dw);
+            if (first) rows.copy_(dw);
+            else rows.add_(dw);
         });
+    }
+
+    /// <summary>
+    /// Scales d/dW [V, h] (fp32, in place) by the loss's incoming gradient <paramref name="scale"/> (null: 1). For a weight
+    /// stored in bf16 its values are rounded as a bf16 gradient scaled in bf16 would be, so that every consumer, whether it
+    /// copies them into the bf16 slot or adds them to an fp32 accumulator, sees the gradient an unblocked head would give.
+    /// With no scale the copy into the slot rounds alike; an fp16 weight's gradient is scaled in fp32 (fp16 would underflow).
+    /// </summary>
+    public static void ScaleWeightGradient(Tensor dWeight, Tensor? scale, ScalarType stored)
+    {
+        if (scale is null) return;
+        if (stored != ScalarType.BFloat16)
+        {
+            dWeight.mul_(scale.to(ScalarType.Float32));
+            return;
+        }
+        long v = dWeight.shape[0], slice = Math.Max(1, BlockedHeadLoss.SliceElements / dWeight.shape[1]);
+        using var factor = scale.to(stored);
+        for (long start = 0; start < v; start += slice)
+        {
+            using var scope = NewDisposeScope();
+            var part = dWeight.narrow(0, start, Math.Min(slice, v - start));
+            part.copy_(part.to(stored).mul_(factor));
+        }
     }
 
     /// <summary>Runs <paramref name="use"/> on each slice of vocabulary rows of <paramref name="w"/>, upcast to <paramref name="type"/>.</summary>

@@ -6,21 +6,24 @@ using static TorchSharp.torch.nn;
 namespace PatrickStar.Training;
 
 /// <summary>
-/// The plain trainer's handler for the weights of embedding lookups (<see cref="IValueFreeBackward"/> layers): each
-/// contribution goes straight into .grad, and the lookup's rows are added there in place. Left to autograd, the lookup's
-/// gradient would be a dense table of the weight's size, built, summed with the tied head's gradient and dropped every step
-/// (three passes over a [vocab × hidden] table). Same sums as autograd's accumulation; .grad holds the same values.
+/// The plain trainer's handler for the weights of embedding lookups (<see cref="IValueFreeBackward"/> layers) and of LM heads
+/// (<see cref="IWholeWeightGradient"/>): each contribution goes straight into .grad, and the lookup's rows are added there in
+/// place. Left to autograd, the lookup's gradient would be a dense table of the weight's size, built, summed with the tied
+/// head's gradient and dropped every step (three passes over a [vocab × hidden] table). .grad is a tensor made once and kept
+/// (the engine sets .grad to none after each step), so that no table of the weight's size is made afresh per step either.
+/// Same sums as autograd's accumulation; .grad holds the same values.
 /// </summary>
 internal sealed class PlainRowGradients : IParameterHandler, IRowGradientHandler, IDisposable
 {
     private readonly List<Parameter> attached = new();
+    private readonly Dictionary<Parameter, Tensor> kept = new(ReferenceEqualityComparer.Instance);
 
     public PlainRowGradients(Module<Tensor, Tensor> model)
     {
         var seen = new HashSet<Parameter>(ReferenceEqualityComparer.Instance);
         foreach (var (_, module) in model.named_modules())
         {
-            if (module is not IValueFreeBackward) continue;
+            if (module is not (IValueFreeBackward or IWholeWeightGradient)) continue;
             foreach (var p in module.parameters(recurse: false))
                 if (seen.Add(p))
                 {
@@ -38,9 +41,34 @@ internal sealed class PlainRowGradients : IParameterHandler, IRowGradientHandler
     {
         using var _ = no_grad();
         using var current = parameter.grad;
-        if (current is null) parameter.grad = gradient; // kept (the caller drops only its handle), as autograd keeps the first gradient
-        else current.add_(gradient);
+        if (current is not null) AddConverting(current, gradient);
+        else parameter.grad = Kept(parameter).copy_(gradient); // copied: the head lends its own tensor, converted: it may be fp32
         return true;
+    }
+
+    /// <summary>into += gradient, a slice of rows at a time where the dtypes differ: torch would first convert whole operands
+    /// (temporaries of the weight's size).</summary>
+    private static void AddConverting(Tensor into, Tensor gradient)
+    {
+        if (gradient.dtype == into.dtype || into.dim() == 0)
+        {
+            into.add_(gradient);
+            return;
+        }
+        long rows = into.shape[0], slice = Math.Max(1, BlockedHeadLoss.SliceElements / Math.Max(1, into.numel() / rows));
+        for (long start = 0; start < rows; start += slice)
+        {
+            using var scope = NewDisposeScope();
+            long n = Math.Min(slice, rows - start);
+            into.narrow(0, start, n).add_(gradient.narrow(0, start, n));
+        }
+    }
+
+    /// <summary>The parameter's gradient storage, made on first use and kept across steps; its values are stale.</summary>
+    private Tensor Kept(Parameter parameter)
+    {
+        if (kept.TryGetValue(parameter, out var t)) return t;
+        return kept[parameter] = empty_like(parameter).DetachFromDisposeScope();
     }
 
     public bool AcceptRows(Parameter parameter, Tensor indices, Tensor rows)
@@ -53,9 +81,7 @@ internal sealed class PlainRowGradients : IParameterHandler, IRowGradientHandler
             current.index_add_(0, indices, rows, 1);
             return true;
         }
-        using var fresh = zeros_like(parameter);
-        fresh.index_add_(0, indices, rows, 1);
-        parameter.grad = fresh;
+        parameter.grad = Kept(parameter).zero_().index_add_(0, indices, rows, 1);
         return true;
     }
 
@@ -63,5 +89,7 @@ internal sealed class PlainRowGradients : IParameterHandler, IRowGradientHandler
     {
         foreach (var p in attached) ParameterEvents.Detach(p);
         attached.Clear();
+        foreach (var t in kept.Values) t.Dispose(); // .grad, where it still is one, holds its own reference
+        kept.Clear();
     }
 }
