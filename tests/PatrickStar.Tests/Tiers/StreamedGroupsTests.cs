@@ -73,10 +73,10 @@ public unsafe class StreamedGroupsTests
         var groups = Enumerable.Range(0, groupCount).Select(i => (IReadOnlyList<StreamedMember>)stores.Select(s => new StreamedMember(s, i)).ToArray()).ToArray();
         var seen = new List<(long Reads, long Writes)>();
 
-        StreamedGroups.Run(worker, pool, groups, (i, b) =>
+        StreamedGroups.Run(worker, pool, groups, (slice, b) =>
         {
             seen.Add((worker.Statistics.Reads, worker.Statistics.Writes));
-            foreach (var buffer in b) TierFixture.Fill(buffer, Elements * 4L, i + 10);
+            foreach (var buffer in b) TierFixture.Fill(buffer, Elements * 4L, slice.Group + 10);
         }, overlap, waitForWrites: false);
         long writesAtReturn = worker.Statistics.Writes;
         worker.Flush();
