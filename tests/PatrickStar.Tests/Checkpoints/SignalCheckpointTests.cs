@@ -115,7 +115,8 @@ public class SignalCheckpointTests
         using var dir = new TempDir();
         using var disk = new TempDir();
         var outcome = Interrupt(dir.Path, "step ", PatrickStar.Cli.Commands.TrainCommand.DuplicateSignalWindowMs + 300, [SigTerm, SigTerm],
-            "--batch", "8", "--seq", "256", "--accum", "6", "--engine", "chunked", "--host-memory", "128MiB", "--disk-dir", disk.Path);
+            "--model", "gpt2-tiny", "--batch", "8", "--seq", "128", "--accum", "20", "--engine", "chunked", "--chunk-size", "3300000",
+            "--host-memory", "76MiB", "--disk-dir", disk.Path);
         Assert.True(outcome.ExitCode == 128 + SigTerm, $"exit code {outcome.ExitCode}:\n{outcome.Output}");
         Assert.Contains("disk tier:", outcome.Output);
         Assert.Empty(Directory.EnumerateFileSystemEntries(disk.Path));
