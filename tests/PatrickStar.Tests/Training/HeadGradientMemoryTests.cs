@@ -12,6 +12,7 @@ namespace PatrickStar.Tests.Training;
 /// Measured the way the cost shows: with large freed blocks returned to the system (as the chunk engine does near the
 /// machine's limit), every temporary of 32 MiB or more is touched afresh in each step, a minor fault per page.
 /// </summary>
+[Collection(ProcessWideCounters.Name)]
 public class HeadGradientMemoryTests
 {
     private const int Vocab = 20000, Hidden = 512; // the head's fp32 weight gradient: 41 MB, above the 32 MiB mapping threshold
@@ -76,4 +77,14 @@ public class HeadGradientMemoryTests
         long median = later[later.Count / 2]; // one step may touch a few thousand pages for other reasons (the heap growing)
         Assert.True(median < headPages / 4, $"steps after the first touched {median:N0} fresh pages (median); the head's gradient has {headPages:N0}");
     }
+}
+
+/// <summary>
+/// Tests that read process-wide counters (page faults) or switch the allocator's process-wide policy: they run alone,
+/// after the parallel tests, since any other test would add its own faults to theirs.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class ProcessWideCounters
+{
+    public const string Name = "Process-wide counters";
 }
