@@ -64,38 +64,4 @@ public class BatchedCausalAttentionTests
         Assert.False(BatchedCausalAttention.Applies(ScalarType.BFloat16, CPU, BatchedCausalAttention.MaxSequence + 1, 0));
         Assert.False(BatchedCausalAttention.Applies(ScalarType.BFloat16, new Device(DeviceType.CUDA, 0), 256, 0));
     }
-
-    /// <summary>
-    /// Process CPU time (not wall time: the probe is meant for a shared machine) of one attention forward and forward + backward
-    /// at the bench model's sizes, on one torch thread so that no thread spins waiting for a descheduled partner.
-    /// </summary>
-    [Fact(Skip = "timing probe, run by hand")]
-    public void TimingProbe()
-    {
-        int threads = torch.get_num_threads();
-        torch.set_num_threads(1);
-        try
-        {
-            using var qkv = randn(2, 256, 3 * 768).to(ScalarType.BFloat16);
-            using var upstream = randn(2, 256, 768).to(ScalarType.BFloat16);
-            static double Cpu() => PatrickStar.Timing.ProcessCounters.Read() is { } c ? (c.UserSeconds + c.SystemSeconds) * 1000 : 0;
-            foreach (var (name, f) in new (string, Func<Tensor, int, Tensor>)[] { ("sdpa", Reference), ("batched", BatchedCausalAttention.Attend), ("sdpa", Reference), ("batched", BatchedCausalAttention.Attend) })
-            {
-                var fwd = new List<double>(); var all = new List<double>();
-                for (int i = 0; i < 21; i++)
-                {
-                    using var scope = NewDisposeScope();
-                    var x = qkv.detach().requires_grad_();
-                    double start = Cpu();
-                    var y = f(x, 12);
-                    fwd.Add(Cpu() - start);
-                    y.backward(new[] { upstream });
-                    all.Add(Cpu() - start);
-                }
-                fwd.Sort(); all.Sort();
-                Console.Error.WriteLine($"PROBE {name}: CPU ms forward {fwd[10]:0.00} (min {fwd[0]:0.00}), forward+backward {all[10]:0.00} (min {all[0]:0.00})");
-            }
-        }
-        finally { torch.set_num_threads(threads); }
-    }
 }
