@@ -307,6 +307,8 @@ public sealed class GptRun : IDisposable
 
     public void Dispose()
     {
+        // The model goes next: the engine need not copy the parameters out of their chunks first.
+        if (Engine is ChunkedEngine chunked) chunked.KeepParametersOnDispose = false;
         Engine.Dispose();
         Model.Dispose();
         ownedCommunicator?.Dispose();

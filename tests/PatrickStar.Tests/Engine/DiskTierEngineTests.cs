@@ -132,6 +132,41 @@ public sealed class DiskTierEngineTests : IDisposable
     }
 
     /// <summary>
+    /// Disposing the engine (parameter chunks having cycled through disk) gives every parameter its trained values in
+    /// storage of its own; an owner about to dispose the model (the CLI at exit) asks for empty parameters instead, so that a
+    /// model larger than memory is not copied out of its chunks.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void DisposingGivesTheParametersBackOrEmptiesThem(bool keep)
+    {
+        using var run = GptRun.Create(Cycling(), TrainingHarness.CyclicData());
+        run.Trainer.Run();
+        var engine = (ChunkedEngine)run.Engine;
+        var masters = new Dictionary<string, float[]>();
+        foreach (var name in engine.ParameterNames)
+        {
+            using var t = engine.ReadState(name, StateKind.Master);
+            masters[name] = t.data<float>().ToArray();
+        }
+        engine.KeepParametersOnDispose = keep;
+        engine.Dispose();
+        int compared = 0;
+        foreach (var (name, p) in run.Model.named_parameters())
+        {
+            if (!keep)
+            {
+                Assert.Equal(0, p.numel());
+                continue;
+            }
+            Assert.Equal(masters[name], p.detach().data<float>().ToArray());
+            compared++;
+        }
+        Assert.True(!keep || compared == masters.Count, $"{compared} of {masters.Count} parameters compared");
+    }
+
+    /// <summary>
     /// A GPT whose parameter chunks (about 6.4 MB in 1 MB chunks) outweigh its non-model data, under a device budget that
     /// holds only some of them: parameter chunks leave the device for the host and, the host being full, for disk.
     /// </summary>
