@@ -15,15 +15,14 @@ public static class MachineMemoryCheck
     public const double AllocatorAllowance = 0.10;
 
     /// <summary>The one-line reason the run cannot fit, or null when it can (or the machine's memory is unknown).</summary>
-    public static string? Shortfall(MemoryEstimate estimate, bool cpuDevice, long runtimeResident, long residentNow, long? memAvailable, long? cgroupRoom,
-        long? hostCap = null)
+    public static string? Shortfall(MemoryEstimate estimate, bool cpuDevice, long runtimeResident, long residentNow, long? memAvailable, long? cgroupRoom)
     {
         long? room = Min(memAvailable, cgroupRoom);
         if (room is not long free) return null;
         long available = free + residentNow;
         long TierUse(string name) => estimate.Tiers.Where(t => t.Tier == name).Sum(t => Math.Min(t.Needed, t.Available ?? t.Needed));
         long device = cpuDevice ? TierUse("device") : 0;
-        long host = Math.Min(TierUse("host"), hostCap ?? long.MaxValue) + TierUse(DiskEstimator.StagingTier);
+        long host = TierUse("host") + TierUse(DiskEstimator.StagingTier);
         long need = (long)((device + host) * (1 + AllocatorAllowance)) + runtimeResident;
         if (need <= available) return null;
         long hostFits = Math.Max(0, (long)((available - runtimeResident) / (1 + AllocatorAllowance)) - device);

@@ -297,10 +297,8 @@ public sealed class GptRun : IDisposable
     public static void EnsureMachineHolds(TrainingConfig config, MemoryEstimate estimate, Device device)
     {
         var now = MemoryMeter.Snapshot();
-        // With a disk tier the host holds at most its budget; the rest of the chunks is on disk.
-        long? hostCap = config.Chunks.DiskDir is not null && config.Engine == "chunked" ? EstimateBudgets.For(config, device).Host : null;
         if (MachineMemoryCheck.Shortfall(estimate, device.type == TorchSharp.DeviceType.CPU, MemoryMeter.RuntimeBaselineResident ?? now.Resident,
-                now.Resident, MemoryMeter.AvailableHostMemory(), CgroupMemory.Room(), hostCap) is { } shortfall)
+                now.Resident, MemoryMeter.AvailableHostMemory(), CgroupMemory.Room()) is { } shortfall)
             throw new PatrickStar.Profiling.InsufficientMemoryException(
                 $"model '{config.Model.Preset ?? "custom"}' with the {config.Engine} engine cannot be trained on this machine now: {shortfall}");
     }
