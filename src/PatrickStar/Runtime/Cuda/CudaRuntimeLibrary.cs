@@ -113,30 +113,24 @@ public sealed unsafe class CudaRuntimeLibrary : ICudaRuntime
 
     public int GetDevice(out int device)
     {
-        int d;
-        int e = getDevice(&d);
-        device = d;
-        return e;
+        device = 0;
+        fixed (int* d = &device) return getDevice(d);
     }
 
     public int SetDevice(int device) => setDevice(device);
 
     public int StreamCreate(out nint stream, uint flags)
     {
-        nint s;
-        int e = streamCreateWithFlags(&s, flags);
-        stream = s;
-        return e;
+        stream = 0;
+        fixed (nint* s = &stream) return streamCreateWithFlags(s, flags);
     }
 
     public int StreamDestroy(nint stream) => streamDestroy(stream);
 
     public int EventCreate(out nint cudaEvent, uint flags)
     {
-        nint ev;
-        int e = eventCreateWithFlags(&ev, flags);
-        cudaEvent = ev;
-        return e;
+        cudaEvent = 0;
+        fixed (nint* ev = &cudaEvent) return eventCreateWithFlags(ev, flags);
     }
 
     public int EventDestroy(nint cudaEvent) => eventDestroy(cudaEvent);
