@@ -40,6 +40,18 @@ public sealed class TierMemory : IDisposable
     public long PooledBytes { get; private set; }
 
     public long UsedBytes => InUseBytes + PooledBytes;
+
+    /// <summary>
+    /// 0: payloads as libtorch allocates them. Otherwise (CPU tiers beside a disk tier) every new payload starts on a
+    /// multiple of this many bytes and has room up to the next multiple after its end, so that an O_DIRECT read of a whole
+    /// file slot lands in it without a staging buffer (see <see cref="SlotCapacity"/>).
+    /// </summary>
+    public int PayloadAlignment { get; set; }
+
+    /// <summary>Bytes a payload of <paramref name="dtype"/> x <paramref name="elements"/> may be written from its start: its
+    /// size rounded up to <see cref="PayloadAlignment"/> (0 without alignment, when nothing beyond the elements may be).</summary>
+    public long SlotCapacity(ScalarType dtype, long elements) =>
+        PayloadAlignment == 0 || Device.type != DeviceType.CPU ? 0 : (Bytes(dtype, elements) + PayloadAlignment - 1) / PayloadAlignment * PayloadAlignment;
     public long PeakInUseBytes { get; private set; }
     public long FreshAllocations { get; private set; }
 
@@ -57,10 +69,35 @@ public sealed class TierMemory : IDisposable
             PeakInUseBytes = Math.Max(PeakInUseBytes, InUseBytes);
             return stack.Pop();
         }
+        // A tier of the same memory (a CPU device beside the host) may hold a pooled buffer of this shape: chunks that move
+        // between the two by change of owner leave their buffers in the other tier's pool. Taking it spares fresh pages.
+        if (Sibling is { } other && other.SharesMemoryWith(this) && other.HasPooled(dtype, elements))
+        {
+            Reserve(bytes, purpose); // first: a refusal leaves the other tier's pool as it was
+            return other.TakePooled(dtype, elements)!;
+        }
         Reserve(bytes, purpose);
         FreshAllocations++;
-        // Owned by this tier, not by whatever dispose scope the caller happens to run in.
-        return empty(elements, dtype: dtype, device: Device).DetachFromDisposeScope();
+        return NewBuffer(dtype, elements);
+    }
+
+    private Tensor NewBuffer(ScalarType dtype, long elements) =>
+        SlotCapacity(dtype, elements) == 0
+            ? empty(elements, dtype: dtype, device: Device).DetachFromDisposeScope() // owned by this tier, not by the caller's dispose scope
+            : AlignedEmpty(dtype, elements, PayloadAlignment, Device);
+
+    /// <summary>
+    /// A CPU tensor of <paramref name="elements"/> whose first element is on a multiple of <paramref name="alignment"/> bytes and
+    /// whose allocation reaches at least to the next multiple after its end (a view into a slightly larger allocation); not in any dispose scope.
+    /// </summary>
+    public static unsafe Tensor AlignedEmpty(ScalarType dtype, long elements, int alignment, Device device)
+    {
+        int size = Runtime.TensorMemory.ElementSize(dtype);
+        long capacity = (Bytes(dtype, elements) + alignment - 1) / alignment * alignment;
+        using var raw = empty((capacity + alignment) / size, dtype: dtype, device: device);
+        long address = (long)Runtime.TensorMemory.Address(raw);
+        long skip = (alignment - address % alignment) % alignment / size; // libtorch aligns to 64 B at least
+        return raw.narrow(0, skip, elements).DetachFromDisposeScope(); // the view keeps the whole allocation alive
     }
 
     /// <summary>
@@ -93,6 +130,17 @@ public sealed class TierMemory : IDisposable
                 (Tier == Tier.Host ? "Raise host_memory (--host-memory)." : "Raise device_memory (--device-memory) or use a smaller model or batch."));
         InUseBytes += bytes;
         PeakInUseBytes = Math.Max(PeakInUseBytes, InUseBytes);
+    }
+
+    /// <summary>The other tier of the same memory whose pooled buffers <see cref="Acquire"/> may take (null: none).</summary>
+    public TierMemory? Sibling { get; set; }
+
+    /// <summary>A pooled buffer of this shape, no longer counted here; null if none.</summary>
+    private Tensor? TakePooled(ScalarType dtype, long elements)
+    {
+        if (!pool.TryGetValue((dtype, elements), out var stack) || stack.Count == 0) return null;
+        PooledBytes -= Bytes(dtype, elements);
+        return stack.Pop();
     }
 
     /// <summary>True when <see cref="Acquire"/> would hand out a pooled buffer for this shape (the tier does not grow).</summary>
