@@ -26,7 +26,7 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
         {
             if (!chunks.HasState(i)) continue;
             var source = chunks.Accumulating ? chunks.Gradient[i] : chunks.Param[i];
-            if (source.OnDisk && !HostWorkTimers.Old)
+            if (source.OnDisk)
             {
                 sum += disk!.Store.SumOfSquares(source, chunks.Used(i)); // taken as it was spilled, or read into a staging buffer
                 continue;
@@ -60,15 +60,12 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
         var streamedChunks = owned.Where(i => Members(i).Any(c => c.OnDisk)).ToList();
         var groups = streamedChunks.Select(i => (IReadOnlyList<Chunk>)Members(i).Where(c => c.OnDisk).ToList()).ToList();
         var streamed = groups.Select(g => (IReadOnlyList<Tiers.StreamedMember>)g.Select(c => disk.Store.Member(c)).ToList()).ToList();
-        /*HW*/var times = Tiers.StreamedGroups.Run(disk.Store.Worker, disk.Store.Streaming, streamed, (slice, buffers) =>
+        Tiers.StreamedGroups.Run(disk.Store.Worker, disk.Store.Streaming, streamed, (slice, buffers) =>
         {
             var staged = new Dictionary<ChunkKind, Tiers.StagingBuffer>();
             for (int j = 0; j < buffers.Count; j++) staged[groups[slice.Group][j].Kind] = buffers[j];
             UpdateChunk(streamedChunks[slice.Group], learningRate, gradientMultiplier, staged, (slice.First, slice.Elements));
         }, overlap: disk.Store.Overlap, waitForWrites: !disk.Store.Overlap);
-        HostWorkTimers.AddSeconds("update.stream-compute", times.ComputeSeconds); // HW
-        HostWorkTimers.AddSeconds("update.stream-wait", times.WaitSeconds); // HW
-        HostWorkTimers.AddSeconds("update.stream-total", times.TotalSeconds); // HW
     }
 
     /// <summary>The slice that is a whole chunk.</summary>

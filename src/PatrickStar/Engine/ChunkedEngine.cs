@@ -93,7 +93,7 @@ public sealed class ChunkedEngine : ITrainingEngine
         disk = DiskPlacement.Open(options, chunks, computeType, host, placement, tracer, collectives.BindReleased);
         mover.Disk = disk;
         collectives.Disk = disk;
-        if (disk is not null && !HostWorkTimers.Old) // CPU payloads take whole O_DIRECT reads of their slot: no staging copy
+        if (disk is not null) // CPU payloads take whole O_DIRECT reads of their slot: no staging copy
         {
             host.PayloadAlignment = device.PayloadAlignment = Tiers.StagingBuffer.Alignment;
             // A CPU device and the host are one memory: a chunk read from disk into one tier reuses a buffer the other pooled.
@@ -262,15 +262,10 @@ public sealed class ChunkedEngine : ITrainingEngine
             disk.WroteValues(chunk, values);
         }
 
-        long t0 = HostWorkTimers.Now();
-        double gnorm = adam.GlobalGradientNorm();
-        HostWorkTimers.Add("step.norm", t0);
-        var decision = Scaler.Decide(gnorm, config.GradientClipping);
+        var decision = Scaler.Decide(adam.GlobalGradientNorm(), config.GradientClipping);
         if (!decision.Skip)
         {
-            t0 = HostWorkTimers.Now();
             adam.Update(learningRate, decision.GradientMultiplier);
-            HostWorkTimers.Add("step.update", t0);
             ClearGradientState();
             collectives.ReleaseRemoteChunks(); // copies fetched before this update are stale: every rank fetches again at the next use
         }
@@ -330,7 +325,6 @@ public sealed class ChunkedEngine : ITrainingEngine
             if (placement.OptimizerMargin(tracer.Trace, chunks.Param.Sum(c => c.Bytes)) is long margin) mover.MoveOptimizerStateToDevice(margin);
         }
         tracer.EndIteration(checkLength: !warmup);
-        HostWorkTimers.Dump($"fresh device {device.FreshAllocations} host {host.FreshAllocations} disk {disk?.Store.Statistics}");
         profile.EndIteration();
         // Held bytes are read after the update: remote copies are released.
         var done = iteration.Snapshot(mover.DeviceNeedObserved, chunks.Param.Count(c => c.Tier == device), chunks.Master.Count(c => c.Tier == device),

@@ -8,9 +8,10 @@ namespace PatrickStar.Engine;
 
 /// <summary>
 /// The disk tier as the chunk engine uses it: one preallocated file per chunk kind (param, master, momentum, variance)
-/// holding the chunks this rank owns, an <see cref="IoWorker"/> that reads ahead and writes behind, and two bounded pools of
-/// staging buffers (single-chunk transfers and read-ahead; the optimizer's streamed groups). Copies between a chunk payload
-/// and a staging buffer are plain memory copies, so payloads that meet the disk are CPU tensors. Fp32 gradient chunks
+/// holding the chunks this rank owns, an <see cref="IoWorker"/> that reads ahead and writes behind, and bounded host buffers:
+/// two staging buffers for spills and copies, <see cref="DiskReadAhead"/>'s tensors, and the optimizer's slice pool. Reads
+/// land in the chunk's payload itself (aligned CPU payloads: <see cref="TierMemory.PayloadAlignment"/>), so payloads that
+/// meet the disk are CPU tensors; spills copy into a staging buffer, which is written behind. Fp32 gradient chunks
 /// (gradient accumulation) never go to disk: they are written at every micro-batch. Without <see cref="Overlap"/> (config
 /// disk_read_ahead false) nothing is read ahead and every write is waited for, so that a run shows what the overlap gains.
 /// </summary>
@@ -95,14 +96,12 @@ internal sealed class DiskChunkStore : IDisposable
         var payload = c.Payload!;
         var buffer = transfers.Rent();
         bool dirty = !c.DiskCopyCurrent;
-        long t0 = HostWorkTimers.Now(); // HW
         if (dirty)
         {
             CopyOut(payload, buffer);
             squaresOnDisk.Remove(c);
             if (measureElements > 0) squaresOnDisk[c] = (measureElements, SumOfSquares(buffer, c.DType, measureElements));
         }
-        HostWorkTimers.Add(dirty ? "spill.copy-dirty" : "spill.clean", t0); // HW
         var from = c.Tier!;
         var old = c.ToDisk(during);
         from.Return(old);
@@ -116,37 +115,26 @@ internal sealed class DiskChunkStore : IDisposable
     public void Load(Chunk c, TierMemory into, string purpose)
     {
         worker.ThrowIfFaulted(); // before renting: after a fault no buffer comes back
-        long t0 = HostWorkTimers.Now(); // HW
         if (readAheads.Take(c) is { } early)
         {
-            HostWorkTimers.Add("load.wait-ahead", t0); // HW
             var payload = into.Acquire(c.DType, c.Elements, purpose);
-            if (!HostWorkTimers.Old && readAheads.CanTake(payload))
+            if (readAheads.CanTake(payload))
             {
                 readAheads.Give(payload); // the tier's buffer waits for a later read ahead; the chunk keeps the tensor read into
                 c.FromDisk(early, into);
                 return;
             }
-            t0 = HostWorkTimers.Now(); // HW
             unsafe { NativeMemory.Copy(Runtime.TensorMemory.Address(early), Runtime.TensorMemory.Address(payload), (nuint)c.Bytes); }
-            HostWorkTimers.Add("load.copy-ahead", t0); // HW
             readAheads.Give(early);
             c.FromDisk(payload, into);
             return;
         }
-        if (ReadIntoPayload(c, into, purpose))
-        {
-            HostWorkTimers.Add("load.direct", t0); // HW
-            return;
-        }
+        if (ReadIntoPayload(c, into, purpose)) return;
         var buffer = Issue(c, transfers.Rent()).Wait();
-        HostWorkTimers.Add("load.wait-sync", t0); // HW
         try
         {
             var payload = into.Acquire(c.DType, c.Elements, purpose);
-            t0 = HostWorkTimers.Now(); // HW
             CopyIn(buffer, payload);
-            HostWorkTimers.Add("load.copy", t0); // HW
             c.FromDisk(payload, into);
         }
         finally
@@ -163,7 +151,7 @@ internal sealed class DiskChunkStore : IDisposable
     private unsafe bool ReadIntoPayload(Chunk c, TierMemory into, string purpose)
     {
         var m = Member(c);
-        if (HostWorkTimers.Old || into.SlotCapacity(c.DType, c.Elements) < m.Store.SlotBytes) return false;
+        if (into.SlotCapacity(c.DType, c.Elements) < m.Store.SlotBytes) return false;
         var payload = into.Acquire(c.DType, c.Elements, purpose);
         nint address = (nint)Runtime.TensorMemory.Address(payload);
         // Checked, not assumed: a read of a whole slot must not run past the payload's allocation.
@@ -202,15 +190,11 @@ internal sealed class DiskChunkStore : IDisposable
     public Tensor ReadCopy(Chunk c)
     {
         worker.ThrowIfFaulted(); // before renting: after a fault no buffer comes back
-        long t0 = HostWorkTimers.Now(); // HW
         var buffer = Issue(c, transfers.Rent()).Wait();
-        HostWorkTimers.Add("readcopy.wait", t0); // HW
         try
         {
-            t0 = HostWorkTimers.Now(); // HW
             var copy = empty(c.Elements, dtype: c.DType);
             CopyIn(buffer, copy);
-            HostWorkTimers.Add("readcopy.alloc+copy", t0); // HW
             return copy;
         }
         finally

@@ -122,7 +122,11 @@ public sealed class TierMemory : IDisposable
     /// <summary>Counts <paramref name="bytes"/> more in use (pooled buffers make way first); throws when the budget cannot hold them.</summary>
     private void Reserve(long bytes, string purpose)
     {
-        if (UsedBytes + bytes > Budget) Trim(keepBytes: Budget - InUseBytes - bytes);
+        if (UsedBytes + bytes > Budget)
+        {
+            PassPooledToSibling(keepBytes: Budget - InUseBytes - bytes);
+            Trim(keepBytes: Budget - InUseBytes - bytes);
+        }
         if (InUseBytes + bytes > Budget)
             throw new TierBudgetExceededException(
                 $"{purpose} needs {bytes:N0} bytes on the {Tier.ToString().ToLowerInvariant()} tier ({Device}) but only " +
@@ -134,6 +138,22 @@ public sealed class TierMemory : IDisposable
 
     /// <summary>The other tier of the same memory whose pooled buffers <see cref="Acquire"/> may take (null: none).</summary>
     public TierMemory? Sibling { get; set; }
+
+    /// <summary>Hands pooled buffers to <see cref="Sibling"/> (same memory) while it has room in its budget, until at most
+    /// <paramref name="keepBytes"/> stay pooled here: they would be freed, and the sibling touch fresh pages for its next chunk.</summary>
+    private void PassPooledToSibling(long keepBytes)
+    {
+        if (Sibling is not { } other || !other.SharesMemoryWith(this)) return;
+        foreach (var ((dtype, elements), stack) in pool)
+        {
+            long bytes = Bytes(dtype, elements);
+            while (PooledBytes > Math.Max(0, keepBytes) && stack.Count > 0 && other.UsedBytes + bytes <= other.Budget)
+            {
+                PooledBytes -= bytes;
+                other.Return(stack.Pop(), inUse: false);
+            }
+        }
+    }
 
     /// <summary>A pooled buffer of this shape, no longer counted here; null if none.</summary>
     private Tensor? TakePooled(ScalarType dtype, long elements)
@@ -147,10 +167,12 @@ public sealed class TierMemory : IDisposable
     public bool HasPooled(ScalarType dtype, long elements) => pool.TryGetValue((dtype, elements), out var stack) && stack.Count > 0;
 
     /// <summary>Takes a buffer back for reuse.</summary>
-    public void Return(Tensor buffer)
+    public void Return(Tensor buffer) => Return(buffer, inUse: true);
+
+    private void Return(Tensor buffer, bool inUse)
     {
         long bytes = Bytes(buffer.dtype, buffer.numel());
-        InUseBytes -= bytes;
+        if (inUse) InUseBytes -= bytes;
         var key = (buffer.dtype, buffer.numel());
         if (!pool.TryGetValue(key, out var stack)) pool[key] = stack = new Stack<Tensor>();
         stack.Push(buffer);
