@@ -113,7 +113,9 @@ internal sealed class ChunkMover(ChunkLists chunks, TierMemory device, TierMemor
             iteration.Evictions++;
         }
         // Pooled device buffers occupy the device too: keep only what the allowance leaves room for.
-        if (device.UsedBytes + extra > allowed) device.Trim(Math.Max(0, allowed - extra - device.InUseBytes));
+        // One buffer of the needed chunk's shape stays when the chunk comes from disk: its read takes that buffer (no fresh pages).
+        long reused = needed is { OnDisk: true } && device.HasPooled(needed.DType, needed.Elements) ? extra : 0;
+        if (device.UsedBytes + extra - reused > allowed) device.Trim(Math.Max(0, allowed - extra - device.InUseBytes) + reused);
     }
 
     /// <summary>

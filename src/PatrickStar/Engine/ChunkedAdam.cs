@@ -25,6 +25,12 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
         for (int i = 0; i < chunks.Count; i++)
         {
             if (!chunks.HasState(i)) continue;
+            var source = chunks.Accumulating ? chunks.Gradient[i] : chunks.Param[i];
+            if (source.OnDisk)
+            {
+                sum += disk!.Store.SumOfSquares(source, chunks.Used(i)); // taken as it was spilled, or read into a staging buffer
+                continue;
+            }
             using var scope = NewDisposeScope(); // per chunk: a copy read from disk goes before the next is read
             // One read per gradient on the CPU (no fp32 copy of a 16-bit chunk); tensor ops elsewhere.
             double norm = PatrickStar.Optimizer.GradientClipping.GlobalNorm([GradientOf(i, staged: null)]);
@@ -49,6 +55,7 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
         // elementwise): slice s+1 is read while slice s is updated, slice s-1 written behind; the last slices' writes go
         // on behind the next forward (a read of those chunks sees them).
         disk.Store.DropReadAhead(); // the parameters read ahead are about to change on disk
+        disk.Store.ForgetSumsOfSquares();
         foreach (int i in owned.Where(i => !Members(i).Any(c => c.OnDisk))) UpdateChunk(i, learningRate, gradientMultiplier, staged: null, WholeChunk);
         var streamedChunks = owned.Where(i => Members(i).Any(c => c.OnDisk)).ToList();
         var groups = streamedChunks.Select(i => (IReadOnlyList<Chunk>)Members(i).Where(c => c.OnDisk).ToList()).ToList();

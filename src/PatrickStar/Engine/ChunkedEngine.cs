@@ -93,6 +93,12 @@ public sealed class ChunkedEngine : ITrainingEngine
         disk = DiskPlacement.Open(options, chunks, computeType, host, placement, tracer, collectives.BindReleased);
         mover.Disk = disk;
         collectives.Disk = disk;
+        if (disk is not null) // CPU payloads take whole O_DIRECT reads of their slot: no staging copy
+        {
+            host.PayloadAlignment = device.PayloadAlignment = Tiers.StagingBuffer.Alignment;
+            // A CPU device and the host are one memory: a chunk read from disk into one tier reuses a buffer the other pooled.
+            if (device.SharesMemoryWith(host)) (host.Sibling, device.Sibling) = (device, host);
+        }
         if (disk is not null) disk.Prefetcher = mover.Prefetcher;
         try
         {

@@ -71,10 +71,15 @@ internal sealed class DiskPlacement(ChunkLists chunks, TierMemory host, DiskChun
             if (candidates.Count == 0) return; // the tier's own refusal names the budget
             var victim = placement.ChooseVictim(candidates, tracer.Trace, tracer.Moment, useTrace: !tracer.WarmingUp && tracer.Moment >= 0);
             Prefetcher?.Cancel(victim); // a pending read-ahead copy reads the host payload the spill gives back
-            store.Spill(victim, tracer.Label);
+            store.Spill(victim, tracer.Label, GradientElements(victim));
             bindReleased(victim);
         }
     }
+
+    /// <summary>The elements whose sum of squares the gradient norm will want of a parameter chunk leaving for disk: its used
+    /// part when its slots hold gradients (not when fp32 gradient chunks hold them), else 0 (nothing to measure).</summary>
+    private long GradientElements(Chunk c) =>
+        !chunks.Accumulating && c.Kind == ChunkKind.Param && c.Tensors.Any(t => t.Gradient.Content == SlotContent.Gradient) ? chunks.Used(c.Index) : 0;
 
     /// <summary>Reads an on-disk chunk into <paramref name="into"/> (a CPU tier), making host room first when that is the tier.</summary>
     public void Load(Chunk chunk, TierMemory into, string purpose)

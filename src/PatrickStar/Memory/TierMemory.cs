@@ -40,6 +40,18 @@ public sealed class TierMemory : IDisposable
     public long PooledBytes { get; private set; }
 
     public long UsedBytes => InUseBytes + PooledBytes;
+
+    /// <summary>
+    /// 0: payloads as libtorch allocates them. Otherwise (CPU tiers beside a disk tier) every new payload starts on a
+    /// multiple of this many bytes and has room up to the next multiple after its end, so that an O_DIRECT read of a whole
+    /// file slot lands in it without a staging buffer (see <see cref="SlotCapacity"/>).
+    /// </summary>
+    public int PayloadAlignment { get; set; }
+
+    /// <summary>Bytes a payload of <paramref name="dtype"/> x <paramref name="elements"/> may be written from its start: its
+    /// size rounded up to <see cref="PayloadAlignment"/> (0 without alignment, when nothing beyond the elements may be).</summary>
+    public long SlotCapacity(ScalarType dtype, long elements) =>
+        PayloadAlignment == 0 || Device.type != DeviceType.CPU ? 0 : (Bytes(dtype, elements) + PayloadAlignment - 1) / PayloadAlignment * PayloadAlignment;
     public long PeakInUseBytes { get; private set; }
     public long FreshAllocations { get; private set; }
 
@@ -57,10 +69,35 @@ public sealed class TierMemory : IDisposable
             PeakInUseBytes = Math.Max(PeakInUseBytes, InUseBytes);
             return stack.Pop();
         }
+        // A tier of the same memory (a CPU device beside the host) may hold a pooled buffer of this shape: chunks that move
+        // between the two by change of owner leave their buffers in the other tier's pool. Taking it spares fresh pages.
+        if (Sibling is { } other && other.SharesMemoryWith(this) && other.HasPooled(dtype, elements))
+        {
+            Reserve(bytes, purpose); // first: a refusal leaves the other tier's pool as it was
+            return other.TakePooled(dtype, elements)!;
+        }
         Reserve(bytes, purpose);
         FreshAllocations++;
-        // Owned by this tier, not by whatever dispose scope the caller happens to run in.
-        return empty(elements, dtype: dtype, device: Device).DetachFromDisposeScope();
+        return NewBuffer(dtype, elements);
+    }
+
+    private Tensor NewBuffer(ScalarType dtype, long elements) =>
+        SlotCapacity(dtype, elements) == 0
+            ? empty(elements, dtype: dtype, device: Device).DetachFromDisposeScope() // owned by this tier, not by the caller's dispose scope
+            : AlignedEmpty(dtype, elements, PayloadAlignment, Device);
+
+    /// <summary>
+    /// A CPU tensor of <paramref name="elements"/> whose first element is on a multiple of <paramref name="alignment"/> bytes and
+    /// whose allocation reaches at least to the next multiple after its end (a view into a slightly larger allocation); not in any dispose scope.
+    /// </summary>
+    public static unsafe Tensor AlignedEmpty(ScalarType dtype, long elements, int alignment, Device device)
+    {
+        int size = Runtime.TensorMemory.ElementSize(dtype);
+        long capacity = (Bytes(dtype, elements) + alignment - 1) / alignment * alignment;
+        using var raw = empty((capacity + alignment) / size, dtype: dtype, device: device);
+        long address = (long)Runtime.TensorMemory.Address(raw);
+        long skip = (alignment - address % alignment) % alignment / size; // libtorch aligns to 64 B at least
+        return raw.narrow(0, skip, elements).DetachFromDisposeScope(); // the view keeps the whole allocation alive
     }
 
     /// <summary>
@@ -85,7 +122,11 @@ public sealed class TierMemory : IDisposable
     /// <summary>Counts <paramref name="bytes"/> more in use (pooled buffers make way first); throws when the budget cannot hold them.</summary>
     private void Reserve(long bytes, string purpose)
     {
-        if (UsedBytes + bytes > Budget) Trim(keepBytes: Budget - InUseBytes - bytes);
+        if (UsedBytes + bytes > Budget)
+        {
+            PassPooledToSibling(keepBytes: Budget - InUseBytes - bytes);
+            Trim(keepBytes: Budget - InUseBytes - bytes);
+        }
         if (InUseBytes + bytes > Budget)
             throw new TierBudgetExceededException(
                 $"{purpose} needs {bytes:N0} bytes on the {Tier.ToString().ToLowerInvariant()} tier ({Device}) but only " +
@@ -95,14 +136,43 @@ public sealed class TierMemory : IDisposable
         PeakInUseBytes = Math.Max(PeakInUseBytes, InUseBytes);
     }
 
+    /// <summary>The other tier of the same memory whose pooled buffers <see cref="Acquire"/> may take (null: none).</summary>
+    public TierMemory? Sibling { get; set; }
+
+    /// <summary>Hands pooled buffers to <see cref="Sibling"/> (same memory) while it has room in its budget, until at most
+    /// <paramref name="keepBytes"/> stay pooled here: they would be freed, and the sibling touch fresh pages for its next chunk.</summary>
+    private void PassPooledToSibling(long keepBytes)
+    {
+        if (Sibling is not { } other || !other.SharesMemoryWith(this)) return;
+        foreach (var ((dtype, elements), stack) in pool)
+        {
+            long bytes = Bytes(dtype, elements);
+            while (PooledBytes > Math.Max(0, keepBytes) && stack.Count > 0 && other.UsedBytes + bytes <= other.Budget)
+            {
+                PooledBytes -= bytes;
+                other.Return(stack.Pop(), inUse: false);
+            }
+        }
+    }
+
+    /// <summary>A pooled buffer of this shape, no longer counted here; null if none.</summary>
+    private Tensor? TakePooled(ScalarType dtype, long elements)
+    {
+        if (!pool.TryGetValue((dtype, elements), out var stack) || stack.Count == 0) return null;
+        PooledBytes -= Bytes(dtype, elements);
+        return stack.Pop();
+    }
+
     /// <summary>True when <see cref="Acquire"/> would hand out a pooled buffer for this shape (the tier does not grow).</summary>
     public bool HasPooled(ScalarType dtype, long elements) => pool.TryGetValue((dtype, elements), out var stack) && stack.Count > 0;
 
     /// <summary>Takes a buffer back for reuse.</summary>
-    public void Return(Tensor buffer)
+    public void Return(Tensor buffer) => Return(buffer, inUse: true);
+
+    private void Return(Tensor buffer, bool inUse)
     {
         long bytes = Bytes(buffer.dtype, buffer.numel());
-        InUseBytes -= bytes;
+        if (inUse) InUseBytes -= bytes;
         var key = (buffer.dtype, buffer.numel());
         if (!pool.TryGetValue(key, out var stack)) pool[key] = stack = new Stack<Tensor>();
         stack.Push(buffer);

@@ -10,6 +10,12 @@ public static class TensorMemory
     [DllImport("LibTorchSharp", EntryPoint = "THSStorage_data_ptr")]
     private static extern IntPtr StorageDataPointer(IntPtr tensor);
 
+    [DllImport("LibTorchSharp", EntryPoint = "THSStorage_nbytes")]
+    private static extern nuint StorageBytes(IntPtr tensor);
+
+    /// <summary>Bytes of the tensor's storage from its first element on: a view may be followed by more of its allocation.</summary>
+    public static long BytesFromStart(Tensor t) => (long)StorageBytes(t.Handle) - t.storage_offset() * ElementSize(t.dtype);
+
     /// <summary>Address of the first element of a contiguous CPU tensor (its storage plus its offset).</summary>
     public static unsafe void* Address(Tensor t)
     {

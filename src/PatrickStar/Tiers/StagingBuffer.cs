@@ -11,6 +11,7 @@ public sealed unsafe class StagingBuffer : IDisposable
 {
     public const int Alignment = 4096;
     private void* _memory;
+    private readonly bool _owned = true;
 
     public StagingBuffer(long bytes)
     {
@@ -18,6 +19,24 @@ public sealed unsafe class StagingBuffer : IDisposable
         Capacity = RoundUp(bytes);
         _memory = NativeMemory.AlignedAlloc((nuint)Capacity, Alignment);
         NativeMemory.Clear(_memory, (nuint)Capacity);
+    }
+
+    private StagingBuffer(void* memory, long capacity)
+    {
+        _memory = memory;
+        Capacity = capacity;
+        _owned = false;
+    }
+
+    /// <summary>
+    /// Memory owned by someone else (a chunk payload with room for a whole slot) seen as a buffer, so that a read lands in it
+    /// directly; disposing it frees nothing. Throws unless the address is aligned and the capacity a multiple of the alignment.
+    /// </summary>
+    public static StagingBuffer Borrow(nint address, long capacity)
+    {
+        if (address % Alignment != 0 || capacity <= 0 || capacity % Alignment != 0)
+            throw new ArgumentException($"{capacity} B at 0x{address:x} is not {Alignment}-aligned memory of whole {Alignment} B blocks.", nameof(address));
+        return new StagingBuffer((void*)address, capacity);
     }
 
     /// <summary>Bytes, a multiple of <see cref="Alignment"/>.</summary>
@@ -47,7 +66,7 @@ public sealed unsafe class StagingBuffer : IDisposable
     public void Dispose()
     {
         if (_memory == null) return;
-        NativeMemory.AlignedFree(_memory);
+        if (_owned) NativeMemory.AlignedFree(_memory);
         _memory = null;
     }
 }

@@ -241,6 +241,60 @@ public sealed class DiskTierEngineTests : IDisposable
             Assert.True(disk.Io.ConsumerWaitSeconds >= 0.9 * disk.Io.IoSeconds, $"compute waited {disk.Io.ConsumerWaitSeconds:0.000} s of {disk.Io.IoSeconds:0.000} s of I/O");
     }
 
+    /// <summary>
+    /// The gradient norm of a parameter chunk on disk is taken as the chunk was written in backward: the optimizer step reads
+    /// each on-disk parameter chunk once (to update it), not once more for the norm; and the norms equal plain training's.
+    /// </summary>
+    [Fact]
+    public void TheGradientNormReadsNoParameterChunkFromDisk()
+    {
+        var config = Cycling();
+        config.Chunks.DiskReadAhead = false; // reads during a step are then the step's own
+        Tiers.InjectedChunkFile? paramFile = null;
+        config.Chunks.DiskFileOpener = (path, direct) =>
+        {
+            var file = new Tiers.InjectedChunkFile(PosixChunkFile.Open(path, direct));
+            if (path.EndsWith("param.chunks", StringComparison.Ordinal)) paramFile = file;
+            return file;
+        };
+        var plain = StepNorms(Bigger("plain"), step => step.Run());
+        long chunkBytes = config.Chunks.ChunkSize!.Value * 4;
+        int stepsWithParametersOnDisk = 0;
+        var norms = StepNorms(config, step =>
+        {
+            var engine = (ChunkedEngine)step.Engine;
+            long onDisk = engine.ChunkBytesIn(Tier.Disk)[ChunkKind.Param] / chunkBytes;
+            int before = paramFile!.ReadCount;
+            step.Run();
+            output.WriteLine($"step with {onDisk} parameter chunks on disk: {paramFile.ReadCount - before} reads of them");
+            Assert.Equal(onDisk, paramFile.ReadCount - before);
+            if (onDisk > 0) stepsWithParametersOnDisk++;
+        });
+        Assert.True(stepsWithParametersOnDisk > 0, "no parameter chunk was on disk at a step");
+        for (int i = 0; i < plain.Count; i++)
+            Assert.True(Math.Abs(norms[i] - plain[i]) <= 1e-5 * plain[i], $"step {i + 1}: gradient norm {norms[i]} through disk vs {plain[i]}");
+    }
+
+    /// <summary>An optimizer step about to run: <see cref="Run"/> runs it.</summary>
+    private sealed record PendingStep(ITrainingEngine Engine, Action Run);
+
+    /// <summary>Trains by hand (forward, backward, step); <paramref name="around"/> runs each step. Returns the gradient norms.</summary>
+    private static List<double> StepNorms(TrainingConfig config, Action<PendingStep> around)
+    {
+        using var run = GptRun.Create(config, TrainingHarness.CyclicData());
+        var data = TrainingHarness.CyclicData();
+        var rng = new PatrickStar.Data.SplitMix64(1);
+        var norms = new List<double>();
+        for (int step = 0; step < config.Steps; step++)
+        {
+            using var scope = NewDisposeScope();
+            var (x, y) = data.Batch(PatrickStar.Data.Split.Train, config.MicroBatchSize, config.SequenceLength, rng, run.Engine.Device);
+            run.Engine.Backward(LanguageModelLoss.Of(run.Engine.Model, x, y));
+            around(new PendingStep(run.Engine, () => norms.Add(run.Engine.Step(1e-3).GradNorm)));
+        }
+        return norms;
+    }
+
     [Fact]
     public void StreamingTheOptimizerInSlicesOfAChunkEqualsWholeChunksBitForBit()
     {
