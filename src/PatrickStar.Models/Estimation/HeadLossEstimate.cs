@@ -28,7 +28,7 @@ public static class HeadLossEstimate
     /// </summary>
     /// <remarks>
     /// Temporaries (r = a block's rows): fp32 — the fp32 logits, whose gradient is written over them (4·r·v).
-    /// bf16 — a group's bf16 logits (g rows: 2·g·v), which become their gradient, beside one block's fp32 copy (4·r·v) or,
+    /// bf16 — a group's bf16 logits (g rows: 2·g·v), which become their gradient, beside one (smaller) block's fp32 copy or,
     /// summing d/dW over groups, one weight slice's bf16 gradient product.
     /// bf16 storage, fp32 compute — the fp32 logits, and beside them, while they are made, one upcast weight slice and its
     /// product with the block; while the gradients are made, one upcast slice and its gradient product.
@@ -40,8 +40,8 @@ public static class HeadLossEstimate
         long slice = Math.Min(v * h, BlockedHeadLoss.SliceElements);
         if (p == Precision.Bf16)
         {
-            long group = Math.Min(t, BlockedHeadLoss.GroupRows(v));
-            return t * h * e + v * h * Bf16WeightGradientBytes(t, v) + 2 * group * v + Math.Max(4 * rows * v, OneGroup(t, v) ? 0 : slice * e);
+            long group = Math.Min(t, BlockedHeadLoss.GroupRows(v)), lossRows = Math.Min(t, BlockedHeadLoss.GroupBlockRows(v));
+            return t * h * e + v * h * Bf16WeightGradientBytes(t, v) + 2 * group * v + Math.Max(4 * lossRows * v, OneGroup(t, v) ? 0 : slice * e);
         }
         long block = 4 * rows * v + (ep != e ? Math.Max(4 * rows * (slice / h) + slice * e, 2 * slice * e) : 0);
         return t * h * e + 4 * v * h + Math.Max(block, ep != 4 ? v * h * ep : 0);

@@ -38,6 +38,7 @@ internal static class HeadGroups
                 var x32 = block.to(ScalarType.Float32);
                 var loss = FusedCrossEntropy.BlockLossSum(x32, t, n, overwrite: true, writeGradient: true);
                 block.copy_(x32); // rounded to bf16 as the unblocked head's backward rounds the logits' gradient
+                x32.Dispose(); // before the group's products: never beside a slice's product
                 long g = logits.shape[0];
                 if (start + r == first + g)
                 {

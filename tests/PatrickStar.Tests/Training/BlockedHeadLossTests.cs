@@ -119,8 +119,8 @@ public class BlockedHeadLossTests
 
     /// <summary>
     /// The bf16 head's forward peak (glibc's in-use bytes, sampled) against the estimator's <see cref="HeadLossEstimate.ForwardPeak"/>,
-    /// within 20%: V = 20,000, h = 256, so groups of 4·419 = 1676 rows; 512 rows make one group (d/dW in bf16), 2048 rows two
-    /// (d/dW in fp32), and 2048 rows at fp32 make the block loop's peak.
+    /// within 20%: V = 20,000, h = 256, so groups of 104·16 = 1664 rows; 512 rows make one group (d/dW in bf16), 2048 rows
+    /// two (d/dW in fp32), and 2048 rows at fp32 make the block loop's peak.
     /// </summary>
     [Theory]
     [InlineData(Precision.Bf16, 512)]
