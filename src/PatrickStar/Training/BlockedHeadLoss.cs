@@ -10,8 +10,9 @@ namespace PatrickStar.Training;
 /// <summary>
 /// The LM head and the mean next-token cross-entropy in one op, a block of rows at a time: logits = hidden·Wᵀ of a block
 /// (in the activations' dtype), the loss in fp32, and, when training, the block's gradients at once. No tensor of the
-/// logits' size [N, V] ever exists, nor (with a weight stored narrower than the activations) an upcast copy of the whole
-/// weight: it is upcast a slice of vocabulary rows at a time.
+/// logits' size [N, V] ever exists (bf16 training keeps a group's bf16 logits, at most <see cref="GroupElements"/>), nor
+/// (with a weight stored narrower than the activations) an upcast copy of the whole weight: it is upcast a slice of
+/// vocabulary rows at a time.
 /// </summary>
 /// <remarks>
 /// Forward computes d(loss)/d(hidden) [N, h] and d(loss)/dW [V, h] eagerly (as <see cref="FusedCrossEntropy"/> does for
@@ -30,12 +31,36 @@ public static class BlockedHeadLoss
     /// <summary>Rows of one block for a vocabulary of <paramref name="vocab"/> (the estimator uses it too).</summary>
     public static long BlockRows(long vocab) => Math.Max(1, BlockElements / vocab);
 
+    /// <summary>bf16 logits of one group of blocks (bf16 activations and weight; see HeadGroups): 64 MiB, two fp32 blocks' bytes.</summary>
+    public const long GroupElements = 1L << 25;
+
+    /// <summary>
+    /// fp32 elements of one block's loss within a group: 8 MiB, so that its passes stay in the cache (the group's products
+    /// do not depend on it; measured: half the CPU time of 32 MiB blocks).
+    /// </summary>
+    public const long GroupBlockElements = 1L << 21;
+
+    /// <summary>Rows of one block within a group for a vocabulary of <paramref name="vocab"/>.</summary>
+    public static long GroupBlockRows(long vocab) => Math.Max(1, GroupBlockElements / vocab);
+
+    /// <summary>
+    /// Rows of one group: whole blocks of <paramref name="blockRows"/> (0: <see cref="GroupBlockRows"/>), as many as
+    /// <paramref name="groupRows"/> rows hold (0: as <see cref="GroupElements"/> logits hold), one at least.
+    /// </summary>
+    public static long GroupRows(long vocab, long blockRows = 0, long groupRows = 0)
+    {
+        long rows = blockRows > 0 ? blockRows : GroupBlockRows(vocab);
+        return rows * Math.Max(1, (groupRows > 0 ? groupRows : GroupElements / vocab) / rows);
+    }
+
     /// <summary>
     /// The mean cross-entropy (an fp32 scalar) of logits hidden·weightᵀ against <paramref name="targets"/>, for hidden
     /// [..., h], weight [V, h] and targets of hidden's leading shape. <paramref name="blockRows"/> 0: <see cref="BlockRows"/>.
     /// </summary>
     /// <param name="weightGradient">Where d/dW is written, kept across steps by the head (null: a temporary of this call).</param>
-    public static Tensor Mean(Tensor hidden, Parameter weight, Tensor targets, string module, long blockRows = 0, HeadGradientBuffer? weightGradient = null)
+    /// <param name="groupRows">Rows per group of the bf16 head's products (0: <see cref="GroupRows"/>'s default).</param>
+    public static Tensor Mean(Tensor hidden, Parameter weight, Tensor targets, string module, long blockRows = 0, HeadGradientBuffer? weightGradient = null,
+        long groupRows = 0)
     {
         long h = hidden.shape[^1];
         if (weight.dim() != 2 || weight.shape[1] != h || targets.numel() * h != hidden.numel())
@@ -45,14 +70,20 @@ public static class BlockedHeadLoss
         using var scope = NewDisposeScope();
         var flat = hidden.reshape(-1, h);
         var t = targets.reshape(-1);
-        long rows = blockRows > 0 ? blockRows : BlockRows(weight.shape[0]);
-        if (is_grad_enabled() && (flat.requires_grad || weight.requires_grad))
-            return Function.apply(flat, weight, t, module, rows, weightGradient!)[0].MoveToOuterDisposeScope();
+        long v = weight.shape[0];
+        bool training = is_grad_enabled() && (flat.requires_grad || weight.requires_grad);
+        bool grouped = training && HeadGroups.Applies(flat.dtype, weight.dtype);
+        var blocking = new Blocking(blockRows > 0 ? blockRows : grouped ? GroupBlockRows(v) : BlockRows(v), GroupRows(v, blockRows, groupRows));
+        if (training)
+            return Function.apply(flat, weight, t, module, blocking, weightGradient!)[0].MoveToOuterDisposeScope();
         using var _ = no_grad();
-        return HeadBlocks.Loss(flat, weight, t, rows, null).MoveToOuterDisposeScope();
+        return HeadBlocks.Loss(flat, weight, t, blocking.Rows, blocking.Group, null).MoveToOuterDisposeScope();
     }
 
-    /// <summary>The gradients computed in forward: d/d(hidden), and d/dW in fp32 (in <paramref name="Lender"/>'s kept tensor when not null).</summary>
+    /// <summary>Rows per block of the fp32 loss, and per group of the bf16 products (a multiple of Rows).</summary>
+    private sealed record Blocking(long Rows, long Group);
+
+    /// <summary>The gradients computed in forward: d/d(hidden), and d/dW in fp32 or bf16 (in <paramref name="Lender"/>'s kept tensor when not null).</summary>
     private sealed record HeldGradients(Tensor Hidden, Tensor Weight, HeadGradientBuffer? Lender);
 
     private sealed class Function : MultiTensorFunction<Function>
@@ -61,17 +92,18 @@ public static class BlockedHeadLoss
 
         public override List<Tensor> forward(AutogradContext ctx, params object[] vars)
         {
-            var (x, w, t, rows, buffer) = ((Tensor)vars[0], (Parameter)vars[1], (Tensor)vars[2], (long)vars[4], vars[5] as HeadGradientBuffer);
+            var (x, w, t, blocking, buffer) = ((Tensor)vars[0], (Parameter)vars[1], (Tensor)vars[2], (Blocking)vars[4], vars[5] as HeadGradientBuffer);
             ctx.save_data("w", new ParameterRef(w));
             ctx.save_data("module", vars[3]);
             ctx.save_data("x_dtype", x.dtype);
             using var _ = no_grad();
             using var scope = NewDisposeScope();
-            var kept = buffer?.Lend(w.shape, x.device);
+            var weightType = HeadGroups.WeightGradientType(x.dtype, w.dtype, x.shape[0], blocking.Group);
+            var kept = buffer?.Lend(w.shape, weightType, x.device);
             // d/dW is written over by the first block: no pass to clear it.
             var grads = new HeadGradients(zeros(x.shape, dtype: HeadBlocks.GradientType(x.dtype), device: x.device),
-                kept ?? empty(w.shape, dtype: ScalarType.Float32, device: x.device));
-            var loss = HeadBlocks.Loss(x, w, t, rows, grads);
+                kept ?? empty(w.shape, dtype: weightType, device: x.device));
+            var loss = HeadBlocks.Loss(x, w, t, blocking.Rows, blocking.Group, grads);
             // Wrapped (TorchSharp refuses tensors as data) and not saved for backward (no version check, no copy).
             ctx.save_data("grads", new HeldGradients(grads.Hidden.DetachFromDisposeScope(), grads.Weight.DetachFromDisposeScope(), kept is null ? null : buffer));
             return ParameterBackward.Outputs(ctx, loss.MoveToOuterDisposeScope());
@@ -89,7 +121,7 @@ public static class BlockedHeadLoss
                 {
                     bool one = FusedCrossEntropy.IsOne(g);
                     Tensor Scaled(Tensor held) => (one ? held : held.mul_(g.to(held.dtype))).detach(); // a handle of this scope
-                    // d/dW stays fp32: the weight's gradient takes it in, converting where it is stored narrower (no copy of its size).
+                    // d/dW stays as made (fp32, or bf16 from one group): the weight's gradient takes it in, converting where its dtype differs.
                     HeadBlocks.ScaleWeightGradient(held.Weight, one ? null : g, w.dtype);
                     var results = new Tensor?[] { Scaled(held.Hidden).to(xType), held.Weight.detach(), null, null, null, null };
                     held.Hidden.Dispose(); // the storage lives on in the results

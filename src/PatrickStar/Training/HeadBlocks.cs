@@ -13,9 +13,14 @@ internal static class HeadBlocks
     /// <summary>The dtype gradients are computed and kept in: the activations', except fp32 for fp16 (whose unscaled gradients would underflow).</summary>
     public static ScalarType GradientType(ScalarType activation) => activation == ScalarType.Float16 ? ScalarType.Float32 : activation;
 
-    /// <summary>The mean loss over all rows (an fp32 scalar); with <paramref name="grads"/>, the gradients of that mean go into it.</summary>
-    public static Tensor Loss(Tensor x, Tensor w, Tensor targets, long rows, HeadGradients? grads) =>
-        FusedCrossEntropy.MeanOverBlocks(x.shape[0], rows, targets, (start, r, t) =>
+    /// <summary>
+    /// The mean loss over all rows (an fp32 scalar); with <paramref name="grads"/>, the gradients of that mean go into it
+    /// (for bf16 activations and weight, a group of <paramref name="group"/> rows at a time: <see cref="HeadGroups"/>).
+    /// </summary>
+    public static Tensor Loss(Tensor x, Tensor w, Tensor targets, long rows, long group, HeadGradients? grads) =>
+        grads is not null && HeadGroups.Applies(x.dtype, w.dtype)
+            ? HeadGroups.Loss(x, w, targets, rows, group, grads)
+            : FusedCrossEntropy.MeanOverBlocks(x.shape[0], rows, targets, (start, r, t) =>
         {
             var xb = x.narrow(0, start, r);
             var logits = Logits(xb, w);
@@ -68,7 +73,7 @@ internal static class HeadBlocks
     }
 
     /// <summary>
-    /// Scales d/dW [V, h] (fp32, in place) by the loss's incoming gradient <paramref name="scale"/> (null: 1). For a weight
+    /// Scales d/dW [V, h] (fp32, or bf16 where <see cref="HeadGroups"/> made it in one product; in place) by the loss's incoming gradient <paramref name="scale"/> (null: 1). For a weight
     /// stored in bf16 its values are rounded as a bf16 gradient scaled in bf16 would be, so that every consumer, whether it
     /// copies them into the bf16 slot or adds them to an fp32 accumulator, sees the gradient an unblocked head would give.
     /// With no scale the copy into the slot rounds alike; an fp16 weight's gradient is scaled in fp32 (fp16 would underflow).
@@ -76,30 +81,34 @@ internal static class HeadBlocks
     public static void ScaleWeightGradient(Tensor dWeight, Tensor? scale, ScalarType stored)
     {
         if (scale is null) return;
-        if (stored != ScalarType.BFloat16)
+        if (stored != ScalarType.BFloat16 || dWeight.dtype == stored) // (a bf16 d/dW is scaled in bf16 as it stands)
         {
-            dWeight.mul_(scale.to(ScalarType.Float32));
+            dWeight.mul_(scale.to(dWeight.dtype));
             return;
         }
-        long v = dWeight.shape[0], slice = Math.Max(1, BlockedHeadLoss.SliceElements / dWeight.shape[1]);
         using var factor = scale.to(stored);
-        for (long start = 0; start < v; start += slice)
+        ForEachRowSlice(dWeight, (start, count) =>
         {
             using var scope = NewDisposeScope();
-            var part = dWeight.narrow(0, start, Math.Min(slice, v - start));
+            var part = dWeight.narrow(0, start, count);
             part.copy_(part.to(stored).mul_(factor));
-        }
+        });
+    }
+
+    /// <summary>Runs <paramref name="use"/> on (first row, rows) of each slice of <see cref="BlockedHeadLoss.SliceElements"/> of <paramref name="t"/> [V, h].</summary>
+    public static void ForEachRowSlice(Tensor t, Action<long, long> use)
+    {
+        long v = t.shape[0], slice = Math.Max(1, BlockedHeadLoss.SliceElements / t.shape[1]);
+        for (long start = 0; start < v; start += slice) use(start, Math.Min(slice, v - start));
     }
 
     /// <summary>Runs <paramref name="use"/> on each slice of vocabulary rows of <paramref name="w"/>, upcast to <paramref name="type"/>.</summary>
     private static void ForEachSlice(Tensor w, ScalarType type, Action<long, Tensor> use)
     {
-        long v = w.shape[0], slice = Math.Max(1, BlockedHeadLoss.SliceElements / w.shape[1]);
-        for (long start = 0; start < v; start += slice)
+        ForEachRowSlice(w, (start, count) =>
         {
             using var scope = NewDisposeScope();
-            var ws = Mixed.Compute(w.narrow(0, start, Math.Min(slice, v - start)), type);
-            use(start, ws);
-        }
+            use(start, Mixed.Compute(w.narrow(0, start, count), type));
+        });
     }
 }

@@ -1,5 +1,8 @@
+using PatrickStar.Config;
+using PatrickStar.Models.Estimation;
 using PatrickStar.Models.Gpt;
 using PatrickStar.Models.Llama;
+using PatrickStar.Profiling;
 using PatrickStar.Runtime;
 using PatrickStar.Training;
 using TorchSharp.Modules;
@@ -24,13 +27,14 @@ public class BlockedHeadLossTests
     private sealed record Result(double Loss, Tensor HiddenGrad, Tensor WeightGrad);
 
     /// <summary>Loss, d/d(hidden) and d/dW of hidden [n, h] through a head [v, h] stored in <paramref name="weightType"/>.</summary>
-    private static Result Run(bool blocked, Tensor hiddenSource, Tensor weightSource, Tensor targets, ScalarType weightType, double outerGradient, long blockRows)
+    private static Result Run(bool blocked, Tensor hiddenSource, Tensor weightSource, Tensor targets, ScalarType weightType, double outerGradient, long blockRows,
+        long groupRows = 0)
     {
         var leaf = hiddenSource.clone().requires_grad_(true);
         var hidden = leaf * 1; // a non-leaf, as the final norm's output is
         var weight = new Parameter(weightSource.to(weightType).clone()); // to() of the same dtype would share the tensor (and its .grad)
         var loss = blocked
-            ? BlockedHeadLoss.Mean(hidden, weight, targets, "lm_head", blockRows)
+            ? BlockedHeadLoss.Mean(hidden, weight, targets, "lm_head", blockRows, groupRows: groupRows)
             : F.cross_entropy(F.linear(hidden, weight.to(hidden.dtype)).to(ScalarType.Float32), targets);
         (loss * outerGradient).backward();
         Assert.Equal(ScalarType.Float32, loss.dtype);
@@ -48,7 +52,8 @@ public class BlockedHeadLossTests
 
     /// <summary>
     /// 50 rows in blocks of 7 (not a multiple), V = 3000, h = 48, with an incoming gradient of 1 and of 3 (a scaled loss).
-    /// fp32: loss and both gradients within 1e-6 relative. bf16 activations and weight,
+    /// fp32: loss and both gradients within 1e-6 relative. bf16 activations and weight (products per group: all 50 rows in
+    /// one, d/dW then in bf16; or groups of 14 and 21 rows, the last one short, d/dW summed in fp32),
     /// and bf16 storage under fp32 activations (bf16-fp32, weight upcast a slice at a time): the loss within 1e-6 relative
     /// when computed in fp32, else 1e-3, and the gradients within 2^-7 relative (one bf16 step).
     /// </summary>
@@ -58,8 +63,10 @@ public class BlockedHeadLossTests
     [InlineData(ScalarType.Float32, ScalarType.Float32, 1.0, 0)]
     [InlineData(ScalarType.BFloat16, ScalarType.BFloat16, 1.0, 7)]
     [InlineData(ScalarType.BFloat16, ScalarType.BFloat16, 3.0, 7)]
+    [InlineData(ScalarType.BFloat16, ScalarType.BFloat16, 1.0, 7, 14)]
+    [InlineData(ScalarType.BFloat16, ScalarType.BFloat16, 3.0, 7, 21)]
     [InlineData(ScalarType.Float32, ScalarType.BFloat16, 3.0, 7)]
-    public void EqualsTheUnblockedHeadAndLoss(ScalarType activationType, ScalarType weightType, double outerGradient, long blockRows)
+    public void EqualsTheUnblockedHeadAndLoss(ScalarType activationType, ScalarType weightType, double outerGradient, long blockRows, long groupRows = 0)
     {
         using var scope = NewDisposeScope();
         manual_seed(5);
@@ -68,7 +75,7 @@ public class BlockedHeadLossTests
         var weight = randn(v, h) * 0.3;
         var targets = randint(0, v, new long[] { n });
         var reference = Run(false, hidden, weight, targets, weightType, outerGradient, blockRows);
-        var blocked = Run(true, hidden, weight, targets, weightType, outerGradient, blockRows);
+        var blocked = Run(true, hidden, weight, targets, weightType, outerGradient, blockRows, groupRows);
 
         double lossError = Math.Abs(blocked.Loss - reference.Loss) / Math.Abs(reference.Loss);
         double hiddenError = Relative(blocked.HiddenGrad, reference.HiddenGrad);
@@ -78,6 +85,79 @@ public class BlockedHeadLossTests
         Assert.InRange(lossError, 0, fp32 ? 1e-6 : 1e-3);
         Assert.InRange(hiddenError, 0, fp32 ? 1e-6 : 1.0 / 128);
         Assert.InRange(weightError, 0, weightType == ScalarType.Float32 ? 1e-6 : 1.0 / 128);
+    }
+
+    /// <summary>
+    /// The head's kept d/dW storage, reused step after step, gives every step the gradient a fresh one gives: its stale values
+    /// are never read (fp32 summed over blocks; bf16 made by one group's product; fp32 summed over bf16 groups of 14 rows).
+    /// </summary>
+    [Theory]
+    [InlineData(ScalarType.Float32, 0)]
+    [InlineData(ScalarType.BFloat16, 0)]
+    [InlineData(ScalarType.BFloat16, 14)]
+    public void KeptWeightGradientIsWrittenOverEachStep(ScalarType type, long groupRows)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(7);
+        var hidden = randn(40, 32).to(type);
+        var weight = new Parameter((randn(900, 32) * 0.3).to(type));
+        var targets = randint(0, 900, new long[] { 40 });
+        using var kept = new HeadGradientBuffer();
+        Tensor Step(HeadGradientBuffer? buffer)
+        {
+            weight.grad = null;
+            BlockedHeadLoss.Mean(hidden.clone().requires_grad_(true), weight, targets, "lm_head", blockRows: 7, weightGradient: buffer, groupRows: groupRows).backward();
+            return weight.grad!.to(ScalarType.Float32).clone();
+        }
+        var fresh = Step(null);
+        for (int step = 0; step < 3; step++)
+        {
+            var reused = Step(kept);
+            Assert.True(reused.eq(fresh).all().item<bool>(), $"step {step}: the kept d/dW gives another gradient (max difference {(reused - fresh).abs().max().item<float>():g3})");
+        }
+    }
+
+    /// <summary>
+    /// The bf16 head's forward peak (glibc's in-use bytes, sampled) against the estimator's <see cref="HeadLossEstimate.ForwardPeak"/>,
+    /// within 20%: V = 20,000, h = 256, so groups of 104·16 = 1664 rows; 512 rows make one group (d/dW in bf16), 2048 rows
+    /// two (d/dW in fp32), and 2048 rows at fp32 make the block loop's peak.
+    /// </summary>
+    [Theory]
+    [InlineData(Precision.Bf16, 512)]
+    [InlineData(Precision.Bf16, 2048)]
+    [InlineData(Precision.Fp32, 2048)]
+    public void ForwardPeakIsTheEstimates(Precision precision, long n)
+    {
+        const long v = 20_000, h = 256;
+        var type = precision == Precision.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
+        manual_seed(8);
+        using var hidden = randn(n, h).to(type).requires_grad_(true);
+        using var weight = new Parameter((randn(v, h) * 0.1).to(type));
+        using var targets = randint(0, v, new long[] { n });
+        long Peak()
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            long baseline = MemoryMeter.NativeInUse();
+            using var sampler = new PeakSampler();
+            sampler.Start();
+            long peak;
+            using (var scope = NewDisposeScope())
+            {
+                var loss = BlockedHeadLoss.Mean(hidden, weight, targets, "lm_head");
+                peak = sampler.TakePeak() - baseline;
+                loss.backward();
+            }
+            sampler.Stop();
+            weight.grad = null;
+            hidden.grad = null;
+            return peak;
+        }
+        Peak(); // the allocator's first touch
+        long measured = Peak(), estimate = HeadLossEstimate.ForwardPeak(n, h, v, precision);
+        double ratio = (double)estimate / measured;
+        output.WriteLine($"{precision} {n} rows: estimate {estimate:N0}, measured {measured:N0}, ratio {ratio:0.000}");
+        Assert.InRange(ratio, 0.8, 1.2);
     }
 
     /// <summary>Without a gradient (evaluation) the loss is the reference's and nothing is kept for backward.</summary>
