@@ -42,7 +42,7 @@ public class PlainHeadGradientTests
         double worst = 0;
         for (int step = 0; step < 5; step++)
         {
-            CopyState(ours, theirs);
+            FusedAdamPlainTests.Sync(ours, theirs);
             var rng = new SplitMix64(step + 1);
             for (int i = 0; i < microBatches; i++)
             {
@@ -56,17 +56,6 @@ public class PlainHeadGradientTests
             theirs.Step(1e-2);
         }
         output.WriteLine($"{microBatches} micro-batch(es): worst gradient difference {worst:E2} of the largest");
-    }
-
-    private static void CopyState(PlainEngine from, PlainEngine to)
-    {
-        to.OptimizerStepCount = from.OptimizerStepCount;
-        foreach (var name in from.ParameterNames)
-            foreach (var kind in new[] { StateKind.Master, StateKind.Momentum, StateKind.Variance })
-            {
-                using var value = from.ReadState(name, kind);
-                to.WriteState(name, kind, value);
-            }
     }
 
     private static double WorstGradientDifference(PlainEngine ours, PlainEngine theirs, int step)
