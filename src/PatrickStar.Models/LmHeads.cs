@@ -11,12 +11,14 @@ namespace PatrickStar.Models;
 /// generation); <see cref="Loss"/> gives the mean cross-entropy instead, in row blocks that never hold the batch's logits
 /// (<see cref="BlockedHeadLoss"/>). Both go through <c>.call</c>, so the chunk engine's hooks fetch the weight either way.
 /// </summary>
-public abstract class LmHead : Module<Tensor, Tensor>, INamedLayer, IWholeWeightGradient
+public abstract class LmHead : Module<Tensor, Tensor>, INamedLayer, IWholeWeightGradient, IHeadGradientOwner
 {
     private Tensor? targets; // set only while Loss runs: a Module<Tensor, Tensor> takes one input
     private readonly HeadGradientBuffer weightGradient = new(); // d/dW, kept from step to step
 
     protected LmHead(string name) : base(name) { }
+
+    HeadGradientBuffer IHeadGradientOwner.WeightGradient => weightGradient;
 
     public string Path { get; set; } = "lm_head";
 

@@ -99,7 +99,8 @@ public interface IValueFreeBackward;
 
 /// <summary>
 /// A layer whose backward hands over its weight's whole gradient, computed ahead in storage the layer keeps (the blocked LM
-/// head): a handler must add it into the parameter's gradient, never keep the tensor itself.
+/// head): a handler must add it into the parameter's gradient, never keep the tensor itself (unless the head hands it
+/// over: HeadGradientBuffer.HandOver in Training).
 /// </summary>
 public interface IWholeWeightGradient;
 

@@ -1,3 +1,4 @@
+using PatrickStar.Runtime;
 using static TorchSharp.torch;
 
 namespace PatrickStar.Training;
@@ -29,6 +30,21 @@ public sealed class HeadGradientBuffer : IDisposable
         }
         lent = true;
         return kept.detach();
+    }
+
+    /// <summary>
+    /// While lent, for a consumer that keeps <paramref name="gradient"/> as it is (the plain trainer makes it the fp32 weight's
+    /// .grad, no copy): when it is the lent tensor, returns it (now the caller's) and keeps <paramref name="replacement"/> in its
+    /// place (fp32, the same shape and device, unused by the caller from now on; null: a new one is made at the next lend).
+    /// Null, and nothing changes, when <paramref name="gradient"/> is not the lent tensor.
+    /// </summary>
+    internal Tensor? HandOver(Tensor gradient, Tensor? replacement)
+    {
+        if (!lent || kept is null || !gradient.is_contiguous() || TensorMemory.DataPointer(gradient) != TensorMemory.DataPointer(kept))
+            return null;
+        var taken = kept;
+        kept = replacement;
+        return taken;
     }
 
     /// <summary>The backward that borrowed the tensor has handed its gradient over.</summary>

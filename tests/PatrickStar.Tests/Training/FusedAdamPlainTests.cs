@@ -55,7 +55,8 @@ public class FusedAdamPlainTests
         Assert.True(worst <= 1e-6, $"fused and tensor-op Adam differ by {worst:E2} (relative) within 5 steps");
     }
 
-    private static void Sync(PlainEngine from, PlainEngine to)
+    /// <summary>Gives <paramref name="to"/> the optimizer state of <paramref name="from"/> (masters, hence parameters, momentum, variance, step count).</summary>
+    internal static void Sync(PlainEngine from, PlainEngine to)
     {
         to.OptimizerStepCount = from.OptimizerStepCount;
         foreach (var name in from.ParameterNames)
