@@ -57,8 +57,12 @@ public class OverlapBenchTests
         {
             var r = overlap[run]!.AsObject();
             // master, momentum and variance of both chunks on disk: read every step, and written (a write still behind when
-            // the step ends counts in the next one)
-            Assert.True((long)r["bytes_read"]! >= 2 * 3 * 4 * 3_200_000L && (long)r["bytes_written"]! > 0, r.ToJsonString());
+            // the step ends counts in the next one). With read-ahead on, a read may also be counted in the step before (issued
+            // ahead) or be served from a write still behind (the bytes never go to the disk): CI measured 5 of the 6 arrays
+            // read in the one measured step. Off, every read is the step's own.
+            long everyState = 2 * 3 * 4 * 3_200_000L;
+            long atLeast = run == "read_ahead_on" ? everyState / 2 : everyState;
+            Assert.True((long)r["bytes_read"]! >= atLeast && (long)r["bytes_written"]! > 0, r.ToJsonString());
             Assert.Equal((double)r["step_seconds"]! / (double)r["bound_seconds"]!, (double)r["ratio"]!, 6);
         }
     }

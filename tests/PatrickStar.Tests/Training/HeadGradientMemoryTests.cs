@@ -40,7 +40,7 @@ public class HeadGradientMemoryTests
     }
 
     /// <summary>
-    /// Steps 2 to 5 of a tied GPT with a 20,000 × 512 head touch fewer fresh pages (median) than a quarter of the head's fp32
+    /// Steps 2 to 5 of a tied GPT with a 20,000 × 512 head touch fewer fresh pages (median) than half the head's fp32
     /// gradient (a per-step [V, h] temporary alone would touch all 10,000 of them; the code before measured 10,000-11,800).
     /// Not bf16-fp32: there the embedding's fp32 rows still go through a dense [V, h] table (10,000-16,000 pages a step).
     /// </summary>
@@ -75,7 +75,9 @@ public class HeadGradientMemoryTests
         long headPages = (long)Vocab * Hidden * 4 / 4096;
         var later = faults.Skip(1).Order().ToList();
         long median = later[later.Count / 2]; // one step may touch a few thousand pages for other reasons (the heap growing)
-        Assert.True(median < headPages / 4, $"steps after the first touched {median:N0} fresh pages (median); the head's gradient has {headPages:N0}");
+        // Half, not less: in a full-suite run (the heap shaped by earlier tests) plain fp32 once touched a 16 MiB block afresh
+        // every step (4,100 pages), not the head's; a [V, h] temporary per step alone is all 10,000.
+        Assert.True(median < headPages / 2, $"steps after the first touched {median:N0} fresh pages (median); the head's gradient has {headPages:N0}");
     }
 }
 
