@@ -13,6 +13,9 @@ using static TorchSharp.torch.nn;
 namespace PatrickStar.Tests.Layers;
 
 /// <summary>A model written by a user from TorchSharp's standard layers, trained by the chunk engine under a budget that forces evictions.</summary>
+/// <remarks>Alone, after the parallel tests: the engine measures non-model memory process-wide, and other tests' allocations
+/// counted there made the tight budget refuse a fetch (CI, once in 853).</remarks>
+[Collection(PatrickStar.Tests.Training.ProcessWideCounters.Name)]
 public class UserModelTrainingTests
 {
     private readonly ITestOutputHelper output;
