@@ -191,7 +191,8 @@ public static class TrainCommand
         }
         if (leader) display.Summarize(run, summary, outputs.File, outputs.TensorBoardDir);
 
-        SaveAtEnd(run, interrupted: cancel.IsCancellationRequested, leader);
+        // summary.Cancelled, not this rank's token: a rank may stop with the others before its own signal arrived.
+        SaveAtEnd(run, interrupted: summary.Cancelled || cancel.IsCancellationRequested, leader);
         return 0;
     }
 

@@ -114,7 +114,8 @@ public sealed class Trainer
         long peakRss = 0;
         MemorySnapshot? lastMemory = null;
 
-        for (int step = firstStep; step <= config.Steps && !cancel.IsCancellationRequested; step++)
+        bool stopped = false;
+        for (int step = firstStep; step <= config.Steps && !(stopped = StopAgreed(cancel)); step++)
         {
             double lr = schedule.At(step - 1);
             if (step == failAtStep) FailureInjection.Fail(comm?.Rank ?? 0, step);
@@ -159,7 +160,18 @@ public sealed class Trainer
         double median = PatrickStar.Benchmarks.Measure.Median(steady);
         return new TrainingSummary(done, firstLoss, lastLoss, firstVal, lastVal, median,
             median > 0 ? TokensPerStep / median : 0, median > 0 ? flopsPerStep / median / 1e12 : 0,
-            clock.Elapsed, peakRss, cancel.IsCancellationRequested && done < config.Steps, lastMemory);
+            clock.Elapsed, peakRss, stopped && done < config.Steps, lastMemory);
+    }
+
+    /// <summary>
+    /// Whether to stop before the next step. In a data-parallel job every rank stops at the same step: a signal reaches the
+    /// ranks at different moments, and a rank that stopped alone (to save) would leave the others waiting in the next step's
+    /// collectives for ever. One scalar all-reduce per step.
+    /// </summary>
+    private bool StopAgreed(CancellationToken cancel)
+    {
+        bool here = cancel.IsCancellationRequested;
+        return comm is null ? here : comm.AllReduce(here ? 1.0 : 0.0, ReduceOp.Max) > 0;
     }
 
     /// <summary>Forward and backward over every micro-batch of one step; returns the step's mean loss (over all ranks).</summary>
