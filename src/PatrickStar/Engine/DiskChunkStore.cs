@@ -155,7 +155,7 @@ internal sealed class DiskChunkStore : IDisposable
         var payload = into.Acquire(c.DType, c.Elements, purpose);
         nint address = (nint)Runtime.TensorMemory.Address(payload);
         // Checked, not assumed: a read of a whole slot must not run past the payload's allocation.
-        if (address % StagingBuffer.Alignment != 0 || Runtime.TensorMemory.BytesFromStart(payload) < m.Store.SlotBytes)
+        if (!DiskReadAhead.HoldsSlot(payload, m.Store.SlotBytes))
         {
             into.Return(payload);
             return false;
