@@ -24,6 +24,8 @@ public sealed record BenchSettings
     public int Batch { get; init; }
     public int Steps { get; init; }
     public int WarmupSteps { get; init; } = 2;
+    /// <summary>How many times the trainer runs are repeated one after another (their steps pooled, ratios per round).</summary>
+    public int Rounds { get; init; } = 1;
     /// <summary>Null: bf16 if its matmul peak is higher (or, without the matmul part, if the hardware has bf16 units).</summary>
     public Precision? Precision { get; init; }
     /// <summary>Device budget of the static and dynamic runs; null: half the machine's available memory (every chunk fits).</summary>

@@ -23,7 +23,7 @@ namespace PatrickStar.Cli.Benchmarks;
 /// ⌈half the parameter chunks⌉ plus the non-model peak the first dynamic run measured (+10% for run-to-run noise), so that
 /// eviction traffic shows; --tight-memory SIZE sets that budget instead.
 /// </remarks>
-public sealed class TrainersPart : IBenchPart
+public sealed partial class TrainersPart : IBenchPart
 {
     public string Name => "trainers";
 
@@ -43,6 +43,8 @@ public sealed class TrainersPart : IBenchPart
         public List<ProcessCounters> MeasuredCounters { get; } = new();
         public ProcessCounters? LastCounters { get; set; }
         public double Median => Measure.Median(MeasuredSeconds);
+        /// <summary>The median step of each round (one entry per round this run trained in).</summary>
+        public List<double> RoundMedians { get; } = new();
         public double FirstLoss { get; set; }
         public double LastLoss { get; set; }
         public long PeakDevice { get; set; }
@@ -97,7 +99,24 @@ public sealed class TrainersPart : IBenchPart
     private void RunAll(BenchContext context, BenchSettings s, TrainingConfig config, TokenDataset data, ModelChoice choice, Precision precision,
         double flops, MatmulResult? peak, long ample, long host, string budgetWord)
     {
+        long? tight = null;
+        List<RunResult>? runs = null;
+        for (int round = 1; round <= s.Rounds; round++)
+        {
+            if (s.Rounds > 1) BenchContext.Progress($" round {round} of {s.Rounds}:");
+            var these = RunRound(s, config, data, choice, ample, host, budgetWord, ref tight, first: round == 1);
+            runs = runs is null ? these : Merge(runs, these);
+        }
+        Report(context, s, choice, precision, flops, peak, runs!, tight);
+    }
 
+    /// <summary>
+    /// One round: plain, static, dynamic and (unless off) tight, one after another. The tight budget is sized in the first
+    /// round from its dynamic run and kept for later rounds, so that every round trains the same four runs.
+    /// </summary>
+    private static List<RunResult> RunRound(BenchSettings s, TrainingConfig config, TokenDataset data, ModelChoice choice, long ample, long host,
+        string budgetWord, ref long? tight, bool first)
+    {
         var plain = MeasurePlain(config, data, s);
         var runs = new List<RunResult> { plain };
         runs.Add(MeasureChunked(config, data, s, $"chunked static ({budgetWord} budget)", ChunkPlacement.Static, ample, host));
@@ -106,19 +125,47 @@ public sealed class TrainersPart : IBenchPart
         // The tight run uses the finest layout (chunks the size of the largest tensor) unless --chunk-size says otherwise:
         // the engine's default search often packs a small model into one or two chunks, leaving nothing to evict.
         long tightChunk = s.ChunkSize ?? LargestTensor(config, choice);
-        long? tight = s.TightMemory switch
-        {
-            0 => null,
-            long given => given,
-            null => AutoTightBudget(config, choice, dynamic, tightChunk, host),
-        };
+        if (first)
+            tight = s.TightMemory switch
+            {
+                0 => null,
+                long given => given,
+                null => AutoTightBudget(config, choice, dynamic, tightChunk, host),
+            };
         if (tight is long t)
             runs.Add(MeasureChunked(config, data, s, "chunked dynamic (tight budget)", ChunkPlacement.Dynamic, t, host, tightChunk));
-        else if (s.TightMemory is null)
+        else if (first && s.TightMemory is null)
             BenchContext.Progress("no tight-budget run: the dynamic run did not train, so there is no non-model peak to size it from.");
-
-        Report(context, s, choice, precision, flops, peak, runs, tight);
+        foreach (var r in runs.Where(r => r.Error is null && r.MeasuredSeconds.Count > 0)) r.RoundMedians.Add(r.Median);
+        return runs;
     }
+
+    /// <summary>
+    /// The runs of a later round folded into the first round's: measured steps, phases, counters and statistics appended,
+    /// round medians kept apart (memory peaks and losses stay the first round's: the same model, seed and data give the same).
+    /// </summary>
+    private static List<RunResult> Merge(List<RunResult> into, List<RunResult> round)
+    {
+        foreach (var (a, b) in into.Zip(round))
+        {
+            if (a.Error is not null) continue;
+            if (b.Error is not null) { a.Error = b.Error; continue; }
+            a.AllSeconds.AddRange(b.AllSeconds);
+            a.MeasuredSeconds.AddRange(b.MeasuredSeconds);
+            a.MeasuredStatistics.AddRange(b.MeasuredStatistics);
+            a.MeasuredPhases.AddRange(b.MeasuredPhases);
+            a.MeasuredCounters.AddRange(b.MeasuredCounters);
+            a.RoundMedians.AddRange(b.RoundMedians);
+        }
+        return into;
+    }
+
+    /// <summary>
+    /// A run's step time over plain's: the median over rounds of each round's ratio of medians, so that a machine whose
+    /// speed drifts between rounds (seen: 20% within half an hour) moves both sides of every ratio alike.
+    /// </summary>
+    public static double RatioToPlain(IReadOnlyList<double> run, IReadOnlyList<double> plain) =>
+        Measure.Median(run.Zip(plain, (r, p) => r / p).ToList());
 
     /// <summary>bf16 when its measured matmul peak is higher; without the matmul part, when the hardware has bf16 units.</summary>
     internal static Precision ChoosePrecision(BenchContext context)
@@ -265,132 +312,4 @@ public sealed class TrainersPart : IBenchPart
         GC.WaitForPendingFinalizers();
         GC.Collect();
     }
-
-    private void Report(BenchContext context, BenchSettings s, ModelChoice choice, Precision precision, double flops, MatmulResult? peak,
-        List<RunResult> runs, long? tight)
-    {
-        var plain = runs[0];
-        string dtype = PrecisionNames.Name(precision);
-        long tokens = (long)s.Batch * s.Seq;
-
-        var speed = new ReportTable($"trainers: speed ({choice.ParameterCount / 1e6:N1}M parameters, {dtype}, batch {s.Batch} × seq {s.Seq})")
-            .Column("run", right: false).Column("device budget").Column("chunks").Column("s/iter").Column("x plain").Column("tokens/s").Column("TFLOPS")
-            .Column($"of {dtype} matmul peak").Column("loss first → last");
-        var memory = new ReportTable("trainers: traffic and memory per iteration")
-            .Column("run", right: false).Column("device<-host").Column("host<-device").Column("chunk moves").Column("evictions")
-            .Column("peak device (model + non-model)").Column("x plain").Column("peak host").Column("Adam chunks on device");
-        foreach (var r in runs)
-        {
-            string budget = r.DeviceBudget is long b ? Bytes.Format(b) : "-";
-            if (r.Error is not null)
-            {
-                speed.Row(r.Label, budget, "-", "does not fit", "-", "-", "-", "-", "-");
-                memory.Row(r.Label, "-", "-", "-", "-", "-", "-", "-", "-");
-                continue;
-            }
-            double median = r.Median;
-            string chunks = r.Chunks is int n ? $"{n} × {Bytes.Format(r.ChunkElements!.Value * PatrickStar.Runtime.TensorMemory.ElementSize(PatrickStar.Training.PlainEngine.ComputeType(precision)))}" : "-";
-            speed.Row(r.Label, budget, chunks, $"{median:0.000}", $"{median / plain.Median:0.00}x", $"{tokens / median:N0}", $"{flops / median / 1e12:0.0000}",
-                peak is null ? "-" : $"{flops / median / 1e9 / peak.Gflops * 100:0.0}%", $"{r.FirstLoss:0.000} → {r.LastLoss:0.000}");
-            string peakDevice = r.PeakDeviceModel is long model && r.PeakDeviceNonModel is long nonModel
-                ? $"{Bytes.Format(r.PeakDevice)} ({Bytes.Format(model)} + {Bytes.Format(nonModel)})"
-                : $"{Bytes.Format(r.PeakDevice)} (measured)";
-            string host = r.Engine == "plain"
-                ? context.Device.type == DeviceType.CPU ? "= device (one memory)" : "-"
-                : Bytes.Format(r.PeakHost ?? 0);
-            memory.Row(r.Label, Traffic(r.Stat(i => i.BytesToDevice)), Traffic(r.Stat(i => i.BytesToHost)), Count(r.Stat(i => i.ChunkMoves)), Count(r.Stat(i => i.Evictions)),
-                peakDevice, plain.PeakDevice > 0 ? $"{(double)r.PeakDevice / plain.PeakDevice:0.00}x" : "-", host, Count(r.Stat(i => i.OptimizerChunksOnDevice)));
-        }
-        speed.Notes.Add($"s/iter: median of {s.Steps} steps after {s.WarmupSteps} warm-up steps (the chunk engine's first step is its tracing warm-up). " +
-                        $"TFLOPS: model FLOPs {BenchModel.FlopsFormula(choice)} = {flops / 1e12:0.000} TFLOP per step, divided by s/iter.");
-        speed.Notes.Add(s.DeviceMemory is null
-            ? "ample budget: half the machine's available memory, every chunk fits: the chunk engine's pure overhead over the plain trainer."
-            : "given budget: --device-memory.");
-        if (tight is long t)
-            speed.Notes.Add(s.TightMemory is null
-                ? $"tight budget {Bytes.Format(t)}: half the parameter chunks (rounded up, two at least) + the non-model peak of the dynamic run + 10% " +
-                  "(or the estimator's device need, when higher: below it the run is refused before it starts), in chunks the size of the largest tensor, " +
-                  "so that chunks are evicted and fetched every iteration."
-                : $"tight budget {Bytes.Format(t)}: --tight-memory.");
-        if (tight is not null && runs[^1] is { Error: null, Chunks: <= 2 } tightRun)
-            speed.Notes.Add($"{tightRun.Label}: the layout has only {tightRun.Chunks} chunk(s), all in one module's working set at some moment, so nothing can be evicted; " +
-                            "more layers give more chunks.");
-        foreach (var r in runs.Where(r => r.Error is not null)) speed.Notes.Add($"{r.Label}: {r.Error}");
-        memory.Notes.Add("Traffic and chunk counts: medians over the measured iterations of the engine's per-iteration statistics. " +
-                         "Peak device: for the chunk engine its accounting (chunk bytes on the device + the non-model bytes it measured) in the last iteration; " +
-                         "for plain, the process's native in-use peak (glibc, sampled in the background during the warm-up steps) minus the reading before the model was built. " +
-                         "Peak host: the host tier's peak bytes in use (chunk buffers).");
-        if (plain.Engine == "plain" && context.Device.type == DeviceType.CPU)
-            memory.Notes.Add("On a CPU device the plain trainer's device and host are the same memory: its one measured peak is in the device column.");
-        context.Report.Add(Name, speed);
-        context.TrainerSteps.AddRange(runs.Where(r => r.Error is null).Select(r => (r.Label, r.Median)));
-        context.Report.Add(Name, StepBreakdown.Table(runs.Where(r => r.Error is null).Select(r => (r.Label, r.MeasuredPhases, r.MeasuredSeconds, r.MeasuredCounters)),
-            flops, context.Bf16Matmul, context.Fp32Matmul));
-        context.Report.Add(Name, memory);
-
-        context.Report.Json[Name] = new JsonObject
-        {
-            ["model"] = new JsonObject
-            {
-                ["family"] = choice.Family, ["hidden"] = s.Hidden, ["layers"] = s.Layers, ["heads"] = s.Heads, ["kv_heads"] = choice.Llama?.KvHeads,
-                ["intermediate"] = choice.Llama?.Intermediate, ["seq"] = s.Seq, ["batch"] = s.Batch, ["vocab"] = choice.Sizes.VocabSize, ["parameters"] = choice.ParameterCount,
-                ["precision"] = dtype, ["precision_chosen_automatically"] = s.Precision is null,
-                ["flops_per_step"] = flops, ["flops_formula"] = BenchModel.FlopsFormula(choice),
-            },
-            ["warmup_steps"] = s.WarmupSteps,
-            ["measured_steps"] = s.Steps,
-            ["matmul_peak_gflops"] = peak?.Gflops,
-            ["bf16_matmul_gflops"] = context.Bf16Matmul?.Gflops,
-            ["fp32_matmul_gflops"] = context.Fp32Matmul?.Gflops,
-            ["tight_budget_bytes"] = tight,
-            ["tight_budget_automatic"] = tight is not null && s.TightMemory is null,
-            ["runs"] = new JsonArray(runs.Select(r => (JsonNode)Json(r, plain, flops, tokens, peak)).ToArray()),
-        };
-    }
-
-    private static JsonObject Json(RunResult r, RunResult plain, double flops, long tokens, MatmulResult? peak)
-    {
-        var o = new JsonObject
-        {
-            ["label"] = r.Label,
-            ["engine"] = r.Engine,
-            ["placement"] = r.Placement,
-            ["device_budget_bytes"] = r.DeviceBudget,
-            ["host_budget_bytes"] = r.HostBudget,
-            ["error"] = r.Error,
-        };
-        if (r.Error is not null) return o;
-        double median = r.Median;
-        o["step_seconds_all"] = BenchReport.Array(r.AllSeconds);
-        o["step_seconds_measured"] = BenchReport.Array(r.MeasuredSeconds);
-        o["median_step_seconds"] = median;
-        o["step_time_vs_plain"] = median / plain.Median;
-        o["tokens_per_second"] = tokens / median;
-        o["tflops"] = flops / median / 1e12;
-        o["fraction_of_matmul_peak"] = peak is null ? null : flops / median / 1e9 / peak.Gflops;
-        o["phase_seconds_median"] = StepBreakdown.Json(r.MeasuredPhases, r.MeasuredSeconds);
-        o["process_counters_per_step_median"] = StepBreakdown.CountersJson(r.MeasuredCounters);
-        o["loss_first"] = r.FirstLoss;
-        o["loss_last"] = r.LastLoss;
-        o["bytes_to_device_per_iteration"] = r.Stat(i => i.BytesToDevice);
-        o["bytes_to_host_per_iteration"] = r.Stat(i => i.BytesToHost);
-        o["chunk_moves_per_iteration"] = r.Stat(i => i.ChunkMoves);
-        o["evictions_per_iteration"] = r.Stat(i => i.Evictions);
-        o["optimizer_chunks_on_device"] = r.Stat(i => i.OptimizerChunksOnDevice);
-        o["peak_device_bytes"] = r.PeakDevice;
-        o["peak_device_measured"] = r.Engine == "plain";
-        o["peak_device_model_bytes"] = r.PeakDeviceModel;
-        o["peak_device_non_model_bytes"] = r.PeakDeviceNonModel;
-        o["peak_device_vs_plain"] = plain.PeakDevice > 0 ? (double)r.PeakDevice / plain.PeakDevice : null;
-        o["peak_host_bytes"] = r.PeakHost;
-        o["device_tier_peak_in_use_bytes"] = r.DeviceTierPeakInUse;
-        o["parameter_chunks"] = r.Chunks;
-        o["chunk_elements"] = r.ChunkElements;
-        o["engine_statistics_per_measured_step"] = new JsonArray(r.MeasuredStatistics.Select(d =>
-            (JsonNode)new JsonObject(d.Named().Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value)))).ToArray());
-        return o;
-    }
-
-    private static string Traffic(double? bytes) => bytes is double b ? Bytes.Format(b) : "-";
-    private static string Count(double? n) => n is double v ? $"{v:0.#}" : "-";
 }

@@ -32,6 +32,7 @@ public static class BenchCommand
         var seq = new Option<int?>("--seq") { Description = "trainers: sequence length, also the model's context (default 512; quick 128)." };
         var batch = new Option<int?>("--batch") { Description = "trainers: micro-batch size (default 2)." };
         var steps = new Option<int?>("--steps") { Description = "trainers: measured steps per run after 2 warm-up steps (default 5; quick 3)." };
+        var rounds = new Option<int?>("--rounds") { Description = "trainers: repeat the runs one after another this many times (default 1); steps pooled, each ratio to plain the median of the rounds' ratios." };
         var precision = new Option<string>("--precision")
         {
             Description = "trainers: fp32, bf16, bf16-fp32 (bf16 parameters, fp32 compute) or auto (default: the dtype whose matmul peak is higher here; without the matmul part, bf16 where the hardware has bf16 units). scale: the precision of the search (auto: fp32).",
@@ -66,7 +67,7 @@ public static class BenchCommand
                 "pstar bench --parts scale --host-memory 8GiB --disk-dir /nvme/pstar --disk-memory 64GiB",
                 "pstar bench --parts scale --family llama --device-memory 1GiB --host-memory 16GiB",
                 "pstar bench --parts overlap --precision fp32 --disk-dir /nvme/pstar   # read-ahead on vs off"));
-        foreach (var o in new Option[] { parts, quick, family, kvHeads, hidden, layers, heads, seq, batch, steps, precision, deviceMemory, hostMemory, tightMemory, diskDir, diskMemory, chunkSize, report, json, scale, adamElements, matmulSize })
+        foreach (var o in new Option[] { parts, quick, family, kvHeads, hidden, layers, heads, seq, batch, steps, rounds, precision, deviceMemory, hostMemory, tightMemory, diskDir, diskMemory, chunkSize, report, json, scale, adamElements, matmulSize })
             command.Options.Add(o);
         command.SetAction(r => CommandErrors.Run(() =>
         {
@@ -91,6 +92,7 @@ public static class BenchCommand
                 Seq = Positive(r.GetValue(seq) ?? (q ? 128 : 512), "--seq"),
                 Batch = Positive(r.GetValue(batch) ?? 2, "--batch"),
                 Steps = Positive(r.GetValue(steps) ?? (q ? 3 : 5), "--steps"),
+                Rounds = Positive(r.GetValue(rounds) ?? 1, "--rounds"),
                 Precision = r.GetValue(precision) is "auto" or null ? null : PrecisionNames.Parse(r.GetValue(precision)!),
                 DeviceMemory = device,
                 HostMemory = host,

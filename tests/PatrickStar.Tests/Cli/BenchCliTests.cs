@@ -123,6 +123,38 @@ public class BenchCliTests
     }
 
     [Fact]
+    public void RoundsRepeatTheRunsAndTakeEachRatioPerRound()
+    {
+        using var dir = new TempDir();
+        string reportDir = Path.Combine(dir.Path, "report");
+        var (code, output, err) = Pstar("bench", "--parts", "trainers", "--rounds", "3", "--tight-memory", "off",
+            "--hidden", "32", "--layers", "1", "--heads", "2", "--seq", "16", "--batch", "1", "--steps", "2", "--precision", "fp32", "--report", reportDir);
+        Assert.True(code == 0, err + output);
+        Assert.Contains("round 3 of 3", output + err);
+        var trainers = ReadJson(Path.Combine(reportDir, "report.json"))["trainers"]!.AsObject();
+        Assert.Equal(3, (int)trainers["rounds"]!);
+        var runs = trainers["runs"]!.AsArray().Select(r => r!.AsObject()).ToList();
+        Assert.Equal(3, runs.Count); // plain, static, dynamic
+        double[] Rounds(JsonObject run) => run["round_median_step_seconds"]!.AsArray().Select(v => (double)v!).ToArray();
+        var plain = Rounds(runs[0]);
+        foreach (var run in runs)
+        {
+            Assert.Equal(6, run["step_seconds_measured"]!.AsArray().Count); // 2 measured steps x 3 rounds, pooled
+            var mine = Rounds(run);
+            Assert.Equal(3, mine.Length);
+            var ratios = mine.Zip(plain, (a, b) => a / b).Order().ToArray();
+            Assert.Equal(ratios[1], (double)run["step_time_vs_plain"]!, 12); // the median of the three rounds' ratios
+        }
+    }
+
+    [Fact]
+    public void RatioToPlainIsTheMedianOfTheRoundsRatios()
+    {
+        Assert.Equal(1.5, PatrickStar.Cli.Benchmarks.TrainersPart.RatioToPlain([3.0, 1.0, 2.2], [2.0, 1.0, 1.0]), 12); // ratios 1.5, 1.0, 2.2 (the medians alone: 2.2)
+        Assert.Equal(1.0, PatrickStar.Cli.Benchmarks.TrainersPart.RatioToPlain([1.0], [1.0]), 12);
+    }
+
+    [Fact]
     public void UnknownPartIsRefused()
     {
         using var dir = new TempDir();
