@@ -97,6 +97,7 @@ internal sealed class NonModelTracer : IDisposable
     public void FinishWarmup()
     {
         Trace.RecordNonModel(NonModelBytes(memory.TakePeak()));
+        memory.EndPeaks();
         Trace.Complete();
         WarmingUp = false;
     }

@@ -26,6 +26,9 @@ public interface INonModelMemoryReader : IDisposable
     /// <summary>The most the reading has been since the last call (or <see cref="StartPeaks"/>), the reading now included; a new window starts.</summary>
     long TakePeak();
 
+    /// <summary>The warm-up is over: no more peaks (a sampling thread stops).</summary>
+    void EndPeaks();
+
     /// <summary>The reading now.</summary>
     long Current();
 }
@@ -48,11 +51,13 @@ public sealed class HostAllocatorReader : INonModelMemoryReader
     public long TakePeak() => sampler?.TakePeak() ?? Current();
     public long Current() => MemoryMeter.NativeInUse();
 
-    public void Dispose()
+    public void EndPeaks()
     {
         sampler?.Dispose();
         sampler = null;
     }
+
+    public void Dispose() => EndPeaks();
 }
 
 /// <summary>
@@ -74,6 +79,7 @@ public sealed class CudaAllocatorReader(ICudaAllocatorStatistics statistics, int
         return peak;
     }
 
+    public void EndPeaks() { }
     public long Current() => statistics.AllocatedBytes(device);
     public void Dispose() { }
 }
@@ -86,6 +92,7 @@ public sealed class NoMemoryReading(string why) : INonModelMemoryReader
     public bool IncludesHostTier => false;
     public void StartPeaks() { }
     public long TakePeak() => 0;
+    public void EndPeaks() { }
     public long Current() => 0;
     public void Dispose() { }
 }
