@@ -163,7 +163,8 @@ public sealed class TrainingDisplay
         var i = c.LastIteration ?? new ChunkIterationStatistics(0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
         return $"{c.Chunks:N0} x {c.ChunkElements:N0} elements ({c.ChunkUtilisation:P1} used), {i.DeviceChunksResident:N0} on device   " +
                $"moved {Bytes.Format(i.BytesToDevice)} to device, {Bytes.Format(i.BytesToHost)} to host ({i.ChunkMoves:N0} moves, {i.Evictions:N0} evictions)   " +
-               $"peak device {Bytes.Format(i.PeakDeviceBytes)} = {Bytes.Format(i.PeakDeviceModelBytes)} chunks + {Bytes.Format(i.PeakDeviceNonModelBytes)} non-model";
+               $"peak device {Bytes.Format(i.PeakDeviceBytes)} = {Bytes.Format(i.PeakDeviceModelBytes)} chunks + {Bytes.Format(i.PeakDeviceNonModelBytes)} non-model" +
+               (i.OptimizerGradientBytesToHost > 0 ? $"   optimizer gradients to host {Bytes.Format(i.OptimizerGradientBytesToHost)}" : "");
     }
 
     private static Panel Panel(StepMetrics s, List<string> history)
@@ -203,6 +204,7 @@ public sealed class TrainingDisplay
         table.AddRow("elapsed", Clock(s.Elapsed));
         if (run.Engine.Statistics.Chunks is { } chunks) table.AddRow("chunks (last step)", CommandErrors.Esc(ChunkLine(chunks)));
         if (run.Engine.Statistics.Disk is { } disk) table.AddRow("disk (last step)", CommandErrors.Esc(disk.ToString()));
+        if (run.Engine.Statistics.Chunks?.LastIteration?.Communication is { } comm) table.AddRow("collectives (last step)", CommandErrors.Esc(comm.ToString()));
         if (metricsPath is not null) table.AddRow("metrics", CommandErrors.Esc(metricsPath));
         if (tensorBoardDir is not null) table.AddRow("tensorboard", CommandErrors.Esc($"{tensorBoardDir} (tensorboard --logdir {tensorBoardDir})"));
         console.Write(table);

@@ -11,7 +11,7 @@ public static class EstimateBudgets
     /// <summary>
     /// The chunk engine's budgets (<see cref="ChunkEngineOptions.From"/>: on a CPU device the available memory split 1:3
     /// unless given); the plain engine's device budget is device_memory, or on a CPU device the available memory.
-    /// CUDA memory cannot be queried through TorchSharp: there, without a configured budget, the device is not checked.
+    /// On CUDA without a configured budget: the device's free memory when the allocator statistics are available, else the device is not checked.
     /// </summary>
     public static (long? Device, long Host) For(TrainingConfig config, Device device)
     {
@@ -20,7 +20,8 @@ public static class EstimateBudgets
             var options = ChunkEngineOptions.From(config, device);
             return (options.DeviceMemory, options.HostMemory);
         }
-        long? deviceBudget = config.Chunks.DeviceMemory ?? (device.type == TorchSharp.DeviceType.CPU ? MemoryMeter.AvailableHostMemory() : null);
+        long? deviceBudget = config.Chunks.DeviceMemory ?? (device.type == TorchSharp.DeviceType.CPU ? MemoryMeter.AvailableHostMemory()
+            : ChunkEngineOptions.CudaDeviceBudget(device, CudaStatisticsSource.Default));
         return (deviceBudget, config.Chunks.HostMemory ?? 0);
     }
 

@@ -162,7 +162,7 @@ internal static class ConfigKeys
         Choice("placement_policy", c => c.Chunks.Placement, (c, v) => c.Chunks.Placement = v,
             "Chunked engine: \"dynamic\" (moved by the warm-up trace) or \"static\" (parameter chunks pinned on the device)."),
         Size("device_memory", c => c.Chunks.DeviceMemory, (c, v) => c.Chunks.DeviceMemory = v,
-            "Chunked engine: device budget in bytes, or a string such as \"2GiB\"; null: a quarter of available memory on a CPU device.",
+            "Chunked engine: device budget in bytes, or a string such as \"2GiB\"; null: a quarter of available memory on a CPU device, the free memory on a CUDA device (when the allocator statistics are available).",
             Bounds.AtLeast(1, " byte (or null)")),
         Size("host_memory", c => c.Chunks.HostMemory, (c, v) => c.Chunks.HostMemory = v,
             "Chunked engine: host budget for chunks in bytes or \"16GiB\"; null: available memory minus the device budget.",

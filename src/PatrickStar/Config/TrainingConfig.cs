@@ -166,6 +166,8 @@ public sealed class ChunkSection
     public Tiers.ChunkFileOpener? DiskFileOpener { get; set; }
     /// <summary>Library-only: copy chunks between a CPU device and the host as between a GPU and the host (tests of the copy path).</summary>
     public bool CopyWithinOneMemory { get; set; }
+    /// <summary>Library-only: the non-model tracer's allocator reading for the device (tests inject a CUDA reading over a fake); null: by the device.</summary>
+    public Func<TorchSharp.torch.Device, Profiling.INonModelMemoryReader>? NonModelReader { get; set; }
     /// <summary>Library-only: bytes of one staging buffer of the optimizer's streamed slices; null: <see cref="Tiers.StreamedGroups.DefaultSliceBytes"/>.</summary>
     public long? DiskSliceBytes { get; set; }
     /// <summary>Fraction of the device budget chunks may use during the warm-up iteration.</summary>

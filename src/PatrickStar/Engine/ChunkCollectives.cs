@@ -35,7 +35,9 @@ internal sealed class ChunkCollectives : IDisposable
     public ChunkCollectives(ICommunicator? comm, DataParallelMode mode, ChunkLists chunks, TierMemory device, TierMemory host,
         ScalarType computeType, IterationCounters iteration, NonModelTracer tracer)
     {
-        this.comm = comm;
+        // MPI moves host buffers: device tensors are staged through the host tier, and the cost is counted.
+        this.comm = comm is null ? null : new HostStagedCommunicator(comm, iteration.Staging,
+            (dtype, n) => host.Acquire(dtype, n, "host staging of a collective"), host.Return);
         this.mode = mode;
         this.chunks = chunks;
         this.device = device;

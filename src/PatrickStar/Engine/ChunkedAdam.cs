@@ -13,7 +13,7 @@ namespace PatrickStar.Engine;
 /// compute-precision parameters back into the parameter chunk.
 /// </summary>
 internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarType computeType, bool tensorAdamOnDevice,
-    TierMemory device, ChunkCollectives collectives, DiskPlacement? disk = null)
+    TierMemory device, ChunkCollectives collectives, IterationCounters iteration, DiskPlacement? disk = null)
 {
     /// <summary>Adam's step count (bias correction); saved and restored by checkpoints.</summary>
     public long StepCount { get; set; }
@@ -22,6 +22,8 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
     public double GlobalGradientNorm()
     {
         double sum = 0;
+        using var deviceScope = NewDisposeScope();
+        var onDevice = new List<Tensor>(); // gradients in device memory: their norm is taken there, with one read-back for all
         for (int i = 0; i < chunks.Count; i++)
         {
             if (!chunks.HasState(i)) continue;
@@ -31,9 +33,19 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
                 sum += disk!.Store.SumOfSquares(source, chunks.Used(i)); // taken as it was spilled, or read into a staging buffer
                 continue;
             }
+            if (source.Payload!.device_type != DeviceType.CPU)
+            {
+                onDevice.Add(GradientOf(i, staged: null, WholeChunk, stateDevice: null));
+                continue;
+            }
             using var scope = NewDisposeScope(); // per chunk: a copy read from disk goes before the next is read
-            // One read per gradient on the CPU (no fp32 copy of a 16-bit chunk); tensor ops elsewhere.
-            double norm = PatrickStar.Optimizer.GradientClipping.GlobalNorm([GradientOf(i, staged: null)]);
+            // One read per gradient on the CPU (no fp32 copy of a 16-bit chunk).
+            double norm = PatrickStar.Optimizer.GradientClipping.GlobalNorm([GradientOf(i, staged: null, WholeChunk, stateDevice: null)]);
+            sum += norm * norm;
+        }
+        if (onDevice.Count > 0)
+        {
+            double norm = PatrickStar.Optimizer.GradientClipping.GlobalNorm(onDevice);
             sum += norm * norm;
         }
         // Each rank holds the gradients of the chunks it owns: the sum of squares over ranks is the global one, and a
@@ -74,20 +86,22 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
     private IEnumerable<Chunk> Members(int i) => [chunks.Master[i], chunks.Momentum[i], chunks.Variance[i], chunks.Param[i]];
 
     /// <summary>
-    /// The fp32 gradients of chunk i's used prefix, on the host (where the optimizer state lives); from the staging
-    /// buffer when the parameter chunk streams from disk, from a copy read from disk when only the norm needs it.
+    /// The gradients of the used part of a slice of chunk i (elements from <c>slice.First</c>), in their dtype, where the
+    /// optimizer state that uses them lives (<paramref name="stateDevice"/>; null: where they are). Gradients in device
+    /// memory go to the host only for state on the host (counted: optimizer_grad_bytes_to_host); for state on the device
+    /// they are read in place. From the staging buffer when the parameter chunk streams from disk, from a copy read from
+    /// disk when only the norm needs it.
     /// </summary>
-    private Tensor GradientOf(int i, IReadOnlyDictionary<ChunkKind, Tiers.StagingBuffer>? staged) => GradientOf(i, staged, WholeChunk);
-
-    /// <summary>The fp32 gradients of the used part of a slice of chunk i (elements from <c>slice.First</c>).</summary>
-    private Tensor GradientOf(int i, IReadOnlyDictionary<ChunkKind, Tiers.StagingBuffer>? staged, (long First, long Count) slice)
+    private Tensor GradientOf(int i, IReadOnlyDictionary<ChunkKind, Tiers.StagingBuffer>? staged, (long First, long Count) slice, Device? stateDevice)
     {
         var source = chunks.Accumulating ? chunks.Gradient[i] : chunks.Param[i];
         Tensor part = staged is not null && staged.TryGetValue(source.Kind, out var buffer)
             ? DiskChunkStore.FromBuffer(buffer, source.DType, slice.Count)
             : (source.OnDisk ? disk!.Store.ReadCopy(source) : source.Payload!).narrow(0, slice.First, slice.Count);
         var prefix = part.narrow(0, 0, UsedIn(i, slice));
-        return prefix.device_type == DeviceType.CPU ? prefix : prefix.to(ScalarType.Float32).to(CPU);
+        if (stateDevice is null || OptimizerGradients.ReadInPlace(prefix.device, stateDevice)) return prefix;
+        if (stateDevice.type == DeviceType.CPU) iteration.OptimizerGradientBytesToHost += prefix.numel() * Runtime.TensorMemory.ElementSize(prefix.dtype);
+        return prefix.to(stateDevice); // in its own dtype: a 16-bit gradient crosses at half the bytes of fp32
     }
 
     /// <summary>
@@ -116,12 +130,11 @@ internal sealed class ChunkedAdam(ChunkLists chunks, AdamSettings adam, ScalarTy
         Tensor TensorOf(Chunk c) => Staged(c)
             ? DiskChunkStore.FromBuffer(staged![c.Kind], c.DType, slice.Count)
             : c.Payload!.narrow(0, slice.First, slice.Count);
-        var grad = GradientOf(i, staged, slice);
         var master = TensorOf(chunks.Master[i]);
         var m = TensorOf(chunks.Momentum[i]);
         var v = TensorOf(chunks.Variance[i]);
         var paramPayload = TensorOf(paramChunk);
-        grad = grad.to(master.device).to(ScalarType.Float32);
+        var grad = GradientOf(i, staged, slice, master.device).to(ScalarType.Float32); // state on the device: converted there, no host hop
         if (gradientMultiplier != 1.0) grad = grad.mul(gradientMultiplier);
         foreach (var mp in paramChunk.Tensors)
         {

@@ -51,9 +51,7 @@ public sealed class ChunkedEngine : ITrainingEngine
     public ChunkedEngine(Module<Tensor, Tensor> model, TrainingConfig config, Device computeDevice, ChunkEngineOptions options, Tensor? sampleInput = null,
         ICommunicator? communicator = null, IParameterInitializer? initializer = null)
     {
-        var comm = communicator is { Size: > 1 } ? communicator : null;
-        if (comm is not null && computeDevice.type != DeviceType.CPU)
-            throw new NotSupportedException($"data parallelism moves chunks through CPU buffers (MPI), but the device is {computeDevice}; use --device cpu.");
+        var comm = communicator is { Size: > 1 } ? communicator : null; // on a GPU its collectives are staged through host memory (HostStagedCommunicator)
         Layers.ChunkAwareModel.Prepare(model); // standard layers become chunk-aware ones; unmanageable ones are refused here
         this.model = model;
         this.config = config;
@@ -62,7 +60,10 @@ public sealed class ChunkedEngine : ITrainingEngine
         var computeType = PlainEngine.ComputeType(config.Precision);
         Scaler = LossScaler.From(config);
         device = new TierMemory(Tier.Device, computeDevice, options.DeviceMemory);
-        host = new TierMemory(Tier.Host, CPU, options.HostMemory);
+        host = new TierMemory(Tier.Host, CPU, options.HostMemory)
+        {
+            Pinning = HostPinning.For(computeDevice, options.CudaRuntime ?? AsyncChunkCopy.DefaultCudaRuntime, options.Warning),
+        };
         model.train();
         // Parameters take the compute precision first; their fp32 masters are made from those values,
         // as the plain engine does, so both engines start from identical weights.
@@ -83,12 +84,12 @@ public sealed class ChunkedEngine : ITrainingEngine
             decay: !config.Optimizer.NoDecayOnBiasAndNorm || p.Parameter.dim() >= 2)).ToList();
         var managed = ordered.ToDictionary(mp => mp.Parameter, (IEqualityComparer<Parameter>)ReferenceEqualityComparer.Instance);
 
-        tracer = new NonModelTracer(computeDevice, device, host, iteration);
+        tracer = new NonModelTracer(device, host, iteration, options.NonModelReaderFor(computeDevice));
         placement = new PlacementPolicy(options);
         mover = new ChunkMover(chunks, device, host, placement, tracer, iteration, options.DeviceMemory) { CopyWithinOneMemory = options.CopyWithinOneMemory };
         // Data parallelism fetches remote chunks through its own buffers: no read-ahead there. Nor where moves copy nothing (a CPU device).
         if (options.Prefetch && comm is null && mover.Copies(host, device))
-            mover.Prefetcher = new ChunkPrefetcher(chunks, device, host, placement, tracer, iteration, mover, AsyncChunkCopy.For(computeDevice), options.DeviceMemory);
+            mover.Prefetcher = new ChunkPrefetcher(chunks, device, host, placement, tracer, iteration, mover, AsyncChunkCopy.For(computeDevice, isPinned: PinnedTest(host.Pinning)), options.DeviceMemory);
         collectives = new ChunkCollectives(comm, config.Distributed.Mode, chunks, device, host, computeType, iteration, tracer);
         disk = DiskPlacement.Open(options, chunks, computeType, host, placement, tracer, collectives.BindReleased);
         mover.Disk = disk;
@@ -113,7 +114,7 @@ public sealed class ChunkedEngine : ITrainingEngine
             throw;
         }
         hooks = new ParameterHooks(model, chunks, managed, mover, collectives, tracer, EnterMoment, computeDevice);
-        adam = new ChunkedAdam(chunks, AdamSettings.From(config.Optimizer), computeType, options.TensorAdamOnDevice, device, collectives, disk);
+        adam = new ChunkedAdam(chunks, AdamSettings.From(config.Optimizer), computeType, options.TensorAdamOnDevice, device, collectives, iteration, disk);
         state = new ChunkStateAccess(chunks, ordered, disk);
         profile = new EngineProfile(chunks, device, placement, tracer);
         if (placement.IsStatic)
@@ -125,6 +126,9 @@ public sealed class ChunkedEngine : ITrainingEngine
         diskMeter = disk is null ? null : new Tiers.DiskIterationMeter(disk.Store.Statistics, disk.Store.Direct);
         statistics = new EngineStatistics(Chunks: new ChunkStatistics(chunks.Count, layout.ChunkSize, layout.Utilisation));
     }
+
+    /// <summary>A host source is pinned when it lies in a buffer the host tier registered, or libtorch says so; null: libtorch's word alone.</summary>
+    private static Func<Tensor, bool>? PinnedTest(HostPinning? pinning) => pinning is null ? null : t => pinning.Covers(t) || t.is_pinned();
 
     /// <summary>
     /// The library entry point: builds the model with <paramref name="modelFactory"/> (seeded from the config)

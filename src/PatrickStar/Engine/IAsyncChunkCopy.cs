@@ -41,16 +41,21 @@ public static class AsyncChunkCopy
     /// </summary>
     /// <param name="loadRuntime">Loads the CUDA runtime (null and the reason when it cannot); by default libcudart.</param>
     /// <param name="notice">Where the fallback notice goes; by default standard error.</param>
+    /// <param name="isPinned">Whether a host source is page-locked (a copy from it is still reading it after the call returns);
+    /// by default <c>Tensor.is_pinned</c>. The engine adds the host tier's registered buffers (<see cref="Memory.HostPinning"/>).</param>
     public static IAsyncChunkCopy For(Device device, Func<(Runtime.Cuda.ICudaRuntime? Runtime, string Reason)>? loadRuntime = null,
-        Action<string>? notice = null)
+        Action<string>? notice = null, Func<Tensor, bool>? isPinned = null)
     {
         if (device.type != DeviceType.CUDA) return new WorkerThreadChunkCopy();
         var (runtime, reason) = (loadRuntime ?? LoadCudaRuntime)();
-        if (runtime is not null) return new CudaChunkCopy(device, runtime);
+        if (runtime is not null) return new CudaChunkCopy(device, runtime, isPinned);
         if (notice is not null || Interlocked.Exchange(ref noticed, 1) == 0)
             (notice ?? Console.Error.WriteLine)($"notice: chunk read-ahead copies run on the compute stream, not a side stream: {reason}.");
-        return new CudaCurrentStreamChunkCopy(device);
+        return new CudaCurrentStreamChunkCopy(device, readsAfterReturn: isPinned);
     }
+
+    /// <summary>libcudart, loaded once per process (null when it cannot be).</summary>
+    public static Runtime.Cuda.ICudaRuntime? DefaultCudaRuntime() => CudaRuntime.Value.Item1;
 
     private static readonly Lazy<(Runtime.Cuda.ICudaRuntime?, string)> CudaRuntime = new(() =>
     {

@@ -7,22 +7,22 @@ namespace PatrickStar.Engine;
 
 /// <summary>
 /// Counts the moments of an iteration and measures the non-model memory at each. The first training iteration is
-/// the warm-up: a sampler records the peak between moments, and the trace keeps, per moment, that peak and the
+/// the warm-up: the allocator reading's peak between moments (<see cref="INonModelMemoryReader"/>), and the trace keeps, per moment, that peak and the
 /// chunks accessed; later iterations read the allocator at each moment and must repeat the warm-up's moments.
 /// </summary>
 internal sealed class NonModelTracer : IDisposable
 {
-    private readonly Device device;
     private readonly TierMemory deviceTier;
     private readonly TierMemory hostTier;
     private readonly IterationCounters iteration;
-    private PeakSampler? sampler;
+    private readonly INonModelMemoryReader memory;
     private bool iterationStarted;
     private long baselineBytes;
 
-    public NonModelTracer(Device device, TierMemory deviceTier, TierMemory hostTier, IterationCounters iteration)
+    /// <param name="memory">The allocator reading (<see cref="NonModelMemory.For"/>: glibc on a CPU, the caching allocator on CUDA); the tracer disposes it.</param>
+    public NonModelTracer(TierMemory deviceTier, TierMemory hostTier, IterationCounters iteration, INonModelMemoryReader memory)
     {
-        this.device = device;
+        this.memory = memory;
         this.deviceTier = deviceTier;
         this.hostTier = hostTier;
         this.iteration = iteration;
@@ -46,14 +46,14 @@ internal sealed class NonModelTracer : IDisposable
     /// <summary>Largest non-model bytes measured at any moment of any iteration so far.</summary>
     public long PeakNonModelObserved { get; private set; }
 
-    /// <summary>What the process held before training (the dataset, libtorch itself); on a GPU it would not be on the device.</summary>
+    /// <summary>What the allocator held besides the chunks before training (on a CPU the dataset and libtorch itself; on CUDA what was allocated on the device).</summary>
     public long BaselineBytes => baselineBytes;
 
     /// <summary>How the non-model figure of the current moment was read (error messages name it).</summary>
-    public string NonModelSource => WarmingUp ? "the peak sampled since the previous moment" : "measured at this moment";
+    public string NonModelSource => (WarmingUp ? "the peak since the previous moment" : "measured at this moment") + $" of {memory.Source}";
 
     /// <summary>Reads what the process holds besides the chunks now, before training starts.</summary>
-    public void TakeBaseline() => baselineBytes = Math.Max(0, MemoryMeter.NativeInUse() - deviceTier.UsedBytes - hostTier.UsedBytes);
+    public void TakeBaseline() => baselineBytes = Math.Max(0, memory.Current() - ChunkBytesRead());
 
     /// <summary>
     /// A moment begins. Returns its non-model bytes, or null outside training (evaluation passes are not traced,
@@ -68,13 +68,9 @@ internal sealed class NonModelTracer : IDisposable
             iterationStarted = true;
             iteration.Reset();
             iterationBegins();
-            if (WarmingUp)
-            {
-                sampler = new PeakSampler();
-                sampler.Start();
-            }
+            if (WarmingUp) memory.StartPeaks();
         }
-        long nonModel = NonModelBytes(WarmingUp ? sampler!.TakePeak() : MemoryMeter.NativeInUse());
+        long nonModel = NonModelBytes(WarmingUp ? memory.TakePeak() : memory.Current());
         if (WarmingUp)
         {
             if (Moment >= 0) Trace.RecordNonModel(nonModel);
@@ -100,9 +96,8 @@ internal sealed class NonModelTracer : IDisposable
     /// <summary>The warm-up iteration ends: its last non-model peak goes into the trace, which is complete from now on.</summary>
     public void FinishWarmup()
     {
-        Trace.RecordNonModel(NonModelBytes(sampler!.TakePeak()));
-        sampler.Dispose();
-        sampler = null;
+        Trace.RecordNonModel(NonModelBytes(memory.TakePeak()));
+        memory.EndPeaks();
         Trace.Complete();
         WarmingUp = false;
     }
@@ -117,14 +112,15 @@ internal sealed class NonModelTracer : IDisposable
     }
 
     /// <summary>
-    /// Non-model memory = what the allocator has handed out minus every chunk buffer (both tiers, pools included),
-    /// minus what the process held before training.
+    /// Non-model memory = what the allocator has handed out minus every chunk buffer it holds (the device tier's, and the
+    /// host tier's too when that is the same allocator; pools included), minus what was held before training. 0 when the
+    /// allocator cannot be read (CUDA without its statistics: warned once when the reader was chosen).
     /// </summary>
-    private long NonModelBytes(long allocatorInUse)
-    {
-        if (device.type != DeviceType.CPU) return 0; // libtorch's CUDA allocator statistics are not reachable from TorchSharp
-        return Math.Max(0, allocatorInUse - deviceTier.UsedBytes - hostTier.UsedBytes - baselineBytes);
-    }
+    private long NonModelBytes(long allocatorInUse) =>
+        memory.Measures ? Math.Max(0, allocatorInUse - ChunkBytesRead() - baselineBytes) : 0;
 
-    public void Dispose() => sampler?.Dispose();
+    /// <summary>The chunk buffers inside the allocator's reading.</summary>
+    private long ChunkBytesRead() => deviceTier.UsedBytes + (memory.IncludesHostTier ? hostTier.UsedBytes : 0);
+
+    public void Dispose() => memory.Dispose();
 }

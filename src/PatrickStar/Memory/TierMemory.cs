@@ -81,10 +81,36 @@ public sealed class TierMemory : IDisposable
         return NewBuffer(dtype, elements);
     }
 
-    private Tensor NewBuffer(ScalarType dtype, long elements) =>
-        SlotCapacity(dtype, elements) == 0
+    private Tensor NewBuffer(ScalarType dtype, long elements)
+    {
+        if (Pinning is { } pinning) return NewPinnedBuffer(pinning, dtype, elements);
+        return SlotCapacity(dtype, elements) == 0
             ? empty(elements, dtype: dtype, device: Device).DetachFromDisposeScope() // owned by this tier, not by the caller's dispose scope
             : AlignedEmpty(dtype, elements, PayloadAlignment, Device);
+    }
+
+    /// <summary>
+    /// Page-locks this tier's new buffers (host tier of a GPU engine); null: pageable. Pooled buffers stay registered;
+    /// a buffer is unregistered just before it is freed.
+    /// </summary>
+    public HostPinning? Pinning { get; set; }
+
+    /// <summary>A buffer on whole pages of its own (registration is by page), registered; pageable if that fails.</summary>
+    private Tensor NewPinnedBuffer(HostPinning pinning, ScalarType dtype, long elements)
+    {
+        int alignment = Math.Max(PayloadAlignment, HostPinning.PageSize);
+        var buffer = AlignedEmpty(dtype, elements, alignment, Device);
+        long span = (Bytes(dtype, elements) + alignment - 1) / alignment * alignment;
+        pinning.Register(Runtime.TensorMemory.DataPointer(buffer), span);
+        return buffer;
+    }
+
+    /// <summary>Frees a buffer of this tier, unregistering it first when it is pinned.</summary>
+    private void Free(Tensor buffer)
+    {
+        Pinning?.Unregister(Runtime.TensorMemory.DataPointer(buffer));
+        buffer.Dispose();
+    }
 
     /// <summary>
     /// A CPU tensor of <paramref name="elements"/> whose first element is on a multiple of <paramref name="alignment"/> bytes and
@@ -188,7 +214,7 @@ public sealed class TierMemory : IDisposable
             {
                 var t = stack.Pop();
                 PooledBytes -= Bytes(t.dtype, t.numel());
-                t.Dispose();
+                Free(t);
             }
         }
     }
@@ -197,5 +223,6 @@ public sealed class TierMemory : IDisposable
     {
         Trim();
         pool.Clear();
+        Pinning?.UnregisterAll(); // buffers still handed out are freed by their holders, after this tier is gone
     }
 }

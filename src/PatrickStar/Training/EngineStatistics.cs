@@ -50,11 +50,16 @@ public sealed record ChunkStatistics(int Chunks, long ChunkElements, double Chun
         yield return new("prefetch_bytes", i.PrefetchBytes);
         yield return new("prefetch_hits", i.PrefetchHits);
         yield return new("prefetch_wait_seconds", i.PrefetchWaitSeconds);
+        yield return new("optimizer_grad_bytes_to_host", i.OptimizerGradientBytesToHost);
         if (i.Communication is not { } c) yield break;
         yield return new("comm_bytes", c.Bytes);
         yield return new("comm_calls", c.Calls);
         yield return new("comm_seconds", c.Seconds);
         yield return new("held_chunk_bytes", c.HeldChunkBytes);
+        yield return new("comm_staged_to_host_bytes", c.StagedToHostBytes);
+        yield return new("comm_staged_to_device_bytes", c.StagedToDeviceBytes);
+        yield return new("comm_staging_seconds", c.StagingSeconds);
+        yield return new("comm_mpi_seconds", c.CommunicatorSeconds);
     }
 }
 
@@ -93,6 +98,9 @@ public sealed record ChunkIterationStatistics(
 
     /// <summary>Time fetches spent waiting for a read-ahead copy still in progress.</summary>
     public double PrefetchWaitSeconds { get; init; }
+
+    /// <summary>Gradient bytes the optimizer copied from device memory to the host (state on the host); 0 when the state it updated was on the device.</summary>
+    public long OptimizerGradientBytesToHost { get; init; }
 }
 
 /// <summary>One iteration's collectives on this rank.</summary>
@@ -100,4 +108,21 @@ public sealed record ChunkIterationStatistics(
 /// <param name="Calls">Collectives called.</param>
 /// <param name="Seconds">Wall time spent in them.</param>
 /// <param name="HeldChunkBytes">Chunk payload bytes this rank holds after the update (remote copies released).</param>
-public sealed record CommunicationStatistics(long Bytes, long Calls, double Seconds, long HeldChunkBytes);
+public sealed record CommunicationStatistics(long Bytes, long Calls, double Seconds, long HeldChunkBytes)
+{
+    /// <summary>Bytes of device tensors copied into host memory for the communicator (MPI moves host buffers); 0 on a CPU device.</summary>
+    public long StagedToHostBytes { get; init; }
+
+    /// <summary>Bytes copied back from host memory into device tensors after a collective; 0 on a CPU device.</summary>
+    public long StagedToDeviceBytes { get; init; }
+
+    /// <summary>Time spent in those copies.</summary>
+    public double StagingSeconds { get; init; }
+
+    /// <summary>Time spent in the communicator itself (MPI), staging excluded.</summary>
+    public double CommunicatorSeconds { get; init; }
+
+    public override string ToString() =>
+        $"{Profiling.Bytes.Format(Bytes)} in {Calls:N0} collectives, {Seconds:0.000} s: {CommunicatorSeconds:0.000} s in the communicator, " +
+        $"{StagingSeconds:0.000} s staging ({Profiling.Bytes.Format(StagedToHostBytes)} device->host, {Profiling.Bytes.Format(StagedToDeviceBytes)} host->device)";
+}

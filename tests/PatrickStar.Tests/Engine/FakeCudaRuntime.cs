@@ -117,6 +117,22 @@ public sealed class FakeCudaRuntime : ICudaRuntime
         return 0;
     }
 
+    /// <summary>Host ranges registered now (address, bytes).</summary>
+    public Dictionary<nint, nuint> Registered { get; } = new();
+
+    public int HostRegister(nint pointer, nuint bytes, uint flags)
+    {
+        if (Fails("HostRegister", $"HostRegister {bytes}")) return FailCode;
+        if (!Registered.TryAdd(pointer, bytes)) return 712; // cudaErrorHostMemoryAlreadyRegistered
+        return 0;
+    }
+
+    public int HostUnregister(nint pointer)
+    {
+        if (Fails("HostUnregister", "HostUnregister")) return FailCode;
+        return Registered.Remove(pointer) ? 0 : 713; // cudaErrorHostMemoryNotRegistered
+    }
+
     public string ErrorName(int error) => error switch { 1 => "cudaErrorInvalidValue", 700 => "cudaErrorIllegalAddress", _ => "cudaErrorUnknown" };
 
     /// <summary>Runs all queued work (the device catches up).</summary>

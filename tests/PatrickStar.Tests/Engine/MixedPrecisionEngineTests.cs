@@ -105,7 +105,7 @@ public class MixedPrecisionEngineTests
             Assert.True(Math.Abs(plain[i] - chunked[i]) <= 0.01, $"step {i + 1}: plain {plain[i]} vs chunked {chunked[i]}");
     }
 
-    private sealed record HybridRun(List<double> Losses, List<Tensor> Parameters, double OnDevice, double Chunks);
+    private sealed record HybridRun(List<double> Losses, List<Tensor> Parameters, double OnDevice, double Chunks, long GradientBytesToHost);
 
     private static HybridRun RunChunked(TrainingConfig config)
     {
@@ -114,7 +114,8 @@ public class MixedPrecisionEngineTests
         EngineStatistics? last = null;
         run.Trainer.StepCompleted += m => { losses.Add(m.Loss); last = m.EngineStatistics; };
         run.Trainer.Run();
-        return new HybridRun(losses, Snapshot(run.Model), last!.Chunks!.LastIteration!.OptimizerChunksOnDevice, last.Chunks.Chunks);
+        var i = last!.Chunks!.LastIteration!;
+        return new HybridRun(losses, Snapshot(run.Model), i.OptimizerChunksOnDevice, last.Chunks.Chunks, i.OptimizerGradientBytesToHost);
     }
 
     [Theory]
@@ -149,6 +150,7 @@ public class MixedPrecisionEngineTests
             Assert.True(MaxDifference(host.Parameters, tensor.Parameters) <= tolerance, $"tensor path: {MaxDifference(host.Parameters, tensor.Parameters)}");
             for (int i = 0; i < host.Losses.Count; i++)
                 Assert.True(Math.Abs(host.Losses[i] - tensor.Losses[i]) <= 1e-3 * host.Losses[i], $"step {i + 1}");
+            Assert.Equal(0, tensor.GradientBytesToHost); // device-resident state reads its gradients where they are
         }
     }
 

@@ -27,6 +27,8 @@ public sealed unsafe class CudaRuntimeLibrary : ICudaRuntime
     private readonly delegate* unmanaged<nint, nint, uint, int> streamWaitEvent;
     private readonly delegate* unmanaged<nint, nint, nuint, int, nint, int> memcpyAsync;
     private readonly delegate* unmanaged<int, byte*> getErrorName;
+    private readonly delegate* unmanaged<nint, nuint, uint, int> hostRegister;
+    private readonly delegate* unmanaged<nint, int> hostUnregister;
 
     /// <summary>The file loaded.</summary>
     public string Path { get; }
@@ -46,6 +48,8 @@ public sealed unsafe class CudaRuntimeLibrary : ICudaRuntime
         streamWaitEvent = (delegate* unmanaged<nint, nint, uint, int>)NativeLibrary.GetExport(lib, "cudaStreamWaitEvent");
         memcpyAsync = (delegate* unmanaged<nint, nint, nuint, int, nint, int>)NativeLibrary.GetExport(lib, "cudaMemcpyAsync");
         getErrorName = (delegate* unmanaged<int, byte*>)NativeLibrary.GetExport(lib, "cudaGetErrorName");
+        hostRegister = (delegate* unmanaged<nint, nuint, uint, int>)NativeLibrary.GetExport(lib, "cudaHostRegister");
+        hostUnregister = (delegate* unmanaged<nint, int>)NativeLibrary.GetExport(lib, "cudaHostUnregister");
     }
 
     /// <summary>Loads libcudart; null with the reason (the folders and names tried) when it cannot.</summary>
@@ -139,5 +143,7 @@ public sealed unsafe class CudaRuntimeLibrary : ICudaRuntime
     public int EventSynchronize(nint cudaEvent) => eventSynchronize(cudaEvent);
     public int StreamWaitEvent(nint stream, nint cudaEvent, uint flags) => streamWaitEvent(stream, cudaEvent, flags);
     public int MemcpyAsync(nint destination, nint source, nuint bytes, int kind, nint stream) => memcpyAsync(destination, source, bytes, kind, stream);
+    public int HostRegister(nint pointer, nuint bytes, uint flags) => hostRegister(pointer, bytes, flags);
+    public int HostUnregister(nint pointer) => hostUnregister(pointer);
     public string ErrorName(int error) => Marshal.PtrToStringAnsi((nint)getErrorName(error)) ?? $"cudaError {error}";
 }

@@ -22,6 +22,10 @@ public interface ICudaRuntime
     int StreamWaitEvent(nint stream, nint cudaEvent, uint flags);
     /// <summary>cudaMemcpyAsync.</summary>
     int MemcpyAsync(nint destination, nint source, nuint bytes, int kind, nint stream);
+    /// <summary>cudaHostRegister: page-locks existing host memory, so that copies from and to it run asynchronously (DMA).</summary>
+    int HostRegister(nint pointer, nuint bytes, uint flags);
+    /// <summary>cudaHostUnregister: makes memory registered by <see cref="HostRegister"/> pageable again (before it is freed).</summary>
+    int HostUnregister(nint pointer);
     /// <summary>cudaGetErrorName: "cudaErrorInvalidValue" for 1.</summary>
     string ErrorName(int error);
 }
@@ -35,6 +39,8 @@ public static class CudaConstants
     public const uint StreamNonBlocking = 0x01;
     /// <summary>cudaEventDisableTiming: the cheapest event, for ordering only.</summary>
     public const uint EventDisableTiming = 0x02;
+    /// <summary>cudaHostRegisterDefault.</summary>
+    public const uint HostRegisterDefault = 0;
     /// <summary>cudaMemcpyHostToDevice.</summary>
     public const int MemcpyHostToDevice = 1;
     /// <summary>
