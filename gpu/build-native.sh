@@ -139,7 +139,7 @@ configure() { # name source-dir extra-args...
     local name="$1" dir="$2"; shift 2
     run rm -rf "$out/build/$name"
     run cmake -S "$dir" -B "$out/build/$name" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$cmake_prefix" \
-        -DTORCH_CXX11_ABI="$cxx11_abi" -DCMAKE_CXX_STANDARD="$cxx_std" "${cuda_args[@]}" "$@"
+        -DTORCH_CXX11_ABI="$cxx11_abi" -DCMAKE_CXX_STANDARD="$cxx_std" ${cuda_args[@]+"${cuda_args[@]}"} "$@"
 }
 
 # Builds with ninja -k 0 (every failing file in one go: a GPU session is short), the output kept in logs/NAME.log.
