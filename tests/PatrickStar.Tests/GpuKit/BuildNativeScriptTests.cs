@@ -1,3 +1,4 @@
+using Xunit;
 namespace PatrickStar.Tests.GpuKit;
 
 /// <summary>gpu/build-native.sh, checked by its --dry-run with a fake python that reports a fixed torch.</summary>

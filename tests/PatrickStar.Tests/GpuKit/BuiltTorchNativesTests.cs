@@ -1,3 +1,4 @@
+using Xunit;
 using PatrickStar.Runtime;
 
 namespace PatrickStar.Tests.GpuKit;

@@ -1,3 +1,4 @@
+using Xunit;
 using PatrickStar.Runtime.Cuda;
 
 namespace PatrickStar.Tests.GpuKit;

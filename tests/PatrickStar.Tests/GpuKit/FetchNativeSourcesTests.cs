@@ -1,3 +1,4 @@
+using Xunit;
 namespace PatrickStar.Tests.GpuKit;
 
 /// <summary>gpu/fetch-native-sources.sh: TorchSharp's src/Native exported from a git directory into an ignored folder.</summary>
