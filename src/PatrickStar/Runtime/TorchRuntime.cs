@@ -22,6 +22,7 @@ public static class TorchRuntime
         {
             if (_ready) return;
             NativeAllocator.RetainFreedMemory();
+            if (BuiltTorchNatives.Problem() is { } problem) throw new TorchLoadException(problem);
             try
             {
                 using var probe = torch.ones(1);
@@ -102,4 +103,5 @@ public static class TorchRuntime
 public sealed class TorchLoadException : Exception
 {
     public TorchLoadException(string message, Exception inner) : base(message, inner) { }
+    public TorchLoadException(string message) : base(message) { }
 }

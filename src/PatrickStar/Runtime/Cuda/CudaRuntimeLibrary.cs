@@ -12,8 +12,8 @@ public sealed unsafe class CudaRuntimeLibrary : ICudaRuntime
 {
     /// <summary>File names tried in each folder, newest CUDA first.</summary>
     public static readonly string[] Names = OperatingSystem.IsWindows()
-        ? ["cudart64_12.dll", "cudart64_110.dll"]
-        : ["libcudart.so.12", "libcudart.so.11.0", "libcudart.so"];
+        ? ["cudart64_13.dll", "cudart64_12.dll", "cudart64_110.dll"]
+        : ["libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0", "libcudart.so"];
 
     private readonly delegate* unmanaged<int*, int> getDevice;
     private readonly delegate* unmanaged<int, int> setDevice;
