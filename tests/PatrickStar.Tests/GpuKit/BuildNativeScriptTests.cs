@@ -20,7 +20,7 @@ public class BuildNativeScriptTests
             echo cxx11_abi=1
             echo torch_lib=/opt/fake-torch/lib
             """.Replace("\r", ""));
-        File.SetUnixFileMode(python, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(python, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         return (src, python);
     }
 
