@@ -56,6 +56,10 @@ steps="$work/steps.tsv"
 model="--model gpt2-mini --layers 12 --hidden 768 --heads 12 --context 256 --seq 128 --batch 4 --precision fp32 --seed 7"
 train="$model --steps 12 --eval-interval 0 --plain-output"
 chunked="--engine chunked --chunk-size 38597376 --device-memory 768MiB --host-memory 8GiB"
+# The scale search trains 3 steps at each size it tries (sizes doubled, then bisected), per engine: with 8 GiB + 64 GiB it
+# would try models of several billion parameters and not finish in the time left; 2 GiB + 16 GiB finishes (about 1.2B
+# parameters at most) and still puts the chunk engine's largest beside the plain trainer's.
+scale_budgets="--device-memory 2GiB --host-memory 16GiB"
 
 if [ "$dry" = 1 ]; then
   echo "# gpu/run.sh --dry-run: the steps in order, each with its time limit (the budget is $budget s); nothing runs."
@@ -118,7 +122,7 @@ step train-chunked 90 "$pstar train $train $chunked --device cuda --metrics $wor
 step bench 150 "$pstar bench --parts matmul,trainers --precision bf16 --matmul-size 8192 --hidden 2048 --layers 8 --heads 16 --seq 1024 --batch 8 --steps 3 --device-memory 32GiB --host-memory 64GiB --tight-memory off --report $work/bench"
 # Two ranks on the one GPU (cuda:0 for both): the collectives stage chunks through host memory.
 step launch 90 "command -v mpirun >/dev/null || { echo 'not measured: mpirun is not on this machine'; exit 3; }; $pstar launch -n 2 -- train $model --steps 6 --eval-interval 0 --plain-output $chunked --device cuda:0 --metrics $work/launch.jsonl"
-step scale 300 "$pstar bench --parts scale --device-memory 8GiB --host-memory 64GiB --report $work/scale"
+step scale 300 "$pstar bench --parts scale $scale_budgets --report $work/scale"
 
 reserve=0
 step report 20 "$python $here/report.py --work $work --log $log --native $out/native --out $out/gpu-h200.md"

@@ -33,22 +33,22 @@ public class ChunkedTrainingTests
         return new Run(losses, parameters, iterations, engine?.OptimizerChunksOnDevice.Count ?? 0, engine?.ChunkCount ?? 0);
     }
 
-    private static long? tight;
+    private static readonly Dictionary<Precision, long> TightBudgets = new();
 
     /// <summary>A device budget with room for about two chunks beyond the non-model peak measured on this device.</summary>
-    private static long TightBudget()
+    private static long TightBudget(Precision precision = Precision.Fp32)
     {
-        if (tight is long known) return known;
-        var config = TestDevice.Chunked(TestDevice.Gpt(steps: 2), 1L << 30);
+        if (TightBudgets.TryGetValue(precision, out long known)) return known;
+        var config = TestDevice.Chunked(TestDevice.Gpt(steps: 2, precision), 1L << 30);
         using var run = GptRun.Create(config, TestDevice.CyclicData());
         run.Trainer.Run();
         var engine = (ChunkedEngine)run.Engine;
         long peakNonModel = Math.Max(engine.Trace.PeakNonModel, engine.PeakNonModelObserved);
-        long chunkBytes = TestDevice.ChunkElements * 4;
+        long chunkBytes = TestDevice.ChunkElements * (precision == Precision.Fp32 ? 4 : 2);
+        // Never below the estimator's device need: below it GptRun.Create refuses the run before it starts.
         long estimated = MemoryEstimator.Estimate(MemoryEstimator.RequestFor(config, run.ModelConfig, 1L << 30, 1L << 30), suggestKnobs: false)
             .Tiers.Single(t => t.Tier == "device").Needed;
-        tight = Math.Max(2 * peakNonModel + 2 * chunkBytes, estimated);
-        return tight.Value;
+        return TightBudgets[precision] = Math.Max(2 * peakNonModel + 2 * chunkBytes, estimated);
     }
 
     private static double MaxDifference(IReadOnlyList<Tensor> a, IReadOnlyList<Tensor> b)
@@ -62,26 +62,27 @@ public class ChunkedTrainingTests
         return max;
     }
 
-    private static void AssertClose(Run expected, Run actual, double tolerance)
+    /// <summary>Every step's loss within <paramref name="tolerance"/> (relative), every final parameter within it (absolute; 10x in bf16).</summary>
+    private static void AssertClose(Run expected, Run actual, double tolerance, double parameterTolerance = 0)
     {
         Assert.Equal(expected.Losses.Count, actual.Losses.Count);
         for (int i = 0; i < expected.Losses.Count; i++)
             Assert.True(Math.Abs(expected.Losses[i] - actual.Losses[i]) <= tolerance * Math.Abs(expected.Losses[i]),
                 $"step {i + 1}: loss {expected.Losses[i]} vs {actual.Losses[i]}");
         double diff = MaxDifference(expected.Parameters, actual.Parameters);
-        Assert.True(diff <= tolerance, $"parameters differ by up to {diff}");
+        Assert.True(diff <= Math.Max(tolerance, parameterTolerance), $"parameters differ by up to {diff}");
     }
 
     [Theory]
-    [InlineData(Precision.Fp32, 1e-5)]
-    [InlineData(Precision.Bf16, 2e-2)]
-    public void UnderABudgetThatEvictsChunkedTrainsAsThePlainTrainer(Precision precision, double tolerance)
+    [InlineData(Precision.Fp32, 1e-5, 0)]
+    [InlineData(Precision.Bf16, 5e-3, 5e-2)] // bf16 parameters: a master an ulp apart rounds to another bf16 value
+    public void UnderABudgetThatEvictsChunkedTrainsAsThePlainTrainer(Precision precision, double tolerance, double parameterTolerance)
     {
         var plain = Train(TestDevice.Gpt(steps: 4, precision));
-        long budget = TightBudget();
+        long budget = TightBudget(precision);
         var chunked = Train(TestDevice.Chunked(TestDevice.Gpt(steps: 4, precision), budget));
         Assert.True(plain.Losses[^1] < plain.Losses[0], $"the plain trainer must learn ({plain.Losses[0]} -> {plain.Losses[^1]})");
-        AssertClose(plain, chunked, tolerance);
+        AssertClose(plain, chunked, tolerance, parameterTolerance);
         foreach (var i in chunked.Iterations.Skip(1))
         {
             Assert.True(i.Evictions > 0 && i.BytesToDevice > 0 && i.BytesToHost > 0, "every iteration must move chunks both ways under this budget");

@@ -74,7 +74,7 @@ public class RunScriptTests
             Assert.Equal($"/tmp/pstar-gpu/work/train-{name}.jsonl", Flag(args, "--metrics"));
 
         var scale = PstarArguments(steps["scale"]);
-        Assert.Equal(("scale", "8GiB", "64GiB"), (Flag(scale, "--parts"), Flag(scale, "--device-memory"), Flag(scale, "--host-memory")));
+        Assert.Equal(("scale", "2GiB", "16GiB"), (Flag(scale, "--parts"), Flag(scale, "--device-memory"), Flag(scale, "--host-memory")));
         var bench = PstarArguments(steps["bench"]);
         Assert.Equal(("matmul,trainers", "bf16"), (Flag(bench, "--parts"), Flag(bench, "--precision")));
         Assert.Contains("command -v mpirun", steps["launch"]);
