@@ -110,7 +110,7 @@ public class ChunkedTrainingTests
     {
         TrainingConfig Config(bool hybrid)
         {
-            var c = TestDevice.Chunked(TestDevice.Gpt(steps: 4), 1L << 30);
+            var c = TestDevice.Chunked(TestDevice.Gpt(steps: 3), 1L << 30);
             c.Chunks.HybridAdam = hybrid;
             return c;
         }
