@@ -53,8 +53,8 @@ steps="$work/steps.tsv"
 # One model for the three trainings: GPT-2 small's sizes without dropout (gpt2-mini's sizes overridden), fp32 so that the
 # CPU run is a reference to compare with. Chunks the size of the token embedding (the largest tensor): four of 154 MB;
 # 768 MiB of device memory holds two beside the activations but not all four, so chunks are evicted every iteration.
-model="--model gpt2-mini --layers 12 --hidden 768 --heads 12 --context 256 --seq 128 --batch 4 --precision fp32 --seed 7"
-train="$model --steps 12 --eval-interval 0 --plain-output"
+model="--model gpt2-mini --layers 12 --hidden 768 --heads 12 --context 256 --seq 128 --batch 4 --precision fp32"
+train="$model --seed 7 --steps 12 --eval-interval 0 --plain-output"
 chunked="--engine chunked --chunk-size 38597376 --device-memory 768MiB --host-memory 8GiB"
 # The scale search trains 3 steps at each size it tries (sizes doubled, then bisected), per engine: with 8 GiB + 64 GiB it
 # would try models of several billion parameters and not finish in the time left; 2 GiB + 16 GiB finishes (about 1.2B
@@ -121,7 +121,7 @@ step train-plain 60 "$pstar train $train --device cuda --metrics $work/train-pla
 step train-chunked 90 "$pstar train $train $chunked --device cuda --metrics $work/train-chunked.jsonl --profile $work/train-chunked-profile.json"
 step bench 150 "$pstar bench --parts matmul,trainers --precision bf16 --matmul-size 8192 --hidden 2048 --layers 8 --heads 16 --seq 1024 --batch 8 --steps 3 --device-memory 32GiB --host-memory 64GiB --tight-memory off --report $work/bench"
 # Two ranks on the one GPU (cuda:0 for both): the collectives stage chunks through host memory.
-step launch 90 "command -v mpirun >/dev/null || { echo 'not measured: mpirun is not on this machine'; exit 3; }; $pstar launch -n 2 -- train $model --steps 6 --eval-interval 0 --plain-output $chunked --device cuda:0 --metrics $work/launch.jsonl"
+step launch 90 "command -v mpirun >/dev/null || { echo 'not measured: mpirun is not on this machine'; exit 3; }; $pstar launch -n 2 -- train $model --seed 7 --steps 6 --eval-interval 0 --plain-output $chunked --device cuda:0 --metrics $work/launch.jsonl"
 step scale 300 "$pstar bench --parts scale $scale_budgets --report $work/scale"
 
 reserve=0

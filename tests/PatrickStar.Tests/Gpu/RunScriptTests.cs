@@ -25,10 +25,12 @@ public class RunScriptTests
         return (steps, names, stdout);
     }
 
-    /// <summary>The pstar arguments of a step's command: after "pstar.dll ", up to the end or a shell separator.</summary>
+    private const string Pstar = "dotnet /tmp/pstar-gpu/app/pstar.dll ";
+
+    /// <summary>The pstar arguments of a step's command: after "dotnet .../pstar.dll ", up to the end or a shell separator.</summary>
     private static string[] PstarArguments(string command)
     {
-        string rest = command[(command.IndexOf("pstar.dll ", StringComparison.Ordinal) + "pstar.dll ".Length)..];
+        string rest = command[(command.IndexOf(Pstar, StringComparison.Ordinal) + Pstar.Length)..];
         return rest.Split(';')[0].Split(' ', StringSplitOptions.RemoveEmptyEntries);
     }
 
@@ -88,7 +90,7 @@ public class RunScriptTests
         using var dir = new TempDir();
         var (steps, _, _) = DryRun(Path.Combine(dir.Path, "pack"), Path.Combine(dir.Path, "out"));
         int checkedCommands = 0;
-        foreach (var (name, command) in steps.Where(s => s.Value.Contains("pstar.dll ")))
+        foreach (var (name, command) in steps.Where(s => s.Value.Contains(Pstar)))
         {
             var args = PstarArguments(command);
             // launch runs a train command on each rank: that one is parsed too.
