@@ -8,7 +8,7 @@ PEAK_TFLOPS = float(os.environ.get("PSTAR_PEAK_TFLOPS", "790"))  # H200 bf16 den
 def sections(log_text):
     """The log's output per step: the lines between '=== [name] (limit' and '=== [name] exit'."""
     out, name = {}, None
-    for line in log_text.splitlines():
+    for line in re.sub(r"\x1b\[[0-9;]*m", "", log_text).splitlines():  # no colour codes
         m = re.match(r"=== \[([\w-]+)\] \(limit", line)
         if m:
             name = m.group(1)

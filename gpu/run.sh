@@ -114,7 +114,7 @@ elif [ -f "$native_cache/env.sh" ]; then
 fi
 
 step cuda-check 60 "$pstar cuda-check --size 256MiB"
-step device-tests 150 "PSTAR_TEST_DEVICE=cuda dotnet $tmp/tests/PatrickStar.DeviceTests.dll"
+step device-tests 150 "PSTAR_TEST_DEVICE=cuda dotnet $tmp/tests/PatrickStar.DeviceTests.dll -noColor"
 step estimate 30 "$pstar estimate $model $chunked --device cuda"
 step train-cpu 90 "$pstar train $train --device cpu --metrics $work/train-cpu.jsonl"
 step train-plain 60 "$pstar train $train --device cuda --metrics $work/train-plain.jsonl"

@@ -55,7 +55,7 @@ public class RunScriptTests
             steps["native"]);
         Assert.Contains("16777216", steps["native-out"]); // what comes back is at most 16 MiB a file: larger ones are stripped
         Assert.Contains($"{outDir}/native", steps["native-out"]);
-        Assert.Equal("PSTAR_TEST_DEVICE=cuda dotnet /tmp/pstar-gpu/tests/PatrickStar.DeviceTests.dll", steps["device-tests"]);
+        Assert.Equal("PSTAR_TEST_DEVICE=cuda dotnet /tmp/pstar-gpu/tests/PatrickStar.DeviceTests.dll -noColor", steps["device-tests"]);
         Assert.StartsWith("cuda-check", string.Join(" ", PstarArguments(steps["cuda-check"])));
 
         // The three trainings: one config, on the CPU, on cuda plain, on cuda with the chunk engine under a budget.
