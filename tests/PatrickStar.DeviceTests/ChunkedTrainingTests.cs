@@ -3,6 +3,7 @@ using PatrickStar.Engine;
 using PatrickStar.Memory;
 using PatrickStar.Models.Estimation;
 using PatrickStar.Models.Gpt;
+using PatrickStar.Tests.Training;
 using PatrickStar.Training;
 using TorchSharp;
 using Xunit;
@@ -18,7 +19,7 @@ public class ChunkedTrainingTests
 
     private static Run Train(TrainingConfig config)
     {
-        using var run = GptRun.Create(config, TestDevice.CyclicData());
+        using var run = GptRun.Create(config, TrainingHarness.CyclicData());
         var losses = new List<double>();
         var iterations = new List<ChunkIterationStatistics>();
         run.Trainer.StepCompleted += m =>
@@ -40,7 +41,7 @@ public class ChunkedTrainingTests
     {
         if (TightBudgets.TryGetValue(precision, out long known)) return known;
         var config = TestDevice.Chunked(TestDevice.Gpt(steps: 2, precision), 1L << 30);
-        using var run = GptRun.Create(config, TestDevice.CyclicData());
+        using var run = GptRun.Create(config, TrainingHarness.CyclicData());
         run.Trainer.Run();
         var engine = (ChunkedEngine)run.Engine;
         long peakNonModel = Math.Max(engine.Trace.PeakNonModel, engine.PeakNonModelObserved);

@@ -1,5 +1,5 @@
 using PatrickStar.Config;
-using PatrickStar.Data;
+using PatrickStar.Tests.Training;
 using PatrickStar.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -16,23 +16,10 @@ internal static class TestDevice
     /// <summary>The torch device; fails (never skips) when the device asked for is not there, so a GPU run cannot pass on the CPU.</summary>
     public static Device Get() => TorchRuntime.ResolveDevice(Name);
 
-    public static bool IsCuda => Get().type == DeviceType.CUDA;
-
-    public const int Vocab = 64;
-
-    /// <summary>A sequence a model can learn: a fixed pseudo-random cycle of 40 tokens.</summary>
-    public static TokenDataset CyclicData()
-    {
-        var rng = new SplitMix64(5);
-        var cycle = Enumerable.Range(0, 40).Select(_ => (int)rng.NextBelow(Vocab)).ToArray();
-        var tokens = Enumerable.Range(0, 4000).Select(i => cycle[i % cycle.Length]).ToArray();
-        return TokenDataset.FromTokens(tokens, Vocab, 0.1, "cycle");
-    }
-
     /// <summary>A GPT whose parameters outweigh its activations (hidden 256, 4 layers, 2 x 16 tokens: 3.2M parameters, 21 chunks of 1 MiB; with less the budget the estimator asks for holds every chunk), on the test device.</summary>
     public static TrainingConfig Gpt(int steps, Precision precision = Precision.Fp32) => new()
     {
-        Model = new ModelSection { Preset = null, VocabSize = Vocab, ContextLength = 32, Layers = 4, Hidden = 256, Heads = 4, Dropout = 0.0 },
+        Model = new ModelSection { Preset = null, VocabSize = TrainingHarness.Vocab, ContextLength = 32, Layers = 4, Hidden = 256, Heads = 4, Dropout = 0.0 },
         MicroBatchSize = 2,
         SequenceLength = 16,
         Steps = steps,
