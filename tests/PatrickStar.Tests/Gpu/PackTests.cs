@@ -50,7 +50,7 @@ public class PackTests
         Assert.Contains("app/TorchSharp.dll", app);
         Assert.Contains("tests/PatrickStar.DeviceTests.dll", app);
         Assert.Contains("tests/PatrickStar.DeviceTests.runtimeconfig.json", app);
-        Assert.Empty(app.Where(n => Path.GetFileName(n).StartsWith("libtorch") || Path.GetFileName(n).StartsWith("libLibTorchSharp")));
+        Assert.DoesNotContain(app, n => Path.GetFileName(n).StartsWith("libtorch") || Path.GetFileName(n).StartsWith("libLibTorchSharp"));
 
         var runtime = TarList(Path.Combine(pack, "dotnet-runtime.tar.xz"));
         Assert.Contains("dotnet", runtime);
