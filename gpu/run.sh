@@ -102,8 +102,9 @@ step() {
 step runtime 60 "rm -rf $dotnet_root && mkdir -p $dotnet_root && tar -xJf $pack/dotnet-runtime.tar.xz -C $dotnet_root && $dotnet_root/dotnet --list-runtimes"
 step app 60 "rm -rf $tmp/app $tmp/tests && tar -xJf $pack/app.tar.xz -C $tmp && ls $tmp/app/pstar.dll $tmp/tests/PatrickStar.DeviceTests.dll"
 step native 300 "bash $here/build-native.sh --src $pack/native-src --ours $native_dir/PatrickStarCuda --out $native_cache --python $python"
-# The libraries come back in $out (16 MiB a file at most: stripped when larger).
-step native-out 30 "mkdir -p $out/native && for f in \$(find $native_cache -maxdepth 3 -name '*.so' -type f | head -n 3); do if [ \$(stat -c %s \$f) -gt 16777216 ]; then strip --strip-unneeded -o $out/native/\$(basename \$f) \$f; else cp \$f $out/native/; fi; ls -l $out/native/\$(basename \$f); done; cp $native_cache/env.sh $out/native/ 2>/dev/null; true"
+# The libraries come back in $out (16 MiB a file at most: stripped when larger), with env.sh and build-native.sh's stamp:
+# put them in gpu/pack/native-cache/ to carry them next time and skip the build.
+step native-out 30 "mkdir -p $out/native && for f in \$(find $native_cache -maxdepth 3 -name '*.so' -type f | head -n 3); do if [ \$(stat -c %s \$f) -gt 16777216 ]; then strip --strip-unneeded -o $out/native/\$(basename \$f) \$f; else cp \$f $out/native/; fi; ls -l $out/native/\$(basename \$f); done; cp $native_cache/env.sh $native_cache/stamp $out/native/ 2>/dev/null; true"
 
 export DOTNET_ROOT="$dotnet_root" PATH="$dotnet_root:$PATH" DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 TERM=dumb
 if [ "$dry" = 1 ]; then
