@@ -148,7 +148,7 @@ def main():
 
     md += ["", "## cuda-check"] + [f"- {l.strip()}" for l in log.get("cuda-check", [])[-4:]]
     md += ["", "## pstar estimate for the chunked training (last lines)"] + [f"    {l}" for l in log.get("estimate", [])[-6:]]
-    md += ["", "## pstar train: CPU vs cuda plain vs cuda chunked (same config; chunked under 768 MiB of device memory)"] + losses_table(args.work)
+    md += ["", "## pstar train: CPU vs cuda plain vs cuda chunked (same config; chunked under a device budget that evicts)"] + losses_table(args.work)
     md += ["", "## Largest GPT per engine under the scale budgets (pstar bench --parts scale)"] + scale_lines(args.work, log.get("scale", []))
     md += ["", "## Trainers (pstar bench --parts matmul,trainers, bf16)"] + bench_lines(args.work)
 

@@ -66,7 +66,7 @@ public class RunScriptTests
         Assert.Equal("cuda", Flag(plain, "--device"));
         Assert.Equal("cuda", Flag(chunked, "--device"));
         Assert.Equal("chunked", Flag(chunked, "--engine"));
-        Assert.Equal("768MiB", Flag(chunked, "--device-memory"));
+        Assert.Equal("896MiB", Flag(chunked, "--device-memory"));
         Assert.DoesNotContain("--engine", plain);
         string[] Model(string[] a) => a.TakeWhile(t => t != "--device" && t != "--engine" && t != "--metrics").ToArray();
         Assert.Equal(Model(cpu), Model(plain));
