@@ -84,7 +84,7 @@ public static class TorchRuntime
         {
             if (!torch.cuda.is_available())
                 throw new ArgumentException($"device '{spec}' was asked for but no CUDA device is available to libtorch " +
-                                            "(this build references the CPU libtorch package; reference libtorch-cuda-12.8-linux-x64 instead, or use device 'cpu').");
+                                            "(a CPU libtorch build: rebuild with -p:TorchBackend=cuda for libtorch's CUDA package, or use device 'cpu').");
             return torch.device(s);
         }
         if (s == "cpu") return torch.CPU;

@@ -11,7 +11,7 @@ public class ReadmeExampleTests
 {
     public ReadmeExampleTests() => TorchRuntime.EnsureLoaded();
 
-    private static string RepositoryFile(string name, string? start = null)
+    internal static string RepositoryFile(string name, string? start = null)
     {
         for (var dir = new DirectoryInfo(start ?? AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
             if (File.Exists(Path.Combine(dir.FullName, "PatrickStar.sln"))) return Path.Combine(dir.FullName, name);
