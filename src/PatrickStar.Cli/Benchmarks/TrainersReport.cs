@@ -1,14 +1,7 @@
 using System.Text.Json.Nodes;
-using PatrickStar.Benchmarks;
 using PatrickStar.Config;
-using PatrickStar.Data;
-using PatrickStar.Engine;
-using PatrickStar.Memory;
 using PatrickStar.Models;
-using PatrickStar.Models.Estimation;
-using PatrickStar.Models.Gpt;
 using PatrickStar.Profiling;
-using PatrickStar.Timing;
 using TorchSharp;
 
 namespace PatrickStar.Cli.Benchmarks;
