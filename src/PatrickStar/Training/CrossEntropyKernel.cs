@@ -44,14 +44,14 @@ public static unsafe class CrossEntropyKernel
             if ((ulong)target[r] >= (ulong)v) throw new ArgumentException($"target {target[r]} is outside the vocabulary of {v}.");
         long rowBytes = v * LowPrecision.SizeOf(type);
         var losses = new double[rows];
-        float inverseN = (float)n, minusOneOverN = (float)(-1.0 / n);
+        float count = n, minusOneOverN = (float)(-1.0 / n);
         int workers = (int)Math.Min(rows, Math.Max(1, get_num_threads()));
         Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, worker =>
         {
             if (scratch is null || scratch.Length < v) scratch = new float[v]; // one per thread, kept: no large allocation per call
             fixed (float* e = scratch)
                 for (long r = worker; r < rows; r += workers)
-                    losses[r] = Row(data + r * rowBytes, type, v, target[r], e, inverseN, minusOneOverN);
+                    losses[r] = Row(data + r * rowBytes, type, v, target[r], e, count, minusOneOverN);
         });
         double total = 0;
         foreach (double l in losses) total += l;
