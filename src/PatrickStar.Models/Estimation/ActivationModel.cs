@@ -29,7 +29,9 @@ public static class ActivationModel
     /// saved inputs are held again until the end.
     /// </remarks>
     /// <param name="chunked">Kept for callers: with the blocked head no figure here differs between the engines any more.</param>
-    public static ActivationEstimate Activations(GptConfig c, Precision precision, long batch, long seq, bool checkpointing, bool chunked)
+    /// <param name="hostLoss">The loss runs in the host kernel (see <see cref="HeadLossEstimate.ForwardPeak"/>).</param>
+    public static ActivationEstimate Activations(GptConfig c, Precision precision, long batch, long seq, bool checkpointing, bool chunked,
+        bool hostLoss = false)
     {
         long e = ActivationBytes(precision);
         long t = batch * seq, h = c.Hidden, v = c.VocabSize, l = c.Layers;
@@ -41,7 +43,7 @@ public static class ActivationModel
         long body = outside + (checkpointing ? l * blockInput : l * block);
         // The blocked head + loss keeps no logits: its forward makes d/d(hidden) and the tied weight's gradient at once.
         long forwardSaved = body + HeadLossEstimate.Kept(t, h, v, precision);
-        long atLoss = body + HeadLossEstimate.ForwardPeak(t, h, v, precision);
+        long atLoss = body + HeadLossEstimate.ForwardPeak(t, h, v, precision, hostLoss);
 
         // Through the blocks (measured): what the body kept, the gradients in flight, the largest fresh weight gradient
         // (mlp, 4·h² elements) and, with checkpointing, the block being recomputed (its saved activations and the
@@ -95,7 +97,7 @@ public static class ActivationModel
     /// fp32 while it is used and its gradient is made in fp32 before the bf16 copy. The runtime's own buffers come on top
     /// (<see cref="MemoryEstimator.RuntimeBuffers"/>).
     /// </remarks>
-    public static IReadOnlyList<NonModelPhase> Phases(GptConfig c, Precision precision, long batch, long seq, bool checkpointing)
+    public static IReadOnlyList<NonModelPhase> Phases(GptConfig c, Precision precision, long batch, long seq, bool checkpointing, bool hostLoss = false)
     {
         long e = ActivationBytes(precision), ep = ParameterBytes(precision);
         long t = batch * seq, h = c.Hidden, v = c.VocabSize;
@@ -106,7 +108,7 @@ public static class ActivationModel
         // A fresh weight gradient in the storage dtype; with upcasting also the fp32 weight and fp32 gradient it came from.
         long WeightGradient(long elements) => upcast ? elements * (e + e + ep) : elements * ep;
 
-        long loss = body + HeadLossEstimate.ForwardPeak(t, h, v, precision);
+        long loss = body + HeadLossEstimate.ForwardPeak(t, h, v, precision, hostLoss);
         long head = saved;
         long embedding = body + table * e + (upcast ? table * ep : 0);
         // Through the blocks: hidden-sized gradients per token in flight (d/d(hidden) from the head among them),

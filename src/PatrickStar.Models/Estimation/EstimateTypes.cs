@@ -25,7 +25,8 @@ public sealed record EstimateRequest(
     ChunkPlacement Placement = ChunkPlacement.Dynamic,
     long? ChunkSize = null,
     DataParallelMode DataParallel = DataParallelMode.Gather,
-    PatrickStar.Models.Llama.LlamaConfig? Llama = null)
+    PatrickStar.Models.Llama.LlamaConfig? Llama = null,
+    bool HostLoss = false)
 {
     public bool Chunked => Engine == "chunked";
 

@@ -28,12 +28,15 @@ public static class HeadLossEstimate
     /// </summary>
     /// <remarks>
     /// Temporaries (r = a block's rows): fp32 — the fp32 logits, whose gradient is written over them (4·r·v).
-    /// bf16 — a group's bf16 logits (g rows: 2·g·v), which become their gradient, beside one (smaller) block's fp32 copy or,
+    /// bf16 — a group's bf16 logits (g rows: 2·g·v), which become their gradient, beside one (smaller) block's fp32 copy (none
+    /// with the host kernel) or,
     /// summing d/dW over groups, one weight slice's bf16 gradient product.
     /// bf16 storage, fp32 compute — the fp32 logits, and beside them, while they are made, one upcast weight slice and its
     /// product with the block; while the gradients are made, one upcast slice and its gradient product.
     /// </remarks>
-    public static long ForwardPeak(long t, long h, long v, Precision p)
+    /// <param name="hostKernel">The loss runs in <see cref="CrossEntropyKernel"/> (host memory): a bf16 block's loss then needs no
+    /// fp32 copy. Off (the tensor ops' need, an upper bound on every device) where the device is not known.</param>
+    public static long ForwardPeak(long t, long h, long v, Precision p, bool hostKernel = false)
     {
         long e = ActivationModel.ActivationBytes(p), ep = ActivationModel.ParameterBytes(p);
         long rows = Math.Min(t, BlockedHeadLoss.BlockRows(v));
@@ -41,7 +44,7 @@ public static class HeadLossEstimate
         if (p == Precision.Bf16)
         {
             long group = Math.Min(t, BlockedHeadLoss.GroupRows(v)), lossRows = Math.Min(t, BlockedHeadLoss.GroupBlockRows(v));
-            return t * h * e + v * h * Bf16WeightGradientBytes(t, v) + 2 * group * v + Math.Max(4 * lossRows * v, OneGroup(t, v) ? 0 : slice * e);
+            return t * h * e + v * h * Bf16WeightGradientBytes(t, v) + 2 * group * v + Math.Max(hostKernel ? 0 : 4 * lossRows * v, OneGroup(t, v) ? 0 : slice * e);
         }
         long block = 4 * rows * v + (ep != e ? Math.Max(4 * rows * (slice / h) + slice * e, 2 * slice * e) : 0);
         return t * h * e + 4 * v * h + Math.Max(block, ep != 4 ? v * h * ep : 0);

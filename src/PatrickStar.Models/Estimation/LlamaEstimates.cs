@@ -51,7 +51,8 @@ public static class LlamaEstimates
     private static long LayerBytes(LlamaConfig c, Precision precision, long batch, long seq) =>
         (9L * c.Hidden + 4L * c.Intermediate) * batch * seq * ActivationModel.ActivationBytes(precision) + 4 * batch * c.Heads * seq;
 
-    public static ActivationEstimate Activations(LlamaConfig c, Precision precision, long batch, long seq, bool checkpointing, bool chunked)
+    public static ActivationEstimate Activations(LlamaConfig c, Precision precision, long batch, long seq, bool checkpointing, bool chunked,
+        bool hostLoss = false)
     {
         long e = ActivationModel.ActivationBytes(precision);
         long t = batch * seq, h = c.Hidden, v = c.VocabSize, l = c.Layers;
@@ -59,7 +60,7 @@ public static class LlamaEstimates
         // Token ids (input, target, the embedding's copy), the final norm's input; then what the blocked head + loss keeps.
         long body = 3 * t * 8 + t * h * e + (checkpointing ? l * t * h * e : l * layer);
         long forwardSaved = body + HeadLossEstimate.Kept(t, h, v, precision);
-        long atLoss = body + HeadLossEstimate.ForwardPeak(t, h, v, precision);
+        long atLoss = body + HeadLossEstimate.ForwardPeak(t, h, v, precision, hostLoss);
         // Gradients in flight through a layer (about 11 hidden-sized and 3 intermediate-sized per token), the largest fresh
         // weight gradient (an MLP matrix) and, with checkpointing, the layer being recomputed.
         long atLayers = body + (12 * h + 3L * c.Intermediate) * t * e + h * c.Intermediate * e + (checkpointing ? 5 * layer / 4 : 0);
@@ -69,7 +70,7 @@ public static class LlamaEstimates
     }
 
     /// <summary>The chunk engine's stretches of non-model memory, as <see cref="ActivationModel.Phases"/> models GPT's.</summary>
-    public static IReadOnlyList<NonModelPhase> Phases(LlamaConfig c, Precision precision, long batch, long seq, bool checkpointing)
+    public static IReadOnlyList<NonModelPhase> Phases(LlamaConfig c, Precision precision, long batch, long seq, bool checkpointing, bool hostLoss = false)
     {
         long e = ActivationModel.ActivationBytes(precision), ep = ActivationModel.ParameterBytes(precision);
         long t = batch * seq, h = c.Hidden, v = c.VocabSize;
@@ -77,7 +78,7 @@ public static class LlamaEstimates
         long saved = Activations(c, precision, batch, seq, checkpointing, chunked: true).Saved;
         long body = saved - HeadLossEstimate.Kept(t, h, v, precision), table = v * h;
         long WeightGradient(long elements) => upcast ? elements * (e + e + ep) : elements * ep;
-        long loss = body + HeadLossEstimate.ForwardPeak(t, h, v, precision);
+        long loss = body + HeadLossEstimate.ForwardPeak(t, h, v, precision, hostLoss);
         long head = saved;
         long embedding = body + table * e + (upcast ? table * ep : 0);
         long layers = body + (12 * h + 3L * c.Intermediate) * t * e + WeightGradient(h * c.Intermediate) +

@@ -2,6 +2,7 @@ using PatrickStar.Chunks;
 using PatrickStar.Config;
 using PatrickStar.Models.Gpt;
 using PatrickStar.Profiling;
+using PatrickStar.Training;
 
 namespace PatrickStar.Models.Estimation;
 
@@ -36,7 +37,19 @@ public static class MemoryEstimator
     public static EstimateRequest RequestFor(TrainingConfig config, ModelChoice model, long? deviceMemory, long hostMemory, int ranks = 1) =>
         new(model.Sizes, config.Precision, config.MicroBatchSize, config.SequenceLength, config.ActivationCheckpointing,
             config.GradientAccumulationSteps, deviceMemory, hostMemory, ranks, config.Engine, config.Chunks.Placement, config.Chunks.ChunkSize,
-            config.Distributed.Mode, model.Llama);
+            config.Distributed.Mode, model.Llama, HostLoss(config.Device));
+
+    /// <summary>
+    /// Whether the loss will run in the host kernel (<see cref="CrossEntropyKernel"/>): on a CPU device ("cpu", or "auto" without
+    /// CUDA) where the kernel is available. Anything else (a GPU, an unknown device) gets the tensor ops' need.
+    /// </summary>
+    public static bool HostLoss(string device)
+    {
+        string d = device.Trim().ToLowerInvariant();
+        if (!CrossEntropyKernel.Available || d is not ("cpu" or "auto")) return false;
+        try { return d == "cpu" || !TorchSharp.torch.cuda.is_available(); }
+        catch (TypeInitializationException) { return false; } // libtorch not loadable: no device is known
+    }
 
     /// <param name="suggestKnobs">When the run does not fit, try knobs and their combinations (re-running the estimate) and report those that help.</param>
     public static MemoryEstimate Estimate(EstimateRequest r, bool suggestKnobs = true)
@@ -60,8 +73,8 @@ public static class MemoryEstimator
         ActivationModel.Activations(c, precision, batch, seq, checkpointing, chunked);
 
     private static ActivationEstimate Activations(EstimateRequest r, bool chunked) => r.Llama is { } llama
-        ? LlamaEstimates.Activations(llama, r.Precision, r.MicroBatch, r.Sequence, r.Checkpointing, chunked)
-        : Activations(r.Model, r.Precision, r.MicroBatch, r.Sequence, r.Checkpointing, chunked);
+        ? LlamaEstimates.Activations(llama, r.Precision, r.MicroBatch, r.Sequence, r.Checkpointing, chunked, r.HostLoss)
+        : ActivationModel.Activations(r.Model, r.Precision, r.MicroBatch, r.Sequence, r.Checkpointing, chunked, r.HostLoss);
 
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<(object, long?, long?, int), ChunkLayout> Layouts = new();
 
@@ -129,8 +142,8 @@ public static class MemoryEstimator
         long ChunksWith(string? module) =>
             pinned ? paramBytes + (r.Ranks > 1 ? (r.Ranks - 1) * paramChunk : 0) : module is null ? workingSet : workingSets[module];
         var phases = r.Llama is { } lp
-            ? LlamaEstimates.Phases(lp, r.Precision, r.MicroBatch, r.Sequence, r.Checkpointing)
-            : ActivationModel.Phases(r.Model, r.Precision, r.MicroBatch, r.Sequence, r.Checkpointing);
+            ? LlamaEstimates.Phases(lp, r.Precision, r.MicroBatch, r.Sequence, r.Checkpointing, r.HostLoss)
+            : ActivationModel.Phases(r.Model, r.Precision, r.MicroBatch, r.Sequence, r.Checkpointing, r.HostLoss);
         var binding = phases.MaxBy(p => p.Bytes + ChunksWith(p.NextModule))!;
         long deviceChunks = ChunksWith(binding.NextModule);
         long modelled = binding.Bytes + deviceChunks + comm;

@@ -42,12 +42,24 @@ public static class FusedCrossEntropy
         MeanOverBlocks(logits.shape[0], Math.Max(1, BlockElements / logits.shape[1]), targets, (start, r, t) =>
         {
             var block = logits.narrow(0, start, r);
-            // fp32 logits (to() returns them) are worked on in place when they get the gradient; others are upcast per block.
-            var x = block.to(ScalarType.Float32);
-            var loss = BlockLossSum(x, t, logits.shape[0], overwrite: writeGradient, writeGradient);
-            if (writeGradient) block.copy_(x); // the same tensor for fp32: libtorch skips the copy
-            return loss;
+            if (writeGradient) return LossSumWritingGradient(block, t, logits.shape[0]);
+            using var x = block.to(ScalarType.Float32);
+            return BlockLossSum(x, t, logits.shape[0], overwrite: false, writeGradient: false);
         });
+
+    /// <summary>
+    /// The summed loss of a block of logits [r, V] in any dtype, whose values become the gradient of the mean over
+    /// <paramref name="n"/> rows (in their dtype): by <see cref="CrossEntropyKernel"/> where it applies, else in fp32 tensor
+    /// ops on the block (fp32 logits in place; others through an fp32 copy, freed before this returns).
+    /// </summary>
+    internal static Tensor LossSumWritingGradient(Tensor block, Tensor t, long n)
+    {
+        if (CrossEntropyKernel.Applies(block, t)) return CrossEntropyKernel.LossSumWritingGradient(block, t, n);
+        using var x = block.to(ScalarType.Float32); // fp32 logits: to() returns them, worked on in place
+        var loss = BlockLossSum(x, t, n, overwrite: true, writeGradient: true);
+        block.copy_(x); // the same tensor for fp32: libtorch skips the copy
+        return loss;
+    }
 
     /// <summary>
     /// The mean over <paramref name="n"/> rows (an fp32 scalar) of the losses <paramref name="blockLossSum"/> sums per block of

@@ -24,8 +24,9 @@ internal static class HeadBlocks
         {
             var xb = x.narrow(0, start, r);
             var logits = Logits(xb, w);
-            var loss = FusedCrossEntropy.BlockLossSum(logits, t, x.shape[0], overwrite: true, writeGradient: grads is not null);
-            if (grads is not null) AddGradients(logits, xb, w, grads.Hidden.narrow(0, start, r), grads.Weight, first: start == 0);
+            if (grads is null) return FusedCrossEntropy.BlockLossSum(logits, t, x.shape[0], overwrite: true, writeGradient: false);
+            var loss = FusedCrossEntropy.LossSumWritingGradient(logits, t, x.shape[0]);
+            AddGradients(logits, xb, w, grads.Hidden.narrow(0, start, r), grads.Weight, first: start == 0);
             return loss;
         });
 

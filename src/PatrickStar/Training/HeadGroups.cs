@@ -34,11 +34,9 @@ internal static class HeadGroups
                     first = start;
                     logits = x.narrow(0, start, Math.Min(group, n - start)).mm(w.t()).DetachFromDisposeScope();
                 }
-                var block = logits!.narrow(0, start - first, r);
-                var x32 = block.to(ScalarType.Float32);
-                var loss = FusedCrossEntropy.BlockLossSum(x32, t, n, overwrite: true, writeGradient: true);
-                block.copy_(x32); // rounded to bf16 as the unblocked head's backward rounds the logits' gradient
-                x32.Dispose(); // before the group's products: never beside a slice's product
+                // The gradient is rounded to bf16 as the unblocked head's backward rounds the logits' gradient; an fp32 copy
+                // of the block, if the tensor ops need one, is freed before the group's products (never beside a slice's product).
+                var loss = FusedCrossEntropy.LossSumWritingGradient(logits!.narrow(0, start - first, r), t, n);
                 long g = logits.shape[0];
                 if (start + r == first + g)
                 {
