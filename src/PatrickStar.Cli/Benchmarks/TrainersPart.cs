@@ -101,13 +101,16 @@ public sealed partial class TrainersPart : IBenchPart
     {
         long? tight = null;
         List<RunResult>? runs = null;
+        var probes = new List<double>();
+        void Probe() => probes.Add(PeakProbe(context, precision));
         for (int round = 1; round <= s.Rounds; round++)
         {
             if (s.Rounds > 1) BenchContext.Progress($" round {round} of {s.Rounds}:");
-            var these = RunRound(s, config, data, choice, ample, host, budgetWord, ref tight, first: round == 1);
+            var these = RunRound(s, config, data, choice, ample, host, budgetWord, ref tight, first: round == 1, Probe);
             runs = runs is null ? these : Merge(runs, these);
         }
-        Report(context, s, choice, precision, flops, peak, runs!, tight);
+        Probe();
+        Report(context, s, choice, precision, flops, peak, runs!, tight, probes);
     }
 
     /// <summary>
@@ -115,11 +118,14 @@ public sealed partial class TrainersPart : IBenchPart
     /// round from its dynamic run and kept for later rounds, so that every round trains the same four runs.
     /// </summary>
     private static List<RunResult> RunRound(BenchSettings s, TrainingConfig config, TokenDataset data, ModelChoice choice, long ample, long host,
-        string budgetWord, ref long? tight, bool first)
+        string budgetWord, ref long? tight, bool first, Action probe)
     {
+        probe();
         var plain = MeasurePlain(config, data, s);
         var runs = new List<RunResult> { plain };
+        probe();
         runs.Add(MeasureChunked(config, data, s, $"chunked static ({budgetWord} budget)", ChunkPlacement.Static, ample, host));
+        probe();
         var dynamic = MeasureChunked(config, data, s, $"chunked dynamic ({budgetWord} budget)", ChunkPlacement.Dynamic, ample, host);
         runs.Add(dynamic);
         // The tight run uses the finest layout (chunks the size of the largest tensor) unless --chunk-size says otherwise:
@@ -133,7 +139,10 @@ public sealed partial class TrainersPart : IBenchPart
                 null => AutoTightBudget(config, choice, dynamic, tightChunk, host),
             };
         if (tight is long t)
+        {
+            probe();
             runs.Add(MeasureChunked(config, data, s, "chunked dynamic (tight budget)", ChunkPlacement.Dynamic, t, host, tightChunk));
+        }
         else if (first && s.TightMemory is null)
             BenchContext.Progress("no tight-budget run: the dynamic run did not train, so there is no non-model peak to size it from.");
         foreach (var r in runs.Where(r => r.Error is null && r.MeasuredSeconds.Count > 0)) r.RoundMedians.Add(r.Median);
@@ -166,6 +175,18 @@ public sealed partial class TrainersPart : IBenchPart
     /// </summary>
     public static double RatioToPlain(IReadOnlyList<double> run, IReadOnlyList<double> plain) =>
         Measure.Median(run.Zip(plain, (r, p) => r / p).ToList());
+
+    /// <summary>
+    /// The trainers' dtype's matmul rate just before a run (and after the last): a few products of the matmul part's size.
+    /// The machine's speed drifts (20% within half an hour, seen here), so a peak taken minutes earlier moves every MFU;
+    /// the median of these probes is the peak beside the runs.
+    /// </summary>
+    private static double PeakProbe(BenchContext context, Precision precision)
+    {
+        var dtype = precision == Precision.Bf16 ? torch.ScalarType.BFloat16 : torch.ScalarType.Float32;
+        var s = context.Settings;
+        return MatmulPeak.Run(context.Device, dtype, n: s.MatmulSize, reps: 3, budgetSeconds: s.MatmulBudgetSeconds / 4).Gflops;
+    }
 
     /// <summary>bf16 when its measured matmul peak is higher; without the matmul part, when the hardware has bf16 units.</summary>
     internal static Precision ChoosePrecision(BenchContext context)

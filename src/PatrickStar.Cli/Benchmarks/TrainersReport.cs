@@ -10,15 +10,16 @@ namespace PatrickStar.Cli.Benchmarks;
 public sealed partial class TrainersPart
 {
     private void Report(BenchContext context, BenchSettings s, ModelChoice choice, Precision precision, double flops, MatmulResult? peak,
-        List<RunResult> runs, long? tight)
+        List<RunResult> runs, long? tight, List<double> probes)
     {
+        double besidePeak = PatrickStar.Benchmarks.Measure.Median(probes);
         var plain = runs[0];
         string dtype = PrecisionNames.Name(precision);
         long tokens = (long)s.Batch * s.Seq;
 
         var speed = new ReportTable($"trainers: speed ({choice.ParameterCount / 1e6:N1}M parameters, {dtype}, batch {s.Batch} × seq {s.Seq})")
             .Column("run", right: false).Column("device budget").Column("chunks").Column("s/iter").Column("x plain").Column("tokens/s").Column("TFLOPS")
-            .Column($"of {dtype} matmul peak").Column("loss first → last");
+            .Column($"of {dtype} matmul peak").Column("of peak beside the runs").Column("loss first → last");
         var memory = new ReportTable("trainers: traffic and memory per iteration")
             .Column("run", right: false).Column("device<-host").Column("host<-device").Column("chunk moves").Column("evictions")
             .Column("peak device (model + non-model)").Column("x plain").Column("peak host").Column("Adam chunks on device");
@@ -27,14 +28,15 @@ public sealed partial class TrainersPart
             string budget = r.DeviceBudget is long b ? Bytes.Format(b) : "-";
             if (r.Error is not null)
             {
-                speed.Row(r.Label, budget, "-", "does not fit", "-", "-", "-", "-", "-");
+                speed.Row(r.Label, budget, "-", "does not fit", "-", "-", "-", "-", "-", "-");
                 memory.Row(r.Label, "-", "-", "-", "-", "-", "-", "-", "-");
                 continue;
             }
             double median = r.Median;
             string chunks = r.Chunks is int n ? $"{n} × {Bytes.Format(r.ChunkElements!.Value * PatrickStar.Runtime.TensorMemory.ElementSize(PatrickStar.Training.PlainEngine.ComputeType(precision)))}" : "-";
             speed.Row(r.Label, budget, chunks, $"{median:0.000}", $"{RatioToPlain(r.RoundMedians, plain.RoundMedians):0.00}x", $"{tokens / median:N0}", $"{flops / median / 1e12:0.0000}",
-                peak is null ? "-" : $"{flops / median / 1e9 / peak.Gflops * 100:0.0}%", $"{r.FirstLoss:0.000} → {r.LastLoss:0.000}");
+                peak is null ? "-" : $"{flops / median / 1e9 / peak.Gflops * 100:0.0}%", $"{flops / median / 1e9 / besidePeak * 100:0.0}%",
+                $"{r.FirstLoss:0.000} → {r.LastLoss:0.000}");
             string peakDevice = r.PeakDeviceModel is long model && r.PeakDeviceNonModel is long nonModel
                 ? $"{Bytes.Format(r.PeakDevice)} ({Bytes.Format(model)} + {Bytes.Format(nonModel)})"
                 : $"{Bytes.Format(r.PeakDevice)} (measured)";
@@ -47,6 +49,8 @@ public sealed partial class TrainersPart
         speed.Notes.Add($"s/iter: median of {s.Steps} steps after {s.WarmupSteps} warm-up steps (the chunk engine's first step is its tracing warm-up)" +
                         (s.Rounds > 1 ? $", over {s.Rounds} rounds of the runs one after another; x plain: the median of the rounds' ratios. " : ". ") +
                         $"TFLOPS: model FLOPs {BenchModel.FlopsFormula(choice)} = {flops / 1e12:0.000} TFLOP per step, divided by s/iter.");
+        speed.Notes.Add($"of peak beside the runs: against the median ({besidePeak:N1} GFLOPS) of {probes.Count} {dtype} matmul probes " +
+                        $"(3 products of the matmul part's size) taken before each run and after the last, so that the peak and the steps share the machine's speed of the moment.");
         speed.Notes.Add(s.DeviceMemory is null
             ? "ample budget: half the machine's available memory, every chunk fits: the chunk engine's pure overhead over the plain trainer."
             : "given budget: --device-memory.");
@@ -85,15 +89,17 @@ public sealed partial class TrainersPart
             ["measured_steps"] = s.Steps,
             ["rounds"] = s.Rounds,
             ["matmul_peak_gflops"] = peak?.Gflops,
+            ["peak_probes_gflops"] = BenchReport.Array(probes),
+            ["peak_beside_runs_gflops"] = besidePeak,
             ["bf16_matmul_gflops"] = context.Bf16Matmul?.Gflops,
             ["fp32_matmul_gflops"] = context.Fp32Matmul?.Gflops,
             ["tight_budget_bytes"] = tight,
             ["tight_budget_automatic"] = tight is not null && s.TightMemory is null,
-            ["runs"] = new JsonArray(runs.Select(r => (JsonNode)Json(r, plain, flops, tokens, peak)).ToArray()),
+            ["runs"] = new JsonArray(runs.Select(r => (JsonNode)Json(r, plain, flops, tokens, peak, besidePeak)).ToArray()),
         };
     }
 
-    private static JsonObject Json(RunResult r, RunResult plain, double flops, long tokens, MatmulResult? peak)
+    private static JsonObject Json(RunResult r, RunResult plain, double flops, long tokens, MatmulResult? peak, double besidePeak)
     {
         var o = new JsonObject
         {
@@ -114,6 +120,7 @@ public sealed partial class TrainersPart
         o["tokens_per_second"] = tokens / median;
         o["tflops"] = flops / median / 1e12;
         o["fraction_of_matmul_peak"] = peak is null ? null : flops / median / 1e9 / peak.Gflops;
+        o["fraction_of_peak_beside_runs"] = flops / median / 1e9 / besidePeak;
         o["phase_seconds_median"] = StepBreakdown.Json(r.MeasuredPhases, r.MeasuredSeconds);
         o["process_counters_per_step_median"] = StepBreakdown.CountersJson(r.MeasuredCounters);
         o["loss_first"] = r.FirstLoss;

@@ -135,6 +135,14 @@ public class BenchCliTests
         Assert.Equal(3, (int)trainers["rounds"]!);
         var runs = trainers["runs"]!.AsArray().Select(r => r!.AsObject()).ToList();
         Assert.Equal(3, runs.Count); // plain, static, dynamic
+        // A matmul probe before each of the 3 runs of each round and one after the last: the peak beside the runs is their median.
+        var probes = trainers["peak_probes_gflops"]!.AsArray().Select(v => (double)v!).Order().ToArray();
+        Assert.Equal(3 * 3 + 1, probes.Length);
+        double median = (probes[4] + probes[5]) / 2; // ten probes
+        Assert.Equal(median, (double)trainers["peak_beside_runs_gflops"]!, 9);
+        double flops = (double)trainers["model"]!["flops_per_step"]!;
+        foreach (var run in runs)
+            Assert.Equal(flops / (double)run["median_step_seconds"]! / 1e9 / median, (double)run["fraction_of_peak_beside_runs"]!, 9);
         double[] Rounds(JsonObject run) => run["round_median_step_seconds"]!.AsArray().Select(v => (double)v!).ToArray();
         var plain = Rounds(runs[0]);
         foreach (var run in runs)
