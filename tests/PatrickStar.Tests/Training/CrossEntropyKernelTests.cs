@@ -106,7 +106,9 @@ public class CrossEntropyKernelTests
 
     /// <summary>
     /// The bf16 head's loss makes no fp32 copy of its blocks: its forward peak is below the tensor ops' by most of one block's
-    /// fp32 copy (4 B × 104 rows × V = 8.3 MB for V = 20,000; 512 rows, one group, as in BlockedHeadLossTests).
+    /// fp32 copy (4 B × 104 rows × V = 8.3 MB for V = 20,000; 512 rows, one group, as in BlockedHeadLossTests). Measured
+    /// 0.83-0.91 of the copy (glibc's peak moves by a few hundred KB between runs), so the bound is three quarters; with the
+    /// tensor ops forced back the kernel's run is no lower at all (41.55 vs 39.37 MB).
     /// </summary>
     [Fact]
     public void Bf16HeadLossMakesNoFp32CopyOfItsBlocks()
@@ -122,6 +124,6 @@ public class CrossEntropyKernelTests
         long tensorOps = Peak(false), fused = Peak(true);
         long copy = 4 * BlockedHeadLoss.GroupBlockRows(v) * v;
         output.WriteLine($"forward peak: tensor ops {tensorOps:N0}, kernel {fused:N0}, one block's fp32 copy {copy:N0}");
-        Assert.True(fused <= tensorOps - copy * 9 / 10, $"the kernel's forward peak {fused:N0} is not below the tensor ops' {tensorOps:N0} by a block's fp32 copy ({copy:N0})");
+        Assert.True(fused <= tensorOps - copy * 3 / 4, $"the kernel's forward peak {fused:N0} is not below the tensor ops' {tensorOps:N0} by a block's fp32 copy ({copy:N0})");
     }
 }
