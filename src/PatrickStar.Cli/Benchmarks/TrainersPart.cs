@@ -102,11 +102,14 @@ public sealed partial class TrainersPart : IBenchPart
         long? tight = null;
         List<RunResult>? runs = null;
         var probes = new List<double>();
+        // The tight run uses the finest layout (chunks the size of the largest tensor) unless --chunk-size says otherwise:
+        // the engine's default search often packs a small model into one or two chunks, leaving nothing to evict.
+        long tightChunk = s.ChunkSize ?? LargestTensor(config, choice);
         void Probe() => probes.Add(PeakProbe(context, precision));
         for (int round = 1; round <= s.Rounds; round++)
         {
             if (s.Rounds > 1) BenchContext.Progress($" round {round} of {s.Rounds}:");
-            var these = RunRound(s, config, data, choice, ample, host, budgetWord, ref tight, first: round == 1, Probe);
+            var these = RunRound(s, config, data, choice, ample, host, budgetWord, tightChunk, ref tight, first: round == 1, Probe);
             runs = runs is null ? these : Merge(runs, these);
         }
         Probe();
@@ -118,7 +121,7 @@ public sealed partial class TrainersPart : IBenchPart
     /// round from its dynamic run and kept for later rounds, so that every round trains the same four runs.
     /// </summary>
     private static List<RunResult> RunRound(BenchSettings s, TrainingConfig config, TokenDataset data, ModelChoice choice, long ample, long host,
-        string budgetWord, ref long? tight, bool first, Action probe)
+        string budgetWord, long tightChunk, ref long? tight, bool first, Action probe)
     {
         probe();
         var plain = MeasurePlain(config, data, s);
@@ -128,9 +131,6 @@ public sealed partial class TrainersPart : IBenchPart
         probe();
         var dynamic = MeasureChunked(config, data, s, $"chunked dynamic ({budgetWord} budget)", ChunkPlacement.Dynamic, ample, host);
         runs.Add(dynamic);
-        // The tight run uses the finest layout (chunks the size of the largest tensor) unless --chunk-size says otherwise:
-        // the engine's default search often packs a small model into one or two chunks, leaving nothing to evict.
-        long tightChunk = s.ChunkSize ?? LargestTensor(config, choice);
         if (first)
             tight = s.TightMemory switch
             {

@@ -12,6 +12,11 @@ public class BenchCliTests
 {
     private static JsonObject ReadJson(string path) => JsonNode.Parse(File.ReadAllText(path))!.AsObject();
 
+    /// <summary>`pstar bench` on a one-layer fp32 GPT of hidden 32 (seq 16, batch 1, no tight run), with 64³ matmuls.</summary>
+    private static (int Code, string Out, string Err) TinyTrainersBench(string reportDir, params string[] extra) =>
+        Pstar([.. new[] { "bench" }, .. extra, "--matmul-size", "64", "--tight-memory", "off", "--hidden", "32", "--layers", "1", "--heads", "2",
+            "--seq", "16", "--batch", "1", "--precision", "fp32", "--report", reportDir]);
+
     [Fact]
     public void OptimizerPartWritesBothReportFiles()
     {
@@ -105,8 +110,7 @@ public class BenchCliTests
     {
         using var dir = new TempDir();
         string reportDir = Path.Combine(dir.Path, "report");
-        var (code, output, err) = Pstar("bench", "--parts", "ceiling,trainers,matmul", "--matmul-size", "64", "--tight-memory", "off",
-            "--hidden", "32", "--layers", "1", "--heads", "2", "--seq", "16", "--batch", "1", "--steps", "1", "--precision", "fp32", "--report", reportDir);
+        var (code, output, err) = TinyTrainersBench(reportDir, "--parts", "ceiling,trainers,matmul", "--steps", "1");
         Assert.True(code == 0, err + output);
         var json = ReadJson(Path.Combine(reportDir, "report.json"));
         Assert.Equal(new[] { "matmul", "trainers", "ceiling" }, json["parts"]!.AsArray().Select(p => (string)p!).ToArray());
@@ -127,8 +131,7 @@ public class BenchCliTests
     {
         using var dir = new TempDir();
         string reportDir = Path.Combine(dir.Path, "report");
-        var (code, output, err) = Pstar("bench", "--parts", "trainers", "--rounds", "3", "--tight-memory", "off",
-            "--hidden", "32", "--layers", "1", "--heads", "2", "--seq", "16", "--batch", "1", "--steps", "2", "--precision", "fp32", "--report", reportDir);
+        var (code, output, err) = TinyTrainersBench(reportDir, "--parts", "trainers", "--rounds", "3", "--steps", "2");
         Assert.True(code == 0, err + output);
         Assert.Contains("round 3 of 3", output + err);
         var trainers = ReadJson(Path.Combine(reportDir, "report.json"))["trainers"]!.AsObject();
