@@ -45,6 +45,10 @@ public sealed partial class TrainersPart : IBenchPart
         public double Median => Measure.Median(MeasuredSeconds);
         /// <summary>The median step of each round (one entry per round this run trained in).</summary>
         public List<double> RoundMedians { get; } = new();
+        /// <summary>Per round (as <see cref="RoundMedians"/>), the index of the matmul probe taken just before the run; the next probe follows it.</summary>
+        public List<int> RoundProbes { get; } = new();
+        /// <summary>The probe taken just before this run in the round now running.</summary>
+        public int ProbeBefore { get; set; }
         public double FirstLoss { get; set; }
         public double LastLoss { get; set; }
         public long PeakDevice { get; set; }
@@ -105,14 +109,18 @@ public sealed partial class TrainersPart : IBenchPart
         // The tight run uses the finest layout (chunks the size of the largest tensor) unless --chunk-size says otherwise:
         // the engine's default search often packs a small model into one or two chunks, leaving nothing to evict.
         long tightChunk = s.ChunkSize ?? LargestTensor(config, choice);
-        void Probe() => probes.Add(PeakProbe(context, precision));
+        int Probe()
+        {
+            probes.Add(PeakProbe(context, precision));
+            return probes.Count - 1;
+        }
         for (int round = 1; round <= s.Rounds; round++)
         {
             if (s.Rounds > 1) BenchContext.Progress($" round {round} of {s.Rounds}:");
             var these = RunRound(s, config, data, choice, ample, host, budgetWord, tightChunk, ref tight, first: round == 1, Probe);
             runs = runs is null ? these : Merge(runs, these);
         }
-        Probe();
+        Probe(); // every run is followed by a probe: the next run's, or this one
         Report(context, s, choice, precision, flops, peak, runs!, tight, probes);
     }
 
@@ -121,15 +129,16 @@ public sealed partial class TrainersPart : IBenchPart
     /// round from its dynamic run and kept for later rounds, so that every round trains the same four runs.
     /// </summary>
     private static List<RunResult> RunRound(BenchSettings s, TrainingConfig config, TokenDataset data, ModelChoice choice, long ample, long host,
-        string budgetWord, long tightChunk, ref long? tight, bool first, Action probe)
+        string budgetWord, long tightChunk, ref long? tight, bool first, Func<int> probe)
     {
-        probe();
-        var plain = MeasurePlain(config, data, s);
-        var runs = new List<RunResult> { plain };
-        probe();
-        runs.Add(MeasureChunked(config, data, s, $"chunked static ({budgetWord} budget)", ChunkPlacement.Static, ample, host));
-        probe();
-        var dynamic = MeasureChunked(config, data, s, $"chunked dynamic ({budgetWord} budget)", ChunkPlacement.Dynamic, ample, host);
+        RunResult After(int probeIndex, RunResult run)
+        {
+            run.ProbeBefore = probeIndex;
+            return run;
+        }
+        var runs = new List<RunResult> { After(probe(), MeasurePlain(config, data, s)) };
+        runs.Add(After(probe(), MeasureChunked(config, data, s, $"chunked static ({budgetWord} budget)", ChunkPlacement.Static, ample, host)));
+        var dynamic = After(probe(), MeasureChunked(config, data, s, $"chunked dynamic ({budgetWord} budget)", ChunkPlacement.Dynamic, ample, host));
         runs.Add(dynamic);
         if (first)
             tight = s.TightMemory switch
@@ -139,13 +148,14 @@ public sealed partial class TrainersPart : IBenchPart
                 null => AutoTightBudget(config, choice, dynamic, tightChunk, host),
             };
         if (tight is long t)
-        {
-            probe();
-            runs.Add(MeasureChunked(config, data, s, "chunked dynamic (tight budget)", ChunkPlacement.Dynamic, t, host, tightChunk));
-        }
+            runs.Add(After(probe(), MeasureChunked(config, data, s, "chunked dynamic (tight budget)", ChunkPlacement.Dynamic, t, host, tightChunk)));
         else if (first && s.TightMemory is null)
             BenchContext.Progress("no tight-budget run: the dynamic run did not train, so there is no non-model peak to size it from.");
-        foreach (var r in runs.Where(r => r.Error is null && r.MeasuredSeconds.Count > 0)) r.RoundMedians.Add(r.Median);
+        foreach (var r in runs.Where(r => r.Error is null && r.MeasuredSeconds.Count > 0))
+        {
+            r.RoundMedians.Add(r.Median);
+            r.RoundProbes.Add(r.ProbeBefore);
+        }
         return runs;
     }
 
@@ -165,6 +175,7 @@ public sealed partial class TrainersPart : IBenchPart
             a.MeasuredPhases.AddRange(b.MeasuredPhases);
             a.MeasuredCounters.AddRange(b.MeasuredCounters);
             a.RoundMedians.AddRange(b.RoundMedians);
+            a.RoundProbes.AddRange(b.RoundProbes);
         }
         return into;
     }
@@ -175,6 +186,15 @@ public sealed partial class TrainersPart : IBenchPart
     /// </summary>
     public static double RatioToPlain(IReadOnlyList<double> run, IReadOnlyList<double> plain) =>
         Measure.Median(run.Zip(plain, (r, p) => r / p).ToList());
+
+    /// <summary>
+    /// A run's model FLOPs per second over the matmul rate of its own moment, per round: that round's median step against the
+    /// mean of the probe taken just before the run and the one just after it (<paramref name="probeBefore"/> and the next).
+    /// The machine's compute speed drifts within minutes (a probe at 416 GFLOPS and one at 669 in one sitting), so a peak
+    /// shared by every run of a sitting credits or blames each run for the moment it ran in.
+    /// </summary>
+    public static List<double> MfuPerRound(double flops, IReadOnlyList<double> roundMedians, IReadOnlyList<int> probeBefore, IReadOnlyList<double> probesGflops) =>
+        roundMedians.Zip(probeBefore, (median, i) => flops / median / 1e9 / ((probesGflops[i] + probesGflops[i + 1]) / 2)).ToList();
 
     /// <summary>
     /// The trainers' dtype's matmul rate just before a run (and after the last): a few products of the matmul part's size.

@@ -19,7 +19,7 @@ public sealed partial class TrainersPart
 
         var speed = new ReportTable($"trainers: speed ({choice.ParameterCount / 1e6:N1}M parameters, {dtype}, batch {s.Batch} × seq {s.Seq})")
             .Column("run", right: false).Column("device budget").Column("chunks").Column("s/iter").Column("x plain").Column("tokens/s").Column("TFLOPS")
-            .Column($"of {dtype} matmul peak").Column("of peak beside the runs").Column("loss first → last");
+            .Column($"of {dtype} matmul peak").Column("of peak beside the runs").Column("of probes beside each run").Column("loss first → last");
         var memory = new ReportTable("trainers: traffic and memory per iteration")
             .Column("run", right: false).Column("device<-host").Column("host<-device").Column("chunk moves").Column("evictions")
             .Column("peak device (model + non-model)").Column("x plain").Column("peak host").Column("Adam chunks on device");
@@ -28,7 +28,7 @@ public sealed partial class TrainersPart
             string budget = r.DeviceBudget is long b ? Bytes.Format(b) : "-";
             if (r.Error is not null)
             {
-                speed.Row(r.Label, budget, "-", "does not fit", "-", "-", "-", "-", "-", "-");
+                speed.Row(r.Label, budget, "-", "does not fit", "-", "-", "-", "-", "-", "-", "-");
                 memory.Row(r.Label, "-", "-", "-", "-", "-", "-", "-", "-");
                 continue;
             }
@@ -36,6 +36,7 @@ public sealed partial class TrainersPart
             string chunks = r.Chunks is int n ? $"{n} × {Bytes.Format(r.ChunkElements!.Value * PatrickStar.Runtime.TensorMemory.ElementSize(PatrickStar.Training.PlainEngine.ComputeType(precision)))}" : "-";
             speed.Row(r.Label, budget, chunks, $"{median:0.000}", $"{RatioToPlain(r.RoundMedians, plain.RoundMedians):0.00}x", $"{tokens / median:N0}", $"{flops / median / 1e12:0.0000}",
                 peak is null ? "-" : $"{flops / median / 1e9 / peak.Gflops * 100:0.0}%", $"{flops / median / 1e9 / besidePeak * 100:0.0}%",
+                RoundMfuText(MfuPerRound(flops, r.RoundMedians, r.RoundProbes, probes)),
                 $"{r.FirstLoss:0.000} → {r.LastLoss:0.000}");
             string peakDevice = r.PeakDeviceModel is long model && r.PeakDeviceNonModel is long nonModel
                 ? $"{Bytes.Format(r.PeakDevice)} ({Bytes.Format(model)} + {Bytes.Format(nonModel)})"
@@ -51,6 +52,8 @@ public sealed partial class TrainersPart
                         $"TFLOPS: model FLOPs {BenchModel.FlopsFormula(choice)} = {flops / 1e12:0.000} TFLOP per step, divided by s/iter.");
         speed.Notes.Add($"of peak beside the runs: against the median ({besidePeak:N1} GFLOPS) of {probes.Count} {dtype} matmul probes " +
                         $"(3 products of the matmul part's size) taken before each run and after the last, so that the peak and the steps share the machine's speed of the moment.");
+        speed.Notes.Add("of probes beside each run: per round, the run's median step against the mean of the probes just before and just after it; " +
+                        "the median over rounds (each round's in brackets when there are several), so that a run is judged at the speed of its own minutes.");
         speed.Notes.Add(s.DeviceMemory is null
             ? "ample budget: half the machine's available memory, every chunk fits: the chunk engine's pure overhead over the plain trainer."
             : "given budget: --device-memory.");
@@ -95,11 +98,11 @@ public sealed partial class TrainersPart
             ["fp32_matmul_gflops"] = context.Fp32Matmul?.Gflops,
             ["tight_budget_bytes"] = tight,
             ["tight_budget_automatic"] = tight is not null && s.TightMemory is null,
-            ["runs"] = new JsonArray(runs.Select(r => (JsonNode)Json(r, plain, flops, tokens, peak, besidePeak)).ToArray()),
+            ["runs"] = new JsonArray(runs.Select(r => (JsonNode)Json(r, plain, flops, tokens, peak, besidePeak, probes)).ToArray()),
         };
     }
 
-    private static JsonObject Json(RunResult r, RunResult plain, double flops, long tokens, MatmulResult? peak, double besidePeak)
+    private static JsonObject Json(RunResult r, RunResult plain, double flops, long tokens, MatmulResult? peak, double besidePeak, List<double> probes)
     {
         var o = new JsonObject
         {
@@ -121,6 +124,10 @@ public sealed partial class TrainersPart
         o["tflops"] = flops / median / 1e12;
         o["fraction_of_matmul_peak"] = peak is null ? null : flops / median / 1e9 / peak.Gflops;
         o["fraction_of_peak_beside_runs"] = flops / median / 1e9 / besidePeak;
+        var perRound = MfuPerRound(flops, r.RoundMedians, r.RoundProbes, probes);
+        o["fraction_of_probes_beside_run_per_round"] = BenchReport.Array(perRound);
+        o["fraction_of_probes_beside_run"] = PatrickStar.Benchmarks.Measure.Median(perRound);
+        o["round_probe_indices"] = new JsonArray(r.RoundProbes.Select(i => (JsonNode)i).ToArray());
         o["phase_seconds_median"] = StepBreakdown.Json(r.MeasuredPhases, r.MeasuredSeconds);
         o["process_counters_per_step_median"] = StepBreakdown.CountersJson(r.MeasuredCounters);
         o["loss_first"] = r.FirstLoss;
@@ -143,6 +150,10 @@ public sealed partial class TrainersPart
             (JsonNode)new JsonObject(d.Named().Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value)))).ToArray());
         return o;
     }
+
+    private static string RoundMfuText(List<double> perRound) =>
+        $"{PatrickStar.Benchmarks.Measure.Median(perRound) * 100:0.0}%" +
+        (perRound.Count > 1 ? $" ({string.Join(", ", perRound.Select(f => $"{f * 100:0.0}"))})" : "");
 
     private static string Traffic(double? bytes) => bytes is double b ? Bytes.Format(b) : "-";
     private static string Count(double? n) => n is double v ? $"{v:0.#}" : "-";

@@ -146,6 +146,18 @@ public class BenchCliTests
         double flops = (double)trainers["model"]!["flops_per_step"]!;
         foreach (var run in runs)
             Assert.Equal(flops / (double)run["median_step_seconds"]! / 1e9 / median, (double)run["fraction_of_peak_beside_runs"]!, 9);
+        // Per round, each run against the probes on either side of it: in probe order (not sorted), run k of round r follows probe 3r + k.
+        var inOrder = trainers["peak_probes_gflops"]!.AsArray().Select(v => (double)v!).ToArray();
+        for (int k = 0; k < runs.Count; k++)
+        {
+            var indices = runs[k]["round_probe_indices"]!.AsArray().Select(v => (int)v!).ToArray();
+            Assert.Equal(new[] { k, 3 + k, 6 + k }, indices);
+            var roundSeconds = runs[k]["round_median_step_seconds"]!.AsArray().Select(v => (double)v!).ToArray();
+            var perRound = runs[k]["fraction_of_probes_beside_run_per_round"]!.AsArray().Select(v => (double)v!).ToArray();
+            for (int r = 0; r < 3; r++)
+                Assert.Equal(flops / roundSeconds[r] / 1e9 / ((inOrder[indices[r]] + inOrder[indices[r] + 1]) / 2), perRound[r], 9);
+            Assert.Equal(perRound.Order().ElementAt(1), (double)runs[k]["fraction_of_probes_beside_run"]!, 12);
+        }
         double[] Rounds(JsonObject run) => run["round_median_step_seconds"]!.AsArray().Select(v => (double)v!).ToArray();
         var plain = Rounds(runs[0]);
         foreach (var run in runs)
@@ -163,6 +175,15 @@ public class BenchCliTests
     {
         Assert.Equal(1.5, PatrickStar.Cli.Benchmarks.TrainersPart.RatioToPlain([3.0, 1.0, 2.2], [2.0, 1.0, 1.0]), 12); // ratios 1.5, 1.0, 2.2 (the medians alone: 2.2)
         Assert.Equal(1.0, PatrickStar.Cli.Benchmarks.TrainersPart.RatioToPlain([1.0], [1.0]), 12);
+    }
+
+    [Fact]
+    public void MfuPerRoundUsesTheProbesOnEitherSideOfTheRun()
+    {
+        // Probes 100, 200, 300 GFLOPS; a run after probe 0 (round 1, 1 s) and one after probe 1 (round 2, 2 s); 1e11 FLOPs per step.
+        var mfu = PatrickStar.Cli.Benchmarks.TrainersPart.MfuPerRound(1e11, [1.0, 2.0], [0, 1], [100.0, 200.0, 300.0]);
+        Assert.Equal(100.0 / 150, mfu[0], 12);
+        Assert.Equal(50.0 / 250, mfu[1], 12);
     }
 
     [Fact]
