@@ -189,12 +189,14 @@ public sealed partial class TrainersPart : IBenchPart
 
     /// <summary>
     /// A run's model FLOPs per second over the matmul rate of its own moment, per round: that round's median step against the
-    /// mean of the probe taken just before the run and the one just after it (<paramref name="probeBefore"/> and the next).
+    /// faster of the probe taken just before the run and the one just after it (<paramref name="probeBefore"/> and the next).
     /// The machine's compute speed drifts within minutes (a probe at 416 GFLOPS and one at 669 in one sitting), so a peak
-    /// shared by every run of a sitting credits or blames each run for the moment it ran in.
+    /// shared by every run of a sitting credits or blames each run for the moment it ran in. The faster, not the mean: a
+    /// probe is three products, and a hiccup can slow it (seen: 458 between probes of 681 and 687) but nothing makes it
+    /// faster than the machine was, so the run is never credited with a probe's bad moment.
     /// </summary>
     public static List<double> MfuPerRound(double flops, IReadOnlyList<double> roundMedians, IReadOnlyList<int> probeBefore, IReadOnlyList<double> probesGflops) =>
-        roundMedians.Zip(probeBefore, (median, i) => flops / median / 1e9 / ((probesGflops[i] + probesGflops[i + 1]) / 2)).ToList();
+        roundMedians.Zip(probeBefore, (median, i) => flops / median / 1e9 / Math.Max(probesGflops[i], probesGflops[i + 1])).ToList();
 
     /// <summary>
     /// The trainers' dtype's matmul rate just before a run (and after the last): a few products of the matmul part's size.

@@ -52,7 +52,7 @@ public sealed partial class TrainersPart
                         $"TFLOPS: model FLOPs {BenchModel.FlopsFormula(choice)} = {flops / 1e12:0.000} TFLOP per step, divided by s/iter.");
         speed.Notes.Add($"of peak beside the runs: against the median ({besidePeak:N1} GFLOPS) of {probes.Count} {dtype} matmul probes " +
                         $"(3 products of the matmul part's size) taken before each run and after the last, so that the peak and the steps share the machine's speed of the moment.");
-        speed.Notes.Add("of probes beside each run: per round, the run's median step against the mean of the probes just before and just after it; " +
+        speed.Notes.Add("of probes beside each run: per round, the run's median step against the faster of the probes just before and just after it; " +
                         "the median over rounds (each round's in brackets when there are several), so that a run is judged at the speed of its own minutes.");
         speed.Notes.Add(s.DeviceMemory is null
             ? "ample budget: half the machine's available memory, every chunk fits: the chunk engine's pure overhead over the plain trainer."
