@@ -19,7 +19,7 @@ public static class HeadLossEstimate
     /// </summary>
     private static long Bf16WeightGradientBytes(long t, long v) => OneGroup(t, v) ? 2 : 4;
 
-    private static bool OneGroup(long t, long v) => t <= BlockedHeadLoss.GroupRows(v);
+    private static bool OneGroup(long t, long v) => t <= BlockedHeadLoss.GroupRows(v, elementBytes: 2);
 
     /// <summary>
     /// The head's forward peak above what the model kept before it: d/d(hidden), the weight's gradient (fp32 except a
@@ -27,7 +27,7 @@ public static class HeadLossEstimate
     /// gradient's bf16 copy.
     /// </summary>
     /// <remarks>
-    /// Temporaries (r = a block's rows): fp32 — the fp32 logits, whose gradient is written over them (4·r·v).
+    /// Temporaries (r = a block's rows, g = a group's): fp32 — a group's fp32 logits, whose gradient is written over them (4·g·v).
     /// bf16 — a group's bf16 logits (g rows: 2·g·v), which become their gradient, beside one (smaller) block's fp32 copy (none
     /// with the host kernel) or,
     /// summing d/dW over groups, one weight slice's bf16 gradient product.
@@ -41,9 +41,11 @@ public static class HeadLossEstimate
         long e = ActivationModel.ActivationBytes(p), ep = ActivationModel.ParameterBytes(p);
         long rows = Math.Min(t, BlockedHeadLoss.BlockRows(v));
         long slice = Math.Min(v * h, BlockedHeadLoss.SliceElements);
+        if (p == Precision.Fp32) // one group's fp32 logits, the loss writing their gradient over them in place
+            return t * h * e + 4 * v * h + 4 * Math.Min(t, BlockedHeadLoss.GroupRows(v, elementBytes: 4)) * v;
         if (p == Precision.Bf16)
         {
-            long group = Math.Min(t, BlockedHeadLoss.GroupRows(v)), lossRows = Math.Min(t, BlockedHeadLoss.GroupBlockRows(v));
+            long group = Math.Min(t, BlockedHeadLoss.GroupRows(v, elementBytes: 2)), lossRows = Math.Min(t, BlockedHeadLoss.GroupBlockRows(v));
             return t * h * e + v * h * Bf16WeightGradientBytes(t, v) + 2 * group * v + Math.Max(hostKernel ? 0 : 4 * lossRows * v, OneGroup(t, v) ? 0 : slice * e);
         }
         long block = 4 * rows * v + (ep != e ? Math.Max(4 * rows * (slice / h) + slice * e, 2 * slice * e) : 0);

@@ -10,7 +10,7 @@ namespace PatrickStar.Training;
 /// <summary>
 /// The LM head and the mean next-token cross-entropy in one op, a block of rows at a time: logits = hidden·Wᵀ of a block
 /// (in the activations' dtype), the loss in fp32, and, when training, the block's gradients at once. No tensor of the
-/// logits' size [N, V] ever exists (bf16 training keeps a group's bf16 logits, at most <see cref="GroupElements"/>), nor
+/// logits' size [N, V] ever exists (training keeps a group's logits, at most <see cref="GroupBytes"/>), nor
 /// (with a weight stored narrower than the activations) an upcast copy of the whole weight: it is upcast a slice of
 /// vocabulary rows at a time.
 /// </summary>
@@ -31,8 +31,12 @@ public static class BlockedHeadLoss
     /// <summary>Rows of one block for a vocabulary of <paramref name="vocab"/> (the estimator uses it too).</summary>
     public static long BlockRows(long vocab) => Math.Max(1, BlockElements / vocab);
 
-    /// <summary>bf16 logits of one group of blocks (bf16 activations and weight; see HeadGroups): 64 MiB, two fp32 blocks' bytes.</summary>
-    public const long GroupElements = 1L << 25;
+    /// <summary>
+    /// Bytes of one group's logits (activations and weight of one dtype; see HeadGroups): 64 MiB, 2^25 logits in bf16, 2^24
+    /// in fp32 (fp32, 512 rows, per head forward + backward: 0.92-0.93 s in 166-row blocks, 0.85-0.87 s in groups of 256,
+    /// 0.81-0.82 s in one of 512 rows; the cap keeps the group within two 32 MiB fp32 blocks' bytes).
+    /// </summary>
+    public const long GroupBytes = 64L << 20;
 
     /// <summary>
     /// fp32 elements of one block's loss within a group: 8 MiB, so that its passes stay in the cache (the group's products
@@ -44,13 +48,13 @@ public static class BlockedHeadLoss
     public static long GroupBlockRows(long vocab) => Math.Max(1, GroupBlockElements / vocab);
 
     /// <summary>
-    /// Rows of one group: whole blocks of <paramref name="blockRows"/> (0: <see cref="GroupBlockRows"/>), as many as
-    /// <paramref name="groupRows"/> rows hold (0: as <see cref="GroupElements"/> logits hold), one at least.
+    /// Rows of one group of logits of <paramref name="elementBytes"/> each: whole blocks of <paramref name="blockRows"/> (0:
+    /// <see cref="GroupBlockRows"/>), as many as <paramref name="groupRows"/> rows hold (0: as <see cref="GroupBytes"/> hold), one at least.
     /// </summary>
-    public static long GroupRows(long vocab, long blockRows = 0, long groupRows = 0)
+    public static long GroupRows(long vocab, int elementBytes, long blockRows = 0, long groupRows = 0)
     {
         long rows = blockRows > 0 ? blockRows : GroupBlockRows(vocab);
-        return rows * Math.Max(1, (groupRows > 0 ? groupRows : GroupElements / vocab) / rows);
+        return rows * Math.Max(1, (groupRows > 0 ? groupRows : GroupBytes / elementBytes / vocab) / rows);
     }
 
     /// <summary>
@@ -58,7 +62,7 @@ public static class BlockedHeadLoss
     /// [..., h], weight [V, h] and targets of hidden's leading shape. <paramref name="blockRows"/> 0: <see cref="BlockRows"/>.
     /// </summary>
     /// <param name="weightGradient">Where d/dW is written, kept across steps by the head (null: a temporary of this call).</param>
-    /// <param name="groupRows">Rows per group of the bf16 head's products (0: <see cref="GroupRows"/>'s default).</param>
+    /// <param name="groupRows">Rows per group of the grouped head's products (0: <see cref="GroupRows"/>'s default).</param>
     public static Tensor Mean(Tensor hidden, Parameter weight, Tensor targets, string module, long blockRows = 0, HeadGradientBuffer? weightGradient = null,
         long groupRows = 0)
     {
@@ -73,14 +77,14 @@ public static class BlockedHeadLoss
         long v = weight.shape[0];
         bool training = is_grad_enabled() && (flat.requires_grad || weight.requires_grad);
         bool grouped = training && HeadGroups.Applies(flat.dtype, weight.dtype);
-        var blocking = new Blocking(blockRows > 0 ? blockRows : grouped ? GroupBlockRows(v) : BlockRows(v), GroupRows(v, blockRows, groupRows));
+        var blocking = new Blocking(blockRows > 0 ? blockRows : grouped ? GroupBlockRows(v) : BlockRows(v), GroupRows(v, (int)flat.element_size(), blockRows, groupRows));
         if (training)
             return Function.apply(flat, weight, t, module, blocking, weightGradient!)[0].MoveToOuterDisposeScope();
         using var _ = no_grad();
         return HeadBlocks.Loss(flat, weight, t, blocking.Rows, blocking.Group, null).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Rows per block of the fp32 loss, and per group of the bf16 products (a multiple of Rows).</summary>
+    /// <summary>Rows per block of the fp32 loss, and per group of the grouped head's products (a multiple of Rows).</summary>
     private sealed record Blocking(long Rows, long Group);
 
     /// <summary>The gradients computed in forward: d/d(hidden), and d/dW in fp32 or bf16 (in <paramref name="Lender"/>'s kept tensor when not null).</summary>

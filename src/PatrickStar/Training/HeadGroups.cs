@@ -3,17 +3,22 @@ using static TorchSharp.torch;
 namespace PatrickStar.Training;
 
 /// <summary>
-/// The block loop of <see cref="HeadBlocks"/> for bf16 activations with a bf16 weight, with the products made per group of
-/// blocks (<see cref="BlockedHeadLoss.GroupRows"/>): a group's logits [g, V] are one bf16 product, kept in bf16 while each
-/// block's fp32 loss writes the block's gradient over them, and the group's d/d(hidden) and d/dW are then one product each,
-/// as the unblocked head runs them. Per block instead (~166 rows for GPT-2's vocabulary), the products have a small side
-/// and every block adds a bf16 d/dW product into the fp32 [V, h] sum: a pass over 4·V·h bytes and more per block. When one
-/// group holds every row, d/dW is its product itself, in bf16 as the unblocked head gives it; otherwise summed in fp32.
+/// The block loop of <see cref="HeadBlocks"/> for activations and weight of one dtype (bf16 or fp32), with the products made
+/// per group of blocks (<see cref="BlockedHeadLoss.GroupRows"/>): a group's logits [g, V] are one product, kept in that dtype
+/// while each block's loss writes the block's gradient over them, and the group's d/d(hidden) and d/dW are then one product
+/// each, as the unblocked head runs them. Per block instead (~166 rows for GPT-2's vocabulary), the products have a small
+/// side and every block adds its d/dW product into the fp32 [V, h] sum: a pass over 4·V·h bytes and more per block.
+/// When one group holds every row, d/dW is its product itself (in bf16 as the unblocked head gives it); otherwise bf16
+/// groups are summed in fp32, fp32 groups in place.
 /// </summary>
 internal static class HeadGroups
 {
-    /// <summary>Whether the grouped loop runs: bf16 activations and weight (gradients in bf16, the weight used as stored).</summary>
-    public static bool Applies(ScalarType activation, ScalarType weight) => activation == ScalarType.BFloat16 && weight == activation;
+    /// <summary>
+    /// Whether the grouped loop runs: bf16 or fp32 activations with a weight of the same dtype (gradients in that dtype, the
+    /// weight used as stored). Not fp16, whose gradients are kept in fp32, nor a weight stored narrower than it is used.
+    /// </summary>
+    public static bool Applies(ScalarType activation, ScalarType weight) =>
+        activation is ScalarType.BFloat16 or ScalarType.Float32 && weight == activation;
 
     /// <summary>d/dW's dtype: the weight's when one group holds all <paramref name="n"/> rows (its product is the gradient), else fp32.</summary>
     public static ScalarType WeightGradientType(ScalarType activation, ScalarType weight, long n, long groupRows) =>
@@ -34,7 +39,7 @@ internal static class HeadGroups
                     first = start;
                     logits = x.narrow(0, start, Math.Min(group, n - start)).mm(w.t()).DetachFromDisposeScope();
                 }
-                // The gradient is rounded to bf16 as the unblocked head's backward rounds the logits' gradient; an fp32 copy
+                // The gradient is rounded to the logits' dtype as the unblocked head's backward rounds it; an fp32 copy
                 // of the block, if the tensor ops need one, is freed before the group's products (never beside a slice's product).
                 var loss = FusedCrossEntropy.LossSumWritingGradient(logits!.narrow(0, start - first, r), t, n);
                 long g = logits.shape[0];

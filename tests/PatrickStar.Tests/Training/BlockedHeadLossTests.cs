@@ -61,6 +61,8 @@ public class BlockedHeadLossTests
     [InlineData(ScalarType.Float32, ScalarType.Float32, 1.0, 7)]
     [InlineData(ScalarType.Float32, ScalarType.Float32, 3.0, 7)]
     [InlineData(ScalarType.Float32, ScalarType.Float32, 1.0, 0)]
+    [InlineData(ScalarType.Float32, ScalarType.Float32, 1.0, 7, 14)]
+    [InlineData(ScalarType.Float32, ScalarType.Float32, 3.0, 7, 21)]
     [InlineData(ScalarType.BFloat16, ScalarType.BFloat16, 1.0, 7)]
     [InlineData(ScalarType.BFloat16, ScalarType.BFloat16, 3.0, 7)]
     [InlineData(ScalarType.BFloat16, ScalarType.BFloat16, 1.0, 7, 14)]
@@ -93,6 +95,7 @@ public class BlockedHeadLossTests
     /// </summary>
     [Theory]
     [InlineData(ScalarType.Float32, 0)]
+    [InlineData(ScalarType.Float32, 14)]
     [InlineData(ScalarType.BFloat16, 0)]
     [InlineData(ScalarType.BFloat16, 14)]
     public void KeptWeightGradientIsWrittenOverEachStep(ScalarType type, long groupRows)
