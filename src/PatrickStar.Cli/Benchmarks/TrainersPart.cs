@@ -47,8 +47,6 @@ public sealed partial class TrainersPart : IBenchPart
         public List<double> RoundMedians { get; } = new();
         /// <summary>Per round (as <see cref="RoundMedians"/>), the index of the matmul probe taken just before the run; the next probe follows it.</summary>
         public List<int> RoundProbes { get; } = new();
-        /// <summary>The probe taken just before this run in the round now running.</summary>
-        public int ProbeBefore { get; set; }
         public double FirstLoss { get; set; }
         public double LastLoss { get; set; }
         public long PeakDevice { get; set; }
@@ -131,9 +129,10 @@ public sealed partial class TrainersPart : IBenchPart
     private static List<RunResult> RunRound(BenchSettings s, TrainingConfig config, TokenDataset data, ModelChoice choice, long ample, long host,
         string budgetWord, long tightChunk, ref long? tight, bool first, Func<int> probe)
     {
+        var probeBefore = new Dictionary<RunResult, int>();
         RunResult After(int probeIndex, RunResult run)
         {
-            run.ProbeBefore = probeIndex;
+            probeBefore[run] = probeIndex;
             return run;
         }
         var runs = new List<RunResult> { After(probe(), MeasurePlain(config, data, s)) };
@@ -154,7 +153,7 @@ public sealed partial class TrainersPart : IBenchPart
         foreach (var r in runs.Where(r => r.Error is null && r.MeasuredSeconds.Count > 0))
         {
             r.RoundMedians.Add(r.Median);
-            r.RoundProbes.Add(r.ProbeBefore);
+            r.RoundProbes.Add(probeBefore[r]);
         }
         return runs;
     }

@@ -39,10 +39,10 @@ public static class HeadLossEstimate
     public static long ForwardPeak(long t, long h, long v, Precision p, bool hostKernel = false)
     {
         long e = ActivationModel.ActivationBytes(p), ep = ActivationModel.ParameterBytes(p);
-        long rows = Math.Min(t, BlockedHeadLoss.BlockRows(v));
-        long slice = Math.Min(v * h, BlockedHeadLoss.SliceElements);
         if (p == Precision.Fp32) // one group's fp32 logits, the loss writing their gradient over them in place
             return t * h * e + 4 * v * h + 4 * Math.Min(t, BlockedHeadLoss.GroupRows(v, elementBytes: 4)) * v;
+        long rows = Math.Min(t, BlockedHeadLoss.BlockRows(v));
+        long slice = Math.Min(v * h, BlockedHeadLoss.SliceElements);
         if (p == Precision.Bf16)
         {
             long group = Math.Min(t, BlockedHeadLoss.GroupRows(v, elementBytes: 2)), lossRows = Math.Min(t, BlockedHeadLoss.GroupBlockRows(v));
