@@ -1,3 +1,4 @@
+using PatrickStar.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -30,10 +31,20 @@ public static class BatchedCausalAttention
         // One copy puts q, k and v head-major ([3, B·heads, T, d]); q and k are saved by the products as views of it.
         var split = qkv.view(b, t, 3, heads, d).permute(2, 0, 3, 1, 4).contiguous().view(3, b * heads, t, d);
         var (q, k, v) = (split[0], split[1], split[2]);
-        // The mask enters as the product's addend: scores = mask + (q·kᵀ)/√d in one pass (TorchSharp takes the addend last).
-        var mask = full(t, t, double.NegativeInfinity, dtype: qkv.dtype, device: qkv.device).triu_(1);
-        var scores = baddbmm(q, k.transpose(1, 2), mask, beta: 1, alpha: (float)(1.0 / Math.Sqrt(d)));
-        var y = bmm(scores.softmax(-1), v);
+        double scale = 1.0 / Math.Sqrt(d);
+        var probs = CausalSoftmax.Applies(qkv.dtype, qkv.device)
+            ? CausalSoftmax.Apply(bmm(q, k.transpose(1, 2)), scale) // the scale and the mask inside the kernel, which skips the masked half
+            : MaskedSoftmax(q, k, scale);
+        var y = bmm(probs, v);
         return y.view(b, heads, t, d).transpose(1, 2).contiguous().view(b, t, h).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The tensor-op form: the mask enters as the product's addend, scores = mask + (q·kᵀ)·scale in one pass, then softmax over whole rows.</summary>
+    private static Tensor MaskedSoftmax(Tensor q, Tensor k, double scale)
+    {
+        long t = q.shape[1];
+        using var mask = full(t, t, double.NegativeInfinity, dtype: q.dtype, device: q.device).triu_(1);
+        using var scores = baddbmm(q, k.transpose(1, 2), mask, beta: 1, alpha: (float)scale); // TorchSharp takes the addend last
+        return scores.softmax(-1);
     }
 }

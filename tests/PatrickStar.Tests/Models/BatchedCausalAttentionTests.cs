@@ -22,7 +22,7 @@ public class BatchedCausalAttentionTests
     }
 
     /// <summary>Output and input gradient of one attention under a fixed upstream gradient, in fp32.</summary>
-    private static (Tensor Output, Tensor Gradient) Run(Func<Tensor, int, Tensor> attend, Tensor qkv, Tensor upstream, int heads)
+    internal static (Tensor Output, Tensor Gradient) Run(Func<Tensor, int, Tensor> attend, Tensor qkv, Tensor upstream, int heads)
     {
         using var scope = NewDisposeScope();
         var x = qkv.detach().requires_grad_();
@@ -31,21 +31,24 @@ public class BatchedCausalAttentionTests
         return (y.detach().to(ScalarType.Float32).MoveToOuterDisposeScope(), x.grad!.to(ScalarType.Float32).MoveToOuterDisposeScope());
     }
 
-    private static double MaxRelativeError(Tensor actual, Tensor expected)
+    internal static double MaxRelativeError(Tensor actual, Tensor expected)
     {
         using var diff = (actual - expected).abs().max();
         using var scale = expected.abs().max();
         return diff.item<float>() / scale.item<float>();
     }
 
+    /// <summary>T = 24 runs the causal softmax's rows in scalar tails at every width; 80 in whole vector steps and tails.</summary>
     [Theory]
-    [InlineData(ScalarType.Float32, 1e-5)]
-    [InlineData(ScalarType.BFloat16, 2e-2)] // bf16 scores and probabilities: 8 bits of mantissa, a few roundings deep
-    public void EqualsFusedAttentionForwardAndBackward(ScalarType dtype, double tolerance)
+    [InlineData(ScalarType.Float32, 1e-5, 24)]
+    [InlineData(ScalarType.BFloat16, 2e-2, 24)] // bf16 scores and probabilities: 8 bits of mantissa, a few roundings deep
+    [InlineData(ScalarType.Float32, 1e-5, 80)]
+    [InlineData(ScalarType.BFloat16, 2e-2, 80)]
+    public void EqualsFusedAttentionForwardAndBackward(ScalarType dtype, double tolerance, long t)
     {
         manual_seed(7);
-        using var qkv = randn(2, 24, 3 * 32).to(dtype);
-        using var upstream = randn(2, 24, 32).to(dtype);
+        using var qkv = randn(2, t, 3 * 32).to(dtype);
+        using var upstream = randn(2, t, 32).to(dtype);
         var (y, g) = Run(BatchedCausalAttention.Attend, qkv, upstream, heads: 4);
         var (yRef, gRef) = Run(Reference, qkv, upstream, heads: 4);
         using (y) using (g) using (yRef) using (gRef)
@@ -63,5 +66,35 @@ public class BatchedCausalAttentionTests
         Assert.False(BatchedCausalAttention.Applies(ScalarType.BFloat16, CPU, 256, 0.1));
         Assert.False(BatchedCausalAttention.Applies(ScalarType.BFloat16, CPU, BatchedCausalAttention.MaxSequence + 1, 0));
         Assert.False(BatchedCausalAttention.Applies(ScalarType.BFloat16, new Device(DeviceType.CUDA, 0), 256, 0));
+    }
+}
+
+/// <summary>The causal softmax kernel inside attention against the masked tensor ops it replaces (a process-wide switch: run alone).</summary>
+[Collection(PatrickStar.Tests.Training.ProcessWideCounters.Name)]
+public class BatchedCausalAttentionKernelTests
+{
+    public BatchedCausalAttentionKernelTests() => TorchRuntime.EnsureLoaded();
+
+    [Fact]
+    public void KernelEqualsTheMaskedTensorOps()
+    {
+        manual_seed(9);
+        using var qkv = randn(2, 80, 3 * 64).to(ScalarType.BFloat16);
+        using var upstream = randn(2, 80, 64).to(ScalarType.BFloat16);
+        bool was = PatrickStar.Training.CausalSoftmax.Enabled;
+        (Tensor, Tensor) masked;
+        try
+        {
+            PatrickStar.Training.CausalSoftmax.Enabled = false;
+            masked = BatchedCausalAttentionTests.Run(BatchedCausalAttention.Attend, qkv, upstream, heads: 2);
+        }
+        finally { PatrickStar.Training.CausalSoftmax.Enabled = was; }
+        var (y, g) = BatchedCausalAttentionTests.Run(BatchedCausalAttention.Attend, qkv, upstream, heads: 2);
+        var (yMasked, gMasked) = masked;
+        using (y) using (g) using (yMasked) using (gMasked)
+        {
+            Assert.True(BatchedCausalAttentionTests.MaxRelativeError(y, yMasked) < 2e-2, $"output differs by {BatchedCausalAttentionTests.MaxRelativeError(y, yMasked):e2}");
+            Assert.True(BatchedCausalAttentionTests.MaxRelativeError(g, gMasked) < 2e-2, $"input gradient differs by {BatchedCausalAttentionTests.MaxRelativeError(g, gMasked):e2}");
+        }
     }
 }
