@@ -21,17 +21,7 @@ public class CausalSoftmaxKernelTests
 
     private const double Scale = 0.125;
 
-    private bool Runs(SimdWidth width)
-    {
-        bool runs = width switch
-        {
-            SimdWidth.Vector512 => System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated,
-            SimdWidth.Vector256 => System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated,
-            _ => true,
-        };
-        if (!runs) output.WriteLine($"{width} is not accelerated on this CPU: not compared here");
-        return runs;
-    }
+    private bool Runs(SimdWidth width) => SimdWidthSupport.Runs(width, output);
 
     private static ElementType TypeOf(ScalarType dtype) => dtype switch
     {

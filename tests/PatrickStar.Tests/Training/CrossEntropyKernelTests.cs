@@ -29,18 +29,7 @@ public class CrossEntropyKernelTests
         return CrossEntropyKernel.Available;
     }
 
-    /// <summary>True when this CPU runs <paramref name="width"/> (the scalar form runs everywhere).</summary>
-    private bool Runs(SimdWidth width)
-    {
-        bool runs = width switch
-        {
-            SimdWidth.Vector512 => System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated,
-            SimdWidth.Vector256 => System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated,
-            _ => true,
-        };
-        if (!runs) output.WriteLine($"{width} is not accelerated on this CPU: not compared here");
-        return runs;
-    }
+    private bool Runs(SimdWidth width) => SimdWidthSupport.Runs(width, output);
 
     private static T WithKernel<T>(bool on, Func<T> run)
     {
