@@ -11,7 +11,7 @@ namespace PatrickStar.Training;
 /// softmax(scale · scores + causal mask) over the last dimension of square score matrices [N, T, T], differentiable, by
 /// <see cref="CausalSoftmaxKernel"/> (host memory only; the caller falls back to the masked tensor ops elsewhere).
 /// Why not libtorch's softmax over −inf-masked scores: in some processes its bf16 form runs 10-20x slower for minutes at
-/// a time (0.6 → 5-12 ms for 24 × 256 rows of 256, both threads busy, the time in Sleef's exp), a state this kernel
+/// a time (0.6 → 5-20 ms for 24 × 256 rows of 256, both threads busy, the time in Sleef's exp), a state this kernel
 /// has not shown (docs/measurements/session10).
 /// </summary>
 public static class CausalSoftmax
@@ -31,13 +31,6 @@ public static class CausalSoftmax
         return Function.apply(scores, scale);
     }
 
-    private static ElementType TypeOf(Tensor t) => t.dtype switch
-    {
-        ScalarType.Float32 => ElementType.Float32,
-        ScalarType.BFloat16 => ElementType.BFloat16,
-        _ => ElementType.Float16,
-    };
-
     // One thread, the caller's: right after the score product libtorch's OpenMP workers still spin on the other cores,
     // and .NET workers beside them made the kernel slower, not faster (forward 0.65-0.73 ms on two, 0.62-0.66 on one;
     // backward 0.39-1.5 against 0.23-0.24; 24 × 256 rows of 256).
@@ -52,7 +45,7 @@ public static class CausalSoftmax
             using var scores = ((Tensor)vars[0]).contiguous();
             double scale = (double)vars[1];
             var probs = empty_like(scores);
-            CausalSoftmaxKernel.Forward(TensorMemory.Address(scores), TensorMemory.Address(probs), TypeOf(scores),
+            CausalSoftmaxKernel.Forward(TensorMemory.Address(scores), TensorMemory.Address(probs), KernelAdam.ElementOf(scores.dtype),
                 scores.shape[0], (int)scores.shape[1], (float)scale, Threads);
             ctx.save_for_backward(new List<Tensor> { probs });
             ctx.save_data("scale", scale);
@@ -67,7 +60,7 @@ public static class CausalSoftmax
             var gradScores = empty_like(probs);
             using (var g = gradOutput.contiguous())
                 CausalSoftmaxKernel.Backward(TensorMemory.Address(probs), TensorMemory.Address(g), TensorMemory.Address(gradScores),
-                    TypeOf(probs), probs.shape[0], (int)probs.shape[1], (float)scale, Threads);
+                    KernelAdam.ElementOf(probs.dtype), probs.shape[0], (int)probs.shape[1], (float)scale, Threads);
             BackwardHandles.Release([gradOutput, .. saved]);
             return BackwardHandles.Return(new List<Tensor> { gradScores, null! }); // none for the scale
         }

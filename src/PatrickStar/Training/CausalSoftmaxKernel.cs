@@ -73,7 +73,7 @@ public static unsafe class CausalSoftmaxKernel
                 int valid = (int)(r % t) + 1;
                 if (width == SimdWidth.Vector512) ForwardRow512(src, dst, type, valid, t, scale, e);
                 else if (width == SimdWidth.Vector256) ForwardRow256(src, dst, type, valid, t, scale, e);
-                else ForwardTail(src, dst, type, 0, valid, t, scale, e, 0f);
+                else ForwardScalar(src, dst, type, valid, t, scale, e);
             }
     }
 
@@ -87,7 +87,7 @@ public static unsafe class CausalSoftmaxKernel
             int valid = (int)(r % t) + 1;
             if (width == SimdWidth.Vector512) BackwardRow512(p, g, d, type, valid, t, scale);
             else if (width == SimdWidth.Vector256) BackwardRow256(p, g, d, type, valid, t, scale);
-            else BackwardTail(p, g, d, type, 0, valid, t, scale, 0f);
+            else BackwardTail(p, g, d, type, 0, valid, t, scale, DotTail(p, g, type, 0, valid));
         }
     }
 
@@ -245,13 +245,12 @@ public static unsafe class CausalSoftmaxKernel
         return sum;
     }
 
-    /// <summary>The scalar form of a forward row from <paramref name="from"/> on (the whole row when 0), given the sum so far.</summary>
-    private static void ForwardTail(byte* src, byte* dst, ElementType type, int from, int valid, int t, float scale, float* e, float sumSoFar)
+    /// <summary>A forward row one element at a time (the reference the vector widths are tested against).</summary>
+    private static void ForwardScalar(byte* src, byte* dst, ElementType type, int valid, int t, float scale, float* e)
     {
         float m = float.MinValue;
         for (int i = 0; i < valid; i++) m = Math.Max(m, LowPrecision.Load(src, type, i));
-        float total = sumSoFar + ExpTail(src, type, from, valid, m, scale, e);
-        WriteTail(dst, type, from, valid, t, e, 1f / total);
+        WriteTail(dst, type, 0, valid, t, e, 1f / ExpTail(src, type, 0, valid, m, scale, e));
     }
 
     /// <summary>Probabilities of elements [from, valid), then zeros to the row's end.</summary>
@@ -268,10 +267,9 @@ public static unsafe class CausalSoftmaxKernel
         return sum;
     }
 
-    /// <summary>The scalar form of a backward row from <paramref name="from"/> on (the whole row, dot included, when 0).</summary>
+    /// <summary>Gradients of elements [from, valid) given the row's Σ p·g, then zeros to the row's end (from 0: the scalar form).</summary>
     private static void BackwardTail(byte* p, byte* g, byte* d, ElementType type, int from, int valid, int t, float scale, float dot)
     {
-        if (from == 0) dot = DotTail(p, g, type, 0, valid);
         for (int i = from; i < valid; i++)
             LowPrecision.Store(d, type, i, LowPrecision.Load(p, type, i) * (LowPrecision.Load(g, type, i) - dot) * scale);
         ZeroFrom(d, type, Math.Max(from, valid), t);

@@ -23,13 +23,6 @@ public class CausalSoftmaxKernelTests
 
     private bool Runs(SimdWidth width) => SimdWidthSupport.Runs(width, output);
 
-    private static ElementType TypeOf(ScalarType dtype) => dtype switch
-    {
-        ScalarType.Float32 => ElementType.Float32,
-        ScalarType.BFloat16 => ElementType.BFloat16,
-        _ => ElementType.Float16,
-    };
-
     /// <summary>softmax(scale · x + causal mask) and d/dx under the upstream gradient <paramref name="g"/>, by autograd in fp64.</summary>
     private static (Tensor Probs, Tensor Gradient) Reference(Tensor scores, Tensor g)
     {
@@ -45,7 +38,7 @@ public class CausalSoftmaxKernelTests
     {
         var p = empty_like(scores);
         var d = empty_like(scores);
-        var type = TypeOf(scores.dtype);
+        var type = KernelAdam.ElementOf(scores.dtype);
         int t = (int)scores.shape[1];
         CausalSoftmaxKernel.Forward(TensorMemory.Address(scores), TensorMemory.Address(p), type, scores.shape[0], t, (float)Scale, threads, width);
         CausalSoftmaxKernel.Backward(TensorMemory.Address(p), TensorMemory.Address(g), TensorMemory.Address(d), type, scores.shape[0], t, (float)Scale, threads, width);
